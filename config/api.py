@@ -1,0 +1,36 @@
+"""API-wide behaviour shared by every app's endpoints."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.errors import DomainError
+
+
+def exception_handler(exc, context):
+    """Map domain errors raised by services to clear JSON errors with stable codes."""
+    if isinstance(exc, DomainError):
+        body = {"error": exc.code, "detail": exc.message}
+        if exc.extra:
+            body.update(exc.extra)
+        return Response(body, status=exc.http_status)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "error" not in response.data:
+        code = getattr(exc, "default_code", "error")
+        response.data = {"error": code, **response.data}
+    if response is None:
+        return None
+    if response.status_code == status.HTTP_404_NOT_FOUND:
+        response.data = {"error": "not_found", "detail": "Not found."}
+    return response

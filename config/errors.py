@@ -1,0 +1,40 @@
+"""Errors raised by services; the API and the pages turn them into clear messages."""
+
+
+class DomainError(Exception):
+    """A refused action. ``code`` is stable and machine-readable; ``message`` is for people."""
+
+    http_status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, **extra):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.extra = extra
+
+
+class ValidationFailed(DomainError):
+    http_status = 400
+    code = "invalid"
+
+
+class Conflict(DomainError):
+    http_status = 409
+    code = "conflict"
+
+
+class Forbidden(DomainError):
+    http_status = 403
+    code = "forbidden"
+
+
+class Unprocessable(DomainError):
+    http_status = 422
+    code = "unprocessable"
+
+
+class PayloadTooLarge(DomainError):
+    http_status = 413
+    code = "too_large"
