@@ -153,9 +153,7 @@ else:
 # durable and lets any number of workers (``manage.py db_worker``) share one database.
 TASKS = {
     "default": {
-        "BACKEND": os.environ.get(
-            "TANDEM_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"
-        ),
+        "BACKEND": os.environ.get("TANDEM_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
         "QUEUES": ["default", "training", "generation", "snapshots"],
     }
 }
@@ -173,4 +171,4 @@ TANDEM_DEFAULT_LEASE_SECONDS = 600
 TANDEM_MAX_ACTIVE_LEASES_PER_ANNOTATOR = 2
 
 if os.environ.get("TANDEM_ENV") == "production":
-    from config.production import *  # noqa: F403,E402  (hardened overrides, validated)
+    from config.production import *  # noqa: F403  (hardened overrides, validated)

