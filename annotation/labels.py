@@ -105,10 +105,10 @@ def canonical_rubric(payload: dict, *, item_ids: list[int], rubric: list[dict]):
     scores = payload.get("scores")
     if not isinstance(scores, dict):
         raise _invalid("scores must map each response id to its dimension scores", "scores")
-    if len(item_ids) == 1 and set(scores) <= {"", "0"} | {d["name"] for d in rubric}:
+    by_dimension = set(scores) <= {d["name"] for d in rubric}
+    if len(item_ids) == 1 and by_dimension and all(isinstance(v, int) for v in scores.values()):
         # One response: the scores may be given directly by dimension.
-        if all(isinstance(v, int) for v in scores.values()):
-            scores = {str(item_ids[0]): scores}
+        scores = {str(item_ids[0]): scores}
     if sorted(scores) != sorted(str(i) for i in item_ids):
         raise _invalid("scores must cover every response of the task", "scores")
     out = {}
