@@ -1,0 +1,194 @@
+"""The authorisation matrix: every route x method x role x own/foreign object.
+
+Routes are discovered (``tests/security/routes.py``), so an endpoint merged later is in the
+matrix without an edit here. For every case:
+
+- anonymous callers are refused (401/403 for the API, a redirect to the login page for pages)
+  and the database is unchanged;
+- another project's objects give 404 or 403, the database is unchanged (a digest of every
+  row of every table, before and after), and not one byte of the other project reaches the
+  caller (cross-organisation IDOR, as in Label Studio's advisories);
+- a member of the project gets what ``policy.py`` declares for its role: a refused role gets
+  403/404 and changes nothing; an allowed one gets neither 401/403/404 nor a 5xx.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from tests.security import policy
+from tests.security.routes import http_routes, openapi_operations, query_parameters
+from tests.security.world import (
+    ALL_ACTORS,
+    FOREIGN_MARKER,
+    PROJECT_ROLES,
+    changed_tables,
+    db_checksum,
+    missing_factories,
+)
+
+OBJECT_PARAMS = {"project_id", "task_id", "label_id", "user_id"}
+
+
+def _names_objects(route, method) -> bool:
+    return bool(set(route.params) | set(query_parameters(route, method)))
+
+
+def _cases():
+    for route in http_routes():
+        for method in route.methods:
+            for actor in ALL_ACTORS:
+                sides = ["own"]
+                if actor in PROJECT_ROLES and _names_objects(route, method):
+                    sides.append("foreign")
+                for side in sides:
+                    yield pytest.param(
+                        route, method, actor, side, id=f"{route}-{method}-{actor}-{side}"
+                    )
+
+
+def _body(route, method, world, ids) -> dict:
+    """A request that would succeed if allowed, so a missing check cannot hide behind a 400."""
+    json = {
+        ("api-projects", "post"): {"name": "A new project"},
+        ("api-project", "patch"): {"name": "Renamed"},
+        ("api-members", "post"): {"username": "spare-member", "role": "reviewer"},
+        ("api-label-submit", "post"): {"payload": {"choice": "A", "strength": "clear"}},
+        ("api-task-skip", "post"): {"reason": "matrix"},
+        ("api-label", "patch"): {"payload": {"choice": "B", "strength": "strong"}},
+        ("api-token", "post"): {"username": "annotator-own", "password": "wrong"},
+    }.get((route.name, method), {})
+    if route.name == "api-imports":
+        upload = SimpleUploadedFile("rows.jsonl", b'{"prompt": "imported by the matrix"}\n')
+        return {"data": {"file": upload, "kind": "prompts"}}
+    if route.name == "frontend:project-manage" and method == "post":
+        form = {"action": "settings", "name": "Renamed", "overlap": "2", "lease_seconds": "600"}
+        return {"data": {**form, "task_kinds": ["pairwise"], "guidelines": "g"}}
+    if route.name == "frontend:login" and method == "post":
+        return {"data": {"username": "annotator-own", "password": "wrong"}}
+    if route.is_api and method != "get":
+        return {"data": json, "content_type": "application/json"}
+    return {}
+
+
+def _client(world, actor) -> Client:
+    client = Client()
+    if actor != "anonymous":
+        client.force_login(world.users[actor])  # before the digest: it sets last_login
+    return client
+
+
+def _request(client, route, method, world, actor, side):
+    ids = world.ids(side, actor)
+    url = route.url(ids)
+    query = {q: ids[q] for q in query_parameters(route, method) if q in ids}
+    kwargs = _body(route, method, world, ids)
+    if method == "get":
+        return getattr(client, method)(url, query)
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return getattr(client, method)(url, **kwargs)
+
+
+def _refused(response, route) -> bool:
+    if response.status_code in (401, 403, 404, 405):
+        return True
+    return (
+        not route.is_api
+        and response.status_code == 302
+        and response["Location"].startswith("/login/")
+    )
+
+
+@pytest.mark.parametrize(("route", "method", "actor", "side"), list(_cases()))
+def test_authorisation_matrix(world, db, route, method, actor, side):
+    missing = missing_factories(route.params)
+    if missing:
+        pytest.fail(f"{route}: no object factory for {sorted(missing)} in tests/security/world.py")
+    rule = policy.POLICY.get((route.name, method))
+
+    client = _client(world, actor)
+    before = db_checksum()
+    response = _request(client, route, method, world, actor, side)
+    after = db_checksum()
+    status = response.status_code
+    body = response.content.decode("utf-8", "replace") if not response.streaming else ""
+
+    assert status < 500, f"{route} {method} as {actor}: {status}"
+    if actor in (*PROJECT_ROLES, "anonymous") or _names_objects(route, method):
+        assert FOREIGN_MARKER not in body, f"{route} {method} leaked another project to {actor}"
+
+    if actor == "anonymous":
+        if rule == policy.PUBLIC:
+            return
+        assert _refused(response, route), f"{route} {method}: anonymous got {status}"
+        if route.is_api:
+            assert status in (401, 403, 405)
+        assert changed_tables(before, after) == []
+        return
+
+    foreign = side == "foreign" or (actor == "outsider" and _names_objects(route, method))
+    if foreign:
+        if rule == policy.PUBLIC:
+            return
+        assert status in (403, 404, 405), f"{route} {method}: {actor} reached another project"
+        assert changed_tables(before, after) == [], f"{route} {method}: refused but wrote"
+        return
+
+    if rule is None or actor == "outsider":
+        return  # undeclared routes fail test_every_route_declares_a_policy instead
+    if rule == policy.STAFF:
+        allowed = False
+    elif rule in (policy.PUBLIC, policy.AUTHENTICATED):
+        allowed = True
+    else:
+        allowed = actor in rule
+    if allowed:
+        assert status not in (401, 403, 404), f"{route} {method}: {actor} was refused ({status})"
+    else:
+        assert status in (403, 404, 405), f"{route} {method}: {actor} was allowed ({status})"
+        assert changed_tables(before, after) == [], f"{route} {method}: refused but wrote"
+
+
+def test_every_route_declares_a_policy():
+    undeclared = sorted(
+        f"{route.name} {method}"
+        for route in http_routes()
+        for method in route.methods
+        if (route.name, method) not in policy.POLICY
+    )
+    assert undeclared == [], (
+        "routes without a line in tests/security/policy.py (who may call them?): "
+        + ", ".join(undeclared)
+    )
+
+
+def test_every_path_parameter_has_an_object_factory():
+    missing = {p for route in http_routes() for p in missing_factories(route.params)}
+    assert missing == set(), f"add factories to tests/security/world.py for {sorted(missing)}"
+
+
+def test_the_openapi_schema_and_the_url_configuration_name_the_same_api_operations():
+    """An API route missing from the schema escapes the fuzzer; a schema entry missing from
+    the URLs is a lie. Both directions, so the matrix and the fuzzer see the same API."""
+    from_urls = {
+        (route.openapi_path, method)
+        for route in http_routes()
+        if route.is_api and route.name != "api-schema"
+        for method in route.methods
+    }
+    documented = openapi_operations()
+    assert from_urls - documented == set(), "API routes missing from the OpenAPI schema"
+    assert documented - from_urls == set(), "schema operations that no route serves"
+
+
+def test_the_admin_site_refuses_anyone_who_is_not_staff(world, db):
+    for actor in ("anonymous", "admin", "outsider"):
+        client = Client()
+        if actor != "anonymous":
+            client.force_login(world.users[actor])
+        response = client.get("/admin/")
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")

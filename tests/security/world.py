@@ -1,0 +1,140 @@
+"""A small world to attack: our project with one member of each role, and a foreign project.
+
+``own`` is the project every role below belongs to; ``foreign`` belongs to someone else (its
+admin is the ``outsider``). Everything about the foreign project carries ``FOREIGN_MARKER``,
+so a test can assert that not one byte of it reaches a non-member.
+
+Path parameters are filled by ``OBJECT_FACTORIES``: one entry per parameter name that any
+route uses. A route that lands with a new parameter (``run_id``, ``version_id``...) makes
+``test_every_path_parameter_has_an_object_factory`` fail until an entry is added here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from annotation import services
+from annotation.models import TaskKind
+from annotation.roles import Role
+
+User = get_user_model()
+
+FOREIGN_MARKER = "FOREIGNf7a3"
+PROJECT_ROLES = ("annotator", "reviewer", "engineer", "admin")
+ALL_ACTORS = (*PROJECT_ROLES, "outsider", "anonymous")
+# Tables whose rows change on any authenticated request and carry no domain state.
+CHECKSUM_EXCLUDED_TABLES = {"django_session"}
+
+
+@dataclass
+class World:
+    own: object
+    foreign: object
+    users: dict = field(default_factory=dict)  # actor -> User
+    objects: dict = field(default_factory=dict)  # (side, actor) -> {param: id}
+
+    def ids(self, side: str, actor: str) -> dict:
+        """The objects a request by ``actor`` names: its own ones, or the foreign project's."""
+        if side == "foreign" or actor in ("outsider", "anonymous"):
+            key = ("foreign", "any") if side == "foreign" else ("own", "annotator")
+            return self.objects[key]
+        return self.objects[("own", actor)]
+
+
+def _pairwise(project, n: int, text: str):
+    for i in range(n):
+        services.task_create(
+            project=project,
+            messages=[{"role": "user", "content": f"{text} question {i}?"}],
+            kind=TaskKind.PAIRWISE,
+            responses=[
+                {"text": f"{text} answer A{i}", "origin": "model", "model_name": "m"},
+                {"text": f"{text} answer B{i}", "origin": "model", "model_name": "m"},
+            ],
+        )
+
+
+def _label_then_hold(project, user) -> dict:
+    """Label one task, then hold a lease on another: the objects an annotator acts on."""
+    lease = services.task_claim_next(project=project, annotator=user)
+    label = services.label_submit(
+        task=lease.task, annotator=user, payload={"choice": "A", "strength": "clear"}
+    ).label
+    held = services.task_claim_next(project=project, annotator=user)
+    return {"task_id": held.task_id, "label_id": label.pk}
+
+
+def build_world() -> World:
+    make = User.objects.create_user
+    staff = make("platform-staff", password="pw-staff", is_staff=True)
+    users = {role: make(f"{role}-own", password=f"pw-{role}") for role in PROJECT_ROLES}
+    users["outsider"] = make("outsider", password="pw-outsider")
+    spare = make("spare-member", password="pw-spare")
+    foreign_annotator = make(f"annotator-{FOREIGN_MARKER}", password="pw-foreign")
+
+    own = services.project_create(name="Own project", created_by=staff, overlap=3)
+    foreign = services.project_create(
+        name=f"Project {FOREIGN_MARKER}",
+        guidelines=f"Guidelines {FOREIGN_MARKER}",
+        created_by=staff,
+        overlap=3,
+    )
+    for role in PROJECT_ROLES:
+        services.membership_set(project=own, user=users[role], role=role)
+    services.membership_set(project=own, user=spare, role=Role.ANNOTATOR)
+    services.membership_set(project=foreign, user=users["outsider"], role=Role.ADMIN)
+    services.membership_set(project=foreign, user=foreign_annotator, role=Role.ANNOTATOR)
+    _pairwise(own, 6, "own")
+    _pairwise(foreign, 3, FOREIGN_MARKER)
+
+    world = World(own=own, foreign=foreign, users=users)
+    held = {role: _label_then_hold(own, users[role]) for role in ("annotator", "reviewer", "admin")}
+    held["engineer"] = held["annotator"]  # an engineer labels nothing: it is shown others' objects
+    for role in PROJECT_ROLES:
+        world.objects[("own", role)] = {"project_id": own.pk, "user_id": spare.pk, **held[role]}
+    foreign_held = _label_then_hold(foreign, foreign_annotator)
+    world.objects[("foreign", "any")] = {
+        "project_id": foreign.pk,
+        "user_id": foreign_annotator.pk,
+        **foreign_held,
+    }
+    for values in world.objects.values():
+        values["project"] = values["project_id"]  # the same id, as a query parameter
+    return world
+
+
+def missing_factories(params) -> set[str]:
+    sample = {"project_id", "task_id", "label_id", "user_id", "project"}
+    return set(params) - sample
+
+
+def db_checksum() -> dict[str, str]:
+    """A digest of every row of every table (but sessions): equal before and after a refused
+    request means the request changed nothing."""
+    tables = sorted(set(connection.introspection.table_names()) - CHECKSUM_EXCLUDED_TABLES)
+    out: dict[str, str] = {}
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            qn = connection.ops.quote_name
+            # Table names come from the database's own catalogue, not from input.
+            parts = [
+                f"SELECT '{t}', md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) "  # noqa: S608
+                f"FROM {qn(t)} r"
+                for t in tables
+            ]
+            cursor.execute(" UNION ALL ".join(parts))
+            out = dict(cursor.fetchall())
+        else:
+            for t in tables:
+                cursor.execute(f"SELECT * FROM {connection.ops.quote_name(t)}")  # noqa: S608
+                rows = sorted(repr(r) for r in cursor.fetchall())
+                out[t] = hashlib.md5("|".join(rows).encode(), usedforsecurity=False).hexdigest()
+    return out
+
+
+def changed_tables(before: dict, after: dict) -> list[str]:
+    return sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
