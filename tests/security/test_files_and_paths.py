@@ -1,0 +1,245 @@
+"""Files and paths from outside: traversal, links, archives and bombs are refused, clearly.
+
+``config/safepaths.py`` is the one gate; the import endpoint is today's entry point that
+takes files. (Model registration from a local folder and artifact paths use the same gate as
+they land: see the module's docstring.)
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from annotation import services
+from annotation.models import ImportBatch
+from config.errors import PayloadTooLarge
+from config.safepaths import (
+    UnsafePath,
+    bounded_gunzip,
+    display_filename,
+    ensure_within,
+    safe_extract_zip,
+    safe_join,
+    safe_local_folder,
+    safe_relative,
+    storage_key,
+)
+from tests.security.world import changed_tables, db_checksum
+
+TRAVERSALS = [
+    "../etc/passwd",
+    "a/../../etc/passwd",
+    "..",
+    "/etc/passwd",
+    "//server/share/x",
+    "C:\\Windows\\system.ini",
+    "c:/windows/system.ini",
+    "..\\..\\boot.ini",
+    "weights\\model.bin",
+    "%2e%2e/etc/passwd",
+    "%2e%2e%2fetc%2fpasswd",
+    "%252e%252e%252fetc",
+    "..%2fetc",
+    "..%5c..%5cboot.ini",
+    "model.safetensors\x00.txt",
+    "model%00.safetensors",
+    "a/\x1b[31mred",
+    "",
+]
+
+
+@pytest.mark.parametrize("name", TRAVERSALS)
+def test_path_traversal_in_artifact_paths_is_refused_with_the_rule_named(name):
+    with pytest.raises(UnsafePath) as refused:
+        safe_relative(name)
+    assert refused.value.code == "unsafe_path"
+    assert "refused path" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("model.safetensors", "model.safetensors"), ("./a/b.json", "a/b.json"), ("a//b", "a/b")],
+)
+def test_ordinary_relative_names_are_accepted(name, expected):
+    assert str(safe_relative(name)) == expected
+
+
+def test_a_symlink_on_the_way_is_refused_even_when_it_points_inside(tmp_path):
+    root = tmp_path / "artifacts"
+    (root / "run1").mkdir(parents=True)
+    (root / "escape").symlink_to("/etc")
+    (root / "alias").symlink_to(root / "run1")
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        safe_join(root, "escape/passwd")
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        safe_join(root, "alias/weights.safetensors")
+    assert (
+        safe_join(root, "run1/weights.safetensors") == root.resolve() / "run1/weights.safetensors"
+    )
+
+
+def test_a_stored_path_outside_its_root_is_refused(tmp_path):
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    with pytest.raises(UnsafePath):
+        ensure_within(root, "/etc/passwd")
+    with pytest.raises(UnsafePath):
+        ensure_within(root, str(root / ".." / "other"))
+    assert ensure_within(root, root / "x") == root.resolve() / "x"
+
+
+def test_model_registration_from_a_local_folder_stays_inside_the_allowed_roots(tmp_path):
+    allowed = tmp_path / "models"
+    good = allowed / "policy-v1"
+    good.mkdir(parents=True)
+    (good / "model.safetensors").write_bytes(b"")
+    assert safe_local_folder(good, allowed_roots=[allowed]) == good
+    with pytest.raises(UnsafePath, match="not inside"):
+        safe_local_folder("/etc", allowed_roots=[allowed])
+    with pytest.raises(UnsafePath, match="not inside"):
+        safe_local_folder(f"{good}/../../..", allowed_roots=[allowed])
+    (good / "config.json").symlink_to("/etc/passwd")
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        safe_local_folder(good, allowed_roots=[allowed])
+
+
+def _zip(members: dict, *, symlink: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo("link")
+            info.external_attr = (0o120777 << 16) | 0
+            zf.writestr(info, symlink)
+    return buffer.getvalue()
+
+
+def test_zip_slip_archive_is_refused_and_writes_nothing(tmp_path):
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip({"ok.txt": b"fine", "../../evil.txt": b"pwned"}))
+    dest = tmp_path / "out"
+    with pytest.raises(UnsafePath, match="climbs out"):
+        safe_extract_zip(archive, dest)
+    assert not (tmp_path / "evil.txt").exists()
+    assert list(dest.rglob("*")) == []  # all or nothing
+
+
+def test_symlink_inside_an_archive_is_refused(tmp_path):
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip({"ok.txt": b"fine"}, symlink="/etc/passwd"))
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        safe_extract_zip(archive, tmp_path / "out")
+
+
+def test_decompression_bomb_archive_is_refused(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    archive.write_bytes(_zip({"zeros.bin": b"\0" * (20 << 20)}))
+    with pytest.raises(PayloadTooLarge) as refused:
+        safe_extract_zip(archive, tmp_path / "out")
+    assert refused.value.code == "decompression_bomb"
+    with pytest.raises(PayloadTooLarge):
+        safe_extract_zip(archive, tmp_path / "out2", max_ratio=10**6, max_total_bytes=1 << 20)
+    assert not (tmp_path / "out2" / "zeros.bin").exists()
+
+
+def test_gzip_bomb_stops_at_the_limit_without_expanding_it_all():
+    bomb = gzip.compress(b"\0" * (50 << 20))  # 50 MiB of zeros in ~50 KiB
+    with pytest.raises(PayloadTooLarge, match="decompression bomb"):
+        bounded_gunzip(bomb, max_bytes=1 << 30, max_ratio=200)
+    assert bounded_gunzip(gzip.compress(b"hello"), max_bytes=100) == b"hello"
+
+
+def test_storage_keys_are_generated_by_the_server():
+    keys = {storage_key(kind="imports", suffix=".jsonl") for _ in range(50)}
+    assert len(keys) == 50
+    assert all(k.startswith("imports/") and k.endswith(".jsonl") for k in keys)
+    assert storage_key(kind="imports", suffix="/../../x").startswith("imports/")
+    assert ".." not in storage_key(kind="imports", suffix="/../../x")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("../../etc/passwd.jsonl", "passwd.jsonl"),
+        ("..\\..\\windows\\evil.jsonl", "evil.jsonl"),
+        ("invoice\u202elnosj.jsonl", "invoicelnosj.jsonl"),
+        ("a\x00b.jsonl", "ab.jsonl"),
+        ("..", "upload"),
+    ],
+)
+def test_a_user_file_name_is_only_a_label(name, shown):
+    assert display_filename(name) == shown
+
+
+# Through the import endpoint: every refusal is a clear 4xx and changes nothing.
+
+
+@pytest.fixture
+def importer(db):
+    user = get_user_model().objects.create_user("importer", password="pw", is_staff=True)
+    project = services.project_create(name="Imports", created_by=user)
+    client = Client()
+    client.force_login(user)
+    return client, project
+
+
+def _upload(client, project, name: str, data: bytes):
+    return client.post(
+        f"/api/projects/{project.pk}/imports/",
+        {"file": SimpleUploadedFile(name, data), "kind": "prompts"},
+    )
+
+
+ROWS = b'{"prompt": "What is a lease?"}\n{"prompt": "Why overlap k?"}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "code"),
+    [
+        ("rows.zip", _zip({"rows.jsonl": ROWS}), 400, "unsupported_file"),
+        ("slip.zip", _zip({"../../rows.jsonl": ROWS}), 400, "unsupported_file"),
+        ("bomb.jsonl.gz", gzip.compress(b"\n" * (30 << 20)), 413, "decompression_bomb"),
+        ("rows.pkl", b"\x80\x04\x95" + b"\0" * 20, 400, "unsupported_file"),
+        ("rows.jsonl", b'{"prompt": "a\x00b"}\n', 400, "invalid"),
+    ],
+    ids=["zip", "zip-slip", "gzip-bomb", "pickle", "nul-byte"],
+)
+def test_hostile_uploads_are_refused_clearly_and_change_nothing(importer, name, data, status, code):
+    client, project = importer
+    before = db_checksum()
+    response = _upload(client, project, name, data)
+    assert response.status_code == status, response.content
+    assert response.json()["error"] == code
+    assert response.json()["detail"]
+    assert changed_tables(before, db_checksum()) == []
+
+
+def test_oversized_upload_is_refused_before_it_is_read(importer, settings):
+    settings.TANDEM_MAX_IMPORT_BYTES = 1000
+    client, project = importer
+    before = db_checksum()
+    response = _upload(client, project, "big.jsonl", ROWS * 100)
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    assert changed_tables(before, db_checksum()) == []
+
+
+def test_traversal_in_an_upload_name_never_becomes_a_path(importer, tmp_path, monkeypatch):
+    client, project = importer
+    monkeypatch.chdir(tmp_path)
+    response = _upload(client, project, "../../../tmp/evil.jsonl.gz", gzip.compress(ROWS))
+    assert response.status_code == 201, response.content
+    batch = ImportBatch.objects.get(pk=response.json()["id"])
+    assert batch.filename == "evil.jsonl"
+    assert batch.rows == 2
+    assert list(Path(tmp_path).iterdir()) == []
+    assert not os.path.exists("/tmp/evil.jsonl")
