@@ -16,7 +16,10 @@ def exception_handler(exc, context):
         body = {"error": exc.code, "detail": exc.message}
         if exc.extra:
             body.update(exc.extra)
-        return Response(body, status=exc.http_status)
+        response = Response(body, status=exc.http_status)
+        if "retry_after" in exc.extra:
+            response["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else exc.messages

@@ -38,3 +38,10 @@ class Unprocessable(DomainError):
 class PayloadTooLarge(DomainError):
     http_status = 413
     code = "too_large"
+
+
+class TooManyAttempts(DomainError):
+    """Login throttled: too many recent attempts for this account or from this address."""
+
+    http_status = 429
+    code = "too_many_attempts"

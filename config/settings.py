@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "frontend.middleware.LoginThrottleMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -98,6 +99,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Every authenticate() call (login page, admin login, /api/auth/token/) goes through the
+# throttle: a fixed window per account and per client address, counted in the database.
+AUTHENTICATION_BACKENDS = ["frontend.login_throttle.ThrottledModelBackend"]
+TANDEM_LOGIN_WINDOW_SECONDS = int(os.environ.get("TANDEM_LOGIN_WINDOW_SECONDS", 900))
+TANDEM_LOGIN_MAX_FAILURES_PER_USER = int(os.environ.get("TANDEM_LOGIN_MAX_FAILURES_PER_USER", 10))
+TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = int(
+    os.environ.get("TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS", 100)
+)
 LOGIN_URL = "frontend:login"
 LOGIN_REDIRECT_URL = "frontend:home"
 LOGOUT_REDIRECT_URL = "frontend:login"
