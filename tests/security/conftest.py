@@ -79,3 +79,8 @@ def world(django_db_setup, django_db_blocker):
         finally:
             transaction.set_rollback(True)
             atomic.__exit__(None, None, None)
+
+
+# The browser fixtures (Debian's Chromium through Playwright) are shared with the frontend
+# tests; re-exported here so the hostile-text tests can use them.
+from tests.frontend.conftest import browser, login, page  # noqa: E402, F401
