@@ -172,6 +172,11 @@ def project_update(*, project: Project, **fields) -> Project:
     unknown = set(fields) - set(EDITABLE_PROJECT_FIELDS)
     if unknown:
         raise ValidationFailed(f"these fields cannot be changed: {sorted(unknown)}")
+    # A field sent as null is not "absent" (DRF lets a form's JSON "null" through as None):
+    # every editable field is NOT NULL, so say so instead of failing in the database.
+    nulls = sorted(key for key, value in fields.items() if value is None)
+    if nulls:
+        raise ValidationFailed(f"these fields cannot be null: {nulls}", field=nulls[0])
     _validate_project_fields(fields)
     for key, value in fields.items():
         setattr(project, key, value)
