@@ -124,6 +124,14 @@ STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = VAR_DIR / "media"
 TANDEM_ARTIFACT_ROOT = Path(os.environ.get("TANDEM_ARTIFACT_ROOT", VAR_DIR / "artifacts"))
 TANDEM_MODEL_CACHE = Path(os.environ.get("TANDEM_MODEL_CACHE", VAR_DIR / "models"))
+# Folders a model may be registered from (config.safepaths.safe_local_folder); colon-separated.
+TANDEM_MODEL_IMPORT_ROOTS = [
+    Path(p)
+    for p in os.environ.get(
+        "TANDEM_MODEL_IMPORT_ROOTS", f"{TANDEM_MODEL_CACHE}:{TANDEM_ARTIFACT_ROOT}"
+    ).split(":")
+    if p
+]
 
 # Uploads: refuse oversized payloads early with a clear error instead of buffering them.
 TANDEM_MAX_IMPORT_BYTES = int(os.environ.get("TANDEM_MAX_IMPORT_BYTES", 200 * 1024 * 1024))

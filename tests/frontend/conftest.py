@@ -20,7 +20,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while the browser lives, and any later test that calls asyncio.run() or starts its
+# own Playwright would fail; closing it after each module keeps other tests unaffected.
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
