@@ -11,6 +11,9 @@ is the reviewed statement of who may call it.
 """
 
 ANNOTATING = frozenset({"annotator", "reviewer", "admin"})
+DATA = frozenset({"reviewer", "engineer", "admin"})
+REVIEW = frozenset({"reviewer", "admin"})
+TRAIN = frozenset({"engineer", "admin"})
 EVERY_ROLE = frozenset({"annotator", "reviewer", "engineer", "admin"})
 ADMIN = frozenset({"admin"})
 PUBLIC = "public"
@@ -51,4 +54,47 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:annotate", "post"): ANNOTATING,  # 405
     ("frontend:project-manage", "get"): ADMIN,
     ("frontend:project-manage", "post"): ADMIN,
+    # label quality (annotation.quality)
+    ("api-quality", "get"): DATA,
+    ("api-quality-refresh", "post"): ADMIN,
+    ("api-quality-reinstate", "post"): ADMIN,
+    ("api-review-queue", "get"): REVIEW,
+    ("api-review-task", "get"): REVIEW,
+    ("api-review-task", "post"): REVIEW,
+    ("api-gold", "get"): ADMIN,
+    ("api-gold-promote", "post"): ADMIN,
+    ("api-task-gold", "post"): ADMIN,
+    ("api-task-gold", "delete"): ADMIN,
+    ("api-final-labels", "get"): DATA,
+    ("frontend:quality-dashboard", "get"): DATA,
+    ("frontend:quality-dashboard", "post"): DATA,  # renders like GET
+    ("frontend:review-queue", "get"): REVIEW,
+    ("frontend:review-queue", "post"): REVIEW,
+    ("frontend:review-task", "get"): REVIEW,
+    ("frontend:review-task", "post"): REVIEW,
+    # dataset snapshots (rlhf)
+    ("api-snapshots", "get"): DATA,
+    ("api-snapshots", "post"): DATA,
+    ("api-snapshot", "get"): DATA,
+    ("api-snapshot-card", "get"): DATA,
+    ("api-snapshot-exports", "get"): DATA,
+    ("api-snapshot-exports", "post"): DATA,
+    ("rlhf-pages:snapshots", "get"): DATA,
+    ("rlhf-pages:snapshots", "post"): DATA,
+    ("rlhf-pages:snapshot", "get"): DATA,
+    ("rlhf-pages:snapshot", "post"): DATA,
+    # model registry (models_registry)
+    ("api-models", "get"): DATA,
+    ("api-model", "get"): DATA,
+    ("api-model-register", "post"): TRAIN,
+    ("api-model-register-base", "post"): TRAIN,
+    ("api-model-transition", "post"): REVIEW,  # to "rejected"; "in_review" needs TRAIN
+    ("api-model-version-audit", "get"): DATA,
+    ("api-model-audit", "get"): DATA,
+    ("api-model-aliases", "get"): DATA,
+    ("api-model-alias", "put"): REVIEW,
+    ("api-model-alias-rollback", "post"): REVIEW,
+    ("api-model-leaderboard", "get"): DATA,
+    ("api-model-generate", "post"): TRAIN,
+    ("api-generation-job", "get"): DATA,
 }

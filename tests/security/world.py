@@ -12,7 +12,11 @@ route uses. A route that lands with a new parameter (``run_id``, ``version_id``.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import tempfile
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -68,6 +72,43 @@ def _label_then_hold(project, user) -> dict:
     return {"task_id": held.task_id, "label_id": label.pk}
 
 
+def _landed(module: str):
+    """An app module once it has been merged, else None: factories for objects of apps that
+    land later stay dormant until then."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+@cache
+def _tiny_model_folder() -> Path:
+    from rlhf.training.base_models import build_tiny_causal_lm
+
+    return build_tiny_causal_lm(Path(tempfile.mkdtemp(prefix="security-model-")), seed=0)
+
+
+def _objects_of_later_apps(project, creator) -> dict:
+    """Snapshots (rlhf), model versions, aliases and generation jobs (models_registry)."""
+    out: dict = {}
+    snapshots = _landed("rlhf.services")
+    if snapshots is not None and hasattr(snapshots, "snapshot_create"):
+        snapshot = snapshots.snapshot_create(project=project, created_by=creator, enqueue=False)
+        out["snapshot_id"] = snapshot.pk
+    registry = _landed("models_registry.services")
+    if registry is not None and hasattr(registry, "base_model_register"):
+        version = registry.base_model_register(
+            project=project, registered_by=creator, folder=_tiny_model_folder(),
+            name=f"base-{project.pk}",
+        )  # fmt: skip
+        prompt_id = project.prompts.order_by("pk").values_list("pk", flat=True).first()
+        job = registry.generation_job_create(
+            version=version, prompt_ids=[prompt_id], created_by=creator
+        )
+        out.update(version_id=version.pk, job_id=job.pk, name="champion")
+    return out
+
+
 def build_world() -> World:
     make = User.objects.create_user
     staff = make("platform-staff", password="pw-staff", is_staff=True)
@@ -92,24 +133,37 @@ def build_world() -> World:
     _pairwise(foreign, 3, FOREIGN_MARKER)
 
     world = World(own=own, foreign=foreign, users=users)
+    later = {"own": _objects_of_later_apps(own, staff), "foreign": {}}
+    later["foreign"] = _objects_of_later_apps(foreign, staff)
     held = {role: _label_then_hold(own, users[role]) for role in ("annotator", "reviewer", "admin")}
     held["engineer"] = held["annotator"]  # an engineer labels nothing: it is shown others' objects
     for role in PROJECT_ROLES:
-        world.objects[("own", role)] = {"project_id": own.pk, "user_id": spare.pk, **held[role]}
+        world.objects[("own", role)] = {
+            "project_id": own.pk,
+            "user_id": spare.pk,
+            **held[role],
+            **later["own"],
+        }
     foreign_held = _label_then_hold(foreign, foreign_annotator)
     world.objects[("foreign", "any")] = {
         "project_id": foreign.pk,
         "user_id": foreign_annotator.pk,
         **foreign_held,
+        **later["foreign"],
     }
     for values in world.objects.values():
         values["project"] = values["project_id"]  # the same id, as a query parameter
     return world
 
 
+KNOWN_PARAMS = {
+    "project_id", "task_id", "label_id", "user_id", "project",
+    "snapshot_id", "version_id", "job_id", "name",
+}  # fmt: skip
+
+
 def missing_factories(params) -> set[str]:
-    sample = {"project_id", "task_id", "label_id", "user_id", "project"}
-    return set(params) - sample
+    return set(params) - KNOWN_PARAMS
 
 
 def db_checksum() -> dict[str, str]:
