@@ -32,6 +32,7 @@ from config.safepaths import (
     safe_relative,
     storage_key,
 )
+from tests.security.routes import http_routes
 from tests.security.world import changed_tables, db_checksum
 
 TRAVERSALS = [
@@ -243,3 +244,28 @@ def test_traversal_in_an_upload_name_never_becomes_a_path(importer, tmp_path, mo
     assert batch.rows == 2
     assert list(Path(tmp_path).iterdir()) == []
     assert not os.path.exists("/tmp/evil.jsonl")
+
+
+def test_registering_a_model_from_a_folder_outside_the_allowed_roots_is_refused(
+    importer, tmp_path, settings
+):
+    """An engineer names a folder on the server; only TANDEM_MODEL_IMPORT_ROOTS may be read
+    (else any folder the server can read, another project's artifacts included, becomes a
+    "model"). Dormant until the registry's API lands."""
+    if not any(r.name == "api-model-register" for r in http_routes()):
+        pytest.skip("the model registry's API has not landed")
+    from rlhf.training.base_models import build_tiny_causal_lm
+
+    client, project = importer
+    settings.TANDEM_MODEL_IMPORT_ROOTS = [tmp_path / "allowed"]
+    outside = build_tiny_causal_lm(tmp_path / "elsewhere", seed=0)
+    before = db_checksum()
+    for folder in (str(outside), str(tmp_path / "allowed" / ".." / "elsewhere"), "/etc"):
+        for route in ("register", "base"):
+            response = client.post(
+                f"/api/projects/{project.pk}/models/{route}/",
+                {"folder": folder, "name": "smuggled"},
+                content_type="application/json",
+            )
+            assert response.status_code == 400, (route, folder, response.content)
+    assert changed_tables(before, db_checksum()) == []
