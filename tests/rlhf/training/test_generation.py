@@ -246,3 +246,38 @@ def test_the_transformers_backend_never_touches_vllm(tiny_dir, monkeypatch):
     config = GenerationConfig(max_new_tokens=2, temperature=0, backend="transformers")
     result = generate_from_folder(tiny_dir, ["hi"], config, device="cpu")
     assert result.backend == "transformers"
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_a_gpu_batched_greedy_equals_one_at_a_time(tiny_dir):
+    loaded = load_causal_lm(tiny_dir, device="cuda", dtype="float32")
+    config = GenerationConfig(max_new_tokens=12, temperature=0.0, batch_size=5)
+    batched = generate_responses(loaded, PROMPTS, config)
+    alone = generate_responses(
+        loaded, PROMPTS, GenerationConfig(**{**vars(config), "batch_size": 1})
+    )
+    assert token_ids(batched) == token_ids(alone)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_a_gpu_sampling_is_reproducible_per_response_in_bfloat16(tiny_dir):
+    # given the automatic dtype (bfloat16 on a GPU that has it) and per-response seeds
+    loaded = load_causal_lm(tiny_dir, device="cuda", dtype="auto")
+    config = GenerationConfig(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=11, batch_size=5)
+
+    # when sampling twice, and the third prompt alone with its recorded seed
+    first = generate_responses(loaded, PROMPTS, config).responses
+    second = generate_responses(loaded, PROMPTS, config).responses
+    alone = generate_responses(
+        loaded, [PROMPTS[2]], GenerationConfig(**{**vars(config), "seed": first[2].params["seed"]})
+    ).responses[0]
+
+    # then the runs agree and the lone prompt reproduces its batched response
+    assert [r.token_ids for r in first] == [r.token_ids for r in second]
+    assert alone.token_ids == first[2].token_ids
+    assert first[0].params["dtype"] == ("bfloat16" if torch.cuda.is_bf16_supported() else "float32")

@@ -169,3 +169,25 @@ def test_evaluate_policy_reports_lengths_reward_and_kl(policy, reference, reward
     assert evaluation.reward.rewards == pytest.approx(expected_rewards, abs=1e-6)
     expected_kl = kl_to_reference(policy, reference, PROMPTS, [r.token_ids for r in responses])
     assert evaluation.kl_to_reference.mean == pytest.approx(expected_kl.mean, abs=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_scores_match_the_cpu(policy_dir, reference_dir, reward_dir, policy, reference):
+    # given the same models on the GPU in float32
+    gpu_policy = load_causal_lm(policy_dir, device="cuda", dtype="float32")
+    gpu_reference = load_causal_lm(reference_dir, device="cuda", dtype="float32")
+    responses = [[30, 31, 32], [33], [34, 35]]
+
+    # then KL, perplexity and rewards agree with the CPU to float32 precision
+    cpu_kl = kl_to_reference(policy, reference, PROMPTS, responses)
+    gpu_kl = kl_to_reference(gpu_policy, gpu_reference, PROMPTS, responses)
+    assert gpu_kl.per_response == pytest.approx(cpu_kl.per_response, abs=1e-3)
+    text = "The sea is wide and deep and blue."
+    assert perplexity(gpu_policy, [text]) == pytest.approx(perplexity(policy, [text]), rel=1e-3)
+    cpu_rm = load_reward_model(reward_dir, device="cpu", dtype="float32")
+    gpu_rm = load_reward_model(reward_dir, device="cuda", dtype="float32")
+    answers = ["Hello there.", "The sea.", "Yes"]
+    assert score_rewards(gpu_rm, PROMPTS, answers).rewards == pytest.approx(
+        score_rewards(cpu_rm, PROMPTS, answers).rewards, abs=1e-3
+    )
