@@ -75,6 +75,7 @@ def main() -> None:
     generate_responses(loaded, prompts[:2], GenerationConfig(max_new_tokens=4, temperature=0))
 
     batched, batched_s = timed(loaded, prompts, greedy)
+    print(f"batched path done in {batched_s:.1f} s", file=sys.stderr, flush=True)
     sequential, sequential_s = timed(loaded, prompts, one_at_a_time)
 
     same = sum(

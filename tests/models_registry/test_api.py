@@ -136,3 +136,18 @@ def test_leaderboard_endpoint(candidate, base_version, reviewer, add_reviews):
         (2, "tiny-base v1", 1, 4),
     ]
     assert rows[0]["ci_low"] < rows[0]["strength"] < rows[0]["ci_high"]
+
+
+def test_a_versions_audit_trail_includes_alias_moves_away_from_it(
+    candidate, base_version, reviewer
+):
+    from models_registry import services
+
+    services.model_version_transition(version=candidate, actor=reviewer, to_state="in_review")
+    services.model_version_approve(version=candidate, actor=reviewer, reason="better")
+    events = client_for(reviewer).get(reverse("api-model-version-audit", args=[base_version.pk]))
+    assert [(e["action"], e["alias"]) for e in events.json()] == [
+        ("registered", ""),
+        ("alias_set", "champion"),  # became champion
+        ("alias_set", "champion"),  # champion moved to the candidate (previous_version = base)
+    ]
