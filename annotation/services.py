@@ -339,6 +339,7 @@ def _candidate_ids(project: Project, annotator, exclude: list[int], now, limit: 
     labelled = Label.objects.filter(task_id=OuterRef("pk"), annotator=annotator)
     queryset = (
         Task.objects.filter(project=project, status=TaskStatus.OPEN)
+        .filter(gold__isnull=True)  # gold tasks come only through the gold preemptor
         .exclude(pk__in=exclude)
         .exclude(Exists(mine))
         .exclude(Exists(labelled))

@@ -13,11 +13,12 @@ Facts of a task::
     {"kind": "pairwise", "items": [response_id, ...], "gold": expected | None,
      "done_day": "YYYY-MM-DD" | None,
      "labels": [{"a": annotator_id, "v": value, "s": "l" | "r" | None, "d": ms | None,
-                 "f": 0 | 1, "day": "YYYY-MM-DD"}, ...],
+                 "f": 0 | 1, "g": 0 | 1, "day": "YYYY-MM-DD"}, ...],
      "skips": [{"a": annotator_id, "day": "YYYY-MM-DD"}, ...]}
 
 with the value by kind: pairwise ``[outcome, strength]``, ranking the tiers (best first),
-rubric ``{response_id: {dimension: score}}``, correction None.
+rubric ``{response_id: {dimension: score}}``, correction None; ``"g": 0`` marks a label given
+before its task became gold (it does not count as a gold answer).
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def task_contribution(facts: Mapping) -> tuple[dict, dict[int, dict], dict[str, 
             bump(own, "left")
         elif lb.get("s") == "r":
             bump(own, "right")
-        if is_gold:
+        if is_gold and lb.get("g", 1):
             bump(own, "gold_answered")
             bump(own, "gold_correct", int(gold_matches(kind, facts["gold"], lb["v"])))
     for skip in skips:

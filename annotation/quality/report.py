@@ -93,7 +93,7 @@ def kind_summary(kind: str, stats: Mapping) -> dict:
     if kind == "ranking":
         w = stats.get("kendall_w") or {}
         tasks = int(w.get("tasks", 0))
-        out["kendall_w_mean"] = _rounded(w["sum_micro"] / MICRO / tasks) if tasks else None
+        out["kendall_w_mean"] = _rounded(w.get("sum_micro", 0) / MICRO / tasks) if tasks else None
         out["kendall_w_tasks"] = tasks
     return out
 
