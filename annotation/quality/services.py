@@ -326,8 +326,9 @@ def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> 
         "adjudicated": Adjudication.objects.filter(project_id=project_id).count(),
     }
     data["refresh_seconds"] = round(seconds, 3)
-    report.report = data
     report.computed_at = timezone.now()
+    data["computed_at"] = report.computed_at.isoformat()
+    report.report = data
     report.seconds = seconds
     report.save(update_fields=["report", "computed_at", "seconds"])
 
