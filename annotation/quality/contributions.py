@@ -29,7 +29,6 @@ from itertools import combinations
 import numpy as np
 
 from annotation.quality.metrics import (
-    AnnotatorCounters,
     consensus_tau,
     duration_bin,
     kendall_w,
@@ -111,6 +110,57 @@ def _is_zero(value) -> bool:
     return value == 0
 
 
+def _copy(value):
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _list_accumulate(target: list, delta: list, sign: int) -> list:
+    if len(target) != len(delta):
+        raise ValueError("cannot add count vectors of different lengths")
+    for i, d in enumerate(delta):
+        if isinstance(d, list):
+            _list_accumulate(target[i], d, sign)
+        else:
+            target[i] += sign * int(d)
+    return target
+
+
+def nested_accumulate(target: dict, delta: Mapping | None, sign: int = 1) -> dict:
+    """target += sign·delta in place, over nested dicts of ints and (nested) lists of ints.
+
+    Keys whose counts fall to zero are dropped, so a cache row holds only what exists.
+    In place because a cache row's sums hold thousands of keys (annotator pairs, days) and a
+    refresh adds thousands of task contributions to them.
+    """
+    for key, value in (delta or {}).items():
+        if isinstance(value, dict):
+            sub = target.get(key)
+            if not isinstance(sub, dict):
+                sub = target[key] = {}
+            nested_accumulate(sub, value, sign)
+            if not sub:
+                del target[key]
+        elif isinstance(value, list):
+            current = target.get(key)
+            if current:
+                _list_accumulate(current, value, sign)
+            else:
+                current = target[key] = _list_accumulate(_zeros_like(value), value, sign)
+            if _is_zero(current):
+                del target[key]
+        else:
+            total = target.get(key, 0) + sign * int(value)
+            if total:
+                target[key] = total
+            else:
+                target.pop(key, None)
+    return target
+
+
 def _zeros_like(value):
     if isinstance(value, list):
         return [_zeros_like(v) for v in value]
@@ -118,34 +168,56 @@ def _zeros_like(value):
 
 
 def nested_add(base, delta, sign: int = 1):
-    """base + sign·delta over nested dicts of ints and (nested) lists of ints.
-
-    Keys whose counts fall to zero are dropped, so a cache row holds only what exists.
-    """
+    """base + sign·delta as a new value (see nested_accumulate); base is left unchanged."""
     if delta is None:
         return base
     if isinstance(delta, dict):
-        out = dict(base or {})
-        for key, value in delta.items():
-            merged = nested_add(out.get(key), value, sign)
-            if _is_zero(merged):
-                out.pop(key, None)
-            else:
-                out[key] = merged
-        return out
+        return nested_accumulate(_copy(base) if base else {}, delta, sign)
     if isinstance(delta, list):
-        base = base if base else _zeros_like(delta)
-        return [nested_add(b, d, sign) for b, d in zip(base, delta, strict=True)]
+        return _list_accumulate(_copy(base) if base else _zeros_like(delta), delta, sign)
     return (base or 0) + sign * int(delta)
 
 
 def _unit(counts: np.ndarray) -> dict:
-    """One unit's share of an AgreementStats, keyed by its size as AgreementStats.to_dict."""
+    """One unit's share of an AgreementStats, by unit size, in sparse form.
+
+    ``{"m": {"units": 1, "totals": {"i": n}, "pairs": {"i,j": n}}}``: only the values the unit
+    holds (see ``dense_agreement`` for AgreementStats' dense form).
+    """
     m = int(counts.sum())
     if m < 2:
         return {}
-    pairs = np.outer(counts, counts) - np.diag(counts)
-    return {str(m): {"units": 1, "totals": counts.tolist(), "pairs": pairs.tolist()}}
+    present = [(i, int(c)) for i, c in enumerate(counts.tolist()) if c]
+    pairs = {}
+    for i, ci in present:
+        for j, cj in present:
+            n = ci * cj - (ci if i == j else 0)
+            if n:
+                pairs[f"{i},{j}"] = n
+    return {str(m): {"units": 1, "totals": {str(i): c for i, c in present}, "pairs": pairs}}
+
+
+def dense_agreement(by_size: Mapping | None, size: int) -> dict:
+    """Sparse sums of ``_unit`` as AgreementStats.to_dict's ``by_size`` (dense lists)."""
+    out = {}
+    for m, d in (by_size or {}).items():
+        totals = [0] * size
+        for i, n in (d.get("totals") or {}).items():
+            totals[int(i)] = n
+        pairs = [[0] * size for _ in range(size)]
+        for key, n in (d.get("pairs") or {}).items():
+            i, j = key.split(",")
+            pairs[int(i)][int(j)] = n
+        out[m] = {"units": d.get("units", 0), "totals": totals, "pairs": pairs}
+    return out
+
+
+def dense_counts(sparse: Mapping | None, size: int) -> list[int]:
+    """A sparse {"bin": count} as a list of ``size`` counts."""
+    out = [0] * size
+    for i, n in (sparse or {}).items():
+        out[int(i)] = n
+    return out
 
 
 def _counts(indices, size: int) -> np.ndarray:
@@ -197,7 +269,7 @@ def task_contribution(facts: Mapping) -> tuple[dict, dict[int, dict], dict[str, 
         "labels": len(labels),
         "skips": len(skips),
         "flagged": sum(1 for lb in labels if lb.get("f")),
-        "durations": [0] * len(AnnotatorCounters().durations),
+        "durations": {},  # sparse histogram: {"bin": count}
         "days": {},
     }
     annotators: dict[int, dict] = {}
@@ -217,9 +289,9 @@ def task_contribution(facts: Mapping) -> tuple[dict, dict[int, dict], dict[str, 
         if lb.get("f"):
             bump(own, "flagged_labels")
         if lb.get("d") is not None:
-            b = duration_bin(lb["d"])
-            project["durations"][b] += 1
-            own.setdefault("durations", [0] * len(project["durations"]))[b] += 1
+            b = str(duration_bin(lb["d"]))
+            bump(project["durations"], b)
+            bump(own.setdefault("durations", {}), b)
         if lb.get("s") == "l":
             bump(own, "left")
         elif lb.get("s") == "r":
@@ -273,12 +345,9 @@ def _pairwise(labels, project, annotator, pairs, last_day) -> None:
         day = own["days"].setdefault(lb["day"], {})
         day["compared"] = day.get("compared", 0) + 1
         day["agree"] = day.get("agree", 0) + agree
-    size = len(OUTCOMES)
     by_annotator = sorted(zip((int(lb["a"]) for lb in labels), outcomes, strict=True))
     for (a, va), (b, vb) in combinations(by_annotator, 2):
-        cells = [[0] * size for _ in range(size)]
-        cells[va][vb] = 1
-        pairs[f"{a}-{b}"] = {"cells": cells}
+        pairs[f"{a}-{b}"] = {"cells": {f"{va},{vb}": 1}}  # sparse (size x size) confusion
 
 
 def _ranking(items, labels, project, annotator) -> None:

@@ -604,8 +604,12 @@ class AnnotatorCounters:
     @classmethod
     def from_dict(cls, data: Mapping) -> AnnotatorCounters:
         durations = np.zeros(DURATION_BINS, np.int64)
-        stored = np.asarray(data.get("durations") or [], dtype=np.int64)
-        durations[: len(stored)] = stored
+        stored = data.get("durations") or []
+        if isinstance(stored, Mapping):  # sparse {"bin": count}, as the caches keep it
+            for b, n in stored.items():
+                durations[int(b)] = n
+        else:
+            durations[: len(stored)] = np.asarray(stored, dtype=np.int64)
         return cls(**{f: int(data.get(f, 0)) for f in _COUNTER_FIELDS}, durations=durations)
 
 

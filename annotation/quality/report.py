@@ -12,7 +12,14 @@ from datetime import date, timedelta
 import numpy as np
 
 from annotation.quality.config import QualityConfig
-from annotation.quality.contributions import MICRO, OUTCOMES, RUBRIC_SCORES, STRENGTH_SCALE
+from annotation.quality.contributions import (
+    MICRO,
+    OUTCOMES,
+    RUBRIC_SCORES,
+    STRENGTH_SCALE,
+    dense_agreement,
+    dense_counts,
+)
 from annotation.quality.metrics import (
     DURATION_EDGES_S,
     INTERVAL,
@@ -34,7 +41,10 @@ def _rounded(value: float | None, digits: int = 4) -> float | None:
 
 
 def _stats(data: Mapping | None, values) -> AgreementStats:
-    return AgreementStats.from_dict({"values": list(values), "by_size": data or {}})
+    values = list(values)
+    return AgreementStats.from_dict(
+        {"values": values, "by_size": dense_agreement(data, len(values))}
+    )
 
 
 def agreement_summary(agreement: Mapping, kind: str) -> dict:
@@ -67,7 +77,7 @@ def agreement_summary(agreement: Mapping, kind: str) -> dict:
 
 def kind_summary(kind: str, stats: Mapping) -> dict:
     labels = int(stats.get("labels", 0))
-    durations = list(stats.get("durations") or [0] * len(DURATION_EDGES_S))
+    durations = dense_counts(stats.get("durations"), len(DURATION_EDGES_S))
     distribution = dict(stats.get("distribution") or {})
     out = {
         "kind": kind,
@@ -131,7 +141,8 @@ def pair_kappas(pairs: Mapping[str, Mapping]) -> tuple[dict, dict[int, list[floa
     by_annotator: dict[int, list[float]] = {}
     kappas = []
     for key, data in pairs.items():
-        kappa = cohen_kappa(np.asarray(data.get("cells")))
+        cells = dense_agreement({"2": {"pairs": data.get("cells")}}, len(OUTCOMES))["2"]
+        kappa = cohen_kappa(np.asarray(cells["pairs"]))
         if kappa is None:
             continue
         kappas.append(kappa)

@@ -202,11 +202,11 @@ def _apply(project_id: int, task_ids: list[int], *, fresh: bool = False) -> None
                 continue
             project_part, annotator_parts, pair_part = qc.task_contribution(facts)
             kind = facts["kind"]
-            project_delta[kind] = qc.nested_add(project_delta[kind], project_part, sign)
+            qc.nested_accumulate(project_delta[kind], project_part, sign)
             if pair_part:
-                pair_delta[kind] = qc.nested_add(pair_delta[kind], pair_part, sign)
+                qc.nested_accumulate(pair_delta[kind], pair_part, sign)
             for a, part in annotator_parts.items():
-                annotator_delta[a] = qc.nested_add(annotator_delta[a], part, sign)
+                qc.nested_accumulate(annotator_delta[a], part, sign)
         facts = new_facts.get(task_id)
         if facts is not None:
             task_rows.append(
@@ -234,8 +234,8 @@ def _apply(project_id: int, task_ids: list[int], *, fresh: bool = False) -> None
 def _apply_project(project_id: int, project_delta: dict, pair_delta: dict) -> None:
     for kind in set(project_delta) | set(pair_delta):
         row, _ = ProjectQuality.objects.get_or_create(project_id=project_id, kind=kind)
-        row.stats = qc.nested_add(row.stats, project_delta.get(kind))
-        row.pairs = qc.nested_add(row.pairs, pair_delta.get(kind))
+        row.stats = qc.nested_accumulate(row.stats or {}, project_delta.get(kind))
+        row.pairs = qc.nested_accumulate(row.pairs or {}, pair_delta.get(kind))
         row.save(update_fields=["stats", "pairs", "updated_at"])
 
 
@@ -259,7 +259,7 @@ def _apply_annotators(project_id: int, annotator_delta: dict[int, dict]) -> None
             to_create.append(row)
         else:
             to_update.append(row)
-        row.stats = qc.nested_add(row.stats, delta)
+        row.stats = qc.nested_accumulate(row.stats or {}, delta)
         row.gold_answered = int(row.stats.get("gold_answered", 0))
         row.gold_correct = int(row.stats.get("gold_correct", 0))
         row.updated_at = now
