@@ -307,6 +307,9 @@ def task_contribution(facts: Mapping) -> tuple[dict, dict[int, dict], dict[str, 
         bump(project, "gold_labels", len(labels))
         return project, annotators, {}
 
+    agreement = task_agreement(facts)
+    if agreement is not None and agreement < 1:
+        project["disputed"] = 1  # labels disagree: a candidate for the reviewer queue
     pairs: dict[str, dict] = {}
     last_day = max((lb["day"] for lb in labels), default=None)
     if kind == PAIRWISE and labels:

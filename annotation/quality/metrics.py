@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binom, binomtest
 
 NOMINAL = "nominal"
 ORDINAL = "ordinal"
@@ -447,6 +447,22 @@ def position_bias_test(left: int, right: int) -> float | None:
     return float(binomtest(left, n, 0.5, alternative="two-sided").pvalue)
 
 
+def position_bias_tests(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``position_bias_test`` for many annotators at once (NaN where nothing was decided).
+
+    Against 0.5 the binomial distribution is symmetric, so the two-sided exact p-value of
+    scipy.stats.binomtest (outcomes no likelier than the observed one) is twice the smaller
+    tail, capped at 1. One vectorised call instead of a search per annotator: a report over
+    hundreds of annotators stays in milliseconds.
+    """
+    left = np.asarray(left, dtype=np.int64)
+    n = left + np.asarray(right, dtype=np.int64)
+    lower = binom.cdf(left, n, 0.5)
+    upper = binom.sf(left - 1, n, 0.5)
+    p = np.minimum(1.0, 2 * np.minimum(lower, upper))
+    return np.where(n > 0, p, np.nan)
+
+
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone), same order as given."""
     p = np.asarray(p_values, dtype=float)
@@ -469,7 +485,15 @@ def position_bias(
     explain a skew. Many annotators are tested at once, so the flag uses Holm-adjusted p-values
     (family-wise error ≤ alpha): a dashboard of 200 honest annotators would otherwise show two.
     """
-    tested = {a: position_bias_test(lf, rt) for a, (lf, rt) in left_right.items()}
+    names_all = list(left_right)
+    p_values = position_bias_tests(
+        np.array([left_right[a][0] for a in names_all], dtype=np.int64),
+        np.array([left_right[a][1] for a in names_all], dtype=np.int64),
+    )
+    tested = {
+        a: None if math.isnan(p) else float(p)
+        for a, p in zip(names_all, p_values.tolist(), strict=True)
+    }
     names = [a for a, p in tested.items() if p is not None]
     adjusted = dict(zip(names, holm_adjust([tested[a] for a in names]), strict=True))
     out = {}

@@ -28,7 +28,6 @@ from annotation.quality.metrics import (
     AgreementStats,
     AnnotatorCounters,
     annotator_summary,
-    cohen_kappa,
     histogram_quantile,
     position_bias,
 )
@@ -86,6 +85,7 @@ def kind_summary(kind: str, stats: Mapping) -> dict:
         "skips": int(stats.get("skips", 0)),
         "flagged": int(stats.get("flagged", 0)),
         "gold_labels": int(stats.get("gold_labels", 0)),
+        "disputed": int(stats.get("disputed", 0)),
         "distribution": distribution,
         "agreement": agreement_summary(stats.get("agreement") or {}, kind),
         "durations": {
@@ -136,13 +136,32 @@ def daily_series(kinds: Mapping[str, Mapping]) -> list[dict]:
     return series
 
 
+def sparse_cohen_kappa(cells: Mapping[str, int]) -> float | None:
+    """Cohen's kappa from sparse confusion cells {"i,j": n} (metrics.cohen_kappa, densely)."""
+    n = diagonal = 0
+    rows: dict[str, int] = {}
+    cols: dict[str, int] = {}
+    for key, count in cells.items():
+        i, j = key.split(",")
+        n += count
+        rows[i] = rows.get(i, 0) + count
+        cols[j] = cols.get(j, 0) + count
+        if i == j:
+            diagonal += count
+    if n == 0:
+        return None
+    expected = sum(r * cols.get(k, 0) for k, r in rows.items()) / n**2
+    if abs(expected - 1.0) < 1e-12:
+        return None
+    return (diagonal / n - expected) / (1 - expected)
+
+
 def pair_kappas(pairs: Mapping[str, Mapping]) -> tuple[dict, dict[int, list[float]]]:
     """Cohen's kappa of every annotator pair (pairwise outcomes) and each annotator's list."""
     by_annotator: dict[int, list[float]] = {}
     kappas = []
     for key, data in pairs.items():
-        cells = dense_agreement({"2": {"pairs": data.get("cells")}}, len(OUTCOMES))["2"]
-        kappa = cohen_kappa(np.asarray(cells["pairs"]))
+        kappa = sparse_cohen_kappa(data.get("cells") or {})
         if kappa is None:
             continue
         kappas.append(kappa)

@@ -13,6 +13,7 @@ How the caches stay current (see annotation.quality.contributions for the arithm
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -222,13 +223,73 @@ def _apply(project_id: int, task_ids: list[int], *, fresh: bool = False) -> None
             )
     _apply_project(project_id, project_delta, pair_delta)
     _apply_annotators(project_id, annotator_delta)
-    TaskQuality.objects.bulk_create(
+    _upsert(
+        TaskQuality,
         task_rows,
-        batch_size=2_000,
-        update_conflicts=True,
-        unique_fields=["task"],
-        update_fields=["kind", "labels", "agreement", "is_gold", "facts", "updated_at"],
+        unique=["task_id"],
+        update=["kind", "labels", "agreement", "is_gold", "facts", "updated_at"],
     )
+
+
+_PG_TYPES = {
+    "BigAutoField": "bigint",
+    "ForeignKey": "bigint",
+    "OneToOneField": "bigint",
+    "CharField": "text",
+    "PositiveIntegerField": "integer",
+    "FloatField": "double precision",
+    "BooleanField": "boolean",
+    "JSONField": "jsonb",
+    "DateTimeField": "timestamptz",
+}
+
+
+def _upsert(model, rows: list, *, unique: list[str], update: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE of many rows.
+
+    On PostgreSQL the rows travel as one JSON document read by jsonb_to_recordset: Django's
+    bulk_create sends them as arrays, and escaping thousands of JSON values into array
+    literals costs more than the rest of a refresh. Elsewhere, bulk_create.
+    """
+    if not rows:
+        return
+    now = timezone.now()
+    for row in rows:
+        if hasattr(row, "updated_at"):
+            row.updated_at = now
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(
+            rows,
+            batch_size=1_000,
+            update_conflicts=True,
+            unique_fields=[u.removesuffix("_id") for u in unique],
+            update_fields=update,
+        )
+        return
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.column == "id")]
+    columns = [f.column for f in fields]
+    records = []
+    for row in rows:
+        record = {}
+        for f in fields:
+            value = getattr(row, f.attname)
+            record[f.column] = value.isoformat() if hasattr(value, "isoformat") else value
+        records.append(record)
+    # Identifiers come from the model's metadata, never from input; the rows are a parameter.
+    q = connection.ops.quote_name
+    names = ", ".join(q(c) for c in columns)
+    definition = ", ".join(f"{q(f.column)} {_PG_TYPES[f.get_internal_type()]}" for f in fields)
+    assignments = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in update)
+    conflict = ", ".join(q(c) for c in unique)
+    sql = " ".join(
+        [
+            f"INSERT INTO {q(model._meta.db_table)} ({names}) SELECT {names}",  # noqa: S608
+            f"FROM jsonb_to_recordset(%s::jsonb) AS r({definition})",
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {assignments}",
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(records)])
 
 
 def _apply_project(project_id: int, project_delta: dict, pair_delta: dict) -> None:
@@ -244,21 +305,17 @@ def _apply_annotators(project_id: int, annotator_delta: dict[int, dict]) -> None
         return
     project = Project.objects.get(pk=project_id)
     config = quality_config(project)
+    # Locked: a pause or reinstatement running now must not be overwritten by this refresh.
     existing = {
         row.annotator_id: row
-        for row in AnnotatorQuality.objects.filter(
+        for row in AnnotatorQuality.objects.select_for_update().filter(
             project_id=project_id, annotator_id__in=list(annotator_delta)
         )
     }
     now = timezone.now()
-    to_create, to_update = [], []
+    rows = []
     for a, delta in annotator_delta.items():
-        row = existing.get(a)
-        if row is None:
-            row = AnnotatorQuality(project_id=project_id, annotator_id=a, stats={})
-            to_create.append(row)
-        else:
-            to_update.append(row)
+        row = existing.get(a) or AnnotatorQuality(project_id=project_id, annotator_id=a, stats={})
         row.stats = qc.nested_accumulate(row.stats or {}, delta)
         row.gold_answered = int(row.stats.get("gold_answered", 0))
         row.gold_correct = int(row.stats.get("gold_correct", 0))
@@ -275,12 +332,15 @@ def _apply_annotators(project_id: int, annotator_delta: dict[int, dict]) -> None
                 f"{correct} of your last {answered} check items matched the expected answer "
                 f"(the project asks for {config.gold_threshold:.0%})."
             )
-    AnnotatorQuality.objects.bulk_create(to_create, batch_size=1_000)
-    AnnotatorQuality.objects.bulk_update(
-        to_update,
-        ["stats", "gold_answered", "gold_correct", "paused_at", "pause_reason", "updated_at"],
-        batch_size=1_000,
-    )
+        rows.append(row)
+    # One INSERT ... ON CONFLICT for new and known annotators alike.
+    _upsert(
+        AnnotatorQuality,
+        rows,
+        unique=["project_id", "annotator_id"],
+        update=["stats", "gold_answered", "gold_correct", "paused_at", "pause_reason",
+                "updated_at"],
+    )  # fmt: skip
 
 
 def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> None:
@@ -299,17 +359,12 @@ def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> 
         paused[a] = paused_at is not None
     names = dict(User.objects.filter(pk__in=list(annotators)).values_list("pk", "username"))
     counts = Task.objects.filter(project_id=project_id).aggregate(
-        total=Count("id"),
-        done=Count("id", filter=Q(status=TaskStatus.DONE)),
-        gold=Count("id", filter=Q(gold__isnull=False)),
+        total=Count("id"), done=Count("id", filter=Q(status=TaskStatus.DONE))
     )
-    review_pending = (
-        TaskQuality.objects.filter(project_id=project_id, labels__gte=2, is_gold=False)
-        .exclude(agreement__isnull=True)
-        .exclude(agreement__gte=1.0)
-        .filter(task__adjudication__isnull=True)
-        .count()
-    )
+    gold_tasks = GoldTask.objects.filter(project_id=project_id).count()
+    adjudicated = Adjudication.objects.filter(project_id=project_id).count()
+    # Disputed tasks are counted by the contributions; adjudications only resolve those.
+    disputed = sum(int(stats.get("disputed", 0)) for stats in kinds.values())
     data = quality_report(
         kinds=kinds,
         annotators=annotators,
@@ -317,14 +372,11 @@ def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> 
         config=quality_config(project),
         names=names,
         paused=paused,
-        tasks_total=counts["total"] - counts["gold"],
+        tasks_total=counts["total"] - gold_tasks,
         tasks_done=counts["done"],
     )
-    data["gold"] = {"tasks": counts["gold"]}
-    data["review"] = {
-        "pending": review_pending,
-        "adjudicated": Adjudication.objects.filter(project_id=project_id).count(),
-    }
+    data["gold"] = {"tasks": gold_tasks}
+    data["review"] = {"pending": max(disputed - adjudicated, 0), "adjudicated": adjudicated}
     data["refresh_seconds"] = round(seconds, 3)
     report.computed_at = timezone.now()
     data["computed_at"] = report.computed_at.isoformat()

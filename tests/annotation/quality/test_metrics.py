@@ -344,3 +344,20 @@ def test_leave_one_out_plurality():
     assert metrics.leave_one_out_plurality(counts, 0) is None  # others: A, B (a tie)
     assert metrics.leave_one_out_plurality(counts, 1) == 0  # others: A, A
     assert metrics.leave_one_out_plurality(np.array([1, 0, 0]), 0) is None  # alone
+
+
+def test_vectorised_position_bias_equals_scipy_binomtest():
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(5)
+    left = np.concatenate([rng.integers(0, 40, size=60), [0, 5, 10, 200, 0]])
+    right = np.concatenate([rng.integers(0, 40, size=60), [0, 5, 0, 180, 7]])
+
+    ours = metrics.position_bias_tests(left, right)
+
+    for lf, rt, p in zip(left, right, ours, strict=True):
+        if lf + rt == 0:
+            assert math.isnan(p)
+        else:
+            expected = binomtest(int(lf), int(lf + rt), 0.5).pvalue
+            assert p == pytest.approx(expected, rel=1e-9, abs=1e-15)
