@@ -283,7 +283,7 @@ def _upsert(model, rows: list, *, unique: list[str], update: list[str]) -> None:
     conflict = ", ".join(q(c) for c in unique)
     sql = " ".join(
         [
-            f"INSERT INTO {q(model._meta.db_table)} ({names}) SELECT {names}",  # noqa: S608
+            f"INSERT INTO {q(model._meta.db_table)} ({names}) SELECT {names}",
             f"FROM jsonb_to_recordset(%s::jsonb) AS r({definition})",
             f"ON CONFLICT ({conflict}) DO UPDATE SET {assignments}",
         ]
