@@ -99,8 +99,7 @@ def quality_request_refresh(*, project_id: int) -> bool:
 
 def quality_on_label_submitted(label: Label) -> None:
     """The ``label_submitted_hooks`` entry (runs after the label's transaction commits)."""
-    project_id = Task.objects.filter(pk=label.task_id).values_list("project_id", flat=True)[0]
-    quality_task_changed(project_id=project_id, task_ids=[label.task_id])
+    quality_task_changed(project_id=label.task.project_id, task_ids=[label.task_id])
 
 
 def quality_task_changed(*, project_id: int, task_ids: Iterable[int]) -> None:
