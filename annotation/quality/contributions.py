@@ -303,6 +303,7 @@ def task_contribution(facts: Mapping) -> tuple[dict, dict[int, dict], dict[str, 
         bump(annotator(skip["a"]), "skips")
     if facts.get("done_day"):
         bump(project["days"].setdefault(facts["done_day"], {}), "completed")
+        bump(project, "done")
     if is_gold:
         bump(project, "gold_labels", len(labels))
         return project, annotators, {}

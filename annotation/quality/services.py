@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotation.labels import canonical_payload
@@ -344,11 +343,11 @@ def _apply_annotators(project_id: int, annotator_delta: dict[int, dict]) -> None
 
 def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> None:
     project = Project.objects.get(pk=project_id)
-    kinds = dict(ProjectQuality.objects.filter(project_id=project_id).values_list("kind", "stats"))
-    pairs = {}
-    for kind_pairs in ProjectQuality.objects.filter(project_id=project_id).values_list(
-        "pairs", flat=True
+    kinds, pairs = {}, {}
+    for kind, stats, kind_pairs in ProjectQuality.objects.filter(project_id=project_id).values_list(
+        "kind", "stats", "pairs"
     ):
+        kinds[kind] = stats
         pairs.update(kind_pairs or {})
     annotators, paused = {}, {}
     for a, stats, paused_at in AnnotatorQuality.objects.filter(project_id=project_id).values_list(
@@ -357,9 +356,10 @@ def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> 
         annotators[a] = stats
         paused[a] = paused_at is not None
     names = dict(User.objects.filter(pk__in=list(annotators)).values_list("pk", "username"))
-    counts = Task.objects.filter(project_id=project_id).aggregate(
-        total=Count("id"), done=Count("id", filter=Q(status=TaskStatus.DONE))
-    )
+    # Done tasks are counted by the contributions (a task is done by its last label); the
+    # total includes tasks nobody labelled yet, so it is counted (an index-only scan).
+    tasks_total = Task.objects.filter(project_id=project_id).count()
+    tasks_done = sum(int(stats.get("done", 0)) for stats in kinds.values())
     gold_tasks = GoldTask.objects.filter(project_id=project_id).count()
     adjudicated = Adjudication.objects.filter(project_id=project_id).count()
     # Disputed tasks are counted by the contributions; adjudications only resolve those.
@@ -371,8 +371,8 @@ def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> 
         config=quality_config(project),
         names=names,
         paused=paused,
-        tasks_total=counts["total"] - gold_tasks,
-        tasks_done=counts["done"],
+        tasks_total=tasks_total - gold_tasks,
+        tasks_done=tasks_done,
     )
     data["gold"] = {"tasks": gold_tasks}
     data["review"] = {"pending": max(disputed - adjudicated, 0), "adjudicated": adjudicated}
