@@ -71,8 +71,8 @@
         labels: report.series.map((d) => d.day),
         datasets: [
           { type: "bar", label: "Labels per day", data: report.series.map((d) => d.labels), backgroundColor: BLUE, yAxisID: "y" },
-          { type: "line", label: "Tasks completed per day", data: report.series.map((d) => d.completed), borderColor: GREEN, backgroundColor: GREEN, yAxisID: "y", pointRadius: 0 },
-          { type: "line", label: "Labels so far", data: cumulative, borderColor: GREY, backgroundColor: GREY, borderDash: [4, 3], yAxisID: "y2", pointRadius: 0 },
+          { type: "line", label: "Tasks completed per day", data: report.series.map((d) => d.completed), borderColor: GREEN, backgroundColor: GREEN, yAxisID: "y", pointRadius: 2 },
+          { type: "line", label: "Labels so far", data: cumulative, borderColor: GREY, backgroundColor: GREY, borderDash: [4, 3], yAxisID: "y2", pointRadius: 1 },
         ],
       },
       options: {
@@ -91,7 +91,7 @@
         labels: report.series.map((d) => d.day),
         datasets: [
           { label: "That day's tasks", data: report.series.map((d) => d.alpha), borderColor: BLUE, backgroundColor: BLUE, showLine: false, pointRadius: 3 },
-          { label: "All tasks so far", data: report.series.map((d) => d.alpha_cumulative), borderColor: GREEN, backgroundColor: GREEN, pointRadius: 0, spanGaps: true },
+          { label: "All tasks so far", data: report.series.map((d) => d.alpha_cumulative), borderColor: GREEN, backgroundColor: GREEN, pointRadius: 2, spanGaps: true },
         ],
       },
       options: { scales: { y: { suggestedMin: 0, suggestedMax: 1, title: { display: true, text: "α" } } } },
