@@ -13,6 +13,7 @@ from annotation.quality import selectors, services
 from annotation.quality.access import access_task_for
 from annotation.quality.aggregation import POLICIES, AggregationConfig
 from annotation.roles import Capability
+from config.errors import ValidationFailed
 
 User = get_user_model()
 
@@ -55,6 +56,17 @@ class QualityRefreshView(APIView):
         return Response({"tasks": result.tasks, "seconds": round(result.seconds, 3)})
 
 
+def _int_param(request, name: str, default: int) -> int:
+    """A whole-number query parameter; anything else is a 400 (it was a 500: ``?offset=null``)."""
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a whole number", field=name) from None
+
+
 class ReviewQueueView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
@@ -62,8 +74,8 @@ class ReviewQueueView(APIView):
     )
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.REVIEW)
-        limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
-        offset = max(int(request.query_params.get("offset", 0)), 0)
+        limit = min(max(_int_param(request, "limit", 50), 1), 500)
+        offset = max(_int_param(request, "offset", 0), 0)
         return Response(selectors.review_queue(project, limit=limit, offset=offset))
 
 

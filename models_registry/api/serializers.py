@@ -77,13 +77,13 @@ class AliasSerializer(serializers.ModelSerializer):
 class RegisterBaseSerializer(serializers.Serializer):
     folder = serializers.CharField(required=False, max_length=1000, help_text="Omit: SmolLM2.")
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,99}$", required=False)
-    kind = serializers.ChoiceField(choices=VersionKind.values, default=VersionKind.POLICY)
+    kind = serializers.ChoiceField(choices=VersionKind.choices, default=VersionKind.POLICY)
 
 
 class RegisterSerializer(serializers.Serializer):
     folder = serializers.CharField(max_length=1000)
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-    kind = serializers.ChoiceField(choices=VersionKind.values, default=VersionKind.POLICY)
+    kind = serializers.ChoiceField(choices=VersionKind.choices, default=VersionKind.POLICY)
     parent_id = serializers.IntegerField(required=False)
     training_run_ref = serializers.IntegerField(required=False)
     dataset_snapshot_ref = serializers.IntegerField(required=False)

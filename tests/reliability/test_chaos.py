@@ -28,7 +28,7 @@ def _database_url() -> str:
 @pytest.mark.django_db(transaction=True)
 def test_dropped_responses_and_retries_lose_and_duplicate_nothing():
     run = subprocess.run(
-        [sys.executable, "bench/chaos.py", "--annotators", "50", "--seconds", "6",
+        [sys.executable, "bench/chaos.py", "--annotators", "50", "--seconds", "4",
          "--drop-rate", "0.3", "--tasks", "300", "--workers", "2", "--threads", "8",
          "--database-url", _database_url()],
         cwd=REPO, capture_output=True, text=True, timeout=240,

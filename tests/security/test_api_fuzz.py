@@ -46,7 +46,7 @@ def fuzz_identity(world, db):
 
 @schema.parametrize()
 @settings(
-    max_examples=int(os.environ.get("TANDEM_FUZZ_EXAMPLES", "8")),
+    max_examples=int(os.environ.get("TANDEM_FUZZ_EXAMPLES", "5")),
     deadline=None,
     derandomize=True,
     database=None,
