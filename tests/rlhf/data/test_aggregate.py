@@ -85,7 +85,8 @@ def test_ties_and_both_bad_stay_their_own_kind():
     bad_units, bad_stats = run([pairwise(1, "both_bad")])
 
     # then a tie makes nothing, both-bad makes two undesirable KTO rows and no pair
-    assert tie_units[0].pairs == [] and tie_units[0].kto == []
+    assert tie_units[0].pairs == []
+    assert tie_units[0].kto == []
     assert stats.decisions["pairwise_tie"] == 1
     assert bad_units[0].pairs == []
     assert bad_units[0].kto == [(0, False), (1, False)]

@@ -106,7 +106,8 @@ def test_whitespace_is_normalised_but_indentation_kept(cleaner):
         ("aws AKIAIOSFODNN7EXAMPLE here", "aws [API_KEY] here"),
         ("Authorization: Bearer abcdef0123456789ABCDEF.xyz", "Authorization: Bearer [TOKEN]"),
         (
-            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
             "jwt [JWT]",
         ),
     ],

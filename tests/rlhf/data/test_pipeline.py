@@ -111,7 +111,8 @@ def test_near_duplicates_are_caught_and_distinct_texts_are_not(tmp_path):
     assert sum(result.report["splits"]["preference"].values()) == 50
     assert result.report["dedup"]["prompts"]["near_pairs"] == 1
     ids = [i for split in read_ids(tmp_path / "out", "preference").values() for i in split]
-    assert "T51:r511>r512" not in ids and "T52:r521>r522" not in ids
+    assert "T51:r511>r512" not in ids
+    assert "T52:r521>r522" not in ids
 
 
 def test_near_dup_off_keeps_near_duplicates_but_still_drops_exact_ones(tmp_path):
@@ -151,14 +152,16 @@ def test_splits_are_stable_as_data_grows_and_no_prompt_is_in_two_splits(tmp_path
         assert set(old[split]) <= set(new[split])
     # near-duplicate prompts followed their earlier cousin
     side = {i.split(":")[0]: s for s, ids in new.items() for i in ids}
-    assert side["T601"] == side["T4"] and side["T602"] == side["T5"]
+    assert side["T601"] == side["T4"]
+    assert side["T602"] == side["T5"]
     # no prompt text appears in two splits of the file, and the report agrees
     seen = {}
     for split in SPLITS:
         for row in iter_export_rows(tmp_path / "b", "preference", split):
             text = json.dumps(row["prompt"])
             assert seen.setdefault(text, split) == split
-    assert after.report["leakage"]["ok"] and before.report["leakage"]["ok"]
+    assert after.report["leakage"]["ok"]
+    assert before.report["leakage"]["ok"]
     assert after.report["leakage"]["near_duplicate_prompt_pairs_checked"] == 2
 
 
@@ -217,7 +220,8 @@ def test_export_layout_formats_agree_and_hash_is_reproducible(tmp_path):
         for r in iter_export_rows(tmp_path / "one", "preference", s)
         if r["source"] == "correction"
     )
-    assert row["chosen"][0]["role"] == "assistant" and row["margin"] is None
+    assert row["chosen"][0]["role"] == "assistant"
+    assert row["margin"] is None
     assert first.content_sha256 == second.content_sha256
     assert first.report["aggregation"]["decisions"]["pairwise_tie"] == 1
 
