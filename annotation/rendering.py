@@ -1,8 +1,10 @@
 """Untrusted text (prompts, model outputs, guidelines) to HTML that cannot run code.
 
-Markdown is converted first, then the HTML goes through nh3 (the Ammonia sanitiser) with a
-small allow-list: no scripts, no event handlers, no styles, links limited to http(s)/mailto
-and opened with ``rel="noopener noreferrer nofollow"``. Pages also send a strict CSP.
+Three walls: raw HTML in the text is escaped, so an annotator sees a model's ``<script>`` as
+the literal text it produced (which matters for judging it) while Markdown still renders;
+the HTML then goes through nh3 (the Ammonia sanitiser) with a small allow-list (no scripts,
+event handlers or styles; links only to http(s)/mailto, with ``rel="noopener noreferrer
+nofollow"``); and pages send a strict Content-Security-Policy.
 """
 
 import markdown
@@ -18,9 +20,11 @@ URL_SCHEMES = {"http", "https", "mailto"}
 
 
 def markdown_to_safe_html(text: str) -> str:
-    html = markdown.markdown(
-        text or "", extensions=["fenced_code", "tables", "sane_lists"], output_format="html"
-    )
+    md = markdown.Markdown(extensions=["fenced_code", "tables", "sane_lists"])
+    # Without these two, Python-Markdown passes raw HTML through untouched.
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    html = md.convert(text or "")
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -13,3 +13,12 @@ import pytest
 def _fast_password_hashing(settings):
     # PBKDF2 with Django's production iteration count costs ~0.3 s per user on this CPU.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(request):
+    if request.node.get_closest_marker("postgres"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("needs PostgreSQL (row locks, SKIP LOCKED); set DATABASE_URL")

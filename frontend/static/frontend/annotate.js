@@ -30,7 +30,6 @@
   let shownAt = 0;
   let hiddenMs = 0;
   let hiddenSince = null;
-  let flushing = false;
 
   // ------------------------------------------------------------------ helpers
   function el(tag, attrs = {}, ...children) {
@@ -96,30 +95,31 @@
     outboxBox.dataset.pending = String(n);
   }
 
-  async function flushOutbox() {
-    if (flushing) return;
-    flushing = true;
-    try {
-      let items = readOutbox();
-      for (const item of items.slice()) {
-        let result;
-        try {
-          result = await api("POST", `/api/tasks/${item.taskId}/labels/`, item.body, { "Idempotency-Key": item.key });
-        } catch (_) {
-          break; // offline: keep everything, retry later
-        }
-        if (result.status >= 500 || result.status === 0 || result.status === 429) break;
-        items = readOutbox().filter((x) => x.key !== item.key);
-        writeOutbox(items);
-        if (result.status === 200 || result.status === 201) {
-          doneBox.textContent = String(Number(doneBox.textContent || 0) + (result.status === 201 ? 1 : 0));
-        } else {
-          const detail = result.data && (result.data.detail || result.data.error);
-          say(`A label for task ${item.taskId} was not accepted: ${detail || result.status}`, true);
-        }
+  // Flushes run one after another; a caller that awaits gets its own items attempted.
+  let flushChain = Promise.resolve();
+  function flushOutbox() {
+    flushChain = flushChain.then(flushOnce, flushOnce);
+    return flushChain;
+  }
+
+  async function flushOnce() {
+    let items = readOutbox();
+    for (const item of items.slice()) {
+      let result;
+      try {
+        result = await api("POST", `/api/tasks/${item.taskId}/labels/`, item.body, { "Idempotency-Key": item.key });
+      } catch (_) {
+        return; // offline: keep everything, retry later
       }
-    } finally {
-      flushing = false;
+      if (result.status >= 500 || result.status === 0 || result.status === 429) return;
+      items = readOutbox().filter((x) => x.key !== item.key);
+      writeOutbox(items);
+      if (result.status === 200 || result.status === 201) {
+        if (result.status === 201) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
+      } else {
+        const detail = result.data && (result.data.detail || result.data.error);
+        say(`A label for task ${item.taskId} was not accepted: ${detail || result.status}`, true);
+      }
     }
   }
 
@@ -134,14 +134,26 @@
     return result.data;
   }
 
-  async function preload() {
-    if (!current || preloaded) return;
-    try { preloaded = await claim([current.task_id]); } catch (_) { preloaded = null; }
+  function pendingTaskIds() {
+    return readOutbox().map((item) => item.taskId);
+  }
+
+  let preloading = null; // the preload request in flight, if any
+
+  function preload() {
+    if (!current || preloaded || preloading) return preloading;
+    const exclude = [current.task_id, ...pendingTaskIds()];
+    preloading = claim(exclude)
+      .then((task) => { preloaded = task; })
+      .catch(() => { preloaded = null; })
+      .finally(() => { preloading = null; });
+    return preloading;
   }
 
   async function showNext() {
+    if (preloading) await preloading;
     try {
-      current = preloaded || (await claim([]));
+      current = preloaded || (await claim(pendingTaskIds()));
       preloaded = null;
     } catch (error) {
       current = null;
@@ -453,19 +465,33 @@
     throw new Error(`unknown task kind ${current.kind}`);
   }
 
+  let submitting = false; // only while switching tasks: a second Enter must not resubmit
+
   async function submitCurrent() {
-    if (!current) return;
+    if (!current || submitting) return;
     let payload;
     try { payload = buildPayload(); } catch (error) { say(error.message, true); return; }
-    const visibleMs = Math.round(performance.now() - shownAt - hiddenMs);
-    const item = {
-      key: newKey(),
-      taskId: current.task_id,
-      body: { payload, flags: Array.from(state.flags), duration_ms: Math.max(0, visibleMs) },
-    };
-    writeOutbox([...readOutbox(), item]);
-    await showNext();
+    submitting = true;
+    try {
+      const visibleMs = Math.round(performance.now() - shownAt - hiddenMs);
+      const item = {
+        key: newKey(),
+        taskId: current.task_id,
+        body: { payload, flags: Array.from(state.flags), duration_ms: Math.max(0, visibleMs) },
+      };
+      writeOutbox([...readOutbox(), item]);
+      if (preloading) await preloading;
+      // Show the preloaded task at once; the label travels in the background.
+      current = preloaded;
+      preloaded = null;
+      if (current) render();
+      else taskBox.replaceChildren(el("div", { class: "card empty", text: "Loading the next task…" }));
+    } finally {
+      submitting = false;
+    }
     await flushOutbox();
+    if (current) preload();
+    else await showNext();
     refreshProgress();
   }
 
@@ -492,7 +518,12 @@
     if (event.key === "?") { helpBox.hidden = !helpBox.hidden; return; }
     if (!current) return;
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
-    if (key === "Enter") { event.preventDefault(); submitCurrent(); return; }
+    if (key === "Enter") {
+      if (document.activeElement && document.activeElement.tagName === "BUTTON") return;
+      event.preventDefault();
+      submitCurrent();
+      return;
+    }
     if (key === "s") { skipCurrent(); return; }
     if (current.kind === "pairwise") {
       const map = { 1: "left", 2: "right", 0: "tie", t: "tie", b: "both_bad" };
