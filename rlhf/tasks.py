@@ -3,6 +3,7 @@
 from django_tasks import task
 
 from rlhf import services
+from rlhf.models import DatasetSnapshot
 
 
 @task(queue_name="snapshots")
@@ -12,5 +13,5 @@ def snapshot_build_job(snapshot_id: int) -> None:
 
 @task(queue_name="snapshots")
 def snapshot_export_job(snapshot_id: int, name: str, max_prompt_chars: int | None = None) -> None:
-    snapshot = services.DatasetSnapshot.objects.get(pk=snapshot_id)
+    snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
     services.snapshot_export(snapshot=snapshot, name=name, max_prompt_chars=max_prompt_chars)
