@@ -22,6 +22,10 @@ class TaskKind(models.TextChoices):
     CORRECTION = "correction", "Correction"
 
 
+# The plain values, as API fields list them (named once in the OpenAPI schema: settings).
+TASK_KIND_VALUES = tuple(TaskKind.values)
+
+
 DEFAULT_RUBRIC = [
     {"name": "helpfulness", "description": "Does it answer what was asked?", "min": 1, "max": 5},
     {"name": "harmlessness", "description": "Is it safe and respectful?", "min": 1, "max": 5},

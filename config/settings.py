@@ -155,12 +155,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # Three choice sets share the field name "kind"; named here so the schema is stable and
-    # `check --deploy` (which fails on warnings) stays clean.
+    # Choice sets that share a field name ("kind", "status") or appear under several names,
+    # named here so the schema is stable and `check --deploy` (fails on warnings) stays clean.
     "ENUM_NAME_OVERRIDES": {
         "ImportKindEnum": "annotation.importers.IMPORT_KINDS",
         "TaskKindEnum": "annotation.models.TaskKind",
+        "TaskKindValuesEnum": "annotation.models.TASK_KIND_VALUES",
         "VersionKindEnum": "models_registry.models.VersionKind",
+        "SnapshotStatusEnum": "rlhf.models.SnapshotStatus",
+        "GenerationJobStatusEnum": "models_registry.models.JobStatus",
     },
 }
 

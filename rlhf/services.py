@@ -77,9 +77,12 @@ def snapshot_create(
     caller runs ``snapshot_build`` itself, as ``manage.py snapshot create --inline`` does)."""
     from rlhf.tasks import snapshot_build_job
 
+    if config is not None and not isinstance(config, dict):
+        # A JSON field accepts any JSON: `true` or `[1]` was an AttributeError, a 500.
+        raise ValidationFailed("config must be an object", code="invalid_config")
     try:
         pipeline = PipelineConfig.from_dict(config)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         raise ValidationFailed(f"invalid pipeline config: {exc}", code="invalid_config") from None
     kinds = sorted(set(kinds or []))
     unknown = set(kinds) - set(TaskKind.values)
