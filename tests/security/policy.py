@@ -97,4 +97,23 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-model-leaderboard", "get"): DATA,
     ("api-model-generate", "post"): TRAIN,
     ("api-generation-job", "get"): DATA,
+    # training runs (rlhf)
+    ("api-methods", "get"): AUTHENTICATED,
+    ("api-runs", "get"): DATA,
+    ("api-runs", "post"): TRAIN,
+    ("api-run", "get"): DATA,
+    ("api-run-cancel", "post"): TRAIN,
+    ("api-run-retry", "post"): TRAIN,
+    ("api-run-metrics", "get"): DATA,
+    ("api-run-artifact", "get"): DATA,
+    ("runs:list", "get"): DATA,
+    ("runs:list", "post"): DATA,
+    ("runs:new", "get"): TRAIN,
+    ("runs:new", "post"): TRAIN,
+    ("runs:run", "get"): DATA,
+    ("runs:run", "post"): DATA,
+    ("runs:cancel", "post"): TRAIN,
+    ("runs:cancel", "get"): TRAIN,  # 405
+    ("runs:retry", "post"): TRAIN,
+    ("runs:retry", "get"): TRAIN,  # 405
 }

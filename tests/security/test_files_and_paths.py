@@ -269,3 +269,31 @@ def test_registering_a_model_from_a_folder_outside_the_allowed_roots_is_refused(
             )
             assert response.status_code == 400, (route, folder, response.content)
     assert changed_tables(before, db_checksum()) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../../../../etc/passwd",
+        "%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "%252e%252e%252fetc%252fpasswd",
+        "weights.safetensors/../../../etc/passwd",
+        "..%5c..%5cetc%5cpasswd",
+        "/etc/passwd",
+        "weights.safetensors%00.txt",
+    ],
+)
+def test_path_traversal_in_artifact_paths_of_a_training_run_is_a_404(world, db, path):
+    """MLflow served artifact paths with '..'; a run's artifact route must serve only the
+    files it recorded. Dormant until training runs land."""
+    ids = world.ids("own", "admin")
+    if "run_id" not in ids:
+        pytest.skip("training runs have not landed")
+    client = Client()
+    client.force_login(world.users["admin"])
+    response = client.get(f"/api/runs/{ids['run_id']}/artifacts/{path}")
+    assert response.status_code in (400, 404)
+    assert b"root:" not in b"".join(getattr(response, "streaming_content", [response.content]))
+    ok = client.get(f"/api/runs/{ids['run_id']}/artifacts/{ids['path']}")
+    assert ok.status_code == 200
+    assert b"".join(ok.streaming_content) == b"weights"

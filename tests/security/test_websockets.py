@@ -86,3 +86,39 @@ def test_websocket_subscriptions_are_scoped_to_the_users_projects(route):
         if asyncio.run(_connect(own, cookie=_cookie_for(world.users[role]))) == "accepted"
     ]
     assert "admin" in admitted, f"{route}: not even the project's admin may subscribe"
+
+
+RUN_ROUTES = [route for route in ROUTES if route.params == ["run_id"]]
+
+
+@pytest.mark.skipif(not RUN_ROUTES, reason="no training-run consumer in config/routing.py yet")
+def test_a_dropped_client_resyncs_to_the_true_state_when_it_reconnects():
+    """A websocket message is a hint and the database is the truth: a client that was away
+    while the run moved on gets the run's current state first thing after reconnecting."""
+    from django.db.models import F
+
+    from rlhf.models import TrainingRun
+
+    world = build_world()
+    run_id = world.ids("own", "admin")["run_id"]
+    path = RUN_ROUTES[0].url({"run_id": run_id})
+    cookie = _cookie_for(world.users["admin"])
+
+    async def first_message() -> dict:
+        headers = [(b"origin", b"http://testserver"), (b"host", b"testserver"), (b"cookie", cookie)]
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()  # the client drops
+        return message
+
+    before = asyncio.run(first_message())
+    # while it is away, the run moves on (as the worker would write it)
+    TrainingRun.objects.filter(pk=run_id).update(
+        status="running", revision=F("revision") + 1, progress={"step": 5, "total": 10}
+    )
+    after = asyncio.run(first_message())
+    assert after["run"]["revision"] == before["run"]["revision"] + 1
+    assert after["run"]["status"] == "running"
+    assert after["run"]["progress"] == {"step": 5, "total": 10}

@@ -95,6 +95,17 @@ def _objects_of_later_apps(project, creator) -> dict:
     if snapshots is not None and hasattr(snapshots, "snapshot_create"):
         snapshot = snapshots.snapshot_create(project=project, created_by=creator, enqueue=False)
         out["snapshot_id"] = snapshot.pk
+    runs = _landed("rlhf.models")
+    if "snapshot_id" in out and runs is not None and hasattr(runs, "TrainingRun"):
+        artifact_dir = Path(tempfile.mkdtemp(prefix="security-run-"))
+        (artifact_dir / "weights.safetensors").write_bytes(b"weights")
+        run = runs.TrainingRun.objects.create(
+            project=project, name="matrix run", method="dpo", method_title="DPO", config={},
+            dataset_snapshot_id=out["snapshot_id"], data_path=str(artifact_dir),
+            created_by=creator, artifact_dir=str(artifact_dir),
+            artifacts=[{"path": "weights.safetensors", "sha256": "", "bytes": 7}],
+        )  # fmt: skip
+        out.update(run_id=run.pk, path="weights.safetensors")
     registry = _landed("models_registry.services")
     if registry is not None and hasattr(registry, "base_model_register"):
         version = registry.base_model_register(
@@ -158,7 +169,7 @@ def build_world() -> World:
 
 KNOWN_PARAMS = {
     "project_id", "task_id", "label_id", "user_id", "project",
-    "snapshot_id", "version_id", "job_id", "name",
+    "snapshot_id", "version_id", "job_id", "name", "run_id", "path",
 }  # fmt: skip
 
 
