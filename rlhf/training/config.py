@@ -41,7 +41,7 @@ class ConfigError(ValueError):
 
 
 def _f(default: Any, help: str, **extra: Any):
-    """A dataclass field with documentation; lists and dicts get a factory so they are not shared."""
+    """A documented dataclass field; a list or dict default gets a factory (never shared)."""
     metadata = {"help": help, **extra}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: json.loads(json.dumps(default)), metadata=metadata)
@@ -114,7 +114,7 @@ class TrainingConfig:
     lora_r: int = _f(16, "LoRA rank (dimensions of the low-rank update).", min=1, max=1024)
     lora_alpha: int = _f(32, "LoRA scaling numerator; the update is scaled by alpha / r.", min=1)
     lora_dropout: float = _f(0.05, "Dropout on the LoRA input (probability).", min=0.0, max=0.9)
-    lora_target_modules: list = _f(
+    lora_target_modules: list = _f(  # noqa: RUF009 (_f gives lists a default_factory)
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "Module names that receive LoRA adapters (Llama/SmolLM2 naming). 'all-linear' as the only "
         "entry lets peft pick every linear layer.",
@@ -203,10 +203,10 @@ class TrainingConfig:
                 if isinstance(value, float) and not math.isfinite(value):
                     errors[f.name] = "must be finite"
                     continue
-                if isinstance(f.default, int) and not isinstance(f.default, bool):
-                    if isinstance(value, float) and not value.is_integer():
-                        errors[f.name] = "must be a whole number"
-                        continue
+                whole = isinstance(f.default, int) and not isinstance(f.default, bool)
+                if whole and isinstance(value, float) and not value.is_integer():
+                    errors[f.name] = "must be a whole number"
+                    continue
                 low, high = meta.get("min"), meta.get("max")
                 if low is not None and (
                     value < low or (meta.get("exclusive_min") and value == low)

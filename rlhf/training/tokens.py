@@ -117,7 +117,7 @@ def render_plain(messages: list[dict]) -> str:
 def encode_encoder(
     tokenizer, prompt: list[dict], answers: list[str], max_length: int
 ) -> tuple[list[list[int]], bool]:
-    """``[CLS] conversation [SEP] answer [SEP]`` ids per answer, the conversation cut from the left."""
+    """``[CLS] conversation [SEP] answer [SEP]`` per answer, cutting the conversation's start."""
     budget = max_length - 3  # [CLS] and two [SEP]
     prompt_ids = tokenizer(render_plain(prompt), add_special_tokens=False)["input_ids"]
     answer_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
