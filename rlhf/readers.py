@@ -1,0 +1,106 @@
+"""Labels out of PostgreSQL as ``rlhf.data`` records, streamed.
+
+One query joins each frozen label to its task, prompt and the task's responses (in position
+order) and reads it through a server-side cursor on a connection of its own, so the job's
+Django connection stays free to report progress while millions of rows stream past. JSON
+columns come as text and are parsed in the pipeline's worker processes. A label edited since
+the snapshot froze it is read at its frozen version from its revision history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import psycopg
+from django.db import connection
+
+from rlhf.data.records import LabelRecord
+
+_READ_SQL = """
+WITH frozen AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(versions)s::bigint[]) AS f(id, version)
+)
+SELECT l.id, l.task_id, l.kind, l.annotator_id,
+       CASE WHEN l.version = frozen.version THEN l.payload ELSE rev.payload END::text,
+       t.prompt_id, p.messages::text, p.source, items.ids, items.texts
+FROM frozen
+JOIN annotation_label l ON l.id = frozen.id
+JOIN annotation_task t ON t.id = l.task_id
+JOIN annotation_prompt p ON p.id = t.prompt_id
+LEFT JOIN annotation_labelrevision rev
+       ON rev.label_id = l.id AND rev.version = frozen.version AND l.version <> frozen.version
+CROSS JOIN LATERAL (
+    SELECT array_agg(ti.response_id ORDER BY ti.position) AS ids,
+           array_agg(r.text ORDER BY ti.position) AS texts
+    FROM annotation_taskitem ti JOIN annotation_response r ON r.id = ti.response_id
+    WHERE ti.task_id = t.id
+) items
+ORDER BY l.task_id, l.id
+"""
+
+
+def iter_label_records(
+    ids: np.ndarray, versions: np.ndarray, *, batch: int = 5000
+) -> Iterator[LabelRecord]:
+    """Records for the given labels at the given versions, grouped by task."""
+    params = connection.get_connection_params()
+    with psycopg.connect(**params) as conn, conn.transaction():
+        with conn.cursor(name="tandem_snapshot_read") as cur:
+            cur.itersize = batch
+            cur.execute(_READ_SQL, {"ids": ids.tolist(), "versions": versions.tolist()})
+            for (
+                label_id,
+                task_id,
+                kind,
+                annotator_id,
+                payload,
+                prompt_id,
+                messages,
+                source,
+                response_ids,
+                texts,
+            ) in cur:
+                yield LabelRecord(
+                    label_id=label_id,
+                    task_id=task_id,
+                    kind=kind,
+                    annotator_id=annotator_id,
+                    payload=payload,
+                    prompt_id=prompt_id,
+                    prompt=messages,
+                    responses=dict(zip(response_ids, texts, strict=True)),
+                    source=source,
+                )
+
+
+_FREEZE_SQL = """
+SELECT l.id, l.version, l.kind FROM annotation_label l
+JOIN annotation_task t ON t.id = l.task_id
+WHERE t.project_id = %(project)s AND l.id <= %(max_id)s
+  AND (cardinality(%(kinds)s::text[]) = 0 OR l.kind = ANY(%(kinds)s::text[]))
+ORDER BY l.id
+"""
+
+
+def freeze_label_ids(
+    *, project_id: int, max_label_id: int, kinds: list[str], batch: int = 100_000
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(ids, versions, labels per kind) of the project's labels up to ``max_label_id``."""
+    id_chunks, version_chunks, counts = [], [], {}
+    params = connection.get_connection_params()
+    with psycopg.connect(**params) as conn, conn.transaction():
+        with conn.cursor(name="tandem_snapshot_freeze") as cur:
+            cur.itersize = batch
+            cur.execute(
+                _FREEZE_SQL, {"project": project_id, "max_id": max_label_id, "kinds": kinds}
+            )
+            while rows := cur.fetchmany(batch):
+                ids, versions, row_kinds = zip(*rows, strict=True)
+                id_chunks.append(np.fromiter(ids, np.int64, len(ids)))
+                version_chunks.append(np.fromiter(versions, np.int64, len(versions)))
+                for kind in set(row_kinds):
+                    counts[kind] = counts.get(kind, 0) + row_kinds.count(kind)
+    if not id_chunks:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
+    return np.concatenate(id_chunks), np.concatenate(version_chunks), dict(sorted(counts.items()))
