@@ -45,33 +45,36 @@ def iter_label_records(
 ) -> Iterator[LabelRecord]:
     """Records for the given labels at the given versions, grouped by task."""
     params = connection.get_connection_params()
-    with psycopg.connect(**params) as conn, conn.transaction():
-        with conn.cursor(name="tandem_snapshot_read") as cur:
-            cur.itersize = batch
-            cur.execute(_READ_SQL, {"ids": ids.tolist(), "versions": versions.tolist()})
-            for (
-                label_id,
-                task_id,
-                kind,
-                annotator_id,
-                payload,
-                prompt_id,
-                messages,
-                source,
-                response_ids,
-                texts,
-            ) in cur:
-                yield LabelRecord(
-                    label_id=label_id,
-                    task_id=task_id,
-                    kind=kind,
-                    annotator_id=annotator_id,
-                    payload=payload,
-                    prompt_id=prompt_id,
-                    prompt=messages,
-                    responses=dict(zip(response_ids, texts, strict=True)),
-                    source=source,
-                )
+    with (
+        psycopg.connect(**params) as conn,
+        conn.transaction(),
+        conn.cursor(name="tandem_snapshot_read") as cur,
+    ):
+        cur.itersize = batch
+        cur.execute(_READ_SQL, {"ids": ids.tolist(), "versions": versions.tolist()})
+        for (
+            label_id,
+            task_id,
+            kind,
+            annotator_id,
+            payload,
+            prompt_id,
+            messages,
+            source,
+            response_ids,
+            texts,
+        ) in cur:
+            yield LabelRecord(
+                label_id=label_id,
+                task_id=task_id,
+                kind=kind,
+                annotator_id=annotator_id,
+                payload=payload,
+                prompt_id=prompt_id,
+                prompt=messages,
+                responses=dict(zip(response_ids, texts, strict=True)),
+                source=source,
+            )
 
 
 _FREEZE_SQL = """
@@ -89,18 +92,19 @@ def freeze_label_ids(
     """(ids, versions, labels per kind) of the project's labels up to ``max_label_id``."""
     id_chunks, version_chunks, counts = [], [], {}
     params = connection.get_connection_params()
-    with psycopg.connect(**params) as conn, conn.transaction():
-        with conn.cursor(name="tandem_snapshot_freeze") as cur:
-            cur.itersize = batch
-            cur.execute(
-                _FREEZE_SQL, {"project": project_id, "max_id": max_label_id, "kinds": kinds}
-            )
-            while rows := cur.fetchmany(batch):
-                ids, versions, row_kinds = zip(*rows, strict=True)
-                id_chunks.append(np.fromiter(ids, np.int64, len(ids)))
-                version_chunks.append(np.fromiter(versions, np.int64, len(versions)))
-                for kind in set(row_kinds):
-                    counts[kind] = counts.get(kind, 0) + row_kinds.count(kind)
+    with (
+        psycopg.connect(**params) as conn,
+        conn.transaction(),
+        conn.cursor(name="tandem_snapshot_freeze") as cur,
+    ):
+        cur.itersize = batch
+        cur.execute(_FREEZE_SQL, {"project": project_id, "max_id": max_label_id, "kinds": kinds})
+        while rows := cur.fetchmany(batch):
+            ids, versions, row_kinds = zip(*rows, strict=True)
+            id_chunks.append(np.fromiter(ids, np.int64, len(ids)))
+            version_chunks.append(np.fromiter(versions, np.int64, len(versions)))
+            for kind in set(row_kinds):
+                counts[kind] = counts.get(kind, 0) + row_kinds.count(kind)
     if not id_chunks:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
     return np.concatenate(id_chunks), np.concatenate(version_chunks), dict(sorted(counts.items()))

@@ -71,8 +71,10 @@ def snapshot_create(
     name: str = "",
     config: dict | None = None,
     kinds: list[str] | None = None,
+    enqueue: bool = True,
 ) -> DatasetSnapshot:
-    """Record a snapshot request and enqueue its build after commit."""
+    """Record a snapshot request and enqueue its build after commit (``enqueue=False``: the
+    caller runs ``snapshot_build`` itself, as ``manage.py snapshot create --inline`` does)."""
     from rlhf.tasks import snapshot_build_job
 
     try:
@@ -95,7 +97,8 @@ def snapshot_create(
         code_version=code_version(),
         progress={"stage": "queued", "done": 0, "total": None},
     )
-    transaction.on_commit(lambda: snapshot_build_job.enqueue(snapshot_id=snapshot.pk))
+    if enqueue:
+        transaction.on_commit(lambda: snapshot_build_job.enqueue(snapshot_id=snapshot.pk))
     return snapshot
 
 
@@ -200,6 +203,23 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None) -> DatasetSnapshot
     )
     snapshot.refresh_from_db()
     return snapshot
+
+
+def snapshot_export_enqueue(
+    *, snapshot: DatasetSnapshot, name: str, max_prompt_chars: int | None = None
+) -> None:
+    """Check an export request now, write it in the background (queue "snapshots")."""
+    from rlhf.tasks import snapshot_export_job
+
+    if snapshot.status != SnapshotStatus.READY:
+        raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
+    if (snapshot_dir(snapshot) / "exports" / name).exists():
+        raise Conflict(f"an export named {name!r} exists", code="export_exists")
+    transaction.on_commit(
+        lambda: snapshot_export_job.enqueue(
+            snapshot_id=snapshot.pk, name=name, max_prompt_chars=max_prompt_chars
+        )
+    )
 
 
 def snapshot_export(

@@ -65,3 +65,18 @@ def hh_project(project, engineer):
         annotator_name="hh-crowd",
     )
     return project
+
+
+@pytest.fixture
+def small_project(project, engineer):
+    """The first 40 HH pairs, imported as labels."""
+    data = "\n".join(HH_FILE.read_text().splitlines()[:40]).encode()
+    import_file(
+        project=project,
+        data=data,
+        filename="hh40.jsonl",
+        kind="preferences",
+        created_by=engineer,
+        annotator_name="hh-crowd",
+    )
+    return project

@@ -92,7 +92,8 @@ def test_exports_run_one_reward_and_one_dpo_step(hh_snapshot, tmp_path):
     dpo_loss = dpo_step(preference["train"].select(range(8)), tmp_path / "dpo")
 
     # then both trained (finite losses)
-    assert reward_loss == reward_loss and dpo_loss == dpo_loss
+    assert reward_loss == reward_loss
+    assert dpo_loss == dpo_loss
 
 
 def test_only_members_with_the_data_capability_see_snapshots(hh_snapshot, make_user):

@@ -30,7 +30,8 @@ def export_dir(tmp_path_factory):
             LabelRecord(
                 label_id=i, task_id=i, kind="pairwise", annotator_id=1,
                 payload={"outcome": outcome, "strength": "clear" if outcome == "A" else None},
-                prompt_id=i, prompt=prompt, responses={2 * i: pair.chosen, 2 * i + 1: pair.rejected},
+                prompt_id=i, prompt=prompt,
+                responses={2 * i: pair.chosen, 2 * i + 1: pair.rejected},
             )
         )  # fmt: skip
     for i, line in enumerate(lines[:10], start=100):
