@@ -276,6 +276,13 @@ def training_run_execute(*, run_id: int, attempt: int) -> str:
 def _claim(run_id: int, attempt: int) -> TrainingRun | None:
     from rlhf.tasks import training_run_watchdog_job
 
+    row = TrainingRun.objects.filter(pk=run_id).values("config", "attempt", "status").first()
+    if row is None or row["attempt"] != attempt or row["status"] != RunStatus.QUEUED:
+        return None
+    config = row["config"]
+    # Found before taking the row lock: the first call imports torch, which takes seconds.
+    device = _device(config.get("device", "auto"))
+    versions = _library_versions()
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.attempt != attempt or run.status != RunStatus.QUEUED:
@@ -286,8 +293,8 @@ def _claim(run_id: int, attempt: int) -> TrainingRun | None:
         run.heartbeat_at = now
         run.started_at = run.started_at or now
         run.code_version = code_version()
-        run.library_versions = _library_versions()
-        run.device = _device(run.config.get("device", "auto"))
+        run.library_versions = versions
+        run.device = device
         resume = max((c["global_step"] for c in run.checkpoints), default=None)
         run.attempts_log = [
             *run.attempts_log,
