@@ -66,7 +66,7 @@ def test_an_hh_jsonl_file_is_split_by_a_stable_hash_and_bad_rows_are_counted(tmp
 
 def test_a_folder_without_the_needed_shape_is_refused(tmp_path):
     export = write_export(tmp_path, {"sft": {"train": sft_rows(2)}})
-    with pytest.raises(DataError, match="preference/train.jsonl"):
+    with pytest.raises(DataError, match=r"preference/train\.jsonl"):
         load_splits("dpo", export)
 
 
