@@ -30,15 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+import torch
+from transformers import TrainerCallback
 
-from rlhf.training.base_models import ensure_smollm2  # noqa: E402
-from rlhf.training.config import DPOConfig, RewardConfig  # noqa: E402
-from rlhf.training.data import DatasetSplits, read_jsonl  # noqa: E402
-from rlhf.training.formats import parse_preference_row  # noqa: E402
-from rlhf.training.hf import CountingCollator  # noqa: E402
-from rlhf.training.runner import run_training  # noqa: E402
+from rlhf.training.base_models import ensure_smollm2
+from rlhf.training.config import DPOConfig, RewardConfig
+from rlhf.training.data import DatasetSplits, read_jsonl
+from rlhf.training.formats import parse_preference_row
+from rlhf.training.hf import CountingCollator
+from rlhf.training.runner import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 # Dense bf16 peak of the chips MFU is quoted against (vendor figures, TFLOP/s).
@@ -171,7 +171,9 @@ def run_trl(method, model_dir, rows, opts, scratch) -> dict:
         from trl import DPOConfig as TRLDPOConfig
         from trl import DPOTrainer
 
-        trainer = DPOTrainer(model=str(model_dir), args=TRLDPOConfig(**common), train_dataset=dataset)
+        trainer = DPOTrainer(
+            model=str(model_dir), args=TRLDPOConfig(**common), train_dataset=dataset
+        )
     kept = len(trainer.train_dataset)
     trainer.data_collator = CountingCollator(trainer.data_collator)
     clock = StepClock(trainer.data_collator)
@@ -252,7 +254,8 @@ def main() -> None:
             line["device"] = torch.cuda.get_device_name()
             for side, values in (("ours", ours), ("trl", trl)):
                 if values:
-                    line[f"{side}_samples_per_s"] = round(values["steps_per_s"] * opts.batch_size, 2)
+                    samples = values["steps_per_s"] * opts.batch_size
+                    line[f"{side}_samples_per_s"] = round(samples, 2)
                     share = mfu(opts.method, model_dir, values["tokens_per_s"])
                     line[f"{side}_mfu"] = None if share is None else round(share, 4)
         print(json.dumps(line))
