@@ -190,7 +190,11 @@ def run_trl(method, model_dir, rows, opts, scratch) -> dict:
 
 
 def mfu(method: str, model_dir: Path, tokens_per_s: float) -> float | None:
-    """Model FLOPs utilisation on a GPU: 6N FLOPs per trained token (+2N for DPO's reference)."""
+    """Model FLOPs utilisation on a GPU, from matmul FLOPs per real token (attention ignored).
+
+    Reward model: 6 x non-embedding parameters (forward + backward, no LM head).
+    DPO: 6 x all parameters for the policy (the tied LM head is a matmul) + 2 x for the reference.
+    """
     if not torch.cuda.is_available():
         return None
     name = torch.cuda.get_device_name()
@@ -202,7 +206,8 @@ def mfu(method: str, model_dir: Path, tokens_per_s: float) -> float | None:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
     params = sum(p.numel() for p in model.parameters())
-    per_token = (8 if method == "dpo" else 6) * params
+    embedding = model.get_input_embeddings().weight.numel()
+    per_token = 8 * params if method == "dpo" else 6 * (params - embedding)
     return tokens_per_s * per_token / (peak * 1e12)
 
 
