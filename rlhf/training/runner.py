@@ -202,6 +202,6 @@ def _result(ctx: hf.RunContext, metrics: dict, seconds: float) -> TrainingResult
 
 
 def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process under a launcher
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
