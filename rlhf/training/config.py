@@ -466,6 +466,13 @@ class RLOOConfig(OnlineConfig):
         min=2,
         max=64,
     )
+    per_device_batch_size: int = _f(
+        8,
+        "Sampled answers per device per micro-step (prompts x num_generations), as TRL counts "
+        "them; must be a multiple of num_generations.",
+        min=1,
+        max=4096,
+    )
 
     def _validate_method(self) -> dict[str, str]:
         errors = super()._validate_method()

@@ -6,8 +6,8 @@ the shapes ``preference``, ``sft``, ``kto`` and ``prompt_only``; rows are TRL co
 stable hash of each row puts ``holdout_fraction`` of them into the validation split.
 
 Everything here returns canonical rows:
-- preference: ``{"id", "prompt": [messages], "chosen": str, "rejected": str, "margin": float|None}``
-- sft: ``{"id", "messages": [messages ending with the assistant's answer]}``
+- preference: ``{"id", "prompt": [messages], "chosen": str, "rejected": str, "margin", "source"}``
+- sft: ``{"id", "messages": [messages ending with the assistant's answer], "source"}``
 - prompt: ``{"id", "prompt": [messages ending with a user turn]}``
 """
 
@@ -81,6 +81,7 @@ def canonical_preference(row: dict, index: int) -> dict:
         "chosen": pair.chosen,
         "rejected": pair.rejected,
         "margin": None if margin is None else float(margin),
+        "source": row.get("source") if isinstance(row, dict) else None,
     }
 
 
@@ -100,7 +101,7 @@ def canonical_sft(row: dict, index: int) -> dict:
         raise FormatError("expected 'messages', 'prompt'+'completion' or a preference pair")
     if messages[-1]["role"] != "assistant":
         raise FormatError("the conversation must end with the assistant's answer")
-    return {"id": _row_id(row, f"row-{index}"), "messages": messages}
+    return {"id": _row_id(row, f"row-{index}"), "messages": messages, "source": row.get("source")}
 
 
 def canonical_prompt(row: dict, index: int) -> dict:

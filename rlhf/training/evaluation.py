@@ -2,7 +2,7 @@
 
 Pairwise accuracy counts a tie (equal scores) as wrong, so a model that scores everything the
 same gets 0, not 0.5. The Bradley-Terry loss of a model that learned nothing is ln 2 (0.693):
-an evaluation loss at or above it raises the ``nothing_learned`` flag.
+an evaluation loss of 0.69 or more raises the ``nothing_learned`` flag.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from rlhf.training.models import (
 )
 from rlhf.training.tokens import chat_template_sha256, encode_decoder, encode_for_scoring
 
-LN2 = math.log(2.0)
+# ln 2 = 0.6931 is chance; 0.69 leaves no room for "learned a little, by luck".
+NOTHING_LEARNED_LOSS = 0.69
 
 
 def pairwise_accuracy(
@@ -64,7 +65,7 @@ def pairwise_accuracy(
         "loss": loss,
         "mean_margin": float(diff.mean()),
         "truncated_pairs": truncated,
-        "nothing_learned": loss >= LN2,
+        "nothing_learned": loss >= NOTHING_LEARNED_LOSS,
     }
 
 

@@ -194,6 +194,10 @@ class TandemCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         staging = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        # Every process writes its own RNG state into the folder: all must be done before
+        # process 0 seals and renames it.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
         if not state.is_world_process_zero:
             return
         try:
@@ -267,7 +271,10 @@ def save_final(trainer, ctx: RunContext, *, meta: dict | None = None) -> Path:
     """Write the trained model (or adapter) with its tokenizer and manifest, atomically."""
     ctx.reporter.check_stop(trainer.state.global_step)
     staging = ctx.out_dir / ".staging-model"
-    shutil.rmtree(staging, ignore_errors=True)
+    if trainer.args.should_save:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    # Every process takes part: FSDP and DeepSpeed gather the sharded weights here.
     trainer.save_model(str(staging))
     if trainer.args.should_save:
         if getattr(trainer, "processing_class", None) is not None:

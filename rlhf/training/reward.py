@@ -132,7 +132,8 @@ def train(ctx: hf.RunContext) -> dict:
         model = model.merge_and_unload()
         trainer.model = model
     max_length = effective_max_length(ctx.config, tokenizer)
-    for split in ("validation", "test"):
+    # Accuracy on every split: train (capped like the others) shows how far eval lags it.
+    for split in ("train", "validation", "test"):
         rows = ctx.splits.split(split)[: ctx.config.max_eval_examples]
         if rows:
             result = pairwise_accuracy(

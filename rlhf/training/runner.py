@@ -69,6 +69,9 @@ class TrainingResult:
     tokens: int
     tokens_per_s: float | None
     library_versions: dict
+    # Method-specific facts: artifact_kind (lora_adapter, full_weights, ...), reward_backbone,
+    # value_model_init (PPO), ...
+    details: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
 
 
@@ -197,11 +200,15 @@ def _result(ctx: hf.RunContext, metrics: dict, seconds: float) -> TrainingResult
         tokens=reporter.tokens,
         tokens_per_s=rate,
         library_versions=library_versions(),
+        details={k: v for k, v in ctx.extra.items() if k not in _RESULT_FIELDS},
         config=asdict(ctx.config),
     )
 
 
+_RESULT_FIELDS = {"model_dir", "global_step", "base_model", "reference_model", "reward_model"}
+
+
 def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process under a launcher
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)

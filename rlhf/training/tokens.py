@@ -144,3 +144,21 @@ class TokenStats:
     rows: int = 0
     truncated_rows: int = 0
     dropped_rows: int = 0
+
+
+def fit_prompt(tokenizer, prompt: list[dict], max_length: int) -> tuple[list[dict], bool]:
+    """The prompt's messages, oldest turns dropped until it renders within ``max_length``.
+
+    For trainers that apply the chat template themselves (TRL's online trainers): when one user
+    turn alone is too long, the start of its text is cut.
+    """
+    messages, truncated = list(prompt), False
+    while len(render_ids(tokenizer, messages, add_generation_prompt=True)) > max_length:
+        shorter = _drop_oldest_turn(messages)
+        if shorter is None:
+            overflow = len(render_ids(tokenizer, messages, add_generation_prompt=True)) - max_length
+            ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+            kept = tokenizer.decode(ids[overflow + 1 :])
+            return [*messages[:-1], {"role": messages[-1]["role"], "content": kept}], True
+        messages, truncated = shorter, True
+    return messages, truncated
