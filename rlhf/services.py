@@ -35,7 +35,7 @@ from rlhf.data.idcodec import (
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
-from rlhf.readers import freeze_label_ids, iter_label_records
+from rlhf.readers import freeze_label_ids, label_shards
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 2.0
@@ -102,8 +102,13 @@ def snapshot_create(
     return snapshot
 
 
-def snapshot_build(*, snapshot_id: int, workers: int | None = None) -> DatasetSnapshot:
-    """Freeze the labels and run the pipeline (idempotent: a ready snapshot is left as is)."""
+def snapshot_build(
+    *, snapshot_id: int, workers: int | None = None, on_progress=None
+) -> DatasetSnapshot:
+    """Freeze the labels and run the pipeline (idempotent: a ready snapshot is left as is).
+
+    ``on_progress(stage, done, total)`` is called as the build goes (benchmarks, commands).
+    """
     with transaction.atomic():
         snapshot = DatasetSnapshot.objects.select_for_update().get(pk=snapshot_id)
         if snapshot.status == SnapshotStatus.READY:
@@ -113,7 +118,7 @@ def snapshot_build(*, snapshot_id: int, workers: int | None = None) -> DatasetSn
         snapshot.error = ""
         snapshot.save(update_fields=["status", "started_at", "error"])
     try:
-        return _build(snapshot, workers=workers)
+        return _build(snapshot, workers=workers, on_progress=on_progress)
     except Exception as exc:
         logger.exception("snapshot %s failed", snapshot_id)
         DatasetSnapshot.objects.filter(pk=snapshot_id).update(
@@ -122,7 +127,7 @@ def snapshot_build(*, snapshot_id: int, workers: int | None = None) -> DatasetSn
         raise
 
 
-def _build(snapshot: DatasetSnapshot, *, workers: int | None) -> DatasetSnapshot:
+def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> DatasetSnapshot:
     if not snapshot.label_ids_sha256:
         # First attempt: freeze exactly which labels (and versions) this snapshot holds.
         ids, versions, counts = freeze_label_ids(
@@ -155,6 +160,8 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None) -> DatasetSnapshot
     last = [0.0]
 
     def progress(stage: str, done: int, total: int | None) -> None:
+        if on_progress is not None:
+            on_progress(stage, done, total)
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or stage != "read":
             last[0] = now
@@ -163,11 +170,12 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None) -> DatasetSnapshot
             )
 
     config = PipelineConfig.from_dict(snapshot.config)
+    workers = settings.TANDEM_SNAPSHOT_WORKERS if workers is None else workers
     result = build_dataset(
-        iter_label_records(ids, versions),
+        shards=label_shards(ids, versions, workers=workers),
         config=config,
         export_dir=export_dir,
-        workers=settings.TANDEM_SNAPSHOT_WORKERS if workers is None else workers,
+        workers=workers,
         workdir=snapshot_dir(snapshot),
         progress=progress,
         total_labels=len(ids),

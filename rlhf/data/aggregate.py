@@ -153,6 +153,8 @@ def aggregate_task(
 ) -> list[Unit]:
     """The units of one task. ``corrected_index`` maps a correction label id to the index of
     its corrected text in the task's texts (after the responses)."""
+    if len(labels) == 1 and labels[0].kind == "pairwise":
+        return _single_pairwise(labels[0], config, stats)
     kept = []
     for label in labels:
         stats.labels[label.kind] += 1
@@ -219,11 +221,38 @@ def aggregate_task(
     return [unit]
 
 
+def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> list[Unit]:
+    """The most common task (one pairwise label), without the general voting machinery;
+    yields exactly what ``aggregate_task``'s general path yields for it."""
+    stats.labels["pairwise"] += 1
+    if label.annotator_id in config.exclude_annotators:
+        stats.excluded["excluded_annotator"] += 1
+        return []
+    stats.annotators.add(label.annotator_id)
+    if config.min_labels > 1:
+        stats.decisions["too_few_labels"] += 1
+        return []
+    outcome = _PAIRWISE_OUTCOME.get(label.payload.get("outcome"))
+    if outcome is None:
+        return [Unit(key=f"T{label.task_id}", label_ids=[label.label_id])]
+    stats.outcomes[f"pairwise:{outcome}"] += 1
+    key = f"L{label.label_id}" if config.policy == "all" else f"T{label.task_id}"
+    unit = Unit(key=key, label_ids=[label.label_id])
+    strength = label.payload.get("strength")
+    margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
+    _decide(unit, (0, 1), outcome, 1.0, margins, "pairwise", stats)
+    _derive_kto(unit)
+    return [unit]
+
+
+_PAIRWISE_OUTCOME = {"A": FIRST, "B": SECOND, "tie": TIE, "both_bad": BOTH_BAD}
+
+
 def _votes(label: LabelRecord, position: dict[int, int]) -> dict[tuple[int, int], str]:
     payload = label.payload
     if label.kind == "pairwise":
         outcome = payload.get("outcome")
-        mapped = {"A": FIRST, "B": SECOND, "tie": TIE, "both_bad": BOTH_BAD}.get(outcome)
+        mapped = _PAIRWISE_OUTCOME.get(outcome)
         return {(0, 1): mapped} if mapped else {}
     # ranking: tiers of response ids, best first; same tier = tie.
     tier_of = {}
@@ -255,17 +284,22 @@ def _decide(unit, pair, outcome, share, margins, source, stats) -> None:
 
 
 def _derive_kto(unit: Unit) -> None:
-    wins, losses = Counter(), Counter()
+    if len(unit.pairs) == 1 and not unit.kto:  # the common case, without the bookkeeping
+        pair = unit.pairs[0]
+        unit.kto.extend([(pair.chosen, True), (pair.rejected, False)])
+        return
+    wins: dict[int, int] = {}
+    losses: dict[int, int] = {}
     for pair in unit.pairs:
-        wins[pair.chosen] += 1
-        losses[pair.rejected] += 1
+        wins[pair.chosen] = wins.get(pair.chosen, 0) + 1
+        losses[pair.rejected] = losses.get(pair.rejected, 0) + 1
     both_bad = {i for i, _ in unit.kto}
-    for index in sorted(set(wins) | set(losses)):
+    for index in sorted(wins.keys() | losses.keys()):
         if index in both_bad:
             continue
-        if wins[index] and not losses[index]:
+        if index in wins and index not in losses:
             unit.kto.append((index, True))
-        elif losses[index] and not wins[index]:
+        elif index in losses and index not in wins:
             unit.kto.append((index, False))
 
 

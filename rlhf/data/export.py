@@ -7,10 +7,9 @@ Layout (``tandem-export/1``; the training engine reads exactly this)::
     <export_dir>/<shape>/{train,validation,test}.parquet
     <export_dir>/<shape>/hf/            DatasetDict.save_to_disk
 
-Rows are streamed: JSONL and Parquet are written in batches, and each split is also written
-as an Arrow stream that ``datasets`` memory-maps to build the ``hf/`` folder, so no split is
-ever held in memory whole. Every split's canonical sha256 is taken over its rows serialised
-with sorted keys, one per line, in file order.
+Rows are streamed: worker processes each write a part (JSONL, then Arrow), and the parts
+are joined in order, batch by batch, so no split is ever held in memory whole. A split's
+sha256 is that of its JSONL file: one row per line, compact JSON with keys in schema order.
 """
 
 from __future__ import annotations
@@ -18,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from rlhf.data.records import EXPORT_FORMAT, SHAPES, SPLITS
@@ -51,101 +52,191 @@ SCHEMAS = {
     ),
     "prompt_only": pa.schema([("id", pa.string()), ("prompt", _MESSAGES)]),
 }
-BATCH_ROWS = 4096
 
 
-class _SplitWriter:
-    def __init__(self, directory: Path, shape: str, split: str):
-        self.schema = SCHEMAS[shape]
-        self.jsonl = open(directory / f"{split}.jsonl", "wb")  # noqa: SIM115 (closed in close)
-        self.parquet = pq.ParquetWriter(directory / f"{split}.parquet", self.schema)
-        self.arrow_path = directory / f".{split}.arrow"
-        self.arrow = pa.ipc.new_stream(str(self.arrow_path), self.schema)
-        self.sha = hashlib.sha256()
-        self.rows = 0
-        self.pending: list[dict] = []
+class PartWriter:
+    """One part of an export (a worker's share of the rows), for every shape and split.
 
-    def write(self, row: dict) -> None:
-        self.jsonl.write(orjson.dumps(row) + b"\n")
-        self.sha.update(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
-        self.pending.append(row)
-        self.rows += 1
-        if len(self.pending) >= BATCH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            table = pa.Table.from_pylist(self.pending, schema=self.schema)
-            self.parquet.write_table(table)
-            self.arrow.write_table(table)
-            self.pending = []
-
-    def close(self) -> None:
-        self.flush()
-        self.jsonl.close()
-        self.parquet.close()
-        self.arrow.close()
-
-
-class ExportWriter:
-    """Receives rows shape by shape and split by split, in any interleaving.
-
-    ``close()`` finishes every file, builds the ``hf/`` folders and returns the manifest
-    (also written as ``manifest.json``); ``extra`` is merged into it.
+    Rows go to a JSONL file per shape and split as they come (orjson, keys in schema order:
+    the canonical form the content hash is taken over); ``close()`` converts each JSONL to an
+    Arrow stream with pyarrow's C++ JSON reader, which is faster than building Arrow arrays
+    from Python objects.
     """
 
-    def __init__(self, export_dir: Path, *, truncation: TruncationConfig | None = None):
-        self.dir = Path(export_dir)
+    def __init__(self, part_dir: Path, *, truncation: TruncationConfig | None = None):
+        self.dir = Path(part_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.truncation = truncation or TruncationConfig()
         self.truncated = dict.fromkeys(SHAPES, 0)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._writers: dict[tuple[str, str], _SplitWriter] = {}
-        for shape in SHAPES:
-            (self.dir / shape).mkdir(exist_ok=True)
-            for split in SPLITS:
-                self._writers[shape, split] = _SplitWriter(self.dir / shape, shape, split)
+        self.counts = {shape: dict.fromkeys(SPLITS, 0) for shape in SHAPES}
+        self._files: dict[tuple[str, str], object] = {}
+        self._pending: dict[tuple[str, str], list[bytes]] = {}
 
     def write(self, shape: str, split: str, row: dict) -> None:
         if self.truncation.active and truncate_row(row, shape, self.truncation):
             self.truncated[shape] += 1
-        self._writers[shape, split].write(row)
+        lines = self._pending.get((shape, split))
+        if lines is None:
+            lines = self._pending[shape, split] = []
+            self._files[shape, split] = open(self.dir / f"{shape}.{split}.jsonl", "wb")  # noqa: SIM115
+        lines.append(orjson.dumps(row))
+        if len(lines) >= 1024:
+            self._flush(shape, split)
+        self.counts[shape][split] += 1
 
-    def close(self, extra: dict | None = None) -> dict:
-        import datasets
-        from datasets import Dataset, DatasetDict
+    def _flush(self, shape: str, split: str) -> None:
+        lines = self._pending[shape, split]
+        if lines:
+            self._files[shape, split].write(b"\n".join(lines) + b"\n")
+            lines.clear()
 
-        bars_were_on = not datasets.utils.are_progress_bars_disabled()
-        datasets.disable_progress_bars()
+    def close(self) -> dict:
+        for (shape, split), f in self._files.items():
+            self._flush(shape, split)
+            f.close()
+            table = pj.read_json(
+                self.dir / f"{shape}.{split}.jsonl",
+                read_options=pj.ReadOptions(use_threads=False, block_size=1 << 24),
+                parse_options=pj.ParseOptions(explicit_schema=SCHEMAS[shape]),
+            )
+            with pa.ipc.new_stream(str(self.dir / f"{shape}.{split}.arrow"), SCHEMAS[shape]) as w:
+                w.write_table(table.combine_chunks() if table.num_rows else table)
+        return {"counts": self.counts, "truncated": self.truncated}
 
-        shapes, files_sha = {}, {}
-        for (shape, split), writer in self._writers.items():
-            writer.close()
-            shapes.setdefault(shape, {})[split] = writer.rows
-            files_sha[f"{shape}/{split}"] = writer.sha.hexdigest()
-        for shape in SHAPES:
-            hf_dir = self.dir / shape / "hf"
-            if hf_dir.exists():
-                shutil.rmtree(hf_dir)
-            splits = {
-                split: Dataset.from_file(str(self._writers[shape, split].arrow_path))
-                for split in SPLITS
-            }
-            DatasetDict(splits).save_to_disk(str(hf_dir), num_shards=dict.fromkeys(SPLITS, 1))
-            del splits
-            for split in SPLITS:
-                self._writers[shape, split].arrow_path.unlink()
+
+def assemble_export(
+    export_dir: Path,
+    part_dirs: list[Path],
+    *,
+    truncation: TruncationConfig | None = None,
+    truncated: dict[str, int] | None = None,
+    extra: dict | None = None,
+    map_fn=None,
+) -> dict:
+    """Join the parts, in order, into the export layout and write ``manifest.json``.
+
+    ``map_fn(fn, jobs)`` runs the twelve (shape, split) joins, in worker processes if given.
+
+    A split's JSONL is the concatenation of its parts, hashed as it is copied; its Parquet
+    file and its ``hf/`` Arrow file are written from the parts' Arrow streams batch by batch.
+    The ``hf/`` metadata (``dataset_dict.json``, ``state.json``, ``dataset_info.json``) is
+    written by ``datasets`` itself, from an empty ``DatasetDict`` with the same schema, so
+    ``datasets.load_from_disk`` reads the folder as it reads any ``save_to_disk`` output.
+    """
+    export_dir = Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    truncation = truncation or TruncationConfig()
+    for shape in SHAPES:
+        hf_dir = export_dir / shape / "hf"
+        if hf_dir.exists():
+            shutil.rmtree(hf_dir)
+        (export_dir / shape).mkdir(parents=True, exist_ok=True)
+        _write_hf_metadata(hf_dir, SCHEMAS[shape])
+    jobs = [
+        (str(export_dir), [str(p) for p in part_dirs], shape, split)
+        for shape in SHAPES
+        for split in SPLITS
+    ]
+    shapes, files_sha = {}, {}
+    for shape, split, rows, digest in (map_fn or _starmap)(assemble_split, jobs):
+        shapes.setdefault(shape, {})[split] = rows
+        files_sha[f"{shape}/{split}"] = digest
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "shapes": shapes,
+        "rows_sha256": files_sha,
+        "rows_sha256_all": combined_sha256(files_sha),
+        "truncation": {
+            **truncation.describe(),
+            "rows_truncated": truncated or dict.fromkeys(SHAPES, 0),
+        },
+        **(extra or {}),
+    }
+    (export_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def _starmap(fn, jobs):
+    return (fn(*job) for job in jobs)
+
+
+def assemble_split(export_dir: str, part_dirs: list[str], shape: str, split: str):
+    """Join one split's parts: JSONL (hashed while copied), Parquet and the hf/ Arrow file."""
+    shape_dir = Path(export_dir) / shape
+    rows, digest = 0, hashlib.sha256()
+    with open(shape_dir / f"{split}.jsonl", "wb") as out:
+        for part in part_dirs:
+            path = Path(part) / f"{shape}.{split}.jsonl"
+            if path.exists():
+                with open(path, "rb") as f:
+                    while block := f.read(1 << 22):
+                        out.write(block)
+                        digest.update(block)
+                        rows += block.count(b"\n")
+    split_dir = shape_dir / "hf" / split
+    with (
+        # Plain encoding: dictionary attempts on long free text cost time and save nothing.
+        pq.ParquetWriter(
+            shape_dir / f"{split}.parquet", SCHEMAS[shape], use_dictionary=["source"]
+        ) as parquet,
+        pa.ipc.new_stream(str(split_dir / ".data.arrow"), _hf_schema(split_dir)) as arrow,
+    ):
+        for part in part_dirs:
+            path = Path(part) / f"{shape}.{split}.arrow"
+            if path.exists():
+                with pa.ipc.open_stream(pa.OSFile(str(path))) as reader:
+                    for batch in reader:
+                        parquet.write_batch(batch)
+                        arrow.write_batch(batch)
+    (split_dir / ".data.arrow").replace(split_dir / "data-00000-of-00001.arrow")
+    return shape, split, rows, digest.hexdigest()
+
+
+def _write_hf_metadata(hf_dir: Path, schema: pa.Schema) -> None:
+    import datasets
+
+    bars_were_on = not datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        empty = datasets.Dataset(pa.Table.from_batches([], schema=schema))
+        datasets.DatasetDict({split: empty for split in SPLITS}).save_to_disk(
+            str(hf_dir), num_shards=dict.fromkeys(SPLITS, 1)
+        )
+    finally:
         if bars_were_on:
             datasets.enable_progress_bars()
-        manifest = {
-            "format": EXPORT_FORMAT,
-            "shapes": shapes,
-            "rows_sha256": files_sha,
-            "rows_sha256_all": combined_sha256(files_sha),
-            "truncation": {**self.truncation.describe(), "rows_truncated": self.truncated},
-            **(extra or {}),
-        }
-        (self.dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        return manifest
+
+
+def _hf_schema(split_dir: Path) -> pa.Schema:
+    """The schema (with datasets' feature metadata) of the empty data file just written."""
+    with pa.ipc.open_stream(pa.OSFile(str(split_dir / "data-00000-of-00001.arrow"))) as reader:
+        return reader.schema
+
+
+class ExportWriter:
+    """A single-process export: one part, assembled on ``close()`` (tests, re-exports)."""
+
+    def __init__(self, export_dir: Path, *, truncation: TruncationConfig | None = None):
+        self.dir = Path(export_dir)
+        self.truncation = truncation
+        self._tmp = tempfile.TemporaryDirectory(prefix="tandem-export-")
+        self._part = PartWriter(Path(self._tmp.name) / "part", truncation=truncation)
+
+    def write(self, shape: str, split: str, row: dict) -> None:
+        self._part.write(shape, split, row)
+
+    def close(self, extra: dict | None = None) -> dict:
+        try:
+            done = self._part.close()
+            return assemble_export(
+                self.dir,
+                [self._part.dir],
+                truncation=self.truncation,
+                truncated=done["truncated"],
+                extra=extra,
+            )
+        finally:
+            self._tmp.cleanup()
 
 
 def combined_sha256(per_split: dict[str, str]) -> str:

@@ -25,7 +25,8 @@ import multiprocessing
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import xxhash
 from rlhf.data.aggregate import AggregationConfig, AggregationStats, aggregate_task
 from rlhf.data.cleaning import CleaningConfig, TextCleaner
 from rlhf.data.dedup import TextSpace
-from rlhf.data.export import ExportWriter
+from rlhf.data.export import PartWriter, assemble_export
 from rlhf.data.minhash import MinHasher, _mix64, band_keys, lsh_params
 from rlhf.data.records import SHAPES, SPLITS, LabelRecord
 from rlhf.data.splits import SplitConfig, assign_splits
@@ -113,8 +114,9 @@ class BuildResult:
 
 
 def build_dataset(
-    records: Iterable[LabelRecord],
+    records: Iterable[LabelRecord] | None = None,
     *,
+    shards: Sequence[Callable[[], Iterable[LabelRecord]]] | None = None,
     config: PipelineConfig,
     export_dir: Path,
     workers: int = 0,
@@ -127,33 +129,69 @@ def build_dataset(
 ) -> BuildResult:
     """Run the whole pipeline and write the export; returns the report and the manifest.
 
-    ``records`` must be grouped by task. ``workers`` > 0 processes chunks in that many
-    worker processes; 0 runs everything in this process (tests, small data).
+    Give either ``records`` (grouped by task; cut into chunks of about ``chunk_labels``) or
+    ``shards``: picklable callables, each returning the records of a disjoint, ordered
+    range of tasks, which worker processes call themselves so that the records never pass
+    through this process (``rlhf.readers.label_shards`` makes them for a database).
+    ``workers`` > 0 runs both passes in that many processes; 0 runs everything here.
     """
+    if (records is None) == (shards is None):
+        raise ValueError("give records or shards, not both")
     started = time.monotonic()
     progress = progress or (lambda stage, done, total: None)
-    with tempfile.TemporaryDirectory(dir=workdir, prefix="tandem-build-") as tmp:
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.monotonic() - started - sum(timings.values()), 2)
+
+    with (
+        tempfile.TemporaryDirectory(dir=workdir, prefix="tandem-build-") as tmp,
+        _worker_pool(workers) as pool,
+    ):
         state = _StreamState(Path(tmp), config)
-        chunks = _chunks(records, chunk_labels)
-        for out in _map_chunks(chunks, config, workers):
+        sources = shards if shards is not None else _chunks(records, chunk_labels)
+        jobs = ((index, source, config, tmp) for index, source in enumerate(sources))
+        for out in _map_ordered(pool, process_shard, jobs, workers):
             state.absorb(out)
             progress("read", state.labels, total_labels)
+        lap("read_clean_hash")
         progress("cluster", state.labels, total_labels)
         plan = state.plan()
-        progress("export", 0, state.rows_total())
-        writer = ExportWriter(export_dir, truncation=truncation)
-        split_counts = state.write(writer, plan, progress)
+        lap("cluster_dedup_split")
+        progress("export", 0, state.groups)
+        written = []
+        for done in _map_ordered(pool, write_shard, state.write_jobs(plan, truncation), workers):
+            written.append(done)
+            progress("export", sum(d["groups"] for d in written), state.groups)
+        lap("write_rows")
+        split_counts = {shape: dict.fromkeys(SPLITS, 0) for shape in SHAPES}
+        truncated = dict.fromkeys(SHAPES, 0)
+        for done in written:
+            for shape in SHAPES:
+                truncated[shape] += done["truncated"][shape]
+                for split in SPLITS:
+                    split_counts[shape][split] += done["counts"][shape][split]
         report = state.report(plan, split_counts, time.monotonic() - started)
-        manifest = writer.close(
-            {
+        report["timings_s"] = timings
+        progress("assemble", 0, None)
+        manifest = assemble_export(
+            export_dir,
+            [Path(d["part_dir"]) for d in written],
+            truncation=truncation,
+            truncated=truncated,
+            map_fn=lambda fn, jobs: _map_ordered(pool, fn, jobs, workers),
+            extra={
                 "config": config.as_dict(),
                 "report_summary": _summary(report),
                 **(manifest_extra or {}),
-            }
+            },
         )
+        lap("assemble_files")
+        report["seconds"] = round(time.monotonic() - started, 3)
         report["truncation"] = manifest["truncation"]
         report["content_sha256"] = manifest["rows_sha256_all"]
-        state.cleanup()
+        if manifest["shapes"] != split_counts:
+            raise RuntimeError("export files disagree with the rows written")
     return BuildResult(report=report, manifest=manifest)
 
 
@@ -172,22 +210,30 @@ def _chunks(records: Iterable[LabelRecord], size: int) -> Iterator[list[LabelRec
         yield chunk
 
 
-def _map_chunks(chunks: Iterator[list], config: PipelineConfig, workers: int) -> Iterator[dict]:
+@contextmanager
+def _worker_pool(workers: int):
     if workers <= 0:
-        for chunk in chunks:
-            yield process_chunk(chunk, config)
+        yield None
         return
     # spawn: workers start clean (no inherited database connections or threads).
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(process_chunk, (chunk, config)))
-            # Back-pressure: never more than two chunks per worker in flight.
-            while len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield pool
+
+
+def _map_ordered(pool, fn, jobs: Iterable[tuple], workers: int) -> Iterator:
+    """``fn(*job)`` for every job, results in job order; at most two jobs per worker in
+    flight, so a generator of jobs is consumed no faster than the workers keep up."""
+    if pool is None:
+        for job in jobs:
+            yield fn(*job)
+        return
+    pending: deque = deque()
+    for job in jobs:
+        pending.append(pool.apply_async(fn, job))
+        while len(pending) >= 2 * workers:
             yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 def _normalised_hash(text: str) -> int:
@@ -198,8 +244,86 @@ def _prompt_text(messages: list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
+def process_shard(index: int, source, config: PipelineConfig, workdir: str) -> dict:
+    """Pass 1 for one shard (in a worker): its tasks go to a spill file of its own; the
+    compact results come back."""
+    records = list(source() if callable(source) else source)
+    out = process_chunk(records, config)
+    spill_path = Path(workdir) / f"spill-{index:06d}.jsonl"
+    spill_path.write_bytes(out.pop("spill"))
+    out["spill_path"] = str(spill_path)
+    out["index"] = index
+    return out
+
+
+def write_shard(
+    index: int,
+    spill_path: str,
+    keep: dict[str, np.ndarray],
+    splits: np.ndarray,
+    part_dir: str,
+    truncation: TruncationConfig | None,
+) -> dict:
+    """Pass 2 for one shard (in a worker): its kept rows to a part of the export."""
+    writer = PartWriter(Path(part_dir), truncation=truncation)
+    cursor = dict.fromkeys(SHAPES, 0)
+    keep = {shape: flags.tolist() for shape, flags in keep.items()}
+    split_names = [SPLITS[i] for i in splits.tolist()]
+    with open(spill_path, "rb") as spill:
+        for group_index, line in enumerate(spill):
+            group = orjson.loads(line)
+            split = split_names[group_index]
+            prompt, texts = group["prompt"], group["texts"]
+            for row_id, c, r, margin, weight, source in group["pref"]:
+                if keep["preference"][cursor["preference"]]:
+                    writer.write(
+                        "preference",
+                        split,
+                        {
+                            "id": row_id,
+                            "prompt": prompt,
+                            "chosen": [{"role": "assistant", "content": texts[c]}],
+                            "rejected": [{"role": "assistant", "content": texts[r]}],
+                            "margin": margin,
+                            "weight": weight,
+                            "source": source,
+                        },
+                    )
+                cursor["preference"] += 1
+            for row_id, t, desirable in group["kto"]:
+                if keep["kto"][cursor["kto"]]:
+                    writer.write(
+                        "kto",
+                        split,
+                        {
+                            "id": row_id,
+                            "prompt": prompt,
+                            "completion": [{"role": "assistant", "content": texts[t]}],
+                            "label": desirable,
+                        },
+                    )
+                cursor["kto"] += 1
+            for row_id, t in group["sft"]:
+                if keep["sft"][cursor["sft"]]:
+                    writer.write(
+                        "sft",
+                        split,
+                        {
+                            "id": row_id,
+                            "messages": [*prompt, {"role": "assistant", "content": texts[t]}],
+                            "source": "correction",
+                        },
+                    )
+                cursor["sft"] += 1
+            if keep["prompt_only"][group_index]:
+                writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
+    Path(spill_path).unlink()
+    done = writer.close()
+    return {**done, "part_dir": part_dir, "groups": len(split_names), "index": index}
+
+
 def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
-    """Clean, aggregate and hash one chunk of whole tasks (runs in a worker process).
+    """Clean, aggregate and hash a list of whole tasks.
 
     Returns picklable plain data: the spill lines, per-occurrence hashes and signatures,
     row references local to the chunk, and the counters of what happened.
@@ -377,8 +501,7 @@ class _StreamState:
         self.texts = TextSpace(
             workdir, "texts", num_perm=config.dedup.num_perm, bands=bands, near=near
         )
-        self.spill_path = workdir / "spill.jsonl"
-        self._spill = open(self.spill_path, "wb")  # noqa: SIM115 (closed in plan)
+        self.shards: list[dict] = []  # per shard: spill path, group and row ranges
         self.rows: dict[str, list[np.ndarray]] = {"preference": [], "kto": [], "sft": []}
         self.labels = 0
         self.groups = 0
@@ -405,7 +528,20 @@ class _StreamState:
         self.rows["preference"].append(pref.astype(np.int32))
         self.rows["kto"].append(kto.astype(np.int32))
         self.rows["sft"].append(sft.astype(np.int32))
-        self._spill.write(out["spill"])
+        self.shards.append(
+            {
+                "index": out["index"],
+                "spill_path": out["spill_path"],
+                "groups": (self.groups - out["groups"], self.groups),
+                "rows": {
+                    shape: (
+                        sum(len(a) for a in self.rows[shape]) - len(out[key]),
+                        sum(len(a) for a in self.rows[shape]),
+                    )
+                    for shape, key in (("preference", "pref"), ("kto", "kto"), ("sft", "sft"))
+                },
+            }
+        )
         self.removed += out["removed"]
         self.cleaning["texts"] += out["cleaning"]["texts"]
         for key in ("changed", "pii", "dropped"):
@@ -418,7 +554,6 @@ class _StreamState:
         return sum(sum(len(a) for a in arrays) for arrays in self.rows.values()) + self.groups
 
     def plan(self) -> _Plan:
-        self._spill.close()
         for shape, arrays in self.rows.items():
             width = 2 if shape == "sft" else 3
             self.rows[shape] = [
@@ -494,68 +629,24 @@ class _StreamState:
         leakage = _leakage(ph, prompt_split, pc)
         return _Plan(prompt_split=prompt_split, keep=keep, dedup=dedup_report, leakage=leakage)
 
-    def write(self, writer: ExportWriter, plan: _Plan, progress: Progress) -> dict:
-        counts = {shape: dict.fromkeys(SPLITS, 0) for shape in SHAPES}
-        cursor = dict.fromkeys(SHAPES, 0)
-        keep = {shape: plan.keep[shape].tolist() for shape in SHAPES}
-        split_names = [SPLITS[i] for i in plan.prompt_split.tolist()]
-        written = 0
-        with open(self.spill_path, "rb") as spill:
-            for group_index, line in enumerate(spill):
-                group = orjson.loads(line)
-                split = split_names[group_index]
-                prompt, texts = group["prompt"], group["texts"]
-                for row_id, c, r, margin, weight, source in group["pref"]:
-                    if keep["preference"][cursor["preference"]]:
-                        writer.write(
-                            "preference",
-                            split,
-                            {
-                                "id": row_id,
-                                "prompt": prompt,
-                                "chosen": [{"role": "assistant", "content": texts[c]}],
-                                "rejected": [{"role": "assistant", "content": texts[r]}],
-                                "margin": margin,
-                                "weight": weight,
-                                "source": source,
-                            },
-                        )
-                        counts["preference"][split] += 1
-                    cursor["preference"] += 1
-                for row_id, t, desirable in group["kto"]:
-                    if keep["kto"][cursor["kto"]]:
-                        writer.write(
-                            "kto",
-                            split,
-                            {
-                                "id": row_id,
-                                "prompt": prompt,
-                                "completion": [{"role": "assistant", "content": texts[t]}],
-                                "label": desirable,
-                            },
-                        )
-                        counts["kto"][split] += 1
-                    cursor["kto"] += 1
-                for row_id, t in group["sft"]:
-                    if keep["sft"][cursor["sft"]]:
-                        writer.write(
-                            "sft",
-                            split,
-                            {
-                                "id": row_id,
-                                "messages": [*prompt, {"role": "assistant", "content": texts[t]}],
-                                "source": "correction",
-                            },
-                        )
-                        counts["sft"][split] += 1
-                    cursor["sft"] += 1
-                if keep["prompt_only"][group_index]:
-                    writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
-                    counts["prompt_only"][split] += 1
-                written += 1
-                if written % 50_000 == 0:
-                    progress("export", written, self.groups)
-        return counts
+    def write_jobs(self, plan: _Plan, truncation: TruncationConfig | None) -> Iterator[tuple]:
+        """Pass-2 jobs, one per shard, with the shard's slices of the keep flags."""
+        for shard in self.shards:
+            keep = {
+                shape: plan.keep[shape][shard["rows"][shape][0] : shard["rows"][shape][1]]
+                for shape in ("preference", "kto", "sft")
+            }
+            g0, g1 = shard["groups"]
+            keep["prompt_only"] = plan.keep["prompt_only"][g0:g1]
+            part_dir = str(self.workdir / f"part-{shard['index']:06d}")
+            yield (
+                shard["index"],
+                shard["spill_path"],
+                keep,
+                plan.prompt_split[g0:g1],
+                part_dir,
+                truncation,
+            )
 
     def report(self, plan: _Plan, split_counts: dict, seconds: float) -> dict:
         removed: dict[str, dict[str, int]] = {shape: {} for shape in SHAPES}
@@ -587,7 +678,6 @@ class _StreamState:
     def cleanup(self) -> None:
         self.prompts.cleanup()
         self.texts.cleanup()
-        self.spill_path.unlink(missing_ok=True)
 
 
 _KEY_SALTS = (
