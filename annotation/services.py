@@ -61,6 +61,13 @@ label_submitted_hooks: list[Callable[[Label], None]] = []
 claim_preemptors: list[Callable[..., int | None]] = []
 # Called before claiming: may raise a DomainError to pause an annotator (failed gold checks).
 claim_guards: list[Callable[[Project, object], None]] = []
+# Called after commit when a label was edited or a task skipped: (project_id, [task ids]).
+task_changed_hooks: list[Callable[[int, list[int]], None]] = []
+
+
+def _after_commit_task_changed(project_id: int, task_id: int) -> None:
+    for hook in task_changed_hooks:
+        transaction.on_commit(lambda hook=hook: hook(project_id, [task_id]))
 
 
 def canonical_json(value) -> str:
@@ -339,6 +346,7 @@ def _candidate_ids(project: Project, annotator, exclude: list[int], now, limit: 
     labelled = Label.objects.filter(task_id=OuterRef("pk"), annotator=annotator)
     queryset = (
         Task.objects.filter(project=project, status=TaskStatus.OPEN)
+        .filter(gold__isnull=True)  # gold tasks come only through the gold preemptor
         .exclude(pk__in=exclude)
         .exclude(Exists(mine))
         .exclude(Exists(labelled))
@@ -475,6 +483,7 @@ def task_skip(*, task: Task, annotator, reason: str = "") -> Lease:
     lease.skip_reason = reason
     lease.closed_at = timezone.now()
     lease.save(update_fields=["state", "skip_reason", "closed_at"])
+    _after_commit_task_changed(task.project_id, task.pk)
     return lease
 
 
@@ -663,6 +672,7 @@ def label_edit(*, label: Label, editor, payload: dict, flags=None) -> Label:
         label.flags = clean_flags(flags)
     label.version += 1
     label.save(update_fields=["payload", "flags", "version", "updated_at"])
+    _after_commit_task_changed(label.task.project_id, label.task_id)
     return label
 
 

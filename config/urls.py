@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 api_patterns = [
     path("", include("annotation.api.urls")),
     path("", include("rlhf.api.urls")),
+    path("", include("annotation.quality.urls")),
 ]
 
 urlpatterns = [
