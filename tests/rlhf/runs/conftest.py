@@ -4,11 +4,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from asgiref.sync import async_to_sync
+from django.db import connection, connections
 
 from annotation import services as annotation_services
 from annotation.roles import Role
@@ -173,3 +175,27 @@ def workers(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+
+
+def run_async(function, *args):
+    """``async_to_sync(function)(*args)`` in a thread of its own.
+
+    A browser test earlier in the session leaves Playwright's event loop in the main thread,
+    and async_to_sync refuses a thread whose loop is running.
+    """
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = async_to_sync(function)(*args)
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

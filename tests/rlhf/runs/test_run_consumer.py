@@ -1,7 +1,6 @@
 """The run's websocket: members receive committed progress; anyone else is refused."""
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
@@ -11,6 +10,7 @@ from rlhf import run_services
 from rlhf.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from rlhf.run_execution import AttemptFence, RunReporter, _claim
 from rlhf.training.progress import ProgressEvent
+from tests.rlhf.runs.conftest import run_async
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_subscription_is_refused_to_anyone_but_members_who_may_read_runs(
         await client.disconnect()
         return connected, code
 
-    connected, code = async_to_sync(scenario)()
+    connected, code = run_async(scenario)
 
     assert connected is False
     assert code == (CLOSE_FORBIDDEN if who == "annotator" else CLOSE_NOT_FOUND)
@@ -76,7 +76,7 @@ def test_a_member_receives_the_state_then_each_committed_write_of_the_worker(run
         await client.disconnect()
         return first, messages
 
-    first, messages = async_to_sync(scenario)()
+    first, messages = run_async(scenario)
 
     # then the first message is the queued run, and the pushes carry the progress and points
     assert first["type"] == "run.update"

@@ -4,14 +4,13 @@ mid-training is detected and its run resumes; snapshot to reward model end to en
 import signal
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from config.routing import websocket_urlpatterns
 from rlhf import run_services, services
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun, TrainingRunMetric
-from tests.rlhf.runs.conftest import wait_for
+from tests.rlhf.runs.conftest import run_async, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -143,8 +142,8 @@ def test_snapshot_to_reward_model_through_the_worker_with_progress_streamed(
         await client.disconnect()
         return True, messages
 
-    refused, code = async_to_sync(watch)(outsider)
-    connected, messages = async_to_sync(watch)(engineer)
+    refused, code = run_async(watch, outsider)
+    connected, messages = run_async(watch, engineer)
     assert connected
 
     # then the run succeeded, its metrics are stored, and they were streamed while it ran
