@@ -6,6 +6,7 @@ api_patterns = [
     path("", include("annotation.api.urls")),
     path("", include("rlhf.api.urls")),
     path("", include("annotation.quality.urls")),
+    path("", include("models_registry.api.urls")),
 ]
 
 urlpatterns = [
