@@ -116,13 +116,13 @@ _PII = re.compile(
     r"|(?:AKIA|ASIA)[0-9A-Z]{16}|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}"
     r"|glpat-[A-Za-z0-9_-]{20})(?![A-Za-z0-9]))"
     r"|(?P<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)"
-    r"|(?P<credit_card>(?<![\d.+])[2-6](?:[ -]?\d){12,18}(?![\d.]))"  # IIN 2-6: cards
+    r"|(?P<credit_card>(?<![\d.+])[2-6](?:[ -]?\d){12,18}(?!\d|\.\d))"  # IIN 2-6
     r"|(?P<phone>(?<![\w+.])(?:"
     r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # +44 20 7946 0958
     r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"  # (555) 123-4567
     r"|\d{3}(?P<sep>[.-])\d{3}(?P=sep)\d{4}|\d{3} \d{3} \d{4}"  # 555-123-4567, 555.123.4567
     r"|0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4}"  # 020 7946 0958, 07911 123456
-    r")(?![\w.]|-\d))"
+    r")(?!\w|[.-]\d))"
 )
 # A control character, or a hint of personal data: every e-mail has an @, every phone or
 # card number a digit, GitHub tokens an underscore.

@@ -93,6 +93,7 @@ class TextSpace:
         a = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
         b = np.concatenate(others) if others else np.zeros(0, np.int64)
         pair_key = np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64))
+        del a, b
         a = (pair_key >> np.uint64(32)).astype(np.int64)
         b = (pair_key & np.uint64(0xFFFFFFFF)).astype(np.int64)
         exact = hashes[a] == hashes[b]
@@ -132,25 +133,28 @@ def _star_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     new_group[0] = True
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_group[1:])
     del sorted_keys
-    starts = np.flatnonzero(new_group)
-    group = np.cumsum(new_group) - 1
+    # For every position, the start of its group (a running maximum of group starts).
+    group_start = np.where(new_group, np.arange(len(keys)), 0)
+    np.maximum.accumulate(group_start, out=group_start)
     members = np.flatnonzero(~new_group)
-    return order[starts[group[members]]], order[members]
+    return order[group_start[members]], order[members]
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int32)
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
-    return labels.astype(np.int64)
+    return labels.astype(np.int32)
 
 
 def _earliest(labels: np.ndarray) -> np.ndarray:
     if not len(labels):
         return np.zeros(0, dtype=np.int64)
-    first = np.full(labels.max() + 1, len(labels), dtype=np.int64)
-    np.minimum.at(first, labels, np.arange(len(labels)))
+    # Components are numbered in order of their first node (scipy's breadth-first search
+    # starts from the lowest unvisited node), but compute it rather than rely on that.
+    first = np.full(int(labels.max()) + 1, len(labels), dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(len(labels), dtype=np.int64))
     return first
 
 

@@ -23,6 +23,7 @@ corrects for.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -212,6 +213,7 @@ def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip((equal - _B16_COLLISION) / (1.0 - _B16_COLLISION), 0.0, 1.0)
 
 
+@functools.cache
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) minimising false positives plus false negatives around
     ``threshold`` under the S-curve ``1 - (1 - s**r)**b`` (Leskovec, Rajaraman & Ullman,

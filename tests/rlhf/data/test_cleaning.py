@@ -99,6 +99,8 @@ def test_whitespace_is_normalised_but_indentation_kept(cleaner):
         ("mobile 07911 123456", "mobile [PHONE]"),
         ("Berlin +49 30 12345678", "Berlin [PHONE]"),
         ("card 4111 1111 1111 1111 ok", "card [CREDIT_CARD] ok"),
+        ("Call me at 555-123-4567.", "Call me at [PHONE]."),
+        ("Pay with 4111111111111111.", "Pay with [CREDIT_CARD]."),
         ("card 5500-0000-0000-0004", "card [CREDIT_CARD]"),
         ("amex 378282246310005", "amex [CREDIT_CARD]"),
         ("key sk-proj-abcdefghijklmnopqrstuvwxyz0123", "key [API_KEY]"),
