@@ -47,7 +47,9 @@ class Project(models.Model):
     )
     rubric = models.JSONField(default=_default_rubric)
     lease_seconds = models.PositiveIntegerField(default=600)
-    settings = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Per-project options other apps read (gold rate...)."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -317,3 +319,7 @@ class ImportBatch(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+# Quality-control tables live with their code; importing them here registers them with the app.
+from annotation.quality.models import *  # noqa: E402, F403

@@ -1,0 +1,98 @@
+"""The access gates: every project, task and label a user asks for is fetched here.
+
+Views, API endpoints, websocket consumers and commands call these and nothing else to turn an
+id from a request into an object. A foreign id (another project's, or one that does not
+exist) raises ``Http404``: it never tells the caller that the object exists. A member who
+lacks the capability gets ``PermissionDenied`` (403).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from annotation.models import Label, LeaseState, Membership, Project, Task
+from annotation.roles import Capability, role_can
+
+
+def membership_for(user, project_id) -> Membership | None:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    try:
+        project_id = int(project_id)
+    except (TypeError, ValueError):
+        return None
+    return (
+        Membership.objects.select_related("project")
+        .filter(user=user, project_id=project_id)
+        .first()
+    )
+
+
+def project_role(user, project_id) -> str | None:
+    membership = membership_for(user, project_id)
+    return membership.role if membership else None
+
+
+def user_can(user, project_id, capability: str) -> bool:
+    role = project_role(user, project_id)
+    return role is not None and role_can(role, capability)
+
+
+def access_project(user, project_id, *, capability: str = Capability.VIEW) -> Project:
+    """The project, if ``user`` is a member with ``capability``; else 404 (or 403)."""
+    membership = membership_for(user, project_id)
+    if membership is None:
+        raise Http404("No such project.")
+    if not role_can(membership.role, capability):
+        raise PermissionDenied(f"Your role in this project cannot {capability}.")
+    project = membership.project
+    project.viewer_role = membership.role
+    return project
+
+
+def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task:
+    """A task for annotating: only one the user holds a lease on or has labelled.
+
+    Annotators are blind: they cannot open arbitrary tasks (and so cannot read other
+    tasks' responses) by guessing ids. Members with the ``data`` capability may open any
+    task of their project, read-only.
+    """
+    try:
+        task = Task.objects.select_related("project", "prompt").get(pk=int(task_id))
+    except (Task.DoesNotExist, TypeError, ValueError):
+        raise Http404("No such task.") from None
+    role = project_role(user, task.project_id)
+    if role is None:
+        raise Http404("No such task.")
+    if capability == Capability.DATA:
+        if not role_can(role, Capability.DATA):
+            raise PermissionDenied("Your role cannot read this project's data.")
+        return task
+    if not role_can(role, capability):
+        raise PermissionDenied(f"Your role in this project cannot {capability}.")
+    holds = (
+        task.leases.filter(
+            annotator=user, state__in=[LeaseState.ACTIVE, LeaseState.SUBMITTED]
+        ).exists()
+        or task.labels.filter(annotator=user).exists()
+    )
+    if not holds:
+        raise Http404("No such task.")
+    return task
+
+
+def access_label(user, label_id, *, for_edit: bool = False) -> Label:
+    """Your own label; reviewers and admins may read (not edit) labels of their projects."""
+    try:
+        label = Label.objects.select_related("task", "task__project").get(pk=int(label_id))
+    except (Label.DoesNotExist, TypeError, ValueError):
+        raise Http404("No such label.") from None
+    role = project_role(user, label.task.project_id)
+    if role is None:
+        raise Http404("No such label.")
+    if label.annotator_id == user.pk:
+        return label
+    if for_edit or not role_can(role, Capability.REVIEW):
+        raise Http404("No such label.")
+    return label

@@ -1,0 +1,254 @@
+"""Annotation API: parse the request, call one access gate and one service, render."""
+
+from django.contrib.auth import get_user_model
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import importers, selectors, services
+from annotation.access import access_label, access_project, access_task
+from annotation.api import serializers as s
+from annotation.models import LabelSource
+from annotation.roles import Capability
+from config.errors import Forbidden, PayloadTooLarge
+
+User = get_user_model()
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retries with the same key return the stored result; another body is 422.",
+)
+
+
+class ProjectListView(APIView):
+    @extend_schema(responses=s.ProjectSerializer(many=True))
+    def get(self, request):
+        projects = selectors.project_list_for_user(request.user)
+        return Response(s.ProjectSerializer(projects, many=True).data)
+
+    @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
+    def post(self, request):
+        if not request.user.is_staff:
+            raise Forbidden("only platform staff create projects", code="staff_only")
+        data = s.ProjectCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(created_by=request.user, **data.validated_data)
+        project.viewer_role = "admin"
+        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=s.ProjectSerializer)
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        return Response(s.ProjectSerializer(project).data)
+
+    @extend_schema(request=s.ProjectUpdateSerializer, responses=s.ProjectSerializer)
+    def patch(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = s.ProjectUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_update(project=project, **data.validated_data)
+        return Response(s.ProjectSerializer(project).data)
+
+
+class MemberListView(APIView):
+    @extend_schema(responses=s.MemberSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        rows = [
+            {"user_id": m.user_id, "username": m.user.username, "role": m.role}
+            for m in project.memberships.select_related("user").order_by("user__username")
+        ]
+        return Response(s.MemberSerializer(rows, many=True).data)
+
+    @extend_schema(request=s.MemberSerializer, responses=s.MemberSerializer)
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = s.MemberSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = User.objects.filter(username=data.validated_data["username"], is_active=True).first()
+        if user is None:
+            raise Http404("No such user.")
+        if user.pk == request.user.pk and data.validated_data["role"] != "admin":
+            raise Forbidden("you cannot change your own role", code="own_role")
+        membership = services.membership_set(
+            project=project, user=user, role=data.validated_data["role"]
+        )
+        return Response({"user_id": user.pk, "username": user.username, "role": membership.role})
+
+
+class MemberDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, project_id: int, user_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        user = project.memberships.filter(user_id=user_id).select_related("user").first()
+        if user is None:
+            raise Http404("No such member.")
+        services.membership_remove(project=project, user=user.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ImportView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=s.ImportRequestSerializer, responses={201: s.ImportBatchSerializer})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = s.ImportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        from django.conf import settings
+
+        if upload.size > settings.TANDEM_MAX_IMPORT_BYTES:
+            raise PayloadTooLarge(f"the file is larger than {settings.TANDEM_MAX_IMPORT_BYTES}")
+        batch = importers.import_file(
+            project=project,
+            data=upload.read(),
+            filename=upload.name or "upload",
+            kind=data.validated_data["kind"],
+            created_by=request.user,
+            annotator_name=data.validated_data.get("annotator_name"),
+            task_kinds=data.validated_data.get("task_kinds"),
+        )
+        return Response(s.ImportBatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+
+
+class ProgressView(APIView):
+    @extend_schema(responses=s.ProgressSerializer)
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        return Response(selectors.project_progress(project, user=request.user))
+
+
+class NextTaskView(APIView):
+    @extend_schema(
+        request=s.NextTaskRequestSerializer,
+        responses={200: s.TaskViewSerializer, 204: OpenApiResponse(description="No task left")},
+    )
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.ANNOTATE)
+        data = s.NextTaskRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        lease = services.task_claim_next(
+            project=project,
+            annotator=request.user,
+            exclude_task_ids=data.validated_data.get("exclude", []),
+        )
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(selectors.task_view_for_annotator(lease))
+
+
+class TaskDetailView(APIView):
+    @extend_schema(responses=s.TaskViewSerializer)
+    def get(self, request, task_id: int):
+        task = access_task(request.user, task_id)
+        lease = selectors.held_lease(task, request.user)
+        if lease is None:
+            raise Http404("No such task.")
+        return Response(selectors.task_view_for_annotator(lease))
+
+
+class LabelSubmitView(APIView):
+    @extend_schema(
+        request=s.LabelSubmitSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: s.LabelSerializer, 200: s.LabelSerializer},
+    )
+    def post(self, request, task_id: int):
+        task = access_task(request.user, task_id)
+        data = s.LabelSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.label_submit(
+            task=task,
+            annotator=request.user,
+            payload=data.validated_data["payload"],
+            flags=data.validated_data.get("flags"),
+            duration_ms=data.validated_data.get("duration_ms"),
+            source=LabelSource.UI if request.auth is None else LabelSource.API,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+        response = Response(selectors.label_view(result.label), status=status.HTTP_201_CREATED)
+        if result.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class SkipView(APIView):
+    @extend_schema(request=s.SkipSerializer, responses=s.LeaseSerializer)
+    def post(self, request, task_id: int):
+        task = access_task(request.user, task_id)
+        data = s.SkipSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        lease = services.task_skip(
+            task=task, annotator=request.user, reason=data.validated_data.get("reason", "")
+        )
+        return Response({"task_id": task.pk, "state": lease.state, "expires_at": lease.expires_at})
+
+
+class HeartbeatView(APIView):
+    @extend_schema(request=None, responses=s.LeaseSerializer)
+    def post(self, request, task_id: int):
+        task = access_task(request.user, task_id)
+        lease = services.lease_heartbeat(task=task, annotator=request.user)
+        return Response({"task_id": task.pk, "state": lease.state, "expires_at": lease.expires_at})
+
+
+class LabelListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("project", int, required=False)],
+        responses=s.LabelSerializer(many=True),
+    )
+    def get(self, request):
+        project_id = request.query_params.get("project")
+        if project_id is not None:
+            access_project(request.user, project_id)
+        labels = selectors.label_list_for_annotator(request.user, project_id=project_id)[:200]
+        return Response([selectors.label_view(label) for label in labels])
+
+
+class LabelDetailView(APIView):
+    @extend_schema(responses=s.LabelSerializer)
+    def get(self, request, label_id: int):
+        label = access_label(request.user, label_id)
+        return Response(selectors.label_view(label))
+
+    @extend_schema(request=s.LabelEditSerializer, responses=s.LabelSerializer)
+    def patch(self, request, label_id: int):
+        label = access_label(request.user, label_id, for_edit=True)
+        data = s.LabelEditSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        label = services.label_edit(
+            label=label,
+            editor=request.user,
+            payload=data.validated_data["payload"],
+            flags=data.validated_data.get("flags"),
+        )
+        return Response(selectors.label_view(label))
+
+
+class LabelRevisionsView(APIView):
+    @extend_schema(responses=s.RevisionSerializer(many=True))
+    def get(self, request, label_id: int):
+        label = access_label(request.user, label_id)
+        revisions = label.revisions.order_by("version")
+        return Response(s.RevisionSerializer(revisions, many=True).data)
+
+
+class MeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response(
+            {"id": request.user.pk, "username": request.user.username,
+             "is_staff": request.user.is_staff}
+        )  # fmt: skip

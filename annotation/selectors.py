@@ -1,0 +1,114 @@
+"""Reads for annotation pages and endpoints. Nothing here writes."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q
+
+from annotation.models import Label, Lease, LeaseState, Membership, Project, Task, TaskStatus
+from annotation.rendering import markdown_to_safe_html
+
+
+def project_list_for_user(user) -> list[Project]:
+    memberships = (
+        Membership.objects.filter(user=user)
+        .select_related("project")
+        .order_by("project__name", "project_id")
+    )
+    projects = []
+    for m in memberships:
+        m.project.viewer_role = m.role
+        projects.append(m.project)
+    return projects
+
+
+def project_progress(project: Project, *, user=None) -> dict:
+    """Counts of the project's real work; gold items (mixed in silently) are left out."""
+    work = Task.objects.filter(project=project, gold__isnull=True)
+    tasks = work.aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(status=TaskStatus.DONE)),
+    )
+    by_kind = {
+        row["kind"]: {"total": row["total"], "done": row["done"]}
+        for row in work.values("kind").annotate(
+            total=Count("id"), done=Count("id", filter=Q(status=TaskStatus.DONE))
+        )
+    }
+    progress = {
+        "tasks_total": tasks["total"],
+        "tasks_done": tasks["done"],
+        "tasks_open": tasks["total"] - tasks["done"],
+        "labels_total": Label.objects.filter(task__project=project).count(),
+        "by_kind": by_kind,
+    }
+    if user is not None:
+        progress["my_labels"] = Label.objects.filter(task__project=project, annotator=user).count()
+        progress["my_skips"] = Lease.objects.filter(
+            task__project=project, annotator=user, state=LeaseState.SKIPPED
+        ).count()
+    return progress
+
+
+def _message_view(message: dict) -> dict:
+    return {
+        "role": message["role"],
+        "content": message["content"],
+        "html": markdown_to_safe_html(message["content"]),
+    }
+
+
+def task_view_for_annotator(lease: Lease) -> dict:
+    """What an annotator sees: no model names, no other labels, sides in their own order."""
+    task = lease.task
+    project = task.project
+    items = {
+        item.response_id: item.response
+        for item in task.items.select_related("response").order_by("position")
+    }
+    order = lease.shown_order or list(items)
+    label = Label.objects.filter(task=task, annotator=lease.annotator).first()
+    return {
+        "task_id": task.pk,
+        "project_id": project.pk,
+        "kind": task.kind,
+        "prompt": [_message_view(m) for m in task.prompt.messages],
+        "responses": [
+            {"id": rid, "text": items[rid].text, "html": markdown_to_safe_html(items[rid].text)}
+            for rid in order
+        ],
+        "rubric": project.rubric if task.kind == "rubric" else [],
+        "lease_expires_at": lease.expires_at.isoformat(),
+        "lease_state": lease.state,
+        "label": label_view(label) if label else None,
+    }
+
+
+def label_view(label: Label) -> dict:
+    return {
+        "id": label.pk,
+        "task_id": label.task_id,
+        "kind": label.kind,
+        "payload": label.payload,
+        "shown_order": label.shown_order,
+        "flags": label.flags,
+        "duration_ms": label.duration_ms,
+        "version": label.version,
+        "reviewed": label.reviewed_at is not None,
+        "created_at": label.created_at.isoformat(),
+        "updated_at": label.updated_at.isoformat(),
+    }
+
+
+def label_list_for_annotator(user, *, project_id=None):
+    labels = Label.objects.filter(annotator=user).order_by("-id")
+    if project_id is not None:
+        labels = labels.filter(task__project_id=project_id)
+    return labels
+
+
+def held_lease(task: Task, user) -> Lease | None:
+    return (
+        Lease.objects.select_related("task", "task__project", "task__prompt")
+        .filter(task=task, annotator=user)
+        .first()
+    )

@@ -1,0 +1,114 @@
+"""Server-rendered pages. Each view: one access gate, one service or selector, a template."""
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from annotation import importers, selectors, services
+from annotation.access import access_project
+from annotation.models import TaskKind
+from annotation.rendering import markdown_to_safe_html
+from annotation.roles import Capability, Role, role_can
+from config.errors import DomainError
+
+User = get_user_model()
+
+
+@login_required
+def home(request):
+    projects = selectors.project_list_for_user(request.user)
+    rows = [
+        {
+            "project": p,
+            "role": p.viewer_role,
+            "can_annotate": role_can(p.viewer_role, Capability.ANNOTATE),
+            "can_manage": role_can(p.viewer_role, Capability.MANAGE),
+            "can_read_data": role_can(p.viewer_role, Capability.DATA),
+            "can_review": role_can(p.viewer_role, Capability.REVIEW),
+            "progress": selectors.project_progress(p, user=request.user),
+        }
+        for p in projects
+    ]
+    return render(request, "frontend/home.html", {"rows": rows})
+
+
+@login_required
+def annotate(request, project_id: int):
+    project = access_project(request.user, project_id, capability=Capability.ANNOTATE)
+    return render(
+        request,
+        "frontend/annotate.html",
+        {
+            "project": project,
+            "guidelines_html": markdown_to_safe_html(project.guidelines),
+            "progress": selectors.project_progress(project, user=request.user),
+        },
+    )
+
+
+def _manage_post(request, project):
+    action = request.POST.get("action")
+    if action == "settings":
+        kinds = request.POST.getlist("task_kinds")
+        services.project_update(
+            project=project,
+            name=request.POST.get("name", project.name),
+            guidelines=request.POST.get("guidelines", ""),
+            task_kinds=kinds,
+            overlap=int(request.POST.get("overlap") or project.overlap),
+            lease_seconds=int(request.POST.get("lease_seconds") or project.lease_seconds),
+        )
+        messages.success(request, "Settings saved.")
+    elif action == "member":
+        user = User.objects.filter(username=request.POST.get("username", ""), is_active=True)
+        user = user.first()
+        if user is None:
+            messages.error(request, "No active user with that name.")
+        elif user == request.user:
+            messages.error(request, "You cannot change your own role.")
+        else:
+            services.membership_set(project=project, user=user, role=request.POST.get("role"))
+            messages.success(request, f"{user.username} is now {request.POST.get('role')}.")
+    elif action == "import":
+        upload = request.FILES.get("file")
+        if upload is None:
+            messages.error(request, "Choose a file to import.")
+        else:
+            batch = importers.import_file(
+                project=project,
+                data=upload.read(),
+                filename=upload.name or "upload",
+                kind=request.POST.get("kind", "prompts"),
+                created_by=request.user,
+                annotator_name=request.POST.get("annotator_name") or None,
+            )
+            counts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in batch.counts.items())
+            messages.success(request, f"Imported {batch.filename}. {counts}.")
+    else:
+        messages.error(request, "Unknown action.")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_manage(request, project_id: int):
+    project = access_project(request.user, project_id, capability=Capability.MANAGE)
+    if request.method == "POST":
+        try:
+            _manage_post(request, project)
+        except (DomainError, ValueError) as exc:
+            messages.error(request, getattr(exc, "message", None) or str(exc))
+        return redirect("frontend:project-manage", project_id=project.pk)
+    return render(
+        request,
+        "frontend/manage.html",
+        {
+            "project": project,
+            "members": project.memberships.select_related("user").order_by("user__username"),
+            "roles": Role.choices,
+            "kinds": TaskKind.choices,
+            "imports": project.imports.all()[:20],
+            "progress": selectors.project_progress(project, user=request.user),
+        },
+    )

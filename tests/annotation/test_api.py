@@ -1,0 +1,166 @@
+"""The annotation API over HTTP: authentication, access gates, idempotent submit."""
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation.models import Label, Project, Task
+from annotation.roles import Role
+
+
+@pytest.fixture
+def client_for():
+    def make(user):
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return make
+
+
+def test_anonymous_requests_are_refused(project):
+    response = APIClient().get(f"/api/projects/{project.pk}/")
+    assert response.status_code in (401, 403)
+
+
+def test_token_authentication_works(project, admin_user):
+    client = APIClient()
+    token = client.post(
+        "/api/auth/token/", {"username": admin_user.username, "password": "pw-alice-admin"}
+    ).json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get(f"/api/projects/{project.pk}/").json()["name"] == "Helpfulness"
+
+
+def test_a_foreign_project_is_404_and_nothing_changes(project, make_user, client_for, make_task):
+    make_task()
+    outsider = make_user("mallory")
+    client = client_for(outsider)
+    for method, url, body in [
+        ("get", f"/api/projects/{project.pk}/", None),
+        ("patch", f"/api/projects/{project.pk}/", {"name": "pwned"}),
+        ("post", f"/api/projects/{project.pk}/tasks/next/", {}),
+        ("get", f"/api/projects/{project.pk}/progress/", None),
+        ("post", f"/api/projects/{project.pk}/members/", {"username": "mallory", "role": "admin"}),
+    ]:
+        response = getattr(client, method)(url, body, format="json")
+        assert response.status_code == 404, (method, url)
+        assert response.json() == {"error": "not_found", "detail": "Not found."}
+    assert Project.objects.get().name == "Helpfulness"
+    assert not project.memberships.filter(user=outsider).exists()
+
+
+def test_an_annotator_cannot_manage(project, annotator, client_for):
+    response = client_for(annotator).patch(
+        f"/api/projects/{project.pk}/", {"overlap": 9}, format="json"
+    )
+    assert response.status_code == 403
+    assert Project.objects.get().overlap == 2
+
+
+def test_an_annotator_cannot_open_a_task_they_were_not_given(
+    project, member, client_for, make_task
+):
+    task = make_task()
+    other = member()
+    assert client_for(other).get(f"/api/tasks/{task.pk}/").status_code == 404
+
+
+def test_next_then_submit_with_idempotency_key(project, annotator, client_for, make_task):
+    task = make_task()
+    client = client_for(annotator)
+    shown = client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json").json()
+    assert shown["task_id"] == task.pk
+    assert "model_name" not in json.dumps(shown)
+    body = {"payload": {"choice": "left", "strength": "slight"}, "duration_ms": 1500}
+    url = f"/api/tasks/{task.pk}/labels/"
+    first = client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="abcd-1234-efgh")
+    replay = client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="abcd-1234-efgh")
+    assert (first.status_code, replay.status_code) == (201, 201)
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.json()["id"] == first.json()["id"]
+    assert first.json()["shown_order"] == [r["id"] for r in shown["responses"]]
+    reused = client.post(
+        url, {"payload": {"choice": "tie"}}, format="json", HTTP_IDEMPOTENCY_KEY="abcd-1234-efgh"
+    )
+    assert reused.status_code == 422
+    assert reused.json()["error"] == "idempotency_key_reused"
+    assert Label.objects.count() == 1
+
+
+def test_nothing_left_is_204(project, annotator, client_for):
+    response = client_for(annotator).post(f"/api/projects/{project.pk}/tasks/next/", {})
+    assert response.status_code == 204
+
+
+def test_invalid_payload_is_400_with_the_field(project, annotator, client_for, make_task):
+    task = make_task()
+    client = client_for(annotator)
+    client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json")
+    response = client.post(
+        f"/api/tasks/{task.pk}/labels/", {"payload": {"choice": "maybe"}}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "choice"
+    assert Task.objects.get().label_count == 0
+
+
+def test_edit_through_the_api_and_read_revisions(project, annotator, client_for, make_task):
+    task = make_task()
+    client = client_for(annotator)
+    client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json")
+    label_id = client.post(
+        f"/api/tasks/{task.pk}/labels/", {"payload": {"choice": "left"}}, format="json"
+    ).json()["id"]
+    edited = client.patch(f"/api/labels/{label_id}/", {"payload": {"choice": "both_bad"}},
+                          format="json")  # fmt: skip
+    assert edited.json()["payload"]["outcome"] == "both_bad"
+    revisions = client.get(f"/api/labels/{label_id}/revisions/").json()
+    assert [r["version"] for r in revisions] == [1]
+
+
+def test_someone_elses_label_is_404(project, member, client_for, make_task):
+    task = make_task()
+    a, b = member(), member()
+    client_for(a).post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json")
+    label_id = (
+        client_for(a)
+        .post(f"/api/tasks/{task.pk}/labels/", {"payload": {"choice": "left"}}, format="json")
+        .json()["id"]
+    )
+    assert client_for(b).get(f"/api/labels/{label_id}/").status_code == 404
+    patched = client_for(b).patch(
+        f"/api/labels/{label_id}/", {"payload": {"choice": "tie"}}, format="json"
+    )
+    assert patched.status_code == 404
+    assert Label.objects.get().payload["outcome"] != "tie"
+    reviewer = member(Role.REVIEWER)
+    assert client_for(reviewer).get(f"/api/labels/{label_id}/").status_code == 200
+
+
+def test_import_through_the_api(project, admin_user, client_for):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("p.jsonl", b'{"prompt": "hello?"}\n{"prompt": "bye?"}\n')
+    response = client_for(admin_user).post(
+        f"/api/projects/{project.pk}/imports/", {"file": upload, "kind": "prompts"},
+        format="multipart",
+    )  # fmt: skip
+    assert response.status_code == 201
+    assert response.json()["counts"]["prompts_created"] == 2
+    bad = SimpleUploadedFile("p.jsonl", b'{"prompt": "hello?"}\n[1, 2]\n')
+    refused = client_for(admin_user).post(
+        f"/api/projects/{project.pk}/imports/", {"file": bad, "kind": "prompts"},
+        format="multipart",
+    )  # fmt: skip
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == (
+        "line 2: each row must be a JSON object (nothing was imported)"
+    )
+
+
+def test_schema_is_generated(admin_user, client_for):
+    response = client_for(admin_user).get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    assert "/api/tasks/{task_id}/labels/" in response.json()["paths"]

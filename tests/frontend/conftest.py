@@ -1,0 +1,80 @@
+"""Headless Chromium (Debian's, never a downloaded one) driven by Playwright."""
+
+import os
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test
+# body are still synchronous and safe here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageWatch:
+    """What a page did that a test must see: dialogs opened and console errors."""
+
+    def __init__(self):
+        self.dialogs: list[str] = []
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    watch = PageWatch()
+
+    def on_dialog(dialog):
+        watch.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on(
+        "console",
+        lambda msg: watch.console_errors.append(msg.text) if msg.type == "error" else None,
+    )
+    page.on("pageerror", lambda exc: watch.page_errors.append(str(exc)))
+    page.watch = watch
+    page.set_default_timeout(15_000)
+    yield page
+    # Let the page's own requests finish before the database is flushed under them.
+    try:
+        page.wait_for_load_state("networkidle", timeout=5_000)
+        page.goto("about:blank")
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def login(page):
+    def do(username: str, password: str):
+        page.goto("/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/")
+
+    return do
