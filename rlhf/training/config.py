@@ -246,8 +246,8 @@ class SFTConfig(TrainingConfig):
     use_lora: bool = _f(True, "Train a LoRA adapter instead of every weight (see TrainingConfig).")
     assistant_only_loss: bool = _f(
         True,
-        "Compute the loss on assistant turns only, so the model learns to answer rather than to "
-        "write the user's side of the conversation.",
+        "Compute the loss on the final assistant answer only (earlier turns are context), so "
+        "the model learns to answer rather than to write the user's side of the conversation.",
     )
     eval_generations: int = _f(
         16,
