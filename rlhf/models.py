@@ -100,19 +100,37 @@ class TrainingRun(models.Model):
         DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs"
     )
     data_path = models.CharField(max_length=500, help_text="The export folder trained on.")
-    # Models the run starts from. A folder is always recorded (config.base_model and friends);
-    # a run that trains on another run's output also points at that run. The registry's
-    # ModelVersion ids are plain numbers until models_registry lands (then foreign keys).
+    # Models the run starts from: a registered version, or another run's output, or a folder.
+    # The folder is always recorded too (config.base_model, config.reward_model).
+    base_model_version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The parent version the run starts from.",
+    )
     base_model_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    base_model_ref = models.BigIntegerField(null=True, blank=True, help_text="ModelVersion id")
+    reward_model_version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reward model online methods (ppo, rloo, grpo) score with.",
+    )
     reward_model_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    reward_model_ref = models.BigIntegerField(null=True, blank=True, help_text="ModelVersion id")
-    candidate_version_ref = models.BigIntegerField(
-        null=True, blank=True, help_text="The ModelVersion registered from this run's result."
+    candidate_version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The candidate version registered from this run's result.",
     )
 
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)

@@ -125,9 +125,7 @@ def run_new_page(request, project_id: int):
     choices = run_selectors.training_run_launch_choices(project=project)
     values = {"base_model": default_base_model()}
     errors: dict = {}
-    chosen = {
-        k: request.POST.get(k, "") for k in ("snapshot", "base_model_run", "reward_model_run")
-    }
+    chosen = {k: request.POST.get(k, "") for k in ("snapshot", "base_source", "reward_source")}
     if request.method == "POST":
         values, errors = parse_config(method, request.POST)
         if errors:
@@ -142,8 +140,8 @@ def run_new_page(request, project_id: int):
                     or _missing_snapshot(),
                     config=values,
                     name=request.POST.get("name", ""),
-                    base_model_run=_pick(TrainingRun, chosen["base_model_run"], project),
-                    reward_model_run=_pick(TrainingRun, chosen["reward_model_run"], project),
+                    **_sources(chosen["base_source"], "base_model", project),
+                    **_sources(chosen["reward_source"], "reward_model", project),
                 )
             except DomainError as exc:
                 errors = exc.extra.get("fields") or {}
@@ -162,10 +160,44 @@ def run_new_page(request, project_id: int):
             "fields": form_fields(method, values, errors),
             "choices": choices,
             "chosen": chosen,
+            "base_options": _model_options(choices["policy_versions"], choices["model_runs"]),
+            "reward_options": _model_options(choices["reward_versions"], choices["reward_runs"]),
             "online": method in run_services.ONLINE_METHODS,
         },
         status=400 if request.method == "POST" else 200,
     )
+
+
+def _model_options(versions, runs) -> list[tuple[str, list[dict]]]:
+    groups = [
+        (
+            "Registered versions",
+            [
+                {"value": f"version:{v.pk}", "label": f"{v.name} v{v.version} ({v.state})"}
+                for v in versions
+            ],
+        ),
+        (
+            "Succeeded runs",
+            [
+                {"value": f"run:{r.pk}", "label": f"run {r.pk} ({r.method}) {r.name}".strip()}
+                for r in runs
+            ],
+        ),
+    ]
+    return [(name, options) for name, options in groups if options]
+
+
+def _sources(choice: str, prefix: str, project) -> dict:
+    """``version:<id>`` or ``run:<id>`` from the form's model select, as launch arguments."""
+    from models_registry.models import ModelVersion
+
+    kind, _, pk = choice.partition(":")
+    if kind == "version":
+        return {f"{prefix}_version": _pick(ModelVersion, pk, project)}
+    if kind == "run":
+        return {f"{prefix}_run": _pick(TrainingRun, pk, project)}
+    return {}
 
 
 def _range_errors(method: str, values: dict, type_errors: dict) -> dict:

@@ -112,13 +112,22 @@ def training_methods() -> list[dict]:
 
 
 def training_run_launch_choices(*, project) -> dict:
-    """What a launch form offers: ready snapshots and succeeded runs to start from."""
+    """What a launch form offers: ready snapshots, and versions and runs to start from."""
     runs = list(
         TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED).only(
             "id", "name", "method", "artifact_dir"
         )
     )
+    from models_registry.models import ModelVersion, VersionState
+
+    versions = list(
+        ModelVersion.objects.filter(project=project)
+        .exclude(state__in=[VersionState.REJECTED, VersionState.ARCHIVED])
+        .only("id", "name", "version", "kind", "state")
+    )
     return {
+        "policy_versions": [v for v in versions if v.kind == "policy"],
+        "reward_versions": [v for v in versions if v.kind == "reward"],
         "snapshots": list(
             DatasetSnapshot.objects.filter(project=project, status=SnapshotStatus.READY).only(
                 "id", "name", "row_counts", "created_at"

@@ -9,8 +9,8 @@ Dead workers are found without a cron: ``training_run_requeue_stale`` runs when 
 job starts, when a run is launched, from a per-attempt watchdog job that the worker schedules
 on the training queue (``training_run_watchdog_job``), and from ``manage.py train reap``.
 
-Other apps react to a finished run through ``training_run_succeeded_hooks``: the model registry
-appends a function there that registers the run's artifacts as a candidate version.
+Other code reacts to a finished run through ``training_run_succeeded_hooks``; the first one
+registers the trained model in the model registry as a candidate version.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Project
@@ -42,9 +43,9 @@ ONLINE_METHODS = ("ppo", "rloo", "grpo")
 # Config fields that name a model folder; each must sit under settings.TANDEM_MODEL_ROOTS.
 MODEL_FOLDER_FIELDS = ("base_model", "reward_model", "reference_model", "value_model")
 
-# Called with the run once its success has committed. The model registry appends a function
-# that registers ``run.artifact_dir`` as a candidate ModelVersion (and records its id with
-# ``training_run_set_candidate``). A hook that raises is logged; the run stays succeeded.
+# Called with the run once its success has committed. ``rlhf.run_registration`` appends the
+# one that registers the trained model as a candidate ModelVersion (rlhf/apps.py); others may
+# follow. A hook that raises is logged; the run stays succeeded.
 training_run_succeeded_hooks: list[Callable[[TrainingRun], None]] = []
 
 
@@ -134,6 +135,27 @@ def _source_run(run: TrainingRun | None, project: Project, what: str) -> Trainin
     return run
 
 
+def run_model_dir(run: TrainingRun) -> str:
+    """The folder of a succeeded run's trained model (weights or adapter, with tokenizer)."""
+    return str(Path(run.result.get("model_dir") or Path(run.artifact_dir) / "model"))
+
+
+def _source_version(version, project: Project, kind: str | None) -> str:
+    from models_registry.models import VersionState
+
+    if version.project_id != project.pk:
+        raise ValidationFailed(
+            "the model version belongs to another project", code="foreign_version"
+        )
+    if kind is not None and version.kind != kind:
+        raise ValidationFailed(f"version {version.label} is not a {kind} model", code="wrong_kind")
+    if version.state in (VersionState.REJECTED, VersionState.ARCHIVED):
+        raise ValidationFailed(
+            f"version {version.label} is {version.state}", code="retired_version"
+        )
+    return version.artifact_dir
+
+
 # --------------------------------------------------------------------------- launch
 def training_run_launch(
     *,
@@ -143,18 +165,19 @@ def training_run_launch(
     snapshot: DatasetSnapshot,
     config: dict | None = None,
     name: str = "",
+    base_model_version=None,
+    reward_model_version=None,
     base_model_run: TrainingRun | None = None,
     reward_model_run: TrainingRun | None = None,
-    base_model_ref: int | None = None,
-    reward_model_ref: int | None = None,
     max_attempts: int = 3,
 ) -> TrainingRun:
     """Validate a run request, record it as ``queued`` and enqueue its job after commit.
 
-    ``config`` holds the method's config fields (missing ones take the dataclass defaults);
-    ``base_model_run``/``reward_model_run`` use another run's trained model as the base or
-    reward model folder. Refusals raise ValidationFailed; ``extra["fields"]`` maps config
-    fields to their errors.
+    ``config`` holds the method's config fields (missing ones take the dataclass defaults).
+    The base (parent) model is a registered ``base_model_version``, another run's output
+    (``base_model_run``) or the ``base_model`` folder in ``config``; an online method's reward
+    model likewise (``reward_model_version``, ``reward_model_run``, ``reward_model``).
+    Refusals raise ValidationFailed; ``extra["fields"]`` maps config fields to their errors.
     """
     if method not in METHODS:
         raise ValidationFailed(f"unknown method {method!r}", code="invalid_method")
@@ -174,14 +197,27 @@ def training_run_launch(
         raise ValidationFailed("max_attempts must be between 1 and 20", code="invalid_attempts")
 
     values = dict(config or {})
+    if base_model_version is not None and base_model_run is not None:
+        raise ValidationFailed("give a base model version or a run, not both", code="two_bases")
+    if reward_model_version is not None and reward_model_run is not None:
+        raise ValidationFailed("give a reward model version or a run, not both", code="two_rms")
     base_model_run = _source_run(base_model_run, project, "base model")
     reward_model_run = _source_run(reward_model_run, project, "reward model")
     if base_model_run is not None:
-        values["base_model"] = base_model_run.artifact_dir
+        values["base_model"] = run_model_dir(base_model_run)
     if reward_model_run is not None:
         if reward_model_run.method != "reward":
             raise ValidationFailed("the reward model run is not a reward run", code="not_reward")
-        values["reward_model"] = reward_model_run.artifact_dir
+        values["reward_model"] = run_model_dir(reward_model_run)
+    # Registered versions were inspected by the registry (safetensors only, no custom code,
+    # hashed), so their folders may lie outside TANDEM_MODEL_ROOTS.
+    registered = set()
+    if base_model_version is not None:
+        values["base_model"] = _source_version(base_model_version, project, None)
+        registered.add(values["base_model"])
+    if reward_model_version is not None:
+        values["reward_model"] = _source_version(reward_model_version, project, "reward")
+        registered.add(values["reward_model"])
     try:
         parsed = config_from_dict(method, values)
     except ConfigError as exc:
@@ -193,7 +229,7 @@ def training_run_launch(
     errors = {}
     for field in MODEL_FOLDER_FIELDS:
         path = getattr(parsed, field, "")
-        if path:
+        if path and path not in registered:
             error = _model_folder_error(path)
             if error:
                 errors[field] = error
@@ -216,10 +252,10 @@ def training_run_launch(
         config=json_safe(asdict(parsed)),
         dataset_snapshot=snapshot,
         data_path=snapshot.export_path,
+        base_model_version=base_model_version,
         base_model_run=base_model_run,
-        base_model_ref=base_model_ref,
+        reward_model_version=reward_model_version,
         reward_model_run=reward_model_run,
-        reward_model_ref=reward_model_ref,
         max_attempts=max_attempts,
         created_by=created_by,
         log_tail=log_line(
@@ -353,14 +389,14 @@ def training_run_watch(*, run_id: int, attempt: int) -> str:
 
 
 # --------------------------------------------------------------------------- registry hook
-def training_run_set_candidate(*, run: TrainingRun, version_id: int) -> None:
-    """Record the model version registered from a succeeded run (called by the registry)."""
+def training_run_set_candidate(*, run: TrainingRun, version) -> None:
+    """Record the model version registered from a succeeded run."""
     updated = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.SUCCEEDED).update(
-        candidate_version_ref=version_id
+        candidate_version=version, revision=F("revision") + 1
     )
     if not updated:
         raise Conflict("only a succeeded run has a candidate version", code="run_not_succeeded")
-    run.candidate_version_ref = version_id
+    run.candidate_version = version
     training_run_notify(run.pk)
 
 

@@ -8,8 +8,8 @@ from rlhf.training.config import METHODS
 SUMMARY_FIELDS = [
     "id", "project", "name", "method", "method_title", "dataset_snapshot", "status", "attempt",
     "max_attempts", "cancel_requested", "revision", "progress", "heartbeat_at", "created_at",
-    "started_at", "finished_at", "created_by", "error", "device", "base_model_run",
-    "base_model_ref", "reward_model_run", "reward_model_ref", "candidate_version_ref",
+    "started_at", "finished_at", "created_by", "error", "device", "base_model_version",
+    "base_model_run", "reward_model_version", "reward_model_run", "candidate_version",
 ]  # fmt: skip
 DETAIL_FIELDS = [
     *SUMMARY_FIELDS, "config", "data_path", "worker", "log_tail", "checkpoints", "attempts_log",
@@ -50,8 +50,12 @@ class TrainingRunLaunchSerializer(serializers.Serializer):
     reward_model_run = serializers.IntegerField(
         required=False, allow_null=True, help_text="Score with this succeeded reward run's model."
     )
-    base_model_ref = serializers.IntegerField(required=False, allow_null=True)
-    reward_model_ref = serializers.IntegerField(required=False, allow_null=True)
+    base_model_version = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Start from this registered model version."
+    )
+    reward_model_version = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Score with this registered reward model."
+    )
     max_attempts = serializers.IntegerField(min_value=1, max_value=20, required=False)
 
 

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from annotation.access import access_project
 from annotation.roles import Capability
+from models_registry.access import access_model_version
 from rlhf import run_selectors, run_services, selectors
 from rlhf.api import run_serializers as s
 
@@ -32,6 +33,9 @@ class TrainingRunListView(APIView):
                 values[field] = run_selectors.training_run_get(
                     user=request.user, run_id=values[field]
                 )
+        for field in ("base_model_version", "reward_model_version"):
+            if values.get(field) is not None:
+                values[field] = access_model_version(request.user, values[field])
         run = run_services.training_run_launch(
             project=project, created_by=request.user, snapshot=snapshot, **values
         )

@@ -1,7 +1,7 @@
 """Training runs from the command line (an operator's tool: no per-user access gate).
 
 python manage.py train reward --project harmless --snapshot 3 --set max_steps=50 --follow
-python manage.py train dpo --project 1 --snapshot 3 --config run.json --base-model-run 7
+python manage.py train dpo --project 1 --snapshot 3 --config run.json --base-model-version 7
 python manage.py train list --project harmless
 python manage.py train show 12 [--log]
 python manage.py train cancel 12 | retry 12
@@ -51,7 +51,9 @@ class Command(BaseCommand):
                 help="One config field (VALUE as JSON, else text); repeatable.",
             )
             launch.add_argument("--name", default="")
-            launch.add_argument("--base-model-run", type=int)
+            launch.add_argument("--base-model-version", type=int, help="A registered version.")
+            launch.add_argument("--base-model-run", type=int, help="A succeeded run's model.")
+            launch.add_argument("--reward-model-version", type=int)
             launch.add_argument("--reward-model-run", type=int)
             launch.add_argument("--max-attempts", type=int, default=3)
             launch.add_argument("--as-user", help="Recorded as the launcher.")
@@ -92,6 +94,16 @@ class Command(BaseCommand):
             raise CommandError(f"no run {pk}")
         return run
 
+    def _version(self, pk: int | None):
+        from models_registry.models import ModelVersion
+
+        if pk is None:
+            return None
+        version = ModelVersion.objects.filter(pk=pk).first()
+        if version is None:
+            raise CommandError(f"no model version {pk}")
+        return version
+
     def _launch(self, method, *, project, snapshot, config, name, max_attempts, **options):
         project = self._project(project)
         found = DatasetSnapshot.objects.filter(pk=snapshot).first()
@@ -115,7 +127,9 @@ class Command(BaseCommand):
             snapshot=found,
             config=values,
             name=name,
+            base_model_version=self._version(options["base_model_version"]),
             base_model_run=options["base_model_run"] and self._run(options["base_model_run"]),
+            reward_model_version=self._version(options["reward_model_version"]),
             reward_model_run=options["reward_model_run"] and self._run(options["reward_model_run"]),
             max_attempts=max_attempts,
         )

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from models_registry.services import model_version_register
 from rlhf import run_services
 from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
 from rlhf.run_selectors import training_run_metrics
@@ -127,8 +128,11 @@ def test_methods_endpoint_documents_every_config_field(api):
 
 
 def test_launch_form_has_an_input_per_config_field_with_its_default(
-    client, engineer, project, snapshot
+    client, engineer, project, snapshot, tiny_models
 ):
+    base = model_version_register(
+        project=project, folder=tiny_models["lm"], name="tiny-lm", approve_as_base=True
+    )
     client.force_login(engineer)
 
     page = client.get(reverse("runs:new", args=[project.pk]) + "?method=ppo")
@@ -140,6 +144,7 @@ def test_launch_form_has_an_input_per_config_field_with_its_default(
     assert 'name="clip_range" value="0.2"' in html
     assert 'name="lam" value="0.95"' in html
     assert "GAE lambda" in html
+    assert f'<option value="version:{base.pk}">tiny-lm v1 (approved)</option>' in html
     assert "script-src 'self'" in page["Content-Security-Policy"]
 
 

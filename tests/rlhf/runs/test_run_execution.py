@@ -9,6 +9,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from annotation import services as annotation_services
+from config.errors import ValidationFailed
+from models_registry.services import model_version_register
 from rlhf import run_services
 from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
 from rlhf.run_execution import training_run_execute
@@ -51,9 +54,8 @@ def test_a_run_succeeds_with_metrics_artifacts_and_its_record(
 ):
     # given a queued run and a registry hook
     registered = []
-    monkeypatch.setattr(
-        run_services, "training_run_succeeded_hooks", [lambda r: registered.append(r.pk)]
-    )
+    hooks = [*run_services.training_run_succeeded_hooks, lambda r: registered.append(r.pk)]
+    monkeypatch.setattr(run_services, "training_run_succeeded_hooks", hooks)
     run = launch(project, engineer, snapshot, reward_config)
 
     # when a worker executes it
@@ -83,8 +85,68 @@ def test_a_run_succeeds_with_metrics_artifacts_and_its_record(
         assert sha256_file(Path(run.artifact_dir) / path) == artifact["sha256"], path
     # the checkpoints the engine wrote were recorded (those are the only ones ever resumed)
     assert [c["global_step"] for c in run.checkpoints] == [2, 4, 6, 8]
-    # and the registry hook saw the committed run once
+    # and every succeeded-hook saw the committed run once
     assert registered == [run.pk]
+    # the first of them registered the model as a candidate reward model, files hashed
+    version = run.candidate_version
+    assert (version.kind, version.state, version.name) == ("reward", "candidate", "reward-model")
+    assert version.training_run_ref == run.pk
+    assert version.dataset_snapshot_ref == run.dataset_snapshot_id
+    assert version.launched_by == engineer
+    registered_files = dict(version.artifacts.values_list("path", "sha256"))
+    assert registered_files["model.safetensors"] == files["model/model.safetensors"]["sha256"]
+
+
+def test_a_policy_run_starts_from_a_registered_version_and_registers_its_adapter_under_it(
+    project, engineer, snapshot, tiny_models
+):
+    # given the tiny causal LM registered (approved) as the project's base model
+    base = model_version_register(
+        project=project, folder=tiny_models["lm"], name="tiny-lm", registered_by=engineer,
+        approve_as_base=True,
+    )  # fmt: skip
+    # when a LoRA DPO run starts from that version and succeeds
+    run = run_services.training_run_launch(
+        project=project, created_by=engineer, method="dpo", snapshot=snapshot,
+        base_model_version=base, name="Tiny DPO",
+        config={"max_steps": 2, "per_device_batch_size": 2, "max_length": 64,
+                "checkpoint_every_steps": 0, "lora_r": 4, "lora_alpha": 8},
+    )  # fmt: skip
+    assert run.config["base_model"] == base.artifact_dir
+    assert training_run_execute(run_id=run.pk, attempt=1) == "succeeded"
+
+    # then its adapter is a candidate policy whose parent is the version it started from
+    run.refresh_from_db()
+    version = run.candidate_version
+    assert (version.kind, version.name, version.is_adapter) == ("policy", "tiny-dpo", True)
+    assert version.parent == base
+    assert version.base_model == base
+    assert version.config["method"] == "dpo"
+
+
+def test_launch_refuses_a_version_of_the_wrong_kind_or_project(
+    project, engineer, snapshot, tiny_models, outsider
+):
+    policy = model_version_register(
+        project=project, folder=tiny_models["lm"], name="tiny-lm", approve_as_base=True
+    )
+    other = annotation_services.project_create(name="Elsewhere", created_by=outsider, overlap=1)
+    foreign = model_version_register(
+        project=other, folder=tiny_models["lm"], name="tiny-lm", approve_as_base=True
+    )
+    config = {"max_steps": 2}
+
+    with pytest.raises(ValidationFailed, match="not a reward model"):
+        run_services.training_run_launch(
+            project=project, created_by=engineer, method="grpo", snapshot=snapshot,
+            base_model_version=policy, reward_model_version=policy, config=config,
+        )  # fmt: skip
+    with pytest.raises(ValidationFailed, match="another project"):
+        run_services.training_run_launch(
+            project=project, created_by=engineer, method="dpo", snapshot=snapshot,
+            base_model_version=foreign, config=config,
+        )  # fmt: skip
+    assert TrainingRun.objects.count() == 0
 
 
 def test_cancel_stops_a_running_run_cleanly(project, engineer, snapshot, reward_config):
