@@ -76,15 +76,15 @@ def _charts(report: dict) -> list[dict]:
 def snapshot_list_page(request, project_id: int):
     project = access_project(request.user, project_id, capability=Capability.DATA)
     if request.method == "POST":
-        config = {
-            "aggregation": {"policy": request.POST.get("policy", "majority")},
-            "dedup": {
-                "near": request.POST.get("near") == "on",
-                "threshold": float(request.POST.get("threshold") or 0.8),
-            },
-            "split": {"seed": int(request.POST.get("seed") or 0)},
-        }
         try:
+            config = {
+                "aggregation": {"policy": request.POST.get("policy", "majority")},
+                "dedup": {
+                    "near": request.POST.get("near") == "on",
+                    "threshold": float(request.POST.get("threshold") or 0.8),
+                },
+                "split": {"seed": int(request.POST.get("seed") or 0)},
+            }
             snapshot = services.snapshot_create(
                 project=project,
                 created_by=request.user,

@@ -7,6 +7,7 @@ whose run moved on, or that is delivered twice, does nothing.
 from django_tasks import task
 
 from rlhf import services
+from rlhf.models import DatasetSnapshot
 
 
 @task(queue_name="snapshots")
@@ -16,7 +17,7 @@ def snapshot_build_job(snapshot_id: int) -> None:
 
 @task(queue_name="snapshots")
 def snapshot_export_job(snapshot_id: int, name: str, max_prompt_chars: int | None = None) -> None:
-    snapshot = services.DatasetSnapshot.objects.get(pk=snapshot_id)
+    snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
     services.snapshot_export(snapshot=snapshot, name=name, max_prompt_chars=max_prompt_chars)
 
 

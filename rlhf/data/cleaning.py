@@ -187,7 +187,7 @@ class TextCleaner:
                 text = stripped
         if config.scrub_pii and (suspicious or _may_hold_secret(text)):
             text = _PII.sub(self._replace_pii, text)
-        if config.normalize_whitespace and _may_need_spacing(text, ascii_only):
+        if config.normalize_whitespace and (suspicious or _may_need_spacing(text, ascii_only)):
             spaced = _normalize_whitespace(text)
             if spaced != text:
                 self.changed["whitespace"] += 1
@@ -251,8 +251,6 @@ def _may_need_spacing(text: str, ascii_only: bool) -> bool:
         or " \n" in text
         or "\t\n" in text
         or "\n\n\n" in text
-        or "\x0b" in text
-        or "\x0c" in text
         or (not ascii_only and _EXOTIC_SPACE.search(text) is not None)
     )
 

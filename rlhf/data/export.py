@@ -22,7 +22,6 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from rlhf.data.records import EXPORT_FORMAT, SHAPES, SPLITS
@@ -54,14 +53,59 @@ SCHEMAS = {
 }
 
 
+class _Columns:
+    """Column buffers for one shape and split, turned into an Arrow batch every so often.
+
+    Building the columns directly (message lists as offsets plus role and content arrays)
+    costs a few list appends per row; parsing the JSONL back or ``Table.from_pylist`` cost
+    several times more.
+    """
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self.message_fields = [f.name for f in schema if f.type == _MESSAGES]
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows = 0
+        self.values = {f.name: [] for f in self.schema if f.type != _MESSAGES}
+        self.messages = {name: ([0], [], []) for name in self.message_fields}
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        for name, values in self.values.items():
+            values.append(row[name])
+        for name, (offsets, roles, contents) in self.messages.items():
+            for message in row[name]:
+                roles.append(message["role"])
+                contents.append(message["content"])
+            offsets.append(len(roles))
+
+    def batch(self) -> pa.RecordBatch:
+        arrays = []
+        for field in self.schema:
+            if field.type == _MESSAGES:
+                offsets, roles, contents = self.messages[field.name]
+                items = pa.StructArray.from_arrays(
+                    [pa.array(roles, pa.string()), pa.array(contents, pa.string())],
+                    fields=list(_MESSAGES.value_type),
+                )
+                arrays.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items))
+            else:
+                arrays.append(pa.array(self.values[field.name], type=field.type))
+        self.reset()
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
 class PartWriter:
     """One part of an export (a worker's share of the rows), for every shape and split.
 
     Rows go to a JSONL file per shape and split as they come (orjson, keys in schema order:
-    the canonical form the content hash is taken over); ``close()`` converts each JSONL to an
-    Arrow stream with pyarrow's C++ JSON reader, which is faster than building Arrow arrays
-    from Python objects.
+    the canonical form the content hash is taken over) and, in batches, to an Arrow stream
+    that ``assemble_export`` turns into Parquet and the ``hf/`` folder.
     """
+
+    BATCH_ROWS = 8192
 
     def __init__(self, part_dir: Path, *, truncation: TruncationConfig | None = None):
         self.dir = Path(part_dir)
@@ -70,37 +114,42 @@ class PartWriter:
         self.truncated = dict.fromkeys(SHAPES, 0)
         self.counts = {shape: dict.fromkeys(SPLITS, 0) for shape in SHAPES}
         self._files: dict[tuple[str, str], object] = {}
-        self._pending: dict[tuple[str, str], list[bytes]] = {}
+        self._lines: dict[tuple[str, str], list[bytes]] = {}
+        self._columns: dict[tuple[str, str], _Columns] = {}
+        self._arrow: dict[tuple[str, str], pa.ipc.RecordBatchStreamWriter] = {}
 
     def write(self, shape: str, split: str, row: dict) -> None:
         if self.truncation.active and truncate_row(row, shape, self.truncation):
             self.truncated[shape] += 1
-        lines = self._pending.get((shape, split))
+        key = (shape, split)
+        lines = self._lines.get(key)
         if lines is None:
-            lines = self._pending[shape, split] = []
-            self._files[shape, split] = open(self.dir / f"{shape}.{split}.jsonl", "wb")  # noqa: SIM115
+            lines = self._lines[key] = []
+            self._files[key] = open(self.dir / f"{shape}.{split}.jsonl", "wb")  # noqa: SIM115
+            self._columns[key] = _Columns(SCHEMAS[shape])
+            self._arrow[key] = pa.ipc.new_stream(
+                str(self.dir / f"{shape}.{split}.arrow"), SCHEMAS[shape]
+            )
         lines.append(orjson.dumps(row))
-        if len(lines) >= 1024:
-            self._flush(shape, split)
+        columns = self._columns[key]
+        columns.add(row)
+        if columns.rows >= self.BATCH_ROWS:
+            self._flush(key)
         self.counts[shape][split] += 1
 
-    def _flush(self, shape: str, split: str) -> None:
-        lines = self._pending[shape, split]
+    def _flush(self, key: tuple[str, str]) -> None:
+        lines = self._lines[key]
         if lines:
-            self._files[shape, split].write(b"\n".join(lines) + b"\n")
+            self._files[key].write(b"\n".join(lines) + b"\n")
             lines.clear()
+        if self._columns[key].rows:
+            self._arrow[key].write_batch(self._columns[key].batch())
 
     def close(self) -> dict:
-        for (shape, split), f in self._files.items():
-            self._flush(shape, split)
+        for key, f in self._files.items():
+            self._flush(key)
             f.close()
-            table = pj.read_json(
-                self.dir / f"{shape}.{split}.jsonl",
-                read_options=pj.ReadOptions(use_threads=False, block_size=1 << 24),
-                parse_options=pj.ParseOptions(explicit_schema=SCHEMAS[shape]),
-            )
-            with pa.ipc.new_stream(str(self.dir / f"{shape}.{split}.arrow"), SCHEMAS[shape]) as w:
-                w.write_table(table.combine_chunks() if table.num_rows else table)
+            self._arrow[key].close()
         return {"counts": self.counts, "truncated": self.truncated}
 
 
@@ -175,9 +224,12 @@ def assemble_split(export_dir: str, part_dirs: list[str], shape: str, split: str
                         rows += block.count(b"\n")
     split_dir = shape_dir / "hf" / split
     with (
-        # Plain encoding: dictionary attempts on long free text cost time and save nothing.
+        # Plain encoding for free text: dictionary attempts on it cost time and save nothing.
         pq.ParquetWriter(
-            shape_dir / f"{split}.parquet", SCHEMAS[shape], use_dictionary=["source"]
+            shape_dir / f"{split}.parquet",
+            SCHEMAS[shape],
+            use_dictionary=["source"],
+            write_statistics=False,  # min/max of long free text: costly and never queried
         ) as parquet,
         pa.ipc.new_stream(str(split_dir / ".data.arrow"), _hf_schema(split_dir)) as arrow,
     ):

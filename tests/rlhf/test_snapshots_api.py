@@ -116,6 +116,18 @@ def test_page_form_creates_a_snapshot(small_project, client, engineer, snapshot_
     assert snapshot.config["dedup"]["near"] is False  # checkbox left unticked
 
 
+def test_page_form_with_a_bad_number_says_so_and_creates_nothing(
+    small_project, client, engineer, snapshot_settings
+):
+    client.force_login(engineer)
+    response = client.post(
+        f"/data/projects/{small_project.pk}/snapshots/", {"threshold": "high"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "could not convert" in response.content.decode()
+    assert DatasetSnapshot.objects.count() == 0
+
+
 def test_command_line_create_and_export(small_project, snapshot_settings, tmp_path):
     out = StringIO()
     call_command(
