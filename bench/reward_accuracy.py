@@ -44,6 +44,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="any other RewardConfig field, e.g. --set head_learning_rate=1e-3",
+    )
+    parser.add_argument(
         "--models-dir", type=Path, default=Path(os.environ.get("TANDEM_MODELS_DIR", "var/models"))
     )
     opts = parser.parse_args()
@@ -65,6 +72,7 @@ def main() -> None:
         checkpoint_every_steps=0,
         log_every_steps=10,
         seed=opts.seed,
+        **{k: json.loads(v) for k, v in (item.split("=", 1) for item in opts.set)},
     )
     scratch = Path(tempfile.mkdtemp(prefix="tandem-reward-accuracy-"))
     try:

@@ -296,6 +296,19 @@ class RewardConfig(TrainingConfig):
         "rewards near zero; 0 disables it. 0.01 is the published value.",
         min=0.0,
     )
+    head_learning_rate: float = _f(
+        0.0,
+        "Learning rate of the new scalar head (and an encoder's pooler); 0 uses learning_rate. "
+        "The head starts random: a higher rate lets it find the signal before the pretrained "
+        "body drifts (discriminative fine-tuning, Howard & Ruder 2018).",
+        min=0.0,
+        max=1.0,
+    )
+    keep_dropout: bool = _f(
+        False,
+        "Keep the backbone's dropout while training. TRL turns dropout off; on a few hundred "
+        "pairs an encoder's dropout is useful regularisation.",
+    )
     encoder_max_length: int = _f(
         512,
         "Token limit for encoder backbones (BERT-type position embeddings stop at 512).",

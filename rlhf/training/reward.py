@@ -28,9 +28,36 @@ from rlhf.training.models import (
 )
 from rlhf.training.tokens import chat_template_sha256, encode_for_scoring
 
+HEAD_MODULES = ("score.", "classifier.", "pooler.")
+
 
 class TandemRewardTrainer(hf.LengthGroupedMixin, RewardTrainer):
-    """TRL's RewardTrainer with the seeded length-grouped sampler."""
+    """TRL's RewardTrainer with the seeded length-grouped sampler and an optional head rate."""
+
+    tandem_head_lr: float = 0.0
+
+    def create_optimizer(self, *args, **kwargs):
+        if not self.tandem_head_lr or self.optimizer is not None:
+            return super().create_optimizer(*args, **kwargs)
+        decay = set(self.get_decay_parameter_names(self.model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                head = any(module in name for module in HEAD_MODULES)
+                groups.setdefault((head, name in decay), []).append(param)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {
+                    "params": params,
+                    "lr": self.tandem_head_lr if head else self.args.learning_rate,
+                    "weight_decay": self.args.weight_decay if decays else 0.0,
+                }
+                for (head, decays), params in groups.items()
+            ],
+            betas=(self.args.adam_beta1, self.args.adam_beta2),
+            eps=self.args.adam_epsilon,
+        )
+        return self.optimizer
 
 
 def effective_max_length(config, tokenizer) -> int:
@@ -91,7 +118,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     args = TRLRewardConfig(
         **hf.trainer_arguments(ctx, has_eval=eval_dataset is not None),
         max_length=None,  # rows are already fitted to max_length by left truncation
-        disable_dropout=True,
+        disable_dropout=not config.keep_dropout,
         center_rewards_coefficient=config.center_rewards_coefficient or None,
         pad_to_multiple_of=None,
         model_init_kwargs=None,
@@ -107,6 +134,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
         peft_config=peft_config,
         callbacks=[hf.TandemCallback(ctx, collator), *(callbacks or [])],
     )
+    trainer.tandem_head_lr = config.head_learning_rate
     if config.group_by_length:
         trainer.tandem_lengths = [
             max(len(c), len(r))
