@@ -189,8 +189,13 @@ def test_a_fenced_off_attempt_stops_without_writing_and_the_next_resumes_its_che
     )
 
     # when the run is re-queued under it (as if its heartbeat had been missed)
+    # (the reaper skips a row the worker holds locked mid-write, so it may take two passes)
     later = timezone.now() + timedelta(seconds=3600)
-    assert run_services.training_run_requeue_stale(now=later) == [run.pk]
+    wait_for(
+        lambda: run_services.training_run_requeue_stale(now=later) == [run.pk],
+        timeout=10,
+        what="the reaper to release the run",
+    )
     requeued = TrainingRun.objects.get(pk=run.pk)
     points_then = TrainingRunMetric.objects.filter(run=run).count()
     thread.join(timeout=60)
