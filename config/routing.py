@@ -1,3 +1,9 @@
 """Websocket routes of every app, in one list (consumers check access themselves)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from rlhf.consumers import TrainingRunConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/runs/<int:run_id>/", TrainingRunConsumer.as_asgi()),
+]

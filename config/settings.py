@@ -172,7 +172,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 reads with a 5 s socket timeout by default, which breaks the channel
+            # layer's blocking receive (channels_redis issue 422): wait without one.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
 else:
@@ -206,3 +208,19 @@ if os.environ.get("TANDEM_ENV") == "production":
 TANDEM_SNAPSHOT_WORKERS = int(
     os.environ.get("TANDEM_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
 )
+
+# Training runs (rlhf.run_services, rlhf.run_execution). A worker heartbeats every
+# HEARTBEAT seconds; a running attempt silent for STALE seconds is presumed dead, and its run
+# is re-queued to resume from its last checkpoint. Model folders a run may start from must lie
+# under one of TANDEM_MODEL_ROOTS (safetensors only; remote code never runs).
+TANDEM_RUN_HEARTBEAT_SECONDS = float(os.environ.get("TANDEM_RUN_HEARTBEAT_SECONDS", 5))
+TANDEM_RUN_STALE_SECONDS = float(os.environ.get("TANDEM_RUN_STALE_SECONDS", 60))
+TANDEM_RUN_FLUSH_SECONDS = float(os.environ.get("TANDEM_RUN_FLUSH_SECONDS", 1))
+TANDEM_RUN_POLL_SECONDS = float(os.environ.get("TANDEM_RUN_POLL_SECONDS", 2))
+TANDEM_MODEL_ROOTS = [
+    Path(p)
+    for p in os.environ.get(
+        "TANDEM_MODEL_ROOTS", f"{TANDEM_MODEL_CACHE}{os.pathsep}{TANDEM_ARTIFACT_ROOT}"
+    ).split(os.pathsep)
+    if p
+]

@@ -14,5 +14,6 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("data/", include("rlhf.page_urls")),
+    path("runs/", include("rlhf.run_page_urls")),
     path("", include("frontend.urls")),
 ]

@@ -5,3 +5,10 @@ class RlhfConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "rlhf"
     verbose_name = "RLHF: snapshots and training runs"
+
+    def ready(self):
+        from rlhf import run_registration, run_services
+
+        hook = run_registration.training_run_register_candidate
+        if hook not in run_services.training_run_succeeded_hooks:
+            run_services.training_run_succeeded_hooks.append(hook)

@@ -1,9 +1,14 @@
-"""Training data as Django objects: immutable dataset snapshots.
+"""Training data and training runs as Django objects.
 
 A snapshot freezes exactly which labels (id and version) it holds, with the pipeline config
 that turned them into rows, the code version, and what came out: counts, content hash, report
 and data card. Training runs reference a snapshot, never the live label tables. Nothing edits
 a snapshot after it is built; its fields are written once by ``rlhf.services``.
+
+A training run records a method, its whole config (``asdict``), the snapshot and models it
+starts from, and everything its worker reports: status, heartbeats, metric points, log tail,
+checkpoints, artifacts. Runs change only through ``rlhf.run_services`` (people) and
+``rlhf.run_execution`` (the worker, whose every write is fenced by ``attempt``).
 """
 
 from django.conf import settings
@@ -63,3 +68,154 @@ class DatasetSnapshot(models.Model):
 
     def __str__(self):
         return f"Snapshot {self.pk} of project {self.project_id}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class TrainingRun(models.Model):
+    """One training run; ``attempt`` is its fencing token.
+
+    Each time the run is (re)queued ``attempt`` goes up by one and the job carries the new
+    number. A worker writes only with ``WHERE id = … AND attempt = … AND status = 'running'``,
+    so once a run has been re-queued, the attempt that lost it cannot change anything.
+    """
+
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="training_runs"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    method = models.CharField(max_length=8, help_text="rlhf.training.config.METHODS")
+    method_title = models.CharField(max_length=200, help_text="How the method is named to people.")
+    config = models.JSONField(help_text="asdict() of the method's config dataclass, whole.")
+    dataset_snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    data_path = models.CharField(max_length=500, help_text="The export folder trained on.")
+    # Models the run starts from: a registered version, or another run's output, or a folder.
+    # The folder is always recorded too (config.base_model, config.reward_model).
+    base_model_version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The parent version the run starts from.",
+    )
+    base_model_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reward_model_version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reward model online methods (ppo, rloo, grpo) score with.",
+    )
+    reward_model_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    candidate_version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The candidate version registered from this run's result.",
+    )
+
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    attempt = models.PositiveIntegerField(
+        default=1, help_text="Fencing token: the attempt allowed to write (1, 2, …)."
+    )
+    max_attempts = models.PositiveIntegerField(
+        default=3, help_text="Attempts lost to dead workers before the run is failed."
+    )
+    cancel_requested = models.BooleanField(default=False)
+    revision = models.PositiveIntegerField(
+        default=0, help_text="Bumped by every write, so watchers can tell that something changed."
+    )
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the attempt")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    progress = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Latest {step, total_steps, loss, tokens_per_s, eta_s, elapsed_s}.",
+    )
+    log_tail = models.TextField(blank=True, help_text="The last lines of the run's log.")
+    checkpoints = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[{attempt, global_step, manifest_sha256, path}]: the only ones ever resumed.",
+    )
+    attempts_log = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[{attempt, worker, started_at, ended_at, outcome, resumed_from_step}]",
+    )
+    error = models.TextField(blank=True)
+
+    # Where and with what it ran, and what came out.
+    device = models.CharField(max_length=200, blank=True)
+    library_versions = models.JSONField(default=dict, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Final metrics (result).")
+    result = models.JSONField(default=dict, blank=True, help_text="asdict(TrainingResult)")
+    artifact_dir = models.CharField(max_length=500, blank=True)
+    artifacts = models.JSONField(
+        default=list, blank=True, help_text="[{path, sha256, bytes}], paths under artifact_dir."
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["project", "-id"], name="run_project_recent"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=RunStatus.values), name="run_status_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Run {self.pk} ({self.method}) of project {self.project_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATUSES
+
+
+class TrainingRunMetric(models.Model):
+    """One point of a run's metric time series (loss, accuracy, reward, KL, tokens/s, ...).
+
+    A row per point keeps appends cheap and lets readers fetch "points after id N"; a
+    1,000-step run logs ~15 names per step (15k rows, a few hundred kB).
+    """
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metric_points")
+    attempt = models.PositiveIntegerField()
+    step = models.IntegerField()
+    name = models.CharField(max_length=100)
+    value = models.FloatField()
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "id"], name="runmetric_run_id")]

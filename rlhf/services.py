@@ -8,6 +8,7 @@ under ``TANDEM_ARTIFACT_ROOT/snapshots/<id>/export``. Nothing changes a ready sn
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -35,7 +36,7 @@ from rlhf.data.idcodec import (
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
-from rlhf.readers import freeze_label_ids, label_shards
+from rlhf.readers import freeze_label_ids, label_shards, parallel_reads_supported
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 2.0
@@ -72,9 +73,16 @@ def snapshot_create(
     config: dict | None = None,
     kinds: list[str] | None = None,
     enqueue: bool = True,
+    exclude_failing_gold: bool = True,
 ) -> DatasetSnapshot:
     """Record a snapshot request and enqueue its build after commit (``enqueue=False``: the
-    caller runs ``snapshot_build`` itself, as ``manage.py snapshot create --inline`` does)."""
+    caller runs ``snapshot_build`` itself, as ``manage.py snapshot create --inline`` does).
+
+    With ``exclude_failing_gold`` the labels of annotators who are failing gold checks (or
+    paused) now are left out; their ids are written into the recorded config, so the snapshot
+    can be rebuilt exactly.
+    """
+    from annotation.quality.selectors import annotators_failing_gold
     from rlhf.tasks import snapshot_build_job
 
     if config is not None and not isinstance(config, dict):
@@ -84,6 +92,16 @@ def snapshot_create(
         pipeline = PipelineConfig.from_dict(config)
     except (TypeError, ValueError, AttributeError) as exc:
         raise ValidationFailed(f"invalid pipeline config: {exc}", code="invalid_config") from None
+    if exclude_failing_gold:
+        failing = annotators_failing_gold(project)
+        if failing:
+            pipeline = dataclasses.replace(
+                pipeline,
+                aggregation=dataclasses.replace(
+                    pipeline.aggregation,
+                    exclude_annotators=pipeline.aggregation.exclude_annotators | failing,
+                ),
+            )
     kinds = sorted(set(kinds or []))
     unknown = set(kinds) - set(TaskKind.values)
     if unknown:
@@ -174,6 +192,8 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
 
     config = PipelineConfig.from_dict(snapshot.config)
     workers = settings.TANDEM_SNAPSHOT_WORKERS if workers is None else workers
+    if not parallel_reads_supported():
+        workers = 0  # worker processes read PostgreSQL directly; elsewhere read in-process
     result = build_dataset(
         shards=label_shards(ids, versions, workers=workers),
         config=config,

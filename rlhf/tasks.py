@@ -1,4 +1,8 @@
-"""Background jobs for snapshots (queue "snapshots"); they receive ids and are idempotent."""
+"""Background jobs: snapshots (queue "snapshots") and training runs (queue "training").
+
+Jobs receive ids (and a run's attempt number, its fencing token) and are idempotent: a job
+whose run moved on, or that is delivered twice, does nothing.
+"""
 
 from django_tasks import task
 
@@ -15,3 +19,21 @@ def snapshot_build_job(snapshot_id: int) -> None:
 def snapshot_export_job(snapshot_id: int, name: str, max_prompt_chars: int | None = None) -> None:
     snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
     services.snapshot_export(snapshot=snapshot, name=name, max_prompt_chars=max_prompt_chars)
+
+
+@task(queue_name="training")
+def training_run_job(run_id: int, attempt: int) -> str:
+    """One attempt of a training run (GPU work: only ever in a worker process)."""
+    from rlhf.run_execution import training_run_execute
+
+    return training_run_execute(run_id=run_id, attempt=attempt)
+
+
+# Ahead of training jobs in the same queue: a dead worker's run should not wait behind them.
+@task(queue_name="training", priority=10)
+def training_run_watchdog_job(run_id: int, attempt: int) -> str:
+    """Watch one running attempt without a cron: release its run once its heartbeat is stale,
+    else look again one stale period after the last heartbeat."""
+    from rlhf.run_services import training_run_watch
+
+    return training_run_watch(run_id=run_id, attempt=attempt)

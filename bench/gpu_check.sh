@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The training engine's one GPU check (issue 5): GPU tests, then the reward-model and DPO
+# throughput benchmarks (Tandem's path against plain TRL, random-weight SmolLM2-135M) on the
+# GPU, printing ratio, samples/s and MFU. Budget: well under 8 minutes, pip install included.
+#
+# Prepare on the dev machine first:  bash bench/gpu_prepare.sh
+# Device call:  run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=480)
+# Logs land in $OUT: gpu_check.log (everything), gpu_tests.log, throughput_<method>.log,
+# summary.json (one line per benchmark).
+set -uo pipefail
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
+OUT=${OUT:-/tmp/gpu-check-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+started=$(date +%s)
+stage() { echo "=== [$(( $(date +%s) - started ))s] $*"; }
+
+stage "install carried wheels"
+set -e
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl
+export PYTHONPATH="/tmp/site:$PWD"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 - <<'PY'
+import importlib.metadata as m
+import torch
+print({p: m.version(p) for p in ("torch", "transformers", "trl", "peft", "accelerate", "datasets",
+                                 "pyarrow", "tokenizers", "safetensors")})
+print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0), "bf16",
+      torch.cuda.is_bf16_supported())
+PY
+set +e
+
+stage "GPU tests (marker gpu)"
+timeout 180 python3 -m pytest tests/rlhf/training -m gpu -q -p no:django -p no:cacheprovider \
+  2>&1 | tee "$OUT/gpu_tests.log"
+echo "gpu tests exit: ${PIPESTATUS[0]}"
+
+: > "$OUT/summary.json"
+for method in reward dpo; do
+  stage "throughput $method"
+  timeout 150 python3 bench/train_throughput.py --method "$method" \
+    --model random:.gpu-assets/smollm2-135m --pairs 256 --steps 24 --batch-size 16 \
+    --max-length 512 2>&1 | tee "$OUT/throughput_$method.log"
+  echo "throughput $method exit: ${PIPESTATUS[0]}"
+  tail -n 1 "$OUT/throughput_$method.log" | grep '^{' >> "$OUT/summary.json" || true
+done
+
+stage "summary"
+cat "$OUT/summary.json"

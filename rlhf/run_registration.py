@@ -1,0 +1,91 @@
+"""A succeeded run's model becomes a candidate version in the model registry.
+
+``training_run_register_candidate`` is the first of ``run_services.training_run_succeeded_hooks``
+(appended in ``RlhfConfig.ready``). It registers the run's model folder (weights or LoRA
+adapter, with its tokenizer) under the run's name, or ``reward-model`` / ``policy``, with the
+run as its source: config, metrics, snapshot, launcher, and as parent the version the run
+started from (or the registered version whose folder it started from). A refusal (an adapter
+whose base was never registered, say) is written to the run's log; the run stays succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from django.db.models import F
+
+from config.errors import DomainError
+from models_registry.models import ModelVersion, VersionKind
+from models_registry.services import model_version_register
+from rlhf.models import TrainingRun
+from rlhf.run_services import (
+    log_line,
+    log_lines_append,
+    run_model_dir,
+    training_run_notify,
+    training_run_set_candidate,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def candidate_name(run: TrainingRun) -> str:
+    slug = re.sub(r"[^a-z0-9._-]+", "-", run.name.lower()).strip("-._")[:100]
+    return slug or ("reward-model" if run.method == "reward" else "policy")
+
+
+def _parent(run: TrainingRun) -> ModelVersion | None:
+    if run.base_model_version_id:
+        return run.base_model_version
+    folder = run.config.get("base_model") or ""
+    if not folder:
+        return None
+    return (
+        ModelVersion.objects.filter(
+            project_id=run.project_id, artifact_dir=str(Path(folder).resolve())
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
+def training_run_register_candidate(run: TrainingRun) -> ModelVersion | None:
+    """Register the run's model as a candidate version (once; a second call returns it)."""
+    run = TrainingRun.objects.select_related("project", "created_by").get(pk=run.pk)
+    if run.candidate_version_id:
+        return run.candidate_version
+    snapshot = run.dataset_snapshot
+    try:
+        version = model_version_register(
+            project=run.project,
+            folder=Path(run_model_dir(run)),
+            name=candidate_name(run),
+            kind=VersionKind.REWARD if run.method == "reward" else VersionKind.POLICY,
+            registered_by=None,
+            parent=_parent(run),
+            source=f"training run {run.pk} ({run.method_title})",
+            training_run_ref=run.pk,
+            dataset_snapshot_ref=snapshot.pk,
+            launched_by=run.created_by,
+            config={"method": run.method, **run.config},
+            metrics=run.metrics,
+            data_card={
+                "snapshot": snapshot.pk,
+                "name": snapshot.name,
+                "content_sha256": snapshot.content_sha256,
+                "row_counts": snapshot.row_counts,
+            },
+            reason=f"candidate from training run {run.pk}",
+        )
+    except DomainError as exc:
+        line = log_line(f"not registered as a model version: {exc.message}")
+        TrainingRun.objects.filter(pk=run.pk).update(
+            log_tail=log_lines_append(run.log_tail, line), revision=F("revision") + 1
+        )
+        training_run_notify(run.pk)
+        logger.warning("run %s not registered: %s", run.pk, exc.message)
+        return None
+    training_run_set_candidate(run=run, version=version)
+    return version

@@ -1,0 +1,187 @@
+"""Evaluation of trained models: reward-model pairwise accuracy, perplexity, BLEU/ROUGE.
+
+Pairwise accuracy counts a tie (equal scores) as wrong, so a model that scores everything the
+same gets 0, not 0.5. The Bradley-Terry loss of a model that learned nothing is ln 2 (0.693):
+an evaluation loss of 0.69 or more raises the ``nothing_learned`` flag.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from rlhf.training import rollout
+from rlhf.training.data import canonical_rows, read_jsonl
+from rlhf.training.models import (
+    load_sequence_classifier,
+    load_tokenizer,
+    resolve_device,
+    resolve_precision,
+)
+from rlhf.training.tokens import chat_template_sha256, encode_decoder, encode_for_scoring
+
+# ln 2 = 0.6931 is chance; 0.69 leaves no room for "learned a little, by luck".
+NOTHING_LEARNED_LOSS = 0.69
+
+
+def pairwise_accuracy(
+    model,
+    tokenizer,
+    rows: list[dict],
+    *,
+    max_length: int,
+    device: str,
+    precision: str,
+    batch_size: int = 16,
+) -> dict:
+    """Accuracy (ties wrong), ties, mean Bradley-Terry loss and margin over canonical pairs."""
+    if not rows:
+        return {"pairs": 0, "accuracy": None, "ties": 0, "loss": None, "nothing_learned": None}
+    sequences, truncated = [], 0
+    for row in rows:
+        (chosen, rejected), cut = encode_for_scoring(
+            tokenizer, row["prompt"], [row["chosen"], row["rejected"]], max_length
+        )
+        sequences += [chosen, rejected]
+        truncated += cut
+    scores = rollout.score(
+        model,
+        sequences,
+        pad_id=tokenizer.pad_token_id,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+    )
+    chosen = torch.tensor(scores[0::2], dtype=torch.float64)
+    rejected = torch.tensor(scores[1::2], dtype=torch.float64)
+    diff = chosen - rejected
+    loss = float(-torch.nn.functional.logsigmoid(diff).mean())
+    return {
+        "pairs": len(rows),
+        "accuracy": float((diff > 0).double().mean()),
+        "ties": int((diff == 0).sum()),
+        "loss": loss,
+        "mean_margin": float(diff.mean()),
+        "truncated_pairs": truncated,
+        "nothing_learned": loss >= NOTHING_LEARNED_LOSS,
+    }
+
+
+def evaluate_reward(
+    model_dir: str | Path,
+    data_file: str | Path,
+    *,
+    max_length: int = 512,
+    batch_size: int = 16,
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict:
+    """Score a reward model folder on a preference .jsonl (HH-RLHF or TRL shape)."""
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_sequence_classifier(model_dir, pad_token_id=tokenizer.pad_token_id).to(device)
+    if not getattr(tokenizer, "chat_template", None):
+        max_length = min(max_length, 512)
+    rows, unreadable = canonical_rows("preference", read_jsonl(Path(data_file)))
+    result = pairwise_accuracy(
+        model,
+        tokenizer,
+        rows,
+        max_length=max_length,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+    )
+    result["unreadable_rows"] = unreadable
+    result["chat_template_sha256"] = chat_template_sha256(tokenizer)
+    return result
+
+
+@torch.no_grad()
+def perplexity(
+    model,
+    tokenizer,
+    rows: list[dict],
+    *,
+    max_length: int,
+    device: str,
+    precision: str,
+    batch_size: int = 8,
+) -> float | None:
+    """exp(mean NLL) of the final assistant answers given their conversations."""
+    if not rows:
+        return None
+    total_nll, total_tokens = 0.0, 0
+    model.eval()
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        sequences, masks = [], []
+        for row in batch:
+            encoded = encode_decoder(
+                tokenizer, row["messages"][:-1], [row["messages"][-1]["content"]], max_length
+            )
+            sequences.append(encoded.prompt_ids + encoded.completion_ids[0])
+            masks.append([0] * len(encoded.prompt_ids) + [1] * len(encoded.completion_ids[0]))
+        ids, attention = rollout.pad_right(sequences, tokenizer.pad_token_id)
+        loss_mask, _ = rollout.pad_right(masks, 0)
+        ids, attention, loss_mask = ids.to(device), attention.to(device), loss_mask.to(device)
+        with rollout.autocast(device, precision):
+            logits = model(input_ids=ids, attention_mask=attention).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, seq-1, vocab)
+        token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        target_mask = loss_mask[:, 1:].float()
+        total_nll -= float((token_logp * target_mask).sum())
+        total_tokens += int(target_mask.sum())
+    return math.exp(total_nll / total_tokens) if total_tokens else None
+
+
+def generation_scores(
+    model,
+    tokenizer,
+    rows: list[dict],
+    *,
+    max_length: int,
+    max_new_tokens: int,
+    device: str,
+    precision: str,
+    batch_size: int = 8,
+) -> dict:
+    """Greedy answers to held-out conversations, scored against the reference answer."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    if not rows:
+        return {"generations": 0}
+    hypotheses, references = [], []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        prompts = [
+            encode_decoder(
+                tokenizer, r["messages"][:-1], [""], max_length - max_new_tokens
+            ).prompt_ids
+            for r in batch
+        ]
+        _, _, response = rollout.generate(
+            model,
+            prompts,
+            pad_id=tokenizer.pad_token_id,
+            eos_id=tokenizer.eos_token_id,
+            max_new_tokens=max_new_tokens,
+            device=device,
+            precision=precision,
+            do_sample=False,
+        )
+        hypotheses += tokenizer.batch_decode(response, skip_special_tokens=True)
+        references += [r["messages"][-1]["content"] for r in batch]
+    bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    rouge = [scorer.score(ref, hyp) for ref, hyp in zip(references, hypotheses, strict=True)]
+    return {
+        "generations": len(hypotheses),
+        "bleu": bleu,
+        "rouge1_f": sum(r["rouge1"].fmeasure for r in rouge) / len(rouge),
+        "rougeL_f": sum(r["rougeL"].fmeasure for r in rouge) / len(rouge),
+    }
