@@ -164,6 +164,7 @@ SPECTACULAR_SETTINGS = {
         "VersionKindEnum": "models_registry.models.VersionKind",
         "SnapshotStatusEnum": "rlhf.models.SnapshotStatus",
         "GenerationJobStatusEnum": "models_registry.models.JobStatus",
+        "RunStatusEnum": "rlhf.models.RunStatus",
     },
 }
 
