@@ -6,6 +6,7 @@ Everything that differs between a laptop, CI and production comes from the envir
   CI and production use PostgreSQL (``postgres://postgres@127.0.0.1:5432/tandem``).
 - ``REDIS_URL``: when set, Channels uses Redis; otherwise an in-process channel layer.
 - ``TANDEM_ENV=production`` turns on the hardened settings (see ``config/production.py``).
+- ``TANDEM_DB_PREPARED_STATEMENTS=1``: prepared statements on PostgreSQL (see below).
 """
 
 import os
@@ -90,6 +91,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if os.environ.get("TANDEM_DB_PREPARED_STATEMENTS") == "1":
+        # Server-side binding lets psycopg prepare a statement after its 5th run on a
+        # connection, which saves PostgreSQL the planning (~40% of its CPU on the annotation
+        # loop in bench/annotation_load.py). Off by default: it breaks transaction-mode
+        # poolers (PgBouncer) and a few query shapes Django documents.
+        DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 DATABASES["default"].setdefault("TEST", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
