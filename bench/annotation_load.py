@@ -4,7 +4,7 @@
 
 What it does, for a baseline of ``--baseline-tasks`` (10k) and then for ``--tasks``:
 
-1. creates its own database next to ``DATABASE_URL``'s (``<name>_bench``, dropped at the end)
+1. creates its own database next to ``DATABASE_URL``'s (``<name>_bench<pid>``, dropped at the end)
    from a template migrated once, and seeds one project with overlap ``--overlap`` and that many
    pairwise tasks (a prompt, two Markdown responses and two task items each) through COPY, with
    the same content hashes the importers compute;
@@ -742,7 +742,9 @@ def main(argv=None) -> None:
     if not cfg.database_url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("set DATABASE_URL to a PostgreSQL database (postgres://...)")
     base = _dbname(cfg.database_url)
-    template, run_name = f"{base}_bench_tmpl", f"{base}_bench"
+    # Named after this process, so two runs against the same server never drop each other's.
+    run_name = f"{base}_bench{os.getpid()}"
+    template = f"{run_name}_tmpl"
     run_url = _with_dbname(cfg.database_url, run_name)
     _say(f"migrating the template database {template}")
     template_migrate(cfg.database_url, template)
