@@ -384,6 +384,8 @@ def server_start(cfg: BenchConfig, run_url: str, port: int, log: Path) -> subpro
         "TANDEM_SSL_REDIRECT": "0",
         "TANDEM_LOG_LEVEL": "ERROR",
     }
+    if cfg.server in ("uvicorn", "daphne"):
+        env["TANDEM_DB_CONN_MAX_AGE"] = "0"  # see config/settings.py: ASGI leaks them
     proc = subprocess.Popen(
         server_command(cfg, port),
         cwd=ROOT,
