@@ -319,3 +319,7 @@ class ImportBatch(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+# Quality-control tables live with their code; importing them here registers them with the app.
+from annotation.quality.models import *  # noqa: E402, F403

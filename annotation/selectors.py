@@ -31,15 +31,17 @@ def project_list_for_user(user) -> list[Project]:
 
 
 def project_progress(project: Project, *, user=None) -> dict:
-    tasks = Task.objects.filter(project=project).aggregate(
+    """Counts of the project's real work; gold items (mixed in silently) are left out."""
+    work = Task.objects.filter(project=project, gold__isnull=True)
+    tasks = work.aggregate(
         total=Count("id"),
         done=Count("id", filter=Q(status=TaskStatus.DONE)),
     )
     by_kind = {
         row["kind"]: {"total": row["total"], "done": row["done"]}
-        for row in Task.objects.filter(project=project)
-        .values("kind")
-        .annotate(total=Count("id"), done=Count("id", filter=Q(status=TaskStatus.DONE)))
+        for row in work.values("kind").annotate(
+            total=Count("id"), done=Count("id", filter=Q(status=TaskStatus.DONE))
+        )
     }
     progress = {
         "tasks_total": tasks["total"],

@@ -61,6 +61,13 @@ label_submitted_hooks: list[Callable[[Label], None]] = []
 claim_preemptors: list[Callable[..., int | None]] = []
 # Called before claiming: may raise a DomainError to pause an annotator (failed gold checks).
 claim_guards: list[Callable[[Project, object], None]] = []
+# Called after commit when a label was edited or a task skipped: (project_id, [task ids]).
+task_changed_hooks: list[Callable[[int, list[int]], None]] = []
+
+
+def _after_commit_task_changed(project_id: int, task_id: int) -> None:
+    for hook in task_changed_hooks:
+        transaction.on_commit(lambda hook=hook: hook(project_id, [task_id]))
 
 
 def canonical_json(value) -> str:
@@ -336,6 +343,8 @@ def _lock_next_candidate(project: Project, annotator, exclude: list[int], now) -
     of the claim together. ``tests/annotation/test_claims.py`` pins what it must select.
     """
     tasks, leases, labels = Task._meta.db_table, Lease._meta.db_table, Label._meta.db_table
+    # Gold tasks (annotation.quality) reach annotators only through the gold preemptor.
+    gold = Task._meta.get_field("gold").related_model._meta.db_table
     params: list = [project.pk, TaskStatus.OPEN]
     excluded = ""
     if exclude:
@@ -353,6 +362,7 @@ def _lock_next_candidate(project: Project, annotator, exclude: list[int], now) -
     sql = f"""
         SELECT t.id FROM {tasks} t
         WHERE t.project_id = %s AND t.status = %s {excluded}
+          AND NOT EXISTS (SELECT 1 FROM {gold} g WHERE g.task_id = t.id)
           AND NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.task_id = t.id
                           AND l.annotator_id = %s AND l.state IN (%s, %s))
           AND NOT EXISTS (SELECT 1 FROM {labels} b WHERE b.task_id = t.id AND b.annotator_id = %s)
@@ -513,6 +523,7 @@ def task_skip(*, task: Task, annotator, reason: str = "") -> Lease:
     lease.skip_reason = reason
     lease.closed_at = timezone.now()
     lease.save(update_fields=["state", "skip_reason", "closed_at"])
+    _after_commit_task_changed(task.project_id, task.pk)
     return lease
 
 
@@ -711,6 +722,7 @@ def label_edit(*, label: Label, editor, payload: dict, flags=None) -> Label:
         label.flags = clean_flags(flags)
     label.version += 1
     label.save(update_fields=["payload", "flags", "version", "updated_at"])
+    _after_commit_task_changed(label.task.project_id, label.task_id)
     return label
 
 

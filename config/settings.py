@@ -122,7 +122,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = VAR_DIR / "media"
 TANDEM_ARTIFACT_ROOT = Path(os.environ.get("TANDEM_ARTIFACT_ROOT", VAR_DIR / "artifacts"))
 TANDEM_MODEL_CACHE = Path(os.environ.get("TANDEM_MODEL_CACHE", VAR_DIR / "models"))

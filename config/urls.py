@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView
 
 api_patterns = [
     path("", include("annotation.api.urls")),
+    path("", include("annotation.quality.urls")),
+    path("", include("models_registry.api.urls")),
 ]
 
 urlpatterns = [

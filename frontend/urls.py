@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import views
+from frontend import quality_views, views
 
 app_name = "frontend"
 
@@ -15,4 +15,11 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/manage/", views.project_manage, name="project-manage"),
+    path(
+        "projects/<int:project_id>/quality/",
+        quality_views.quality_dashboard,
+        name="quality-dashboard",
+    ),
+    path("projects/<int:project_id>/review/", quality_views.review_queue, name="review-queue"),
+    path("tasks/<int:task_id>/review/", quality_views.review_task, name="review-task"),
 ]

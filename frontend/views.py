@@ -25,6 +25,8 @@ def home(request):
             "role": p.viewer_role,
             "can_annotate": role_can(p.viewer_role, Capability.ANNOTATE),
             "can_manage": role_can(p.viewer_role, Capability.MANAGE),
+            "can_read_data": role_can(p.viewer_role, Capability.DATA),
+            "can_review": role_can(p.viewer_role, Capability.REVIEW),
             "progress": selectors.project_progress(p, user=request.user),
         }
         for p in projects

@@ -114,7 +114,7 @@ def test_32_parallel_annotators_keep_overlap_exact_and_lose_nothing(live_server,
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_the_task_table_leaves_room_for_in_place_label_count_updates():
-    # Migration 0002: bumping label_count must be able to stay on the row's page (HOT).
+    # Migration 0003: bumping label_count must be able to stay on the row's page (HOT).
     from django.db import connection
 
     with connection.cursor() as cursor:

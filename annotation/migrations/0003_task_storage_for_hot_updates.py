@@ -33,6 +33,6 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("annotation", "0001_initial")]
+    dependencies = [("annotation", "0002_quality")]
 
     operations = [migrations.RunPython(forward, backward, elidable=False)]

@@ -1,0 +1,173 @@
+"""Quality API: parse, call one access gate and one service or selector, render."""
+
+from django.contrib.auth import get_user_model
+from django.http import Http404, HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.access import access_project
+from annotation.models import TaskKind
+from annotation.quality import selectors, services
+from annotation.quality.access import access_task_for
+from annotation.quality.aggregation import POLICIES, AggregationConfig
+from annotation.roles import Capability
+
+User = get_user_model()
+
+
+class AdjudicationSerializer(serializers.Serializer):
+    payload = serializers.JSONField(help_text="As an annotator sends it, e.g. {'choice': 'B'}.")
+    reason = serializers.CharField(max_length=5_000)
+
+
+class GoldSerializer(serializers.Serializer):
+    payload = serializers.JSONField(help_text="The expected answer, as an annotator sends it.")
+
+
+class PromoteSerializer(serializers.Serializer):
+    min_labels = serializers.IntegerField(min_value=2, max_value=50, default=3)
+    limit = serializers.IntegerField(min_value=1, max_value=10_000, default=100)
+
+
+class QualityReportView(APIView):
+    @extend_schema(
+        responses={200: OpenApiResponse(description="The project's quality report (JSON).")}
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        text = selectors.quality_report_json(project)
+        if text is None:
+            return Response({"error": "not_computed", "detail": "No report yet."}, status=404)
+        # The stored JSON goes out as it is: decoding and re-encoding it is most of the cost.
+        return HttpResponse(text, content_type="application/json")
+
+
+class QualityRefreshView(APIView):
+    @extend_schema(request=None, responses={200: OpenApiResponse(description="Refreshed.")})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        if request.query_params.get("full") == "1":
+            result = services.quality_recompute(project_id=project.pk)
+        else:
+            result = services.quality_refresh(project_id=project.pk)
+        return Response({"tasks": result.tasks, "seconds": round(result.seconds, 3)})
+
+
+class ReviewQueueView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses={200: OpenApiResponse(description="Tasks, lowest agreement first.")},
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.REVIEW)
+        limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
+        offset = max(int(request.query_params.get("offset", 0)), 0)
+        return Response(selectors.review_queue(project, limit=limit, offset=offset))
+
+
+class ReviewTaskView(APIView):
+    @extend_schema(responses={200: OpenApiResponse(description="The task and all its labels.")})
+    def get(self, request, task_id: int):
+        task = access_task_for(request.user, task_id, capability=Capability.REVIEW)
+        return Response(selectors.review_task_view(task))
+
+    @extend_schema(request=AdjudicationSerializer, responses={201: OpenApiResponse()})
+    def post(self, request, task_id: int):
+        task = access_task_for(request.user, task_id, capability=Capability.REVIEW)
+        data = AdjudicationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.adjudication_decide(task=task, reviewer=request.user, **data.validated_data)
+        return Response(selectors.review_task_view(task), status=status.HTTP_201_CREATED)
+
+
+class GoldTaskView(APIView):
+    @extend_schema(request=GoldSerializer, responses={201: OpenApiResponse()})
+    def post(self, request, task_id: int):
+        task = access_task_for(request.user, task_id, capability=Capability.MANAGE)
+        data = GoldSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        gold = services.gold_mark(
+            task=task, payload=data.validated_data["payload"], by=request.user
+        )
+        return Response(
+            {"task_id": task.pk, "expected": gold.expected, "source": gold.source},
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, task_id: int):
+        task = access_task_for(request.user, task_id, capability=Capability.MANAGE)
+        services.gold_unmark(task=task)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GoldListView(APIView):
+    @extend_schema(responses={200: OpenApiResponse(description="The project's gold tasks.")})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        return Response(selectors.gold_tasks(project))
+
+
+class GoldPromoteView(APIView):
+    @extend_schema(request=PromoteSerializer, responses={200: OpenApiResponse()})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = PromoteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        promoted = services.gold_promote_unanimous(
+            project=project, by=request.user, **data.validated_data
+        )
+        return Response({"promoted": promoted})
+
+
+class AnnotatorReinstateView(APIView):
+    @extend_schema(request=None, responses={200: OpenApiResponse()})
+    def post(self, request, project_id: int, user_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        user = User.objects.filter(pk=user_id, memberships__project=project).first()
+        if user is None:
+            raise Http404("No such member.")
+        services.annotator_reinstate(project=project, annotator=user)
+        return Response({"user_id": user.pk, "paused": False})
+
+
+class FinalLabelsView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("policy", str, enum=list(POLICIES)),
+            OpenApiParameter("kind", str, enum=list(TaskKind.values)),
+            OpenApiParameter("threshold", float),
+            OpenApiParameter("min_labels", int),
+            OpenApiParameter("exclude_failing_gold", bool),
+        ],
+        responses={200: OpenApiResponse(description="One decision per task, with provenance.")},
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        q = request.query_params
+        try:
+            config = AggregationConfig(
+                policy=q.get("policy", "majority"),
+                threshold=float(q.get("threshold", 2 / 3)),
+                min_labels=int(q.get("min_labels", 1)),
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"policy": str(exc)}) from exc
+        kind = q.get("kind", TaskKind.PAIRWISE)
+        if kind not in TaskKind.values:
+            raise serializers.ValidationError({"kind": "unknown task kind"})
+        excluded = (
+            selectors.annotators_failing_gold(project)
+            if q.get("exclude_failing_gold") in ("1", "true")
+            else set()
+        )
+        try:
+            rows = selectors.final_labels(
+                project, config=config, kind=kind, exclude_annotators=excluded
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"policy": str(exc)}) from exc
+        return Response({"config": vars(config), "excluded_annotators": sorted(excluded),
+                         "tasks": rows})  # fmt: skip

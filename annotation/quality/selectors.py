@@ -1,0 +1,346 @@
+"""Quality reads: task facts for the caches, the report, the reviewer queue, final labels."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, F, OuterRef, TextField
+from django.db.models.functions import Cast
+
+from annotation.models import Label, Lease, LeaseState, Project, Task, TaskItem, TaskKind
+from annotation.quality import contributions
+from annotation.quality.aggregation import AggregationConfig, aggregate
+from annotation.quality.config import QualityConfig
+from annotation.quality.models import (
+    Adjudication,
+    AnnotatorQuality,
+    GoldTask,
+    QualityReport,
+    TaskQuality,
+)
+
+User = get_user_model()
+
+
+def quality_config(project: Project) -> QualityConfig:
+    return QualityConfig.from_options(project.options)
+
+
+# --------------------------------------------------------------------------------------------
+# Facts of tasks (what the caches are computed from)
+# --------------------------------------------------------------------------------------------
+
+
+def task_facts(task_ids: Iterable[int]) -> dict[int, dict]:
+    """The facts (see annotation.quality.contributions) of each task, in five queries.
+
+    Only the payload keys agreement needs are read, not rationales or corrected texts.
+    """
+    task_ids = list(task_ids)
+    tasks = {
+        row["id"]: row
+        for row in Task.objects.filter(pk__in=task_ids).values("id", "kind", "completed_at")
+    }
+    items = defaultdict(list)
+    for task_id, response_id in (
+        TaskItem.objects.filter(task_id__in=tasks)
+        .order_by("task_id", "position")
+        .values_list("task_id", "response_id")
+    ):
+        items[task_id].append(response_id)
+    gold = {
+        g["task_id"]: g
+        for g in GoldTask.objects.filter(task_id__in=tasks).values(
+            "task_id", "expected", "created_at"
+        )
+    }
+    facts = {
+        tid: {
+            "kind": row["kind"],
+            "items": items[tid],
+            "gold": (
+                contributions.label_value(row["kind"], gold[tid]["expected"])
+                if tid in gold
+                else None
+            ),
+            "done_day": row["completed_at"].date().isoformat() if row["completed_at"] else None,
+            "labels": [],
+            "skips": [],
+        }
+        for tid, row in tasks.items()
+    }
+    labels = (
+        Label.objects.filter(task_id__in=tasks)
+        .order_by("task_id", "annotator_id")
+        .values(
+            "task_id",
+            "annotator_id",
+            "kind",
+            "flags",
+            "duration_ms",
+            "created_at",
+            "payload__outcome",
+            "payload__strength",
+            "payload__chosen_side",
+            "payload__ranking",
+            "payload__scores",
+        )
+    )
+    for lb in labels:
+        kind = lb["kind"]
+        payload = {
+            "outcome": lb["payload__outcome"],
+            "strength": lb["payload__strength"],
+            "chosen_side": lb["payload__chosen_side"],
+            "ranking": lb["payload__ranking"],
+            "scores": lb["payload__scores"],
+        }
+        fact = {
+            "a": lb["annotator_id"],
+            "v": contributions.label_value(kind, payload),
+            "s": contributions.label_side(kind, payload),
+            "d": lb["duration_ms"],
+            "f": int(bool(lb["flags"])),
+            "day": lb["created_at"].date().isoformat(),
+        }
+        g = gold.get(lb["task_id"])
+        if g is not None and lb["created_at"] < g["created_at"]:
+            fact["g"] = 0
+        facts[lb["task_id"]]["labels"].append(fact)
+    for task_id, annotator_id, closed_at in (
+        Lease.objects.filter(task_id__in=tasks, state=LeaseState.SKIPPED)
+        .order_by("task_id", "annotator_id")
+        .values_list("task_id", "annotator_id", "closed_at")
+    ):
+        day = closed_at.date().isoformat() if closed_at else None
+        facts[task_id]["skips"].append({"a": annotator_id, "day": day})
+    return facts
+
+
+# --------------------------------------------------------------------------------------------
+# Report and annotators
+# --------------------------------------------------------------------------------------------
+
+
+def quality_report_json(project: Project) -> str | None:
+    """The stored report as JSON text, without decoding it (the dashboard's hot path)."""
+    return (
+        QualityReport.objects.filter(project=project)
+        .annotate(text=Cast("report", TextField()))
+        .values_list("text", flat=True)
+        .first()
+    )
+
+
+def quality_report(project: Project) -> dict | None:
+    row = QualityReport.objects.filter(project=project).values("report", "computed_at").first()
+    if row is None:
+        return None
+    return {**row["report"], "computed_at": row["computed_at"]}
+
+
+def annotators_failing_gold(project: Project) -> set[int]:
+    """Annotators whose gold accuracy is below the project's threshold, or who are paused.
+
+    For snapshots that exclude their labels. Accuracy is over all their gold answers (not
+    only since a reinstatement), once they have ``gold_min_answers`` of them.
+    """
+    config = quality_config(project)
+    failing = set()
+    for row in AnnotatorQuality.objects.filter(project=project).values(
+        "annotator_id", "gold_answered", "gold_correct", "paused_at"
+    ):
+        answered = row["gold_answered"]
+        below = (
+            answered >= config.gold_min_answers
+            and row["gold_correct"] < config.gold_threshold * answered
+        )
+        if below or row["paused_at"] is not None:
+            failing.add(row["annotator_id"])
+    return failing
+
+
+def annotator_pause(project: Project, annotator) -> AnnotatorQuality | None:
+    return (
+        AnnotatorQuality.objects.filter(
+            project=project, annotator=annotator, paused_at__isnull=False
+        )
+        .only("paused_at", "pause_reason")
+        .first()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reviewer queue and adjudication
+# --------------------------------------------------------------------------------------------
+
+
+def review_queue(project: Project, *, limit: int = 50, offset: int = 0) -> list[dict]:
+    """Tasks whose labels disagree, lowest agreement first; not adjudicated, not gold."""
+    rows = (
+        TaskQuality.objects.filter(project=project, labels__gte=2, is_gold=False)
+        .exclude(agreement__isnull=True)
+        .exclude(agreement__gte=1.0)
+        .alias(decided=Exists(Adjudication.objects.filter(task_id=OuterRef("task_id"))))
+        .filter(decided=False)
+        .order_by("agreement", "task_id")
+        .values("task_id", "kind", "labels", "agreement")[offset : offset + limit]
+    )
+    return [
+        {
+            "task_id": r["task_id"],
+            "kind": r["kind"],
+            "labels": r["labels"],
+            "agreement": round(r["agreement"], 4),
+        }
+        for r in rows
+    ]
+
+
+def review_task_view(task: Task) -> dict:
+    """Everything a reviewer needs: responses in canonical order, every label and its author."""
+    items = list(task.items.select_related("response").order_by("position"))
+    labels = list(task.labels.select_related("annotator").order_by("created_at", "id"))
+    adjudication = Adjudication.objects.filter(task=task).select_related("reviewer").first()
+    gold = GoldTask.objects.filter(task=task).first()
+    outcome_counts: dict = {}
+    for label in labels:
+        key = label.payload.get("outcome") if task.kind == TaskKind.PAIRWISE else None
+        if key:
+            outcome_counts[key] = outcome_counts.get(key, 0) + 1
+    quality = TaskQuality.objects.filter(task=task).values("agreement").first()
+    return {
+        "task_id": task.pk,
+        "project_id": task.project_id,
+        "kind": task.kind,
+        "prompt": task.prompt.messages,
+        "responses": [
+            {
+                "position": "ABCDEFGH"[i.position] if i.position < 8 else str(i.position),
+                "id": i.response_id,
+                "text": i.response.text,
+            }
+            for i in items
+        ],
+        "labels": [
+            {
+                "id": lb.pk,
+                "annotator_id": lb.annotator_id,
+                "annotator": lb.annotator.username,
+                "payload": lb.payload,
+                "flags": lb.flags,
+                "duration_ms": lb.duration_ms,
+                "version": lb.version,
+                "created_at": lb.created_at.isoformat(),
+            }
+            for lb in labels
+        ],
+        "outcome_counts": outcome_counts,
+        "agreement": quality["agreement"] if quality else None,
+        "is_gold": gold is not None,
+        "adjudication": (
+            {
+                "reviewer": adjudication.reviewer.username,
+                "payload": adjudication.payload,
+                "reason": adjudication.reason,
+                "updated_at": adjudication.updated_at.isoformat(),
+            }
+            if adjudication
+            else None
+        ),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Final labels for snapshots
+# --------------------------------------------------------------------------------------------
+
+
+def _vote_key(kind: str, payload: dict):
+    """What labels vote on: the pairwise outcome, or the whole ranking / score set."""
+    if kind == TaskKind.PAIRWISE:
+        return payload.get("outcome")
+    value = contributions.label_value(kind, payload)
+    if kind == TaskKind.RANKING and value:
+        return tuple(tuple(tier) for tier in value)
+    if kind == TaskKind.RUBRIC and value:
+        return tuple(sorted((r, tuple(sorted(d.items()))) for r, d in value.items()))
+    return None
+
+
+def final_labels(
+    project: Project,
+    *,
+    config: AggregationConfig,
+    kind: str = TaskKind.PAIRWISE,
+    exclude_annotators: Iterable[int] = (),
+) -> list[dict]:
+    """One decision per task of ``kind`` under ``config``, with provenance and label weights.
+
+    Gold tasks are left out (they are checks, not data); an adjudication overrides the policy.
+    Dawid-Skene applies to pairwise outcomes; for rankings and rubric scores the policies vote
+    on the whole ranking or score set.
+    """
+    excluded = set(exclude_annotators)
+    labels: dict[int, dict[int, object]] = defaultdict(dict)
+    ids: dict[int, dict[int, int]] = defaultdict(dict)
+    rows = (
+        Label.objects.filter(task__project=project, kind=kind)
+        .alias(gold=Exists(GoldTask.objects.filter(task_id=OuterRef("task_id"))))
+        .filter(gold=False)
+        .values_list("id", "task_id", "annotator_id", "payload")
+        .order_by("task_id", "annotator_id")
+    )
+    for label_id, task_id, annotator_id, payload in rows.iterator(chunk_size=5000):
+        if annotator_id in excluded:
+            continue
+        key = _vote_key(kind, payload)
+        if key is not None:
+            labels[task_id][annotator_id] = key
+            ids[task_id][annotator_id] = label_id
+    adjudicated = {
+        task_id: _vote_key(kind, payload)
+        for task_id, payload in Adjudication.objects.filter(
+            project=project, task__kind=kind
+        ).values_list("task_id", "payload")
+    }
+    if kind != TaskKind.PAIRWISE and config.policy == "dawid_skene":
+        raise ValueError("Dawid-Skene weighting applies to pairwise outcomes")
+    classes = contributions.OUTCOMES if kind == TaskKind.PAIRWISE else None
+    decisions = aggregate(labels, config, classes=classes, adjudicated=adjudicated)
+    out = []
+    for task_id in sorted(decisions):
+        d = decisions[task_id]
+        out.append(
+            {
+                "task_id": task_id,
+                "value": d.value if kind == TaskKind.PAIRWISE else _unkey(kind, d.value),
+                "provenance": d.provenance,
+                "support": round(d.support, 6),
+                "labels": [
+                    {"label_id": ids[task_id].get(a), "annotator_id": a, "weight": round(w, 6)}
+                    for a, w in sorted(d.weights.items())
+                ],
+            }
+        )
+    return out
+
+
+def _unkey(kind: str, value):
+    if value is None:
+        return None
+    if kind == TaskKind.RANKING:
+        return [list(tier) for tier in value]
+    if kind == TaskKind.RUBRIC:
+        return {r: dict(dims) for r, dims in value}
+    return value
+
+
+def gold_tasks(project: Project) -> list[dict]:
+    return list(
+        GoldTask.objects.filter(project=project)
+        .order_by("task_id")
+        .values("task_id", "expected", "source", "created_at", kind=F("task__kind"))
+    )

@@ -1,0 +1,13 @@
+"""Background jobs of quality control (django-tasks). They take ids and are idempotent."""
+
+from dataclasses import asdict
+
+from django_tasks import task
+
+from annotation.quality import services
+
+
+@task(queue_name="default")
+def quality_refresh_task(project_id: int) -> dict:
+    """Apply the project's dirty tasks to its caches and store a fresh report."""
+    return asdict(services.quality_refresh(project_id=project_id))

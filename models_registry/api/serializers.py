@@ -1,0 +1,136 @@
+"""Request and response shapes of the registry API (shape only; rules live in the services)."""
+
+from rest_framework import serializers
+
+from models_registry.models import (
+    AuditEvent,
+    GenerationJob,
+    ModelAlias,
+    ModelArtifact,
+    ModelVersion,
+    VersionKind,
+    VersionState,
+)
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelArtifact
+        fields = ["path", "role", "sha256", "size_bytes"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True)
+    aliases = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "project", "name", "version", "label", "kind", "state", "architecture",
+            "backbone", "base_model", "parent", "source", "is_adapter", "training_run_ref",
+            "dataset_snapshot_ref", "launched_by", "registered_by", "code_version",
+            "chat_template_sha256", "metrics", "created_at", "aliases",
+        ]  # fmt: skip
+
+    def get_aliases(self, version) -> list[str]:
+        return [a.name for a in version.aliases.all()]
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    artifacts = ArtifactSerializer(many=True, read_only=True)
+    ancestors = serializers.SerializerMethodField()
+    children = serializers.SerializerMethodField()
+    review = serializers.SerializerMethodField()
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [
+            *ModelVersionSerializer.Meta.fields,
+            "artifact_dir", "config", "library_versions", "data_card", "model_card",
+            "artifacts", "ancestors", "children", "review",
+        ]  # fmt: skip
+
+    def get_ancestors(self, version) -> list[dict]:
+        return [{"id": v.pk, "label": v.label} for v in self.context["ancestors"]]
+
+    def get_children(self, version) -> list[dict]:
+        return [{"id": v.pk, "label": v.label} for v in version.children.order_by("id")]
+
+    def get_review(self, version) -> dict:
+        return self.context["review"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id", "version", "action", "from_state", "to_state", "alias", "previous_version",
+            "actor", "actor_name", "reason", "evidence", "created_at",
+        ]  # fmt: skip
+
+
+class AliasSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelAlias
+        fields = ["name", "version", "updated_at"]
+
+
+class RegisterBaseSerializer(serializers.Serializer):
+    folder = serializers.CharField(required=False, max_length=1000, help_text="Omit: SmolLM2.")
+    name = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,99}$", required=False)
+    kind = serializers.ChoiceField(choices=VersionKind.values, default=VersionKind.POLICY)
+
+
+class RegisterSerializer(serializers.Serializer):
+    folder = serializers.CharField(max_length=1000)
+    name = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    kind = serializers.ChoiceField(choices=VersionKind.values, default=VersionKind.POLICY)
+    parent_id = serializers.IntegerField(required=False)
+    training_run_ref = serializers.IntegerField(required=False)
+    dataset_snapshot_ref = serializers.IntegerField(required=False)
+    config = serializers.JSONField(required=False)
+    metrics = serializers.JSONField(required=False)
+    data_card = serializers.JSONField(required=False)
+
+
+class TransitionSerializer(serializers.Serializer):
+    to_state = serializers.ChoiceField(choices=VersionState.values)
+    reason = serializers.CharField(allow_blank=True, default="", max_length=10_000)
+    evidence = serializers.JSONField(required=False)
+
+
+class AliasMoveSerializer(serializers.Serializer):
+    version_id = serializers.IntegerField()
+    reason = serializers.CharField(max_length=10_000)
+
+
+class RollbackSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=10_000)
+
+
+class GenerateSerializer(serializers.Serializer):
+    prompt_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    config = serializers.JSONField(required=False, help_text="GenerationConfig fields.")
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id", "project", "version", "status", "done", "total", "responses_created",
+            "backend", "error", "config", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+
+class LeaderboardRowSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    version_id = serializers.IntegerField()
+    label = serializers.CharField()
+    strength = serializers.FloatField()
+    ci_low = serializers.FloatField()
+    ci_high = serializers.FloatField()
+    rating = serializers.FloatField()
+    rating_ci_low = serializers.FloatField()
+    rating_ci_high = serializers.FloatField()
+    wins = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    ties = serializers.IntegerField()

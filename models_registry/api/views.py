@@ -1,0 +1,209 @@
+"""Registry API: parse the request, call one access gate and one service, render."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.access import access_project
+from annotation.roles import Capability
+from config.errors import ValidationFailed
+from models_registry import selectors, services
+from models_registry.access import access_generation_job, access_model_version
+from models_registry.api import serializers as s
+from models_registry.models import ModelVersion, VersionState
+
+
+def _allowed_folder(raw: str) -> Path:
+    """Folders registered over HTTP must sit under the configured model roots; the CLI may
+    register any path (its user already has the machine)."""
+    folder = Path(raw).resolve()
+    roots = getattr(
+        settings,
+        "TANDEM_MODEL_IMPORT_ROOTS",
+        [settings.TANDEM_ARTIFACT_ROOT, settings.TANDEM_MODEL_CACHE],
+    )
+    if not any(folder.is_relative_to(Path(root).resolve()) for root in roots):
+        raise ValidationFailed(
+            "the folder is outside the model roots this server registers from",
+            code="folder_not_allowed",
+        )
+    return folder
+
+
+class VersionListView(APIView):
+    @extend_schema(responses=s.ModelVersionSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        versions = selectors.version_list(project=project, kind=request.query_params.get("kind"))
+        return Response(s.ModelVersionSerializer(versions, many=True).data)
+
+
+class RegisterBaseView(APIView):
+    @extend_schema(request=s.RegisterBaseSerializer, responses={201: s.ModelVersionSerializer})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.TRAIN)
+        data = s.RegisterBaseSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        folder = data.validated_data.get("folder")
+        version = services.base_model_register(
+            project=project,
+            registered_by=request.user,
+            folder=_allowed_folder(folder) if folder else None,
+            name=data.validated_data.get("name"),
+            kind=data.validated_data["kind"],
+        )
+        return Response(s.ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class RegisterView(APIView):
+    @extend_schema(request=s.RegisterSerializer, responses={201: s.ModelVersionSerializer})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.TRAIN)
+        data = s.RegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        parent_id = fields.pop("parent_id", None)
+        parent = (
+            get_object_or_404(ModelVersion, pk=parent_id, project=project) if parent_id else None
+        )
+        version = services.model_version_register(
+            project=project,
+            folder=_allowed_folder(fields.pop("folder")),
+            registered_by=request.user,
+            launched_by=request.user,
+            parent=parent,
+            **fields,
+        )
+        return Response(s.ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetailView(APIView):
+    @extend_schema(responses=s.ModelVersionDetailSerializer)
+    def get(self, request, version_id: int):
+        version = access_model_version(request.user, version_id)
+        context = {
+            "ancestors": selectors.version_ancestors(version),
+            "review": selectors.review_summary(candidate=version).as_evidence(),
+        }
+        return Response(s.ModelVersionDetailSerializer(version, context=context).data)
+
+
+class TransitionView(APIView):
+    @extend_schema(request=s.TransitionSerializer, responses=s.ModelVersionSerializer)
+    def post(self, request, version_id: int):
+        data = s.TransitionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        to_state = data.validated_data["to_state"]
+        # Putting a candidate up for review is the trainer's call; decisions are reviewers'.
+        capability = Capability.TRAIN if to_state == VersionState.IN_REVIEW else Capability.REVIEW
+        version = access_model_version(request.user, version_id, capability=capability)
+        arguments = {
+            "version": version,
+            "actor": request.user,
+            "reason": data.validated_data["reason"],
+            "evidence": data.validated_data.get("evidence"),
+        }
+        if to_state == VersionState.APPROVED:
+            version = services.model_version_approve(**arguments)
+        else:
+            version = services.model_version_transition(to_state=to_state, **arguments)
+        return Response(s.ModelVersionSerializer(version).data)
+
+
+class VersionAuditView(APIView):
+    @extend_schema(responses=s.AuditEventSerializer(many=True))
+    def get(self, request, version_id: int):
+        version = access_model_version(request.user, version_id)
+        events = selectors.audit_events(version=version)
+        return Response(s.AuditEventSerializer(events, many=True).data)
+
+
+class ProjectAuditView(APIView):
+    """Read-only by construction: no other method exists on this endpoint (405)."""
+
+    @extend_schema(responses=s.AuditEventSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        return Response(
+            s.AuditEventSerializer(selectors.audit_events(project=project), many=True).data
+        )
+
+
+class AliasListView(APIView):
+    @extend_schema(responses=s.AliasSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        return Response(s.AliasSerializer(selectors.alias_list(project=project), many=True).data)
+
+
+class AliasDetailView(APIView):
+    @extend_schema(request=s.AliasMoveSerializer, responses=s.AliasSerializer)
+    def put(self, request, project_id: int, name: str):
+        project = access_project(request.user, project_id, capability=Capability.REVIEW)
+        data = s.AliasMoveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = access_model_version(
+            request.user, data.validated_data["version_id"], capability=Capability.REVIEW
+        )
+        alias = services.alias_set(
+            project=project,
+            name=name,
+            version=version,
+            actor=request.user,
+            reason=data.validated_data["reason"],
+        )
+        return Response(s.AliasSerializer(alias).data)
+
+
+class AliasRollbackView(APIView):
+    @extend_schema(request=s.RollbackSerializer, responses=s.AliasSerializer)
+    def post(self, request, project_id: int, name: str):
+        project = access_project(request.user, project_id, capability=Capability.REVIEW)
+        data = s.RollbackSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        alias = services.alias_rollback(
+            project=project, name=name, actor=request.user, reason=data.validated_data["reason"]
+        )
+        return Response(s.AliasSerializer(alias).data)
+
+
+class LeaderboardView(APIView):
+    @extend_schema(responses=s.LeaderboardRowSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        rows = [
+            {
+                **{k: v for k, v in vars(item["row"]).items() if k != "version"},
+                "version_id": item["version"].pk,
+                "label": item["version"].label,
+            }
+            for item in selectors.leaderboard(project=project)
+        ]
+        return Response(s.LeaderboardRowSerializer(rows, many=True).data)
+
+
+class GenerateView(APIView):
+    @extend_schema(request=s.GenerateSerializer, responses={202: s.GenerationJobSerializer})
+    def post(self, request, version_id: int):
+        version = access_model_version(request.user, version_id, capability=Capability.TRAIN)
+        data = s.GenerateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.generation_job_create(
+            version=version,
+            prompt_ids=data.validated_data["prompt_ids"],
+            config=data.validated_data.get("config"),
+            created_by=request.user,
+        )
+        return Response(s.GenerationJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class GenerationJobView(APIView):
+    @extend_schema(responses=s.GenerationJobSerializer)
+    def get(self, request, job_id: int):
+        job = access_generation_job(request.user, job_id)
+        return Response(s.GenerationJobSerializer(job).data)

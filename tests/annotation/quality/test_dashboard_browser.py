@@ -1,0 +1,87 @@
+"""The dashboard in headless Chromium: every chart is drawn and the console stays clean."""
+
+import os
+import random
+from contextlib import contextmanager
+
+import pytest
+
+from annotation import services
+from annotation.quality import services as quality
+from annotation.roles import Role
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("TANDEM_CHROMIUM", "/usr/bin/chromium")
+CHARTS = ["progress", "agreement", "distribution", "durations", "position"]
+
+
+@contextmanager
+def chromium():
+    """Started after the database work: Playwright's sync API runs an event loop in this
+    thread, and Django refuses ORM calls from a thread with a running loop."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_dashboard_charts_render_without_console_errors(
+    queued_tasks, no_gold_draws, project, admin_user, member, make_task, live_server, client
+):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    # given a project with pairwise labels from three annotators, one of them always "left"
+    project.overlap = 3
+    project.save()
+    for _ in range(12):
+        make_task()
+    rng = random.Random(0)
+    for name in ("lefty", "ann1", "ann2"):
+        user = member(Role.ANNOTATOR, name)
+        for _ in range(12):
+            lease = services.task_claim_next(project=project, annotator=user)
+            choice = "left" if name == "lefty" else rng.choice(["left", "right", "tie"])
+            services.label_submit(task=lease.task, annotator=user, payload={"choice": choice},
+                                  duration_ms=rng.randint(1_000, 60_000))  # fmt: skip
+            quality.quality_mark_dirty(project_id=project.pk, task_ids=[lease.task_id])
+    quality.quality_refresh(project_id=project.pk)
+    client.force_login(admin_user)
+    session = client.cookies["sessionid"].value
+
+    # when an admin opens the dashboard
+    with chromium() as browser:
+        context = browser.new_context()
+        context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
+        page = context.new_page()
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on(
+            "response",
+            lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+        )
+        page.goto(f"{live_server.url}/projects/{project.pk}/quality/")
+        page.wait_for_selector("#quality[data-rendered='1']", timeout=15_000)
+
+        # then every chart has a Chart.js instance with data on a sized canvas
+        for name in CHARTS:
+            drawn = page.evaluate(
+                """(id) => {
+                    const canvas = document.getElementById(id);
+                    const chart = Chart.getChart(canvas);
+                    return !!chart && canvas.width > 0 && canvas.height > 0
+                        && chart.data.datasets.some((d) => d.data.length > 0);
+                }""",
+                f"chart-{name}",
+            )
+            assert drawn, name
+        # and the annotator table has a row with an SVG sparkline per annotator
+        assert page.locator("#annotator-rows tr").count() == 3
+        assert page.locator("#annotator-rows svg.sparkline").count() == 3
+        assert "position bias" in page.locator("tr[data-annotator='lefty']").inner_text()
+        assert problems == []
+        context.close()
