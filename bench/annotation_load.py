@@ -492,13 +492,21 @@ class Annotator:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _error(self, what: str, status: int) -> None:
+    def _error(self, what: str, status: int | str) -> None:
         key = f"{what}:{status}"
         self.stats.errors[key] = self.stats.errors.get(key, 0) + 1
 
     def run(self, barrier: threading.Barrier, deadline: list[float]) -> None:
         barrier.wait()
-        stop_at = deadline[0]
+        try:
+            self._loop(deadline[0])
+        except Exception as exc:  # a client that dies must show in the figures
+            self._error("client", type(exc).__name__)
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+
+    def _loop(self, stop_at: float) -> None:
         next_path = f"/api/projects/{self.project_id}/tasks/next/"
         while time.perf_counter() < stop_at:
             status, data, _, elapsed = self._post(next_path, b"{}", self.headers)
@@ -537,8 +545,6 @@ class Annotator:
                     self.stats.replays_ok += 1
                 else:
                     self.stats.replays_bad += 1
-        if self.conn is not None:
-            self.conn.close()
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -591,7 +597,6 @@ def verify(acked: list[tuple[int, int, int]]) -> dict:
         "label_count_mismatch": label_count_mismatch,
         "labels_in_db": labels_in_db,
         "tasks_done": tasks_done,
-        "acked_ids_unique": len(acked_ids) == len(set(acked_ids)),
     }
 
 
