@@ -405,9 +405,17 @@ def server_start(cfg: BenchConfig, run_url: str, port: int, log: Path) -> subpro
             conn.request("GET", "/api/me/")
             conn.getresponse().read()
             conn.close()
-            return proc
         except OSError:
             time.sleep(0.2)
+            continue
+        # The first worker answers before the master has forked the others; wait for all,
+        # so that every one of them is counted in the server's CPU time.
+        workers = 0 if cfg.server == "daphne" else cfg.workers
+        while len(psutil.Process(proc.pid).children()) < workers:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return proc
     server_stop(proc)
     raise SystemExit(f"the server did not answer in 60 s:\n{log.read_text()[-3000:]}")
 
@@ -618,7 +626,7 @@ def run_once(cfg: BenchConfig, tasks: int, run_url: str, template: str) -> dict:
     connections.close_all()
 
     port = cfg.port or _free_port()
-    log = Path(tempfile.gettempdir()) / f"tandem-bench-server-{os.getpid()}.log"
+    log = Path(tempfile.gettempdir()) / f"tandem-bench-server-{os.getpid()}-{tasks}.log"
     _say(f"seeded in {seed_s:.0f} s; starting {cfg.server} on port {port} (log: {log})")
     server = server_start(cfg, run_url, port, log)
     _say(f"running {cfg.annotators} annotators for {cfg.seconds:.0f} s")
