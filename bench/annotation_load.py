@@ -40,6 +40,7 @@ Rerun: ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem python bench/ann
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -640,6 +641,8 @@ def run_once(cfg: BenchConfig, tasks: int, run_url: str, template: str) -> dict:
         ]
         for t in threads:
             t.start()
+        db_sampler = DbCpuSampler(run_url)
+        db_sampler.start()
         load_before = os.getloadavg()[0]
         server_cpu0, client_cpu0 = _cpu_seconds(server_procs), time.process_time()
         started = time.perf_counter()
@@ -651,7 +654,7 @@ def run_once(cfg: BenchConfig, tasks: int, run_url: str, template: str) -> dict:
         client_cpu = time.process_time() - client_cpu0
         server_cpu = _cpu_seconds(server_procs) - server_cpu0
         load_after = os.getloadavg()[0]
-        db_cpu = _db_backend_cpu(run_url)
+        db_cpu = db_sampler.total()
     finally:
         server_stop(server)
     stats = ClientStats()
@@ -711,17 +714,33 @@ def run_once(cfg: BenchConfig, tasks: int, run_url: str, template: str) -> dict:
     return result
 
 
-def _db_backend_cpu(run_url: str) -> float:
-    """CPU seconds of the PostgreSQL backends serving the run's database (server connections)."""
-    with psycopg.connect(_conninfo(run_url), autocommit=True) as conn:
-        pids = [
-            r[0]
-            for r in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )
-        ]
-    return _cpu_seconds([psutil.Process(p) for p in pids if psutil.pid_exists(p)])
+class DbCpuSampler(threading.Thread):
+    """CPU seconds of the PostgreSQL backends serving the run's database, sampled every
+    second: connections come and go (CONN_MAX_AGE, ASGI), so one look at the end misses some."""
+
+    def __init__(self, run_url: str):
+        super().__init__(daemon=True)
+        self.run_url = run_url
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(_conninfo(self.run_url), autocommit=True) as conn:
+            while True:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchall()
+                for (pid,) in rows:
+                    with contextlib.suppress(psutil.Error):
+                        self.last[pid] = _cpu_seconds([psutil.Process(pid)])
+                if self.stop.wait(1.0):
+                    return
+
+    def total(self) -> float:
+        self.stop.set()
+        self.join()
+        return sum(self.last.values())
 
 
 # --------------------------------------------------------------------------- main
