@@ -186,3 +186,8 @@ TANDEM_MAX_ACTIVE_LEASES_PER_ANNOTATOR = 2
 
 if os.environ.get("TANDEM_ENV") == "production":
     from config.production import *  # noqa: F403  (hardened overrides, validated)
+
+# Dataset snapshots: worker processes per build (0 = in the job's own process).
+TANDEM_SNAPSHOT_WORKERS = int(
+    os.environ.get("TANDEM_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
+)

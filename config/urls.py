@@ -6,11 +6,13 @@ api_patterns = [
     path("", include("annotation.api.urls")),
     path("", include("annotation.quality.urls")),
     path("", include("models_registry.api.urls")),
+    path("", include("rlhf.api.urls")),
 ]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("data/", include("rlhf.page_urls")),
     path("", include("frontend.urls")),
 ]

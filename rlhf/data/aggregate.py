@@ -1,0 +1,331 @@
+"""Label aggregation: from the labels of one task to training rows, by a chosen policy.
+
+Every comparison (a pairwise label, or each pair of responses a ranking orders) is a vote
+among "first better", "second better", "tie" and, for pairwise tasks, "both bad". A policy
+decides which outcome a task's votes yield:
+
+- ``all``: every label counts on its own (one unit per label); its ``weight`` is the share
+  of the task's labels that agree with it.
+- ``majority``: the outcome more than half of the labels chose.
+- ``unanimous``: the outcome every label chose.
+- ``min_agreement``: the most chosen outcome, if at least ``min_agreement`` of the labels
+  chose it (and no other outcome was chosen as often).
+
+Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
+yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
+answer is its own SFT row and its own pair (corrected over original). Rubric labels are
+counted but not exported (no training shape takes them yet).
+
+A KTO row is derived from a unit's pairs: a response that wins at least one pair and loses
+none is desirable, one that loses and never wins is undesirable, and the middle of a
+ranking (wins and losses) gives no KTO row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rlhf.data.records import LabelRecord
+
+POLICIES = ("all", "majority", "unanimous", "min_agreement")
+# Reward-model margin per pairwise strength (RewardTrainer subtracts it inside the
+# log-sigmoid, so a "strong" preference must be won by a wider reward gap).
+STRENGTH_MARGIN = {"slight": 0.25, "clear": 0.5, "strong": 1.0}
+FIRST, SECOND, TIE, BOTH_BAD = "first", "second", "tie", "both_bad"
+OUTCOMES = (FIRST, SECOND, TIE, BOTH_BAD)
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    """How a task's labels become rows.
+
+    policy: one of ``POLICIES`` (see the module docstring).
+    min_agreement: for ``min_agreement``, the share of a task's labels (0 to 1] that must
+        agree on its outcome.
+    min_labels: tasks with fewer labels (after exclusions) yield nothing ("too_few_labels").
+    exclude_annotators: annotator ids whose labels are left out, e.g. those who failed
+        gold checks; counted as "excluded_annotator".
+    """
+
+    policy: str = "majority"
+    min_agreement: float = 0.66
+    min_labels: int = 1
+    exclude_annotators: frozenset[int] = frozenset()
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}")
+        if not 0.0 < self.min_agreement <= 1.0:
+            raise ValueError("min_agreement must be in (0, 1]")
+        if self.min_labels < 1:
+            raise ValueError("min_labels must be >= 1")
+        object.__setattr__(self, "exclude_annotators", frozenset(self.exclude_annotators))
+
+
+@dataclass
+class Pair:
+    chosen: int  # index into Unit.texts
+    rejected: int
+    margin: float | None
+    weight: float | None
+    source: str
+
+
+@dataclass
+class Unit:
+    """What one task (or one label, under ``all`` and for corrections) contributes.
+
+    ``texts`` indices refer to the task's texts: its responses in canonical order, then the
+    corrected answers of its correction labels. ``key`` prefixes the row ids: ``T<task>`` for
+    an aggregate, ``L<label>`` for a single label.
+    """
+
+    key: str
+    label_ids: list[int]
+    pairs: list[Pair] = field(default_factory=list)
+    kto: list[tuple[int, bool]] = field(default_factory=list)
+    sft: list[int] = field(default_factory=list)
+
+
+@dataclass
+class AggregationStats:
+    """Counts that go into the report and the data card; merge with ``+=``."""
+
+    labels: Counter = field(default_factory=Counter)  # by kind
+    outcomes: Counter = field(default_factory=Counter)  # by kind:outcome, per label vote
+    decisions: Counter = field(default_factory=Counter)  # tie, both_bad, no_agreement...
+    excluded: Counter = field(default_factory=Counter)
+    annotators: set[int] = field(default_factory=set)
+    # Fleiss' kappa accumulators over comparisons with >= 2 votes (Fleiss 1971, with a
+    # per-item rater count): sum of per-item agreement, items, and category totals.
+    kappa_items: int = 0
+    kappa_agreement: float = 0.0
+    kappa_categories: Counter = field(default_factory=Counter)
+
+    def merge(self, other: AggregationStats) -> None:
+        self.labels += other.labels
+        self.outcomes += other.outcomes
+        self.decisions += other.decisions
+        self.excluded += other.excluded
+        self.annotators |= other.annotators
+        self.kappa_items += other.kappa_items
+        self.kappa_agreement += other.kappa_agreement
+        self.kappa_categories += other.kappa_categories
+
+    def fleiss_kappa(self) -> float | None:
+        if self.kappa_items == 0:
+            return None
+        total = sum(self.kappa_categories.values())
+        expected = sum((n / total) ** 2 for n in self.kappa_categories.values())
+        observed = self.kappa_agreement / self.kappa_items
+        if expected >= 1.0:
+            return 1.0 if observed >= 1.0 else None
+        return (observed - expected) / (1.0 - expected)
+
+    def percent_agreement(self) -> float | None:
+        return self.kappa_agreement / self.kappa_items if self.kappa_items else None
+
+    def as_dict(self) -> dict:
+        kappa = self.fleiss_kappa()
+        agreement = self.percent_agreement()
+        return {
+            "labels_by_kind": dict(sorted(self.labels.items())),
+            "votes": dict(sorted(self.outcomes.items())),
+            "decisions": dict(sorted(self.decisions.items())),
+            "excluded": dict(sorted(self.excluded.items())),
+            "annotators": len(self.annotators),
+            "agreement": {
+                "items_with_2plus_labels": self.kappa_items,
+                "percent_agreement": None if agreement is None else round(agreement, 4),
+                "fleiss_kappa": None if kappa is None else round(kappa, 4),
+            },
+        }
+
+
+def aggregate_task(
+    labels: list[LabelRecord],
+    *,
+    config: AggregationConfig,
+    response_ids: list[int],
+    stats: AggregationStats,
+    corrected_index: dict[int, int],
+) -> list[Unit]:
+    """The units of one task. ``corrected_index`` maps a correction label id to the index of
+    its corrected text in the task's texts (after the responses)."""
+    if len(labels) == 1 and labels[0].kind == "pairwise":
+        return _single_pairwise(labels[0], config, stats)
+    kept = []
+    for label in labels:
+        stats.labels[label.kind] += 1
+        if label.annotator_id in config.exclude_annotators:
+            stats.excluded["excluded_annotator"] += 1
+            continue
+        kept.append(label)
+        stats.annotators.add(label.annotator_id)
+    if not kept:
+        return []
+    kind = kept[0].kind
+    if kind == "correction":
+        return [_correction_unit(label, response_ids, corrected_index, stats) for label in kept]
+    if kind == "rubric":
+        stats.decisions["rubric_not_exported"] += len(kept)
+        return []
+    if len(kept) < config.min_labels:
+        stats.decisions["too_few_labels"] += 1
+        return []
+    position = {rid: i for i, rid in enumerate(response_ids)}
+    # votes[(i, j)] = one outcome per label, for each compared pair of positions i < j.
+    votes: list[dict[tuple[int, int], str]] = [_votes(label, position) for label in kept]
+    strengths = [label.payload.get("strength") for label in kept]
+    source = "pairwise" if kind == "pairwise" else "ranking"
+    comparisons = sorted({pair for v in votes for pair in v})
+    for pair in comparisons:
+        cast = [v[pair] for v in votes if pair in v]
+        for outcome in cast:
+            stats.outcomes[f"{kind}:{outcome}"] += 1
+        _kappa(stats, cast)
+
+    if config.policy == "all":
+        units = []
+        for label, label_votes, strength in zip(kept, votes, strengths, strict=True):
+            unit = Unit(key=f"L{label.label_id}", label_ids=[label.label_id])
+            for pair, outcome in sorted(label_votes.items()):
+                cast = [v[pair] for v in votes if pair in v]
+                share = cast.count(outcome) / len(cast)
+                margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
+                _decide(unit, pair, outcome, share, margins, source, stats)
+            _derive_kto(unit)
+            units.append(unit)
+        return units
+
+    unit = Unit(key=f"T{kept[0].task_id}", label_ids=[label.label_id for label in kept])
+    for pair in comparisons:
+        cast = [(v[pair], s) for v, s in zip(votes, strengths, strict=True) if pair in v]
+        counts = Counter(outcome for outcome, _ in cast)
+        (top, top_n), *rest = counts.most_common()
+        share = top_n / len(cast)
+        unique_top = not rest or rest[0][1] < top_n
+        if config.policy == "majority":
+            ok = top_n * 2 > len(cast)
+        elif config.policy == "unanimous":
+            ok = top_n == len(cast)
+        else:
+            ok = unique_top and share >= config.min_agreement
+        if not ok:
+            stats.decisions["no_agreement"] += 1
+            continue
+        margins = [STRENGTH_MARGIN[s] for o, s in cast if o == top and s in STRENGTH_MARGIN]
+        _decide(unit, pair, top, share, margins, source, stats)
+    _derive_kto(unit)
+    return [unit]
+
+
+def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> list[Unit]:
+    """The most common task (one pairwise label), without the general voting machinery;
+    yields exactly what ``aggregate_task``'s general path yields for it."""
+    stats.labels["pairwise"] += 1
+    if label.annotator_id in config.exclude_annotators:
+        stats.excluded["excluded_annotator"] += 1
+        return []
+    stats.annotators.add(label.annotator_id)
+    if config.min_labels > 1:
+        stats.decisions["too_few_labels"] += 1
+        return []
+    outcome = _PAIRWISE_OUTCOME.get(label.payload.get("outcome"))
+    if outcome is None:
+        return [Unit(key=f"T{label.task_id}", label_ids=[label.label_id])]
+    stats.outcomes[f"pairwise:{outcome}"] += 1
+    key = f"L{label.label_id}" if config.policy == "all" else f"T{label.task_id}"
+    unit = Unit(key=key, label_ids=[label.label_id])
+    strength = label.payload.get("strength")
+    margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
+    _decide(unit, (0, 1), outcome, 1.0, margins, "pairwise", stats)
+    _derive_kto(unit)
+    return [unit]
+
+
+_PAIRWISE_OUTCOME = {"A": FIRST, "B": SECOND, "tie": TIE, "both_bad": BOTH_BAD}
+
+
+def _votes(label: LabelRecord, position: dict[int, int]) -> dict[tuple[int, int], str]:
+    payload = label.payload
+    if label.kind == "pairwise":
+        outcome = payload.get("outcome")
+        mapped = _PAIRWISE_OUTCOME.get(outcome)
+        return {(0, 1): mapped} if mapped else {}
+    # ranking: tiers of response ids, best first; same tier = tie.
+    tier_of = {}
+    for tier_index, tier in enumerate(payload.get("ranking") or []):
+        for rid in tier if isinstance(tier, list) else [tier]:
+            if rid in position:
+                tier_of[position[rid]] = tier_index
+    out = {}
+    ranked = sorted(tier_of)
+    for a_i, a in enumerate(ranked):
+        for b in ranked[a_i + 1 :]:
+            ta, tb = tier_of[a], tier_of[b]
+            out[(a, b)] = TIE if ta == tb else (FIRST if ta < tb else SECOND)
+    return out
+
+
+def _decide(unit, pair, outcome, share, margins, source, stats) -> None:
+    first, second = pair
+    if outcome == TIE:
+        stats.decisions[f"{source}_tie"] += 1
+    elif outcome == BOTH_BAD:
+        stats.decisions["both_bad"] += 1
+        unit.kto.extend([(first, False), (second, False)])
+    else:
+        chosen, rejected = (first, second) if outcome == FIRST else (second, first)
+        margin = round(sum(margins) / len(margins), 4) if margins else None
+        unit.pairs.append(Pair(chosen, rejected, margin, round(share, 4), source))
+        stats.decisions[f"{source}_pair"] += 1
+
+
+def _derive_kto(unit: Unit) -> None:
+    if len(unit.pairs) == 1 and not unit.kto:  # the common case, without the bookkeeping
+        pair = unit.pairs[0]
+        unit.kto.extend([(pair.chosen, True), (pair.rejected, False)])
+        return
+    wins: dict[int, int] = {}
+    losses: dict[int, int] = {}
+    for pair in unit.pairs:
+        wins[pair.chosen] = wins.get(pair.chosen, 0) + 1
+        losses[pair.rejected] = losses.get(pair.rejected, 0) + 1
+    both_bad = {i for i, _ in unit.kto}
+    for index in sorted(wins.keys() | losses.keys()):
+        if index in both_bad:
+            continue
+        if index in wins and index not in losses:
+            unit.kto.append((index, True))
+        elif index in losses and index not in wins:
+            unit.kto.append((index, False))
+
+
+def _correction_unit(label, response_ids, corrected_index, stats) -> Unit:
+    payload = label.payload
+    unit = Unit(key=f"L{label.label_id}", label_ids=[label.label_id])
+    original = response_ids.index(payload["response_id"])
+    corrected = corrected_index[label.label_id]
+    stats.outcomes["correction:" + ("unchanged" if payload.get("unchanged") else "edited")] += 1
+    if payload.get("unchanged"):
+        unit.sft.append(original)
+        unit.kto.append((original, True))
+        stats.decisions["correction_unchanged"] += 1
+        return unit
+    unit.sft.append(corrected)
+    unit.pairs.append(Pair(corrected, original, None, None, "correction"))
+    unit.kto.extend([(corrected, True), (original, False)])
+    stats.decisions["correction_pair"] += 1
+    return unit
+
+
+def _kappa(stats: AggregationStats, cast: list[str]) -> None:
+    n = len(cast)
+    if n < 2:
+        return
+    counts = Counter(cast)
+    stats.kappa_items += 1
+    stats.kappa_agreement += sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))
+    stats.kappa_categories += counts

@@ -1,0 +1,119 @@
+"""The data card: a Markdown page that says what a data set is, where it came from, what
+was removed and why, and what it cannot be trusted for (after Gebru et al., "Datasheets for
+Datasets", 2021, trimmed to what the pipeline knows for certain)."""
+
+from __future__ import annotations
+
+from rlhf.data.records import SHAPES, SPLITS
+
+KNOWN_LIMITATIONS = (
+    "Personal-data scrubbing is pattern-based: names, street addresses and identifiers "
+    "without a fixed shape (and numbers in unusual formats) are not found.",
+    "Near-duplicate detection compares word 3-grams; paraphrases that share few exact word "
+    "sequences are not caught, and texts in scripts written without spaces (Chinese, "
+    "Japanese, Thai) are compared almost only exactly.",
+    "Rubric ratings are counted but not exported; ties produce no pair.",
+    "Margins and weights are null where the label kind carries no strength (rankings, "
+    "corrections); trainers that need a number must fill them.",
+    "KTO rows come from the preference evidence of each task; a response that is the "
+    "middle of a ranking gives no KTO row.",
+)
+
+
+def render_data_card(report: dict, *, title: str, sources: list[str] | None = None) -> str:
+    """Markdown for a pipeline report (see ``rlhf.data.pipeline.build_dataset``)."""
+    agg = report["aggregation"]
+    lines = [f"# {title}", ""]
+    lines += ["## Sources", ""]
+    lines += [f"- {s}" for s in (sources or ["(not recorded)"])]
+    lines += [
+        "",
+        "## Size",
+        "",
+        f"- Labels read: {report['input']['labels']:,} on {report['input']['tasks']:,} tasks",
+        f"- Annotators: {agg['annotators']:,}",
+        f"- Aggregation policy: `{agg['policy']}`",
+        f"- Content sha256: `{report.get('content_sha256', '(pending)')}`",
+        "",
+        "| shape | " + " | ".join(SPLITS) + " | total |",
+        "| --- | " + " | ".join("---:" for _ in SPLITS) + " | ---: |",
+    ]
+    for shape in SHAPES:
+        counts = report["splits"][shape]
+        total = sum(counts.values())
+        lines.append(
+            f"| {shape} | " + " | ".join(f"{counts[s]:,}" for s in SPLITS) + f" | {total:,} |"
+        )
+    lines += ["", "## Label distribution", ""]
+    lines += _table(("label kind", "labels"), agg["labels_by_kind"].items())
+    lines += [""]
+    lines += _table(("vote", "count"), agg["votes"].items())
+    lines += ["", "Decisions after aggregation:", ""]
+    lines += _table(("decision", "count"), agg["decisions"].items())
+    agreement = agg["agreement"]
+    lines += ["", "## Agreement", ""]
+    if agreement["items_with_2plus_labels"]:
+        lines += [
+            f"- Comparisons with two or more labels: {agreement['items_with_2plus_labels']:,}",
+            f"- Percent agreement (pairs of labels that agree): "
+            f"{agreement['percent_agreement']:.1%}",
+            f"- Fleiss' kappa: {_num(agreement['fleiss_kappa'])}",
+        ]
+    else:
+        lines.append("Not available: no comparison has two or more labels.")
+    lines += ["", "## What was removed and why", ""]
+    cleaning = report["cleaning"]
+    lines += [f"Texts cleaned: {cleaning['texts']:,}.", ""]
+    lines += _table(("cleaning step", "texts changed"), cleaning["changed"].items())
+    lines += [""]
+    lines += _table(("personal data type", "replaced"), cleaning["pii"].items())
+    lines += [""]
+    lines += _table(("texts dropped", "count"), cleaning["dropped"].items())
+    lines += [""]
+    rows = [
+        (f"{shape}: {reason}", n)
+        for shape, reasons in report["removed"].items()
+        for reason, n in reasons.items()
+    ]
+    lines += _table(("rows removed (shape: reason)", "count"), rows)
+    if agg["excluded"]:
+        lines += [""]
+        lines += _table(("labels excluded", "count"), agg["excluded"].items())
+    dedup = report["dedup"]
+    lsh = dedup["lsh"]
+    lines += [
+        "",
+        "## De-duplication and splits",
+        "",
+        f"- Near-duplicate threshold: Jaccard >= {lsh['threshold']} over word "
+        f"{lsh['shingle_words']}-grams ({lsh['num_perm']} MinHash bins"
+        + (f", {lsh['bands']} bands of {lsh['rows_per_band']})" if lsh["bands"] else ")"),
+        f"- Near-duplicate pairs found: {dedup['near_dup_pairs_found']:,}; largest prompt "
+        f"cluster: {dedup['largest_prompt_cluster']:,}",
+        "- Splits are assigned per prompt cluster (near-duplicate prompts together), by a "
+        f"seeded hash (seed {report['config']['split']['seed']}).",
+        f"- Leakage check: {'passed' if report['leakage']['ok'] else 'FAILED'} "
+        f"({report['leakage']['prompts_in_two_splits']} prompts in two splits, "
+        f"{report['leakage']['near_duplicate_pairs_across_splits']} near-duplicate pairs "
+        "across splits)",
+    ]
+    truncation = report.get("truncation") or {}
+    truncated = sum((truncation.get("rows_truncated") or {}).values())
+    if truncated:
+        lines += [f"- Prompts truncated from the left at export: {truncated:,} rows"]
+    lines += ["", "## Known limitations", ""]
+    lines += [f"- {item}" for item in KNOWN_LIMITATIONS]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: tuple[str, str], rows) -> list[str]:
+    rows = list(rows)
+    if not rows:
+        return [f"No {header[0]}."]
+    out = [f"| {header[0]} | {header[1]} |", "| --- | ---: |"]
+    out += [f"| {k} | {v:,} |" for k, v in rows]
+    return out
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,69 @@
+"""The pipeline's configuration: one dataclass per step, gathered in ``PipelineConfig``.
+
+A snapshot stores ``PipelineConfig.as_dict()``; ``from_dict`` rebuilds it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from rlhf.data.aggregate import AggregationConfig
+from rlhf.data.cleaning import CleaningConfig
+from rlhf.data.minhash import lsh_params
+from rlhf.data.splits import SplitConfig
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """exact: drop rows whose normalised content (case-folded, whitespace collapsed) repeats.
+    near: drop rows whose prompt and answers are near duplicates of an earlier row's, and
+        cluster near-duplicate prompts so they share a split.
+    threshold: estimated Jaccard similarity of word 3-gram sets at which two texts are near
+        duplicates.
+    num_perm / shingle_words / seed: MinHash parameters (``rlhf.data.minhash.MinHasher``).
+    """
+
+    exact: bool = True
+    near: bool = True
+    threshold: float = 0.8
+    num_perm: int = 64
+    shingle_words: int = 3
+    seed: int = 1
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError("threshold must be in (0, 1]")
+
+    @property
+    def bands_rows(self) -> tuple[int, int]:
+        return lsh_params(self.threshold, self.num_perm)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["aggregation"]["exclude_annotators"] = sorted(self.aggregation.exclude_annotators)
+        data["cleaning"]["pii_types"] = list(self.cleaning.pii_types)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> PipelineConfig:
+        data = data or {}
+        cleaning = dict(data.get("cleaning") or {})
+        if "pii_types" in cleaning:
+            cleaning["pii_types"] = tuple(cleaning["pii_types"])
+        aggregation = dict(data.get("aggregation") or {})
+        if "exclude_annotators" in aggregation:
+            aggregation["exclude_annotators"] = frozenset(aggregation["exclude_annotators"])
+        return cls(
+            cleaning=CleaningConfig(**cleaning),
+            dedup=DedupConfig(**(data.get("dedup") or {})),
+            aggregation=AggregationConfig(**aggregation),
+            split=SplitConfig(**(data.get("split") or {})),
+        )

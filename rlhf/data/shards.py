@@ -1,0 +1,268 @@
+"""The per-shard work of both passes, run in worker processes.
+
+Pass 1 (``process_shard``): clean, scrub, aggregate a shard's tasks, hash and MinHash its
+texts, and write the tasks to the shard's spill file (one JSON line per task). Pass 2
+(``write_shard``): read the spill back and write the rows the plan keeps to an export part.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import xxhash
+
+from rlhf.data.aggregate import AggregationStats, aggregate_task
+from rlhf.data.cleaning import TextCleaner
+from rlhf.data.config import PipelineConfig
+from rlhf.data.export import PartWriter
+from rlhf.data.minhash import MinHasher, band_keys
+from rlhf.data.records import SHAPES, SPLITS, LabelRecord
+from rlhf.data.truncation import TruncationConfig
+
+LENGTH_BINS = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+def _normalised_hash(text: str) -> int:
+    return xxhash.xxh3_64_intdigest(" ".join(text.casefold().split()).encode("utf-8"))
+
+
+def _prompt_text(messages: list[dict]) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def process_shard(index: int, source, config: PipelineConfig, workdir: str) -> dict:
+    """Pass 1 for one shard (in a worker): its tasks go to a spill file of its own; the
+    compact results come back."""
+    records = list(source() if callable(source) else source)
+    out = process_chunk(records, config)
+    spill_path = Path(workdir) / f"spill-{index:06d}.jsonl"
+    spill_path.write_bytes(out.pop("spill"))
+    out["spill_path"] = str(spill_path)
+    out["index"] = index
+    return out
+
+
+def write_shard(
+    index: int,
+    spill_path: str,
+    keep: dict[str, np.ndarray],
+    splits: np.ndarray,
+    part_dir: str,
+    truncation: TruncationConfig | None,
+) -> dict:
+    """Pass 2 for one shard (in a worker): its kept rows to a part of the export."""
+    writer = PartWriter(Path(part_dir), truncation=truncation)
+    cursor = dict.fromkeys(SHAPES, 0)
+    keep = {shape: flags.tolist() for shape, flags in keep.items()}
+    split_names = [SPLITS[i] for i in splits.tolist()]
+    with open(spill_path, "rb") as spill:
+        for group_index, line in enumerate(spill):
+            group = orjson.loads(line)
+            split = split_names[group_index]
+            prompt, texts = group["prompt"], group["texts"]
+            for row_id, c, r, margin, weight, source in group["pref"]:
+                if keep["preference"][cursor["preference"]]:
+                    writer.write(
+                        "preference",
+                        split,
+                        {
+                            "id": row_id,
+                            "prompt": prompt,
+                            "chosen": [{"role": "assistant", "content": texts[c]}],
+                            "rejected": [{"role": "assistant", "content": texts[r]}],
+                            "margin": margin,
+                            "weight": weight,
+                            "source": source,
+                        },
+                    )
+                cursor["preference"] += 1
+            for row_id, t, desirable in group["kto"]:
+                if keep["kto"][cursor["kto"]]:
+                    writer.write(
+                        "kto",
+                        split,
+                        {
+                            "id": row_id,
+                            "prompt": prompt,
+                            "completion": [{"role": "assistant", "content": texts[t]}],
+                            "label": desirable,
+                        },
+                    )
+                cursor["kto"] += 1
+            for row_id, t in group["sft"]:
+                if keep["sft"][cursor["sft"]]:
+                    writer.write(
+                        "sft",
+                        split,
+                        {
+                            "id": row_id,
+                            "messages": [*prompt, {"role": "assistant", "content": texts[t]}],
+                            "source": "correction",
+                        },
+                    )
+                cursor["sft"] += 1
+            if keep["prompt_only"][group_index]:
+                writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
+    Path(spill_path).unlink()
+    done = writer.close()
+    return {**done, "part_dir": part_dir, "groups": len(split_names), "index": index}
+
+
+def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
+    """Clean, aggregate and hash a list of whole tasks.
+
+    Returns picklable plain data: the spill lines, per-occurrence hashes and signatures,
+    row references local to the chunk, and the counters of what happened.
+    """
+    cleaner = TextCleaner(config.cleaning)
+    stats = AggregationStats()
+    removed: Counter = Counter()
+    spill: list[bytes] = []
+    prompt_strings: list[str] = []
+    text_strings: list[str] = []
+    pref, kto, sft = [], [], []
+    prompt_lengths, text_lengths = [], []
+    groups = 0
+    start = 0
+    while start < len(records):
+        end = start + 1
+        while end < len(records) and records[end].task_id == records[start].task_id:
+            end += 1
+        labels = records[start:end]
+        start = end
+        groups += 1
+        for label in labels:
+            if isinstance(label.payload, (str, bytes)):
+                label.payload = orjson.loads(label.payload)
+        first = labels[0]
+        messages = (
+            orjson.loads(first.prompt) if isinstance(first.prompt, (str, bytes)) else first.prompt
+        )
+        prompt = [{"role": m["role"], "content": cleaner.clean(m["content"])} for m in messages]
+        prompt_string = _prompt_text(prompt)
+        response_ids = list(first.responses)
+        texts = [cleaner.clean(first.responses[rid]) for rid in response_ids]
+        keys = [f"r{rid}" for rid in response_ids]
+        corrected_index = {}
+        for label in labels:
+            if label.kind == "correction" and "corrected_text" in label.payload:
+                corrected_index[label.label_id] = len(texts)
+                texts.append(cleaner.clean(label.payload["corrected_text"]))
+                keys.append(f"c{label.label_id}")
+        units = aggregate_task(
+            labels,
+            config=config.aggregation,
+            response_ids=response_ids,
+            stats=stats,
+            corrected_index=corrected_index,
+        )
+        prompt_reason = cleaner.verdict("\n".join(m["content"] for m in prompt))
+        if prompt_reason:
+            reason = f"prompt_{prompt_reason}"
+            removed["prompt_only", reason] += 1
+            for unit in units:
+                removed["preference", reason] += len(unit.pairs)
+                removed["kto", reason] += len(unit.kto)
+                removed["sft", reason] += len(unit.sft)
+            continue
+        verdicts = [cleaner.verdict(text) for text in texts]
+        # task text index -> its index among the texts this task spills (first use first)
+        used: dict[int, int] = {}
+
+        prompt_local = len(prompt_strings)
+        prompt_strings.append(prompt_string)
+        prompt_lengths.append(len(prompt_string))
+        group_pref, group_kto, group_sft = [], [], []
+        for unit in units:
+            for pair in unit.pairs:
+                bad = verdicts[pair.chosen] or verdicts[pair.rejected]
+                if bad:
+                    removed["preference", f"answer_{bad}"] += 1
+                    continue
+                c = used.setdefault(pair.chosen, len(used))
+                r = used.setdefault(pair.rejected, len(used))
+                group_pref.append(
+                    [
+                        f"{unit.key}:{keys[pair.chosen]}>{keys[pair.rejected]}",
+                        c,
+                        r,
+                        pair.margin,
+                        pair.weight,
+                        pair.source,
+                    ]
+                )
+            for index, desirable in unit.kto:
+                if verdicts[index]:
+                    removed["kto", f"answer_{verdicts[index]}"] += 1
+                    continue
+                sign = "+" if desirable else "-"
+                t = used.setdefault(index, len(used))
+                group_kto.append([f"{unit.key}:{keys[index]}{sign}", t, desirable])
+            for index in unit.sft:
+                if verdicts[index]:
+                    removed["sft", f"answer_{verdicts[index]}"] += 1
+                    continue
+                t = used.setdefault(index, len(used))
+                group_sft.append([f"{unit.key}:{keys[index]}", t])
+        order = sorted(used, key=used.get)
+        text_base = len(text_strings)
+        for index in order:
+            text_strings.append(texts[index])
+            text_lengths.append(len(texts[index]))
+        for row in group_pref:
+            pref.append((prompt_local, text_base + row[1], text_base + row[2]))
+        for row in group_kto:
+            kto.append((prompt_local, text_base + row[1], int(row[2])))
+        for row in group_sft:
+            sft.append((prompt_local, text_base + row[1]))
+        spill.append(
+            orjson.dumps(
+                {
+                    "p": first.prompt_id,
+                    "prompt": prompt,
+                    "texts": [texts[i] for i in order],
+                    "pref": group_pref,
+                    "kto": group_kto,
+                    "sft": group_sft,
+                }
+            )
+        )
+
+    out = {
+        "labels": len(records),
+        "groups": groups,
+        "spill": b"\n".join(spill) + b"\n" if spill else b"",
+        "prompt_hashes": np.fromiter(map(_normalised_hash, prompt_strings), np.uint64),
+        "text_hashes": np.fromiter(map(_normalised_hash, text_strings), np.uint64),
+        "pref": np.asarray(pref, dtype=np.int64).reshape(-1, 3),
+        "kto": np.asarray(kto, dtype=np.int64).reshape(-1, 3),
+        "sft": np.asarray(sft, dtype=np.int64).reshape(-1, 2),
+        "removed": removed,
+        "stats": stats,
+        "prompt_length_hist": np.histogram(prompt_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],
+        "text_length_hist": np.histogram(text_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],
+    }
+    if config.dedup.near:
+        hasher = MinHasher(config.dedup.num_perm, config.dedup.shingle_words, config.dedup.seed)
+        bands, rows = config.dedup.bands_rows
+        for name, strings in (("prompt", prompt_strings), ("text", text_strings)):
+            sigs = (
+                hasher.signatures(strings) if strings else np.zeros((0, hasher.num_perm), np.uint16)
+            )
+            out[f"{name}_sigs"] = sigs
+            out[f"{name}_bands"] = (
+                np.stack([band_keys(sigs, b, rows) for b in range(bands)], axis=1)
+                if len(sigs)
+                else np.zeros((0, bands), np.uint64)
+            )
+    # The cleaner travels back as its counters only.
+    out["cleaning"] = {
+        "texts": cleaner.texts,
+        "changed": cleaner.changed,
+        "pii": cleaner.pii,
+        "dropped": cleaner.dropped,
+    }
+    return out

@@ -1,0 +1,280 @@
+"""Labels out of the database as ``rlhf.data`` records, streamed.
+
+On PostgreSQL (CI, production):
+
+One query joins each frozen label to its task, prompt and the task's responses (in position
+order) and reads it through a server-side cursor on a connection of its own, so the job's
+Django connection stays free to report progress while millions of rows stream past. JSON
+columns come as text and are parsed in the pipeline's worker processes. A label edited since
+the snapshot froze it is read at its frozen version from its revision history.
+
+On any other database (the embedded SQLite default of a first run) the same records come
+from the ORM, in this process, task by task: slower, but the snapshot is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from django.db import connection
+
+from annotation.models import Label, LabelRevision, TaskItem
+from rlhf.data.records import LabelRecord
+
+
+def parallel_reads_supported() -> bool:
+    """Worker processes read their own shards straight from PostgreSQL; elsewhere, in-process."""
+    return connection.vendor == "postgresql"
+
+
+_READ_SQL = """
+WITH frozen AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(versions)s::bigint[]) AS f(id, version)
+)
+SELECT l.id, l.task_id, l.kind, l.annotator_id,
+       CASE WHEN l.version = frozen.version THEN l.payload ELSE rev.payload END::text,
+       t.prompt_id, p.messages::text, p.source, items.ids, items.texts
+FROM frozen
+JOIN annotation_label l ON l.id = frozen.id
+JOIN annotation_task t ON t.id = l.task_id
+JOIN annotation_prompt p ON p.id = t.prompt_id
+LEFT JOIN annotation_labelrevision rev
+       ON rev.label_id = l.id AND rev.version = frozen.version AND l.version <> frozen.version
+CROSS JOIN LATERAL (
+    SELECT array_agg(ti.response_id ORDER BY ti.position) AS ids,
+           array_agg(r.text ORDER BY ti.position) AS texts
+    FROM annotation_taskitem ti JOIN annotation_response r ON r.id = ti.response_id
+    WHERE ti.task_id = t.id
+) items
+ORDER BY l.task_id, l.id
+"""
+
+
+def connection_params() -> dict:
+    """The default database's connection keywords, picklable (for worker processes)."""
+    return {
+        k: v
+        for k, v in connection.get_connection_params().items()
+        if isinstance(v, (str, int, float, bool)) or v is None
+    }
+
+
+def iter_label_records(
+    ids: np.ndarray, versions: np.ndarray, *, batch: int = 5000, params: dict | None = None
+) -> Iterator[LabelRecord]:
+    """Records for the given labels at the given versions, grouped by task."""
+    params = params or connection_params()
+    with (
+        psycopg.connect(**params) as conn,
+        conn.transaction(),
+        conn.cursor(name="tandem_snapshot_read", binary=True) as cur,
+    ):
+        cur.itersize = batch
+        # JIT compiling this query costs seconds of CPU and saves none on an index-driven plan.
+        conn.execute("SET LOCAL jit = off")
+        cur.execute(_READ_SQL, {"ids": ids.tolist(), "versions": versions.tolist()})
+        for (
+            label_id,
+            task_id,
+            kind,
+            annotator_id,
+            payload,
+            prompt_id,
+            messages,
+            source,
+            response_ids,
+            texts,
+        ) in cur:
+            yield LabelRecord(
+                label_id=label_id,
+                task_id=task_id,
+                kind=kind,
+                annotator_id=annotator_id,
+                payload=payload,
+                prompt_id=prompt_id,
+                prompt=messages,
+                responses=dict(zip(response_ids, texts, strict=True)),
+                source=source,
+            )
+
+
+_FREEZE_SQL = """
+SELECT l.id, l.version, l.kind FROM annotation_label l
+JOIN annotation_task t ON t.id = l.task_id
+WHERE t.project_id = %(project)s AND l.id <= %(max_id)s
+  AND (cardinality(%(kinds)s::text[]) = 0 OR l.kind = ANY(%(kinds)s::text[]))
+  AND NOT EXISTS (SELECT 1 FROM annotation_goldtask g WHERE g.task_id = t.id)
+ORDER BY l.id
+"""
+
+
+def freeze_label_ids(
+    *, project_id: int, max_label_id: int, kinds: list[str], batch: int = 100_000
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(ids, versions, labels per kind) of the project's labels up to ``max_label_id``.
+
+    Gold items are quality checks answered by every annotator, not training data: left out.
+    """
+    if not parallel_reads_supported():
+        return _freeze_label_ids_orm(project_id=project_id, max_label_id=max_label_id, kinds=kinds)
+    id_chunks, version_chunks, counts = [], [], {}
+    params = connection_params()
+    with (
+        psycopg.connect(**params) as conn,
+        conn.transaction(),
+        conn.cursor(name="tandem_snapshot_freeze") as cur,
+    ):
+        cur.itersize = batch
+        cur.execute(_FREEZE_SQL, {"project": project_id, "max_id": max_label_id, "kinds": kinds})
+        while rows := cur.fetchmany(batch):
+            ids, versions, row_kinds = zip(*rows, strict=True)
+            id_chunks.append(np.fromiter(ids, np.int64, len(ids)))
+            version_chunks.append(np.fromiter(versions, np.int64, len(versions)))
+            for kind in set(row_kinds):
+                counts[kind] = counts.get(kind, 0) + row_kinds.count(kind)
+    if not id_chunks:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
+    return np.concatenate(id_chunks), np.concatenate(version_chunks), dict(sorted(counts.items()))
+
+
+@dataclass(frozen=True)
+class LabelShard:
+    """A picklable record source for one range of tasks: a worker process calls it and reads
+    its labels straight from PostgreSQL (``rlhf.data.build_dataset(shards=...)``)."""
+
+    params: dict
+    ids: np.ndarray
+    versions: np.ndarray
+
+    def __call__(self) -> Iterator[LabelRecord]:
+        return iter_label_records(self.ids, self.versions, params=self.params)
+
+
+_TASK_ORDER_SQL = """
+SELECT l.task_id, f.id, f.version
+FROM unnest(%(ids)s::bigint[], %(versions)s::bigint[]) AS f(id, version)
+JOIN annotation_label l ON l.id = f.id
+ORDER BY l.task_id, f.id
+"""
+
+
+def label_shards(
+    ids: np.ndarray, versions: np.ndarray, *, workers: int = 2, labels_per_shard: int | None = None
+):
+    """Cut frozen labels into shards of whole tasks, in task order: small enough that every
+    worker gets several (so none idles at the end), at most 20,000 labels each."""
+    if labels_per_shard is None:
+        labels_per_shard = int(np.clip(len(ids) // (4 * max(workers, 1)), 2_000, 20_000))
+    if not parallel_reads_supported():
+        return [OrmLabelShard(ids, versions)] if len(ids) else []
+    params = connection_params()
+    columns: list[list[np.ndarray]] = [[], [], []]
+    with (
+        psycopg.connect(**params) as conn,
+        conn.transaction(),
+        conn.cursor(name="tandem_snapshot_shards") as cur,
+    ):
+        conn.execute("SET LOCAL jit = off")
+        cur.execute(_TASK_ORDER_SQL, {"ids": ids.tolist(), "versions": versions.tolist()})
+        while rows := cur.fetchmany(100_000):
+            for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+                column.append(np.fromiter(values, np.int64, len(values)))
+    if not columns[0]:
+        return []
+    task_ids, label_ids, label_versions = (np.concatenate(c) for c in columns)
+    shards, start = [], 0
+    while start < len(task_ids):
+        end = min(start + labels_per_shard, len(task_ids))
+        # Extend to the end of the last task so no task is split across shards.
+        while end < len(task_ids) and task_ids[end] == task_ids[end - 1]:
+            end += 1
+        shards.append(LabelShard(params, label_ids[start:end], label_versions[start:end]))
+        start = end
+    return shards
+
+
+def _freeze_label_ids_orm(*, project_id: int, max_label_id: int, kinds: list[str]):
+    labels = Label.objects.filter(
+        task__project_id=project_id, id__lte=max_label_id, task__gold__isnull=True
+    )
+    if kinds:
+        labels = labels.filter(kind__in=kinds)
+    rows = list(labels.order_by("id").values_list("id", "version", "kind"))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
+    ids, versions, row_kinds = zip(*rows, strict=True)
+    counts: dict[str, int] = {}
+    for kind in row_kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    return (
+        np.asarray(ids, np.int64),
+        np.asarray(versions, np.int64),
+        dict(sorted(counts.items())),
+    )
+
+
+@dataclass(frozen=True)
+class OrmLabelShard:
+    """Every frozen label, read through the ORM in this process (databases without the
+    PostgreSQL fast path); the pipeline runs with ``workers=0`` then."""
+
+    ids: np.ndarray
+    versions: np.ndarray
+
+    def __call__(self) -> Iterator[LabelRecord]:
+        return iter_label_records_orm(self.ids, self.versions)
+
+
+def iter_label_records_orm(
+    ids: np.ndarray, versions: np.ndarray, *, batch: int = 2000
+) -> Iterator[LabelRecord]:
+    """The ORM twin of ``iter_label_records``: same records, same (task, label) order."""
+    frozen = dict(zip(ids.tolist(), versions.tolist(), strict=True))
+    order: list[tuple[int, int]] = []
+    id_list = list(frozen)
+    for start in range(0, len(id_list), batch):
+        chunk = id_list[start : start + batch]
+        order.extend(Label.objects.filter(id__in=chunk).values_list("task_id", "id"))
+    order.sort()
+    for start in range(0, len(order), batch):
+        end = min(start + batch, len(order))
+        while end < len(order) and order[end][0] == order[end - 1][0]:
+            end += 1  # whole tasks only
+        label_ids = [label_id for _, label_id in order[start:end]]
+        labels = {
+            label.pk: label
+            for label in Label.objects.filter(id__in=label_ids).select_related("task__prompt")
+        }
+        stale = [(i, frozen[i]) for i in label_ids if labels[i].version != frozen[i]]
+        old_payloads = {}
+        for label_id, version in stale:
+            old_payloads[label_id] = (
+                LabelRevision.objects.filter(label_id=label_id, version=version)
+                .values_list("payload", flat=True)
+                .first()
+            )
+        task_ids = {labels[i].task_id for i in label_ids}
+        items: dict[int, dict[int, str]] = {}
+        for task_id, response_id, text in (
+            TaskItem.objects.filter(task_id__in=task_ids)
+            .order_by("task_id", "position")
+            .values_list("task_id", "response_id", "response__text")
+        ):
+            items.setdefault(task_id, {})[response_id] = text
+        for label_id in label_ids:
+            label = labels[label_id]
+            task = label.task
+            yield LabelRecord(
+                label_id=label.pk,
+                task_id=task.pk,
+                kind=label.kind,
+                annotator_id=label.annotator_id,
+                payload=old_payloads.get(label_id, label.payload),
+                prompt_id=task.prompt_id,
+                prompt=task.prompt.messages,
+                responses=items.get(task.pk, {}),
+                source=task.prompt.source,
+            )

@@ -1,0 +1,57 @@
+"""Reads of dataset snapshots, always scoped through the project access gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.http import Http404
+
+from annotation.access import access_project
+from annotation.roles import Capability
+from rlhf.models import DatasetSnapshot
+
+
+def snapshot_list(*, user, project_id) -> list[DatasetSnapshot]:
+    project = access_project(user, project_id, capability=Capability.DATA)
+    return list(
+        DatasetSnapshot.objects.filter(project=project).defer(
+            "label_ids", "label_versions", "report", "data_card"
+        )
+    )
+
+
+def snapshot_get(*, user, snapshot_id) -> DatasetSnapshot:
+    """The snapshot, if the user may read its project's data; a foreign id is a 404."""
+    try:
+        snapshot = DatasetSnapshot.objects.get(pk=int(snapshot_id))
+    except (DatasetSnapshot.DoesNotExist, TypeError, ValueError):
+        raise Http404("No such snapshot.") from None
+    try:
+        access_project(user, snapshot.project_id, capability=Capability.DATA)
+    except Http404:
+        raise Http404("No such snapshot.") from None
+    return snapshot
+
+
+def snapshot_exports(*, snapshot: DatasetSnapshot) -> list[dict]:
+    """The snapshot's exports on disk (the canonical one first) with their manifests."""
+    if not snapshot.export_path:
+        return []
+    root = Path(snapshot.export_path)
+    out = []
+    candidates = [root, *sorted((root.parent / "exports").glob("*"))]
+    for path in candidates:
+        manifest = path / "manifest.json"
+        if manifest.is_file():
+            data = json.loads(manifest.read_text())
+            out.append(
+                {
+                    "path": str(path),
+                    "name": "canonical" if path == root else path.name,
+                    "shapes": data["shapes"],
+                    "rows_sha256_all": data["rows_sha256_all"],
+                    "truncation": data.get("truncation"),
+                }
+            )
+    return out

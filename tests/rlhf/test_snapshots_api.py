@@ -1,0 +1,148 @@
+"""Snapshot API, pages and command line, scoped to the user's projects."""
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from annotation import services as annotation_services
+from annotation.roles import Role
+from rlhf.models import DatasetSnapshot, SnapshotStatus
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def api(engineer):
+    client = APIClient()
+    client.force_authenticate(engineer)
+    return client
+
+
+@pytest.fixture
+def ready(small_project, api, snapshot_settings):
+    response = api.post(
+        f"/api/projects/{small_project.pk}/snapshots/",
+        {"name": "first", "config": {"split": {"seed": 2, "validation": 0.2, "test": 0.2}}},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    return DatasetSnapshot.objects.get(pk=response.json()["id"])
+
+
+def test_create_list_and_read_a_snapshot(ready, api, small_project):
+    # then the enqueued build ran and the snapshot reads back complete
+    assert ready.status == SnapshotStatus.READY
+    listing = api.get(f"/api/projects/{small_project.pk}/snapshots/").json()
+    assert [s["id"] for s in listing] == [ready.pk]
+    assert listing[0]["label_count"] == 40
+    detail = api.get(f"/api/snapshots/{ready.pk}/").json()
+    assert detail["config"]["split"]["seed"] == 2
+    assert detail["report"]["input"] == {"labels": 40, "tasks": 40}
+    card = api.get(f"/api/snapshots/{ready.pk}/data-card/")
+    assert card["Content-Type"].startswith("text/markdown")
+    assert card.content.decode().startswith("# Harmless: snapshot")
+
+
+def test_export_through_the_api_is_written_in_the_background(ready, api):
+    # when an export with truncated prompts is requested
+    response = api.post(
+        f"/api/snapshots/{ready.pk}/exports/",
+        {"name": "short", "max_prompt_chars": 200},
+        format="json",
+    )
+
+    # then it is accepted and, once the job ran, listed with its counts
+    assert response.status_code == 202
+    exports = api.get(f"/api/snapshots/{ready.pk}/exports/").json()
+    assert [e["name"] for e in exports] == ["canonical", "short"]
+    assert exports[1]["shapes"] == ready.row_counts
+    assert exports[1]["truncation"]["max_prompt_chars"] == 200
+    again = api.post(f"/api/snapshots/{ready.pk}/exports/", {"name": "short"}, format="json")
+    assert again.status_code == 409
+
+
+def test_foreign_ids_are_404_and_annotators_are_403(ready, make_user):
+    outsider, annotator = make_user("mallory"), make_user("ann")
+    annotation_services.membership_set(project=ready.project, user=annotator, role=Role.ANNOTATOR)
+    for user, code in ((outsider, 404), (annotator, 403)):
+        client = APIClient()
+        client.force_authenticate(user)
+        assert client.get(f"/api/snapshots/{ready.pk}/").status_code == code
+        assert client.get(f"/api/projects/{ready.project_id}/snapshots/").status_code == code
+        created = client.post(f"/api/projects/{ready.project_id}/snapshots/", {}, format="json")
+        assert created.status_code == code
+    assert DatasetSnapshot.objects.count() == 1
+
+
+def test_bad_config_is_a_400_with_a_reason(small_project, api, snapshot_settings):
+    response = api.post(
+        f"/api/projects/{small_project.pk}/snapshots/",
+        {"config": {"dedup": {"threshold": 2}}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_config"
+    assert DatasetSnapshot.objects.count() == 0
+
+
+def test_snapshot_page_shows_card_report_and_charts(ready, client, engineer):
+    client.force_login(engineer)
+    listing = client.get(f"/data/projects/{ready.project_id}/snapshots/")
+    assert listing.status_code == 200
+    assert f'href="/data/snapshots/{ready.pk}/"' in listing.content.decode()
+    page = client.get(f"/data/snapshots/{ready.pk}/").content.decode()
+    assert 'data-testid="data-card"' in page
+    assert "<h2>What was removed and why</h2>" in page
+    assert 'data-testid="cleaning-report"' in page
+    assert page.count('class="card chart"') == 6
+    assert 'aria-label="Label distribution (votes)"' in page
+    assert 'aria-label="Prompt length (characters)"' in page
+    assert "<script" not in page
+
+
+def test_page_form_creates_a_snapshot(small_project, client, engineer, snapshot_settings):
+    client.force_login(engineer)
+    response = client.post(
+        f"/data/projects/{small_project.pk}/snapshots/",
+        {"name": "from the page", "policy": "unanimous", "threshold": "0.7", "seed": "3"},
+    )
+    assert response.status_code == 302
+    snapshot = DatasetSnapshot.objects.get()
+    assert snapshot.config["aggregation"]["policy"] == "unanimous"
+    assert snapshot.config["dedup"]["near"] is False  # checkbox left unticked
+
+
+def test_page_form_with_a_bad_number_says_so_and_creates_nothing(
+    small_project, client, engineer, snapshot_settings
+):
+    client.force_login(engineer)
+    response = client.post(
+        f"/data/projects/{small_project.pk}/snapshots/", {"threshold": "high"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "could not convert" in response.content.decode()
+    assert DatasetSnapshot.objects.count() == 0
+
+
+def test_command_line_create_and_export(small_project, snapshot_settings, tmp_path):
+    out = StringIO()
+    call_command(
+        "snapshot", "create", "--project", small_project.slug, "--inline", "--workers", "0",
+        "--policy", "majority", "--seed", "4", stdout=out,
+    )  # fmt: skip
+    snapshot = DatasetSnapshot.objects.get()
+    assert f"snapshot {snapshot.pk} [ready]" in out.getvalue()
+    assert snapshot.split_seed == 4
+    out = StringIO()
+    target = tmp_path / "cli-export"
+    call_command(
+        "snapshot", "export", str(snapshot.pk), "--out", str(target), "--max-prompt-chars", "300",
+        stdout=out,
+    )  # fmt: skip
+    printed = json.loads(out.getvalue())
+    assert printed["shapes"] == snapshot.row_counts
+    assert (Path(target) / "preference" / "hf" / "dataset_dict.json").is_file()
