@@ -276,7 +276,7 @@ def seed_tasks(run_url: str, *, project_id: int, tasks: int, overlap: int) -> fl
         for conn, model in zip(conns, tables, strict=True):
             table = model._meta.db_table
             conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
                 f"(SELECT max(id) FROM {table}))"
             )
             conn.commit()
@@ -576,28 +576,28 @@ def verify(acked: list[tuple[int, int, int]]) -> dict:
     label_table, task_table = Label._meta.db_table, Task._meta.db_table
     acked_ids = [label_id for _, _, label_id in acked]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {label_table} WHERE id = ANY(%s)", [acked_ids])
+        cursor.execute(f"SELECT count(*) FROM {label_table} WHERE id = ANY(%s)", [acked_ids])  # noqa: S608
         found = cursor.fetchone()[0]
         cursor.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {label_table} "
+            f"SELECT count(*) FROM (SELECT 1 FROM {label_table} "  # noqa: S608
             "GROUP BY task_id, annotator_id HAVING count(*) > 1) d"
         )
         duplicates = cursor.fetchone()[0]
         cursor.execute(
-            f"SELECT count(*) FROM (SELECT task_id, count(*) AS n FROM {label_table} "
+            f"SELECT count(*) FROM (SELECT task_id, count(*) AS n FROM {label_table} "  # noqa: S608
             f"GROUP BY task_id) l JOIN {task_table} t ON t.id = l.task_id "
             "WHERE l.n > t.required_labels"
         )
         overlap_violations = cursor.fetchone()[0]
         cursor.execute(
-            f"SELECT count(*) FROM {task_table} t LEFT JOIN (SELECT task_id, count(*) AS n "
+            f"SELECT count(*) FROM {task_table} t LEFT JOIN (SELECT task_id, count(*) AS n "  # noqa: S608
             f"FROM {label_table} GROUP BY task_id) l ON l.task_id = t.id "
             "WHERE t.label_count <> coalesce(l.n, 0)"
         )
         label_count_mismatch = cursor.fetchone()[0]
-        cursor.execute(f"SELECT count(*) FROM {label_table}")
+        cursor.execute(f"SELECT count(*) FROM {label_table}")  # noqa: S608
         labels_in_db = cursor.fetchone()[0]
-        cursor.execute(f"SELECT count(*) FROM {task_table} WHERE status = 'done'")
+        cursor.execute(f"SELECT count(*) FROM {task_table} WHERE status = 'done'")  # noqa: S608
         tasks_done = cursor.fetchone()[0]
     return {
         "duplicates": duplicates,
