@@ -28,7 +28,8 @@ whole answer.
 Think time. A person reads a prompt and two answers before choosing: seconds to tens of seconds
 per pairwise label. ``--think-ms M`` (default 2000) waits a uniform 0.5M..1.5M between being
 shown a task and submitting it (and sends that as ``duration_ms``), so the default models 32
-unusually fast annotators (one label every ~2 s each). ``--think-ms 0`` is closed-loop: each
+unusually fast annotators (one label every ~2 s each); each starts at a random point of a
+think time rather than all in the same millisecond. ``--think-ms 0`` is closed-loop: each
 client sends its next request the moment the previous answer arrives, a stress test of
 throughput whose latencies are mostly queueing (Little's law: annotators / throughput); both
 are worth reporting. Every JSON line says which it was (``think_ms``).
@@ -516,6 +517,11 @@ class Annotator:
                 self.conn.close()
 
     def _loop(self, stop_at: float) -> None:
+        if self.cfg.think_ms > 0:
+            # People do not all ask for a task in the same millisecond: start each one at a
+            # random point of a think time, as if the run began while they were reading.
+            # (Closed-loop runs start together: that one is a stress test.)
+            time.sleep(self.rnd.uniform(0, self.cfg.think_ms) / 1000)
         next_path = f"/api/projects/{self.project_id}/tasks/next/"
         while time.perf_counter() < stop_at:
             status, data, _, elapsed = self._post(next_path, b"{}", self.headers)
