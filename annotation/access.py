@@ -9,9 +9,10 @@ lacks the capability gets ``PermissionDenied`` (403).
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404
 
-from annotation.models import Label, LeaseState, Membership, Project, Task
+from annotation.models import Label, Lease, LeaseState, Membership, Project, Task
 from annotation.roles import Capability, role_can
 
 
@@ -58,11 +59,28 @@ def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task
     tasks' responses) by guessing ids. Members with the ``data`` capability may open any
     task of their project, read-only.
     """
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        raise Http404("No such task.")
+    # One statement answers all three questions: the task, the user's role in its project,
+    # and whether the user holds (or held) it. It sits on every submit.
+    role = Membership.objects.filter(project_id=OuterRef("project_id"), user=user)
+    leased = Lease.objects.filter(
+        task_id=OuterRef("pk"), annotator=user, state__in=[LeaseState.ACTIVE, LeaseState.SUBMITTED]
+    )
+    labelled = Label.objects.filter(task_id=OuterRef("pk"), annotator=user)
     try:
-        task = Task.objects.select_related("project", "prompt").get(pk=int(task_id))
+        task = (
+            Task.objects.select_related("project")
+            .annotate(
+                viewer_role=Subquery(role.values("role")[:1]),
+                viewer_leased=Exists(leased),
+                viewer_labelled=Exists(labelled),
+            )
+            .get(pk=int(task_id))
+        )
     except (Task.DoesNotExist, TypeError, ValueError):
         raise Http404("No such task.") from None
-    role = project_role(user, task.project_id)
+    role = task.viewer_role
     if role is None:
         raise Http404("No such task.")
     if capability == Capability.DATA:
@@ -71,13 +89,7 @@ def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task
         return task
     if not role_can(role, capability):
         raise PermissionDenied(f"Your role in this project cannot {capability}.")
-    holds = (
-        task.leases.filter(
-            annotator=user, state__in=[LeaseState.ACTIVE, LeaseState.SUBMITTED]
-        ).exists()
-        or task.labels.filter(annotator=user).exists()
-    )
-    if not holds:
+    if not (task.viewer_leased or task.viewer_labelled):
         raise Http404("No such task.")
     return task
 

@@ -7,6 +7,9 @@ event handlers or styles; links only to http(s)/mailto, with ``rel="noopener nor
 nofollow"``); and pages send a strict Content-Security-Policy.
 """
 
+import functools
+import threading
+
 import markdown
 import nh3
 
@@ -19,12 +22,27 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 
+_local = threading.local()
+
+
+def _markdown() -> markdown.Markdown:
+    """One configured converter per thread: building one costs as much as a conversion, and
+    a converter keeps state while it works, so threads cannot share one."""
+    md = getattr(_local, "md", None)
+    if md is None:
+        md = markdown.Markdown(extensions=["fenced_code", "tables", "sane_lists"])
+        # Without these two, Python-Markdown passes raw HTML through untouched.
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+        _local.md = md
+    return md
+
+
+@functools.lru_cache(maxsize=4096)
 def markdown_to_safe_html(text: str) -> str:
-    md = markdown.Markdown(extensions=["fenced_code", "tables", "sane_lists"])
-    # Without these two, Python-Markdown passes raw HTML through untouched.
-    md.preprocessors.deregister("html_block")
-    md.inlinePatterns.deregister("html")
-    html = md.convert(text or "")
+    """Cached by the text itself: a task's prompt and responses are shown to k annotators,
+    and a held task is shown again on reload, so the same texts come back often."""
+    html = _markdown().reset().convert(text or "")
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

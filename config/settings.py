@@ -6,6 +6,8 @@ Everything that differs between a laptop, CI and production comes from the envir
   CI and production use PostgreSQL (``postgres://postgres@127.0.0.1:5432/tandem``).
 - ``REDIS_URL``: when set, Channels uses Redis; otherwise an in-process channel layer.
 - ``TANDEM_ENV=production`` turns on the hardened settings (see ``config/production.py``).
+- ``TANDEM_DB_CONN_MAX_AGE``: persistent connections, 60 s; 0 for an ASGI process (below).
+- ``TANDEM_DB_PREPARED_STATEMENTS=1``: prepared statements on PostgreSQL (see below).
 """
 
 import os
@@ -79,7 +81,11 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'tandem.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Persistent connections (seconds) suit the WSGI server (gunicorn threads keep theirs). Under
+# ASGI (daphne, uvicorn) Django opens a connection per request thread and never reuses it, so
+# an ASGI process must run with TANDEM_DB_CONN_MAX_AGE=0 or it exhausts max_connections.
+CONN_MAX_AGE = int(os.environ.get("TANDEM_DB_CONN_MAX_AGE", "60"))
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take SQLite's write lock up front, so two claimers can never
     # interleave read-check-write: the SQLite fallback of SELECT ... FOR UPDATE SKIP LOCKED.
@@ -91,6 +97,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if os.environ.get("TANDEM_DB_PREPARED_STATEMENTS") == "1":
+        # Server-side binding lets psycopg prepare a statement after its 5th run on a
+        # connection, which saves PostgreSQL the planning (~40% of its CPU on the annotation
+        # loop in bench/annotation_load.py). Off by default: it breaks transaction-mode
+        # poolers (PgBouncer) and a few query shapes Django documents.
+        DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 DATABASES["default"].setdefault("TEST", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

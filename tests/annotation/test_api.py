@@ -164,3 +164,31 @@ def test_schema_is_generated(admin_user, client_for):
     response = client_for(admin_user).get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     assert "/api/tasks/{task_id}/labels/" in response.json()["paths"]
+
+
+def test_submit_to_a_task_of_another_project_is_404_and_stores_nothing(
+    project, make_user, client_for, make_task
+):
+    # given a task in a project the user is not a member of
+    task = make_task()
+    outsider = make_user("mallory")
+    # when they submit a label to it, then it is 404 and nothing is stored
+    response = client_for(outsider).post(
+        f"/api/tasks/{task.pk}/labels/", {"payload": {"choice": "left"}}, format="json"
+    )
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "detail": "Not found."}
+    assert not Label.objects.exists()
+
+
+def test_a_data_role_may_read_any_task_of_its_project(project, member, make_task):
+    from django.core.exceptions import PermissionDenied
+
+    from annotation.access import access_task
+    from annotation.roles import Capability
+
+    task = make_task()
+    engineer = member(Role.ENGINEER)
+    assert access_task(engineer, task.pk, capability=Capability.DATA) == task
+    with pytest.raises(PermissionDenied):  # engineers do not annotate
+        access_task(engineer, task.pk)

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from annotation import services
-from annotation.models import Lease, LeaseState, TaskStatus
+from annotation.models import Label, Lease, LeaseState, TaskStatus
 from config.errors import Conflict
 
 
@@ -129,3 +129,103 @@ def test_priority_orders_the_queue(project, annotator, make_task):
     high.save()
     assert services.task_claim_next(project=project, annotator=annotator).task_id == high.pk
     assert low.pk < high.pk
+
+
+def test_an_expired_lease_of_ones_own_is_renewed_in_place(project, annotator, make_task):
+    # given an annotator whose lease on the only task expired
+    task = make_task()
+    first = services.task_claim_next(project=project, annotator=annotator)
+    Lease.objects.filter(pk=first.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    # when they ask again
+    again = services.task_claim_next(project=project, annotator=annotator)
+    # then the same lease row is live again, with the same sides, and no second row exists
+    assert (again.pk, again.task_id, again.state) == (first.pk, task.pk, LeaseState.ACTIVE)
+    assert again.shown_order == first.shown_order
+    assert again.expires_at > timezone.now()
+    assert Lease.objects.filter(task=task, annotator=annotator).count() == 1
+
+
+def test_a_task_labelled_without_a_lease_is_not_offered(project, annotator, make_task):
+    # given a label by the annotator that came in without a lease (as imports do)
+    imported, other = make_task(), make_task()
+    Label.objects.create(
+        task=imported, annotator=annotator, kind=imported.kind, payload={"outcome": "A"}
+    )
+    # when they ask for a task, then they get the other one
+    assert services.task_claim_next(project=project, annotator=annotator).task_id == other.pk
+
+
+def test_a_claim_rechecks_the_task_under_its_lock(project, member, make_task, monkeypatch):
+    # given overlap 2: a task whose second slot another annotator took after the candidate
+    # query ran (simulated by taking it just before the re-check)
+    task, spare = make_task(), make_task()
+    a, b, c = member(), member(), member()
+    services.task_claim_next(project=project, annotator=a)
+    real = services._leases_under_lock
+
+    def slot_taken_meanwhile(task_, annotator, now):
+        if task_.pk == task.pk and not Lease.objects.filter(task=task, annotator=b).exists():
+            services._grant_lease(task_, b, now, None)
+        return real(task_, annotator, now)
+
+    monkeypatch.setattr(services, "_leases_under_lock", slot_taken_meanwhile)
+    # when a third annotator claims
+    lease = services.task_claim_next(project=project, annotator=c)
+    # then they are moved on to the next task, and the full one keeps exactly k leases
+    assert lease.task_id == spare.pk
+    assert Lease.objects.filter(task=task, state=LeaseState.ACTIVE).count() == 2
+
+
+def test_claim_and_submit_stay_within_their_query_budget(
+    project, annotator, make_task, django_assert_max_num_queries, monkeypatch
+):
+    # The annotation loop's cost is mostly round trips to the database; pin them so a change
+    # that adds one per request is a decision, not an accident (bench/annotation_load.py).
+    # Hooks (quality control) bring their own queries and are pinned by their own tests.
+    for hooks in ("claim_guards", "claim_preemptors", "label_submitted_hooks"):
+        monkeypatch.setattr(services, hooks, [])
+    make_task(), make_task()
+    # held, candidate, task, leases, items, insert, and the two statements opening and closing
+    # the transaction (a savepoint here, inside the test's transaction)
+    with django_assert_max_num_queries(8):
+        lease = services.task_claim_next(project=project, annotator=annotator)
+    task = lease.task
+    # lock, key, lease, items, label, task, lease, key, and the two around the transaction
+    with django_assert_max_num_queries(10):
+        services.label_submit(
+            task=task, annotator=annotator, payload={"choice": "left"}, idempotency_key="k" * 16
+        )
+    assert Label.objects.filter(task=task, annotator=annotator).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_claims_and_submits_never_lock_the_project_row(project, annotator, make_task):
+    # given another transaction holding the project's row (an admin saving settings)
+    import psycopg
+    from django.db import connection
+
+    make_task()
+    settings_dict = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings_dict["NAME"],
+        user=settings_dict["USER"],
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        password=settings_dict["PASSWORD"] or None,
+    )
+    try:
+        # An UPDATE takes FOR NO KEY UPDATE: it blocks FOR UPDATE (what select_for_update()
+        # takes on every joined row) but not the KEY SHARE locks of foreign-key checks.
+        other.execute("UPDATE annotation_project SET name = name WHERE id = %s", [project.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        # when an annotator claims and submits, then neither waits for that lock
+        lease = services.task_claim_next(project=project, annotator=annotator)
+        label = submit_left(lease.task, annotator).label
+        assert label.task_id == lease.task_id
+    finally:
+        other.rollback()
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")

@@ -109,3 +109,16 @@ def test_32_parallel_annotators_keep_overlap_exact_and_lose_nothing(live_server,
     )
     assert not duplicates.exists()
     assert set(Task.objects.values_list("label_count", "status")) == {(OVERLAP, "done")}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_task_table_leaves_room_for_in_place_label_count_updates():
+    # Migration 0003: bumping label_count must be able to stay on the row's page (HOT).
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'annotation_task'")
+        options = cursor.fetchone()[0]
+    assert "fillfactor=80" in options
+    assert "autovacuum_vacuum_scale_factor=0.02" in options
