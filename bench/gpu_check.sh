@@ -32,7 +32,8 @@ PY
 set +e
 
 stage "GPU tests (marker gpu)"
-timeout 180 python3 -m pytest tests/rlhf/training -m gpu -q -p no:django -p no:cacheprovider \
+timeout 150 python3 -m pytest --confcutdir=tests/rlhf/training tests/rlhf/training -m gpu -q \
+  -p no:django -p no:cacheprovider \
   2>&1 | tee "$OUT/gpu_tests.log"
 echo "gpu tests exit: ${PIPESTATUS[0]}"
 
