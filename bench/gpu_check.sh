@@ -41,8 +41,8 @@ echo "gpu tests exit: ${PIPESTATUS[0]}"
 for method in reward dpo; do
   stage "throughput $method"
   timeout 150 python3 bench/train_throughput.py --method "$method" \
-    --model random:.gpu-assets/smollm2-135m --pairs 256 --steps 24 --batch-size 16 \
-    --max-length 512 2>&1 | tee "$OUT/throughput_$method.log"
+    --model random:.gpu-assets/smollm2-135m --data .gpu-assets/hh_harmless_dev_1024.jsonl \
+    --pairs 1024 --steps 16 --batch-size 64 --max-length 512 2>&1 | tee "$OUT/throughput_$method.log"
   echo "throughput $method exit: ${PIPESTATUS[0]}"
   tail -n 1 "$OUT/throughput_$method.log" | grep '^{' >> "$OUT/summary.json" || true
 done

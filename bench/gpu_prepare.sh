@@ -3,6 +3,7 @@
 # transformers, peft and accelerate but no trl or datasets, and cannot reach a registry):
 #   .whl/         wheels for Python 3.12: trl and the versions of its stack this repo is tested with
 #   .gpu-assets/  SmolLM2-135M's config and tokenizer (no weights: the GPU bench uses random ones)
+#                 and the first 1,024 HH-RLHF pairs the benchmark trains on
 # Both are ignored by git and travel with `carry`. Then make the device call:
 #   run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=480)
 set -euo pipefail
@@ -33,4 +34,6 @@ for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_tem
     if (source / name).is_file():
         shutil.copy(source / name, target / name)
 PY
+# The benchmark's pairs: ../shared beside the checkout does not travel to the GPU machine.
+head -n 1024 ../shared/data/hh_harmless_dev.jsonl > .gpu-assets/hh_harmless_dev_1024.jsonl
 du -sh .whl .gpu-assets
