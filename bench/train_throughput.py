@@ -8,7 +8,10 @@ learning rate and number of optimizer steps; TRL is otherwise left at its defaul
 needs ``use_cpu=True`` to start at all: its default ``bf16=True`` refuses a machine without a
 GPU). They run one after the other. Throughput counts real tokens (attention-mask ones, not
 padding) over every step but the first (warm-up), measured by the same collator wrapper for
-both. The last line printed is one JSON object.
+both. On a shared machine another process can slow one side down for a minute, so the two run in
+alternating rounds (ours, TRL, ours, TRL, ...; ``--rounds``, default 3) and each side's figure is
+the median of its rounds; every round's figure is printed to stderr. The last line printed is one
+JSON object.
 
 ``--model`` is ``smollm2-135m`` (the packaged weights), a model folder, or ``random:<folder>``:
 a randomly initialised model built from that folder's config.json and tokenizer (for GPU
@@ -211,6 +214,14 @@ def mfu(method: str, model_dir: Path, tokens_per_s: float) -> float | None:
     return tokens_per_s * per_token / (peak * 1e12)
 
 
+def median_round(rounds: list[dict]) -> dict | None:
+    """The round with the median throughput (its other figures come along with it)."""
+    if not rounds:
+        return None
+    ordered = sorted(rounds, key=lambda r: r["tokens_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--method", choices=["reward", "dpo"], required=True)
@@ -229,6 +240,9 @@ def main() -> None:
         "--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)"
     )
     parser.add_argument("--only", choices=["ours", "trl"], help="run one side (for profiling)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per side; the median is reported"
+    )
     opts = parser.parse_args()
 
     if opts.threads:
@@ -237,15 +251,24 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="tandem-throughput-"))
     try:
         model_dir = resolve_model(opts.model, opts.models_dir, scratch)
-        ours = trl = None
-        if opts.only != "trl":
-            started = time.perf_counter()
-            ours = run_ours(opts.method, model_dir, rows, opts, scratch)
-            print(f"ours: {ours} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-        if opts.only != "ours":
-            started = time.perf_counter()
-            trl = run_trl(opts.method, model_dir, rows, opts, scratch)
-            print(f"trl: {trl} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        ours_rounds: list[dict] = []
+        trl_rounds: list[dict] = []
+        for round_number in range(1, opts.rounds + 1):
+            for side, runner, rounds in (
+                ("ours", run_ours, ours_rounds),
+                ("trl", run_trl, trl_rounds),
+            ):
+                if opts.only and opts.only != side:
+                    continue
+                started = time.perf_counter()
+                result = runner(
+                    opts.method, model_dir, rows, opts, scratch / f"round-{round_number}"
+                )
+                rounds.append(result)
+                seconds = time.perf_counter() - started
+                print(f"round {round_number} {side}: {result} ({seconds:.0f} s)", file=sys.stderr)
+        ours = median_round(ours_rounds)
+        trl = median_round(trl_rounds)
         line = {
             "method": opts.method,
             "model": opts.model,
