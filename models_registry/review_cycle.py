@@ -123,6 +123,52 @@ def eval_prompts_pin(
     return pinned
 
 
+REVIEW_SETTINGS = {
+    "review_min_labels": (int, 0, 100_000),
+    "review_min_win_rate": (float, 0.0, 1.0),
+    "review_fresh_prompts": (int, 0, 10_000),
+    "annotation_round_prompts": (int, 0, 10_000),
+}
+
+
+def review_settings(project: Project) -> dict:
+    options = project.options or {}
+    return {
+        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
+        "review_min_win_rate": options.get("review_min_win_rate"),
+        "review_fresh_prompts": _int_option(project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS),
+        "annotation_round_prompts": _int_option(
+            project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS
+        ),
+        "eval_prompt_ids": eval_prompt_ids(project),
+    }
+
+
+@transaction.atomic
+def review_settings_update(*, project: Project, **fields) -> dict:
+    """Set the approval thresholds and round sizes in ``Project.options`` (None clears one)."""
+    unknown = set(fields) - set(REVIEW_SETTINGS)
+    if unknown:
+        raise ValidationFailed(f"unknown review settings: {sorted(unknown)}", code="invalid_field")
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    options = dict(project.options or {})
+    for key, value in fields.items():
+        kind, low, high = REVIEW_SETTINGS[key]
+        if value is None:
+            options.pop(key, None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationFailed(f"{key} must be a number", field=key)
+        if kind is int and value != int(value):
+            raise ValidationFailed(f"{key} must be a whole number", field=key)
+        if not low <= value <= high:
+            raise ValidationFailed(f"{key} must be from {low} to {high}", field=key)
+        options[key] = kind(value)
+    project.options = options
+    project.save(update_fields=["options", "updated_at"])
+    return review_settings(project)
+
+
 def _int_option(project: Project, key: str, default: int) -> int:
     try:
         return max(0, int((project.options or {}).get(key, default)))

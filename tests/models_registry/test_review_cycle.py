@@ -7,8 +7,8 @@ from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
-from annotation.services import prompt_messages_hash
 from annotation.models import Prompt, Task, TaskItem
+from annotation.services import prompt_messages_hash
 from config.errors import Conflict, ValidationFailed
 from models_registry import review_cycle, selectors, services
 from models_registry.models import (
@@ -182,8 +182,10 @@ def test_evaluation_records_reward_kl_and_lengths_on_the_candidate(
     assert evaluated.evaluation["reward_model"] == {"id": reward.pk, "label": reward.label}
     cand, champ = evaluated.evaluation["candidate"], evaluated.evaluation["champion"]
     assert cand["prompts"] == champ["prompts"] == 5
-    assert isinstance(cand["reward_mean"], float) and isinstance(champ["reward_mean"], float)
-    assert cand["kl_to_parent"] is not None and "kl_to_parent" not in champ  # base: no parent
+    assert isinstance(cand["reward_mean"], float)
+    assert isinstance(champ["reward_mean"], float)
+    assert cand["kl_to_parent"] is not None
+    assert "kl_to_parent" not in champ
     assert cand["shown_lengths"]["responses"] == champ["shown_lengths"]["responses"] == 5
     assert 1 <= cand["lengths"]["max"] <= 12
     candidate.refresh_from_db()
