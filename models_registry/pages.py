@@ -7,6 +7,8 @@ not enough reviews, win rate too low, no rationale) is shown as a message and ch
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -78,13 +80,15 @@ def decision_page(request, version_id: int):
             return redirect("models:decide", version_id=version.pk)
         messages.success(request, f"{version.label}: {decision}d.")
         return redirect("models:version", version_id=version.pk)
+    evidence = review_selectors.decision_evidence(version)
     return render(
         request,
         "models_registry/decision.html",
         {
             "project": version.project,
             "version": version,
-            "evidence": review_selectors.decision_evidence(version),
+            "evidence": evidence,
+            "chart_json": json.dumps(evidence["chart"]),
             "own_run": version.launched_by_id == request.user.pk,
             "can_decide": version.state == VersionState.IN_REVIEW,
         },

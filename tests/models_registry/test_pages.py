@@ -100,7 +100,7 @@ def test_the_decision_page_shows_the_evidence_with_model_text_escaped(
     assert "<td>0.125</td>" in html
     assert HOSTILE not in html
     assert "&lt;script&gt;alert(&#x27;pair&#x27;)&lt;/script&gt;" in html
-    assert 'id="win-chart-data" type="application/json"' in html
+    assert 'data-chart="{&quot;wins&quot;: 2, &quot;ties&quot;: 0, &quot;losses&quot;: 1' in html
 
 
 def test_the_launcher_cannot_approve_and_nothing_changes(project, review_round, member):

@@ -1,11 +1,11 @@
 // Decision page: the win-rate chart (wins / ties / losses against the champion and the 95%
-// interval), drawn from the page's JSON data block. No inline script (the site's CSP).
+// interval), drawn from the canvas's data-chart attribute (JSON, HTML-escaped by the template).
+// No inline script (the site's CSP).
 (function () {
   "use strict";
   const canvas = document.getElementById("win-chart");
-  const source = document.getElementById("win-chart-data");
-  if (!canvas || !source || typeof Chart === "undefined") return;
-  const data = JSON.parse(source.textContent);
+  if (!canvas || !canvas.dataset.chart || typeof Chart === "undefined") return;
+  const data = JSON.parse(canvas.dataset.chart);
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
   const total = data.wins + data.ties + data.losses;
