@@ -305,6 +305,12 @@ def next_round_on_approval(version: ModelVersion, actor) -> None:
 # --------------------------------------------------------------------------- preparing rounds
 
 
+def _seed(loop_round: LoopRound, version: ModelVersion) -> int:
+    """Each version samples with a seed of its own: a candidate barely moved from the champion
+    would otherwise write the champion's very words on a shared seed, and make no pair."""
+    return loop_round.pk * 1_000 + (1 if version.pk == loop_round.opponent_id else 0)
+
+
 def _job_for(loop_round: LoopRound, version: ModelVersion, seed: int) -> GenerationJob:
     """The round's generation job for (version, seed), created once and reused on retries."""
     for job in GenerationJob.objects.filter(pk__in=loop_round.generation_job_ids, version=version):
@@ -361,8 +367,7 @@ def _pair_task(loop_round, prompt: Prompt, first: Response, second: Response):
 
 def _prepare_review(loop_round: LoopRound) -> None:
     candidate, champion = loop_round.version, loop_round.opponent
-    seed = int(loop_round.generation.get("seed_base", loop_round.pk))
-    jobs = [_job_for(loop_round, v, seed) for v in (candidate, champion)]
+    jobs = [_job_for(loop_round, v, _seed(loop_round, v)) for v in (candidate, champion)]
     for job in jobs:
         generation_job_run(job_id=job.pk)
     prompt_ids = loop_round.prompt_ids
@@ -397,7 +402,7 @@ def _prepare_review(loop_round: LoopRound) -> None:
 
 def _prepare_annotation(loop_round: LoopRound) -> None:
     champion = loop_round.version
-    seed = int(loop_round.generation.get("seed_base", loop_round.pk))
+    seed = _seed(loop_round, champion)
     jobs = [_job_for(loop_round, champion, s) for s in (seed, seed + SECOND_SAMPLE_SEED_OFFSET)]
     for job in jobs:
         generation_job_run(job_id=job.pk)
@@ -489,7 +494,7 @@ def _evaluation_record(evaluation) -> dict:
 
 def review_round_evaluate(*, round_id: int) -> LoopRound:
     """Reward, KL to the parent and lengths of both versions on the round's prompts (worker;
-    idempotent). The same generation settings and seed as the review tasks, so on the
+    idempotent). The same generation settings and seeds as the review tasks, so on the
     transformers backend the evaluated answers are the ones reviewers see."""
     from rlhf.training.generation import GenerationConfig
     from rlhf.training.policy_eval import evaluate_policy_folder
@@ -500,9 +505,6 @@ def review_round_evaluate(*, round_id: int) -> LoopRound:
     candidate, champion = loop_round.version, loop_round.opponent
     prompts = Prompt.objects.in_bulk(loop_round.prompt_ids)
     conversations = [prompts[i].messages for i in loop_round.prompt_ids if i in prompts]
-    generation = GenerationConfig(
-        **{**loop_round.generation, "seed": int(loop_round.generation.get("seed_base", round_id))}
-    )
     reward_version = review_reward_model(loop_round.project)
     shown = {candidate.pk: [], champion.pk: []}
     by_name = {
@@ -515,6 +517,9 @@ def review_round_evaluate(*, round_id: int) -> LoopRound:
     try:
         results = {}
         for role, version in (("candidate", candidate), ("champion", champion)):
+            generation = GenerationConfig(
+                **{**loop_round.generation, "seed": _seed(loop_round, version)}
+            )
             evaluation = evaluate_policy_folder(
                 _folder(version),
                 conversations,

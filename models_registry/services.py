@@ -567,13 +567,15 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
         created = 0
         with transaction.atomic():
             for prompt, response in zip(ordered, result.responses, strict=True):
+                # A sampled NUL byte is no text anyone can read, and PostgreSQL refuses it.
+                text = response.text.replace("\x00", "\ufffd")
                 _, was_created = Response.objects.get_or_create(
                     prompt=prompt,
                     origin=ResponseOrigin.MODEL,
                     model_name=version.response_model_name,
-                    content_hash=text_hash(response.text),
+                    content_hash=text_hash(text),
                     defaults={
-                        "text": response.text,
+                        "text": text,
                         "generation": {
                             **response.params,
                             "model_version_id": version.pk,
