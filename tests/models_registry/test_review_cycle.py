@@ -246,3 +246,52 @@ def test_a_refused_approval_changes_nothing(
         LoopRound.objects.count(),
         DBTaskResult.objects.count(),
     ) == counts
+
+
+def _succeeded_run(project, engineer, version):
+    from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
+
+    snapshot = DatasetSnapshot.objects.create(
+        project=project, status=SnapshotStatus.READY, max_label_id=0, config={}
+    )
+    return TrainingRun.objects.create(
+        project=project, name="dpo", method="dpo", method_title="DPO", config={},
+        dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer,
+        status="succeeded", candidate_version=version,
+    )  # fmt: skip
+
+
+def test_a_succeeded_runs_candidate_goes_up_for_review_and_the_run_log_says_so(
+    loop_project, candidate, base_version, engineer, django_capture_on_commit_callbacks
+):
+    from rlhf.run_registration import training_run_start_review
+
+    run = _succeeded_run(loop_project, engineer, candidate)
+    # when the run's succeeded-hook runs
+    with django_capture_on_commit_callbacks(execute=True):
+        training_run_start_review(run)
+    # then the candidate is in review on 2 pinned + 3 fresh prompts, its job is queued
+    loop_round = LoopRound.objects.get(version=candidate)
+    candidate.refresh_from_db()
+    assert (candidate.state, len(loop_round.prompt_ids)) == ("in_review", 5)
+    assert DBTaskResult.objects.get().args_kwargs["args"] == [loop_round.pk]
+    run.refresh_from_db()
+    assert f"review round {loop_round.pk} queued" in run.log_tail
+
+
+def test_without_a_champion_the_run_log_says_why_no_review_started(
+    project, prompts, engineer, tiny_candidate_dir
+):
+    from rlhf.run_registration import training_run_start_review
+
+    version = services.model_version_register(
+        project=project, folder=tiny_candidate_dir, name="first", kind=VersionKind.POLICY,
+        registered_by=engineer,
+    )  # fmt: skip
+    run = _succeeded_run(project, engineer, version)
+    training_run_start_review(run)
+    run.refresh_from_db()
+    version.refresh_from_db()
+    assert "no review round for first v1: the project has no champion" in run.log_tail
+    assert version.state == "candidate"
+    assert not LoopRound.objects.exists()
