@@ -196,6 +196,14 @@ def test_the_lineage_page_links_snapshot_run_version_rounds_and_decisions(
     assert "<h1>Data card</h1>" in html
     parent_html = page_client(reviewer).get(f"/models/{base_version.pk}/").content.decode()
     assert f'href="/models/{version.pk}/"' in parent_html
+    # and the run and snapshot pages link forward to the version
+    TrainingRun.objects.filter(pk=run.pk).update(candidate_version=version)
+    run_html = page_client(reviewer).get(f"/runs/{run.pk}/").content.decode()
+    assert f'href="/models/{version.pk}/"' in run_html
+    assert f'href="/data/snapshots/{snapshot.pk}/"' in run_html
+    snapshot_html = page_client(reviewer).get(f"/data/snapshots/{snapshot.pk}/").content.decode()
+    assert f'href="/runs/{run.pk}/"' in snapshot_html
+    assert f'href="/models/{version.pk}/"' in snapshot_html
     # and the project's version list links to both
     listing = page_client(reviewer).get(f"/models/projects/{project.pk}/").content.decode()
     assert f'href="/models/{version.pk}/"' in listing
