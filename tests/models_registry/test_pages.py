@@ -215,3 +215,41 @@ def test_home_links_to_the_model_versions(project, reviewer, annotator):
         f'href="/models/projects/{project.pk}/"' in page_client(reviewer).get("/").content.decode()
     )
     assert "/models/projects/" not in page_client(annotator).get("/").content.decode()
+
+
+def test_an_admin_sets_the_review_thresholds_on_the_manage_page_and_the_api_reads_them(
+    project, admin_user, reviewer
+):
+    response = page_client(admin_user).post(
+        f"/projects/{project.pk}/manage/",
+        {"action": "review", "review_min_labels": "30", "review_min_win_rate": "0.55",
+         "review_fresh_prompts": "8", "annotation_round_prompts": ""},
+    )  # fmt: skip
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert project.options == {
+        "review_min_labels": 30, "review_min_win_rate": 0.55, "review_fresh_prompts": 8
+    }  # fmt: skip
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(reviewer)
+    body = api.get(f"/api/projects/{project.pk}/models/review-settings/").json()
+    assert (body["review_min_labels"], body["review_min_win_rate"]) == (30, 0.55)
+    # a reviewer cannot change them, and a bad value changes nothing
+    refused = api.patch(
+        f"/api/projects/{project.pk}/models/review-settings/",
+        {"review_min_labels": 1},
+        format="json",
+    )
+    assert refused.status_code == 403
+    admin_api = APIClient()
+    admin_api.force_authenticate(admin_user)
+    bad = admin_api.patch(
+        f"/api/projects/{project.pk}/models/review-settings/",
+        {"review_min_win_rate": 1.5},
+        format="json",
+    )
+    assert bad.status_code == 400
+    project.refresh_from_db()
+    assert project.options["review_min_win_rate"] == 0.55
