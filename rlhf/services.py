@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from annotation.models import Label, Project, TaskKind
 from config.errors import Conflict, ValidationFailed
+from config.process_setup import django_worker_setup
 from rlhf.data.card import render_data_card
 from rlhf.data.export import reexport
 from rlhf.data.idcodec import (
@@ -213,6 +214,7 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         workdir=snapshot_dir(snapshot),
         progress=progress,
         total_labels=len(ids),
+        worker_setup=django_worker_setup,
         manifest_extra={
             "snapshot_id": snapshot.pk,
             "project_id": snapshot.project_id,
