@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("data/", include("rlhf.page_urls")),
     path("runs/", include("rlhf.run_page_urls")),
+    path("models/", include("models_registry.page_urls")),
     path("", include("frontend.urls")),
 ]

@@ -44,8 +44,15 @@ def annotate(request, project_id: int):
             "project": project,
             "guidelines_html": markdown_to_safe_html(project.guidelines),
             "progress": selectors.project_progress(project, user=request.user),
+            "review": review_settings(project),
         },
     )
+
+
+def review_settings(project) -> dict:
+    from models_registry.review_cycle import review_settings as read
+
+    return read(project)
 
 
 def _manage_post(request, project):
@@ -61,6 +68,21 @@ def _manage_post(request, project):
             lease_seconds=int(request.POST.get("lease_seconds") or project.lease_seconds),
         )
         messages.success(request, "Settings saved.")
+    elif action == "review":
+        from models_registry.review_cycle import review_settings_update
+
+        def number(key, kind):
+            text = request.POST.get(key, "").strip()
+            return kind(text) if text else None
+
+        review_settings_update(
+            project=project,
+            review_min_labels=number("review_min_labels", int),
+            review_min_win_rate=number("review_min_win_rate", float),
+            review_fresh_prompts=number("review_fresh_prompts", int),
+            annotation_round_prompts=number("annotation_round_prompts", int),
+        )
+        messages.success(request, "Review settings saved.")
     elif action == "member":
         user = User.objects.filter(username=request.POST.get("username", ""), is_active=True)
         user = user.first()
@@ -110,5 +132,6 @@ def project_manage(request, project_id: int):
             "kinds": TaskKind.choices,
             "imports": project.imports.all()[:20],
             "progress": selectors.project_progress(project, user=request.user),
+            "review": review_settings(project),
         },
     )

@@ -274,3 +274,79 @@ class GenerationJob(models.Model):
                 condition=Q(done__lte=F("total")), name="generationjob_done_within_total"
             ),
         ]
+
+
+class RoundKind(models.TextChoices):
+    REVIEW = "review", "Blind review: candidate vs champion"
+    ANNOTATION = "annotation", "Next annotation round: two champion samples per prompt"
+
+
+class RoundStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    GENERATING = "generating", "Generating responses"
+    READY = "ready", "Tasks queued"
+    FAILED = "failed", "Failed"
+
+
+class LoopRound(models.Model):
+    """One turn of the human-feedback loop for one version (``models_registry.review_cycle``).
+
+    A review round makes a candidate and the champion answer the project's pinned evaluation
+    prompts plus a sample of fresh ones, and queues blind pairwise tasks between the two answers
+    (the candidate's canonical side drawn at random per task, recorded in ``candidate_positions``;
+    each annotator then sees the two in an order of their own). An annotation round makes the new
+    champion answer fresh prompts twice, with different seeds, and queues those pairs.
+    """
+
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="loop_rounds"
+    )
+    kind = models.CharField(max_length=10, choices=RoundKind.choices)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="loop_rounds")
+    opponent = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The champion a review round compares against, as it was at the start.",
+    )
+    status = models.CharField(
+        max_length=10, choices=RoundStatus.choices, default=RoundStatus.QUEUED
+    )
+    eval_prompt_ids = models.JSONField(default=list, help_text="Pinned evaluation prompts used.")
+    fresh_prompt_ids = models.JSONField(default=list, help_text="Sampled unpinned prompts used.")
+    generation = models.JSONField(default=dict, help_text="GenerationConfig fields (no seed).")
+    generation_job_ids = models.JSONField(default=list, blank=True)
+    task_ids = models.JSONField(default=list, blank=True)
+    candidate_positions = models.JSONField(
+        default=dict, blank=True, help_text="{task id: canonical position of the candidate}."
+    )
+    skipped = models.JSONField(
+        default=list, blank=True, help_text="[{prompt, why}] for prompts that made no task."
+    )
+    evaluation = models.JSONField(
+        default=dict, blank=True, help_text="Reward, KL and length statistics (review rounds)."
+    )
+    evaluation_error = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=RoundKind.values), name="loopround_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=RoundStatus.values), name="loopround_status_valid"
+            ),
+        ]
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return [*self.eval_prompt_ids, *self.fresh_prompt_ids]

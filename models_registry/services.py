@@ -50,6 +50,10 @@ from models_registry.models import (
     VersionState,
 )
 
+# Called inside ``model_version_approve``'s transaction once a policy became champion:
+# (version, actor). The review cycle appends the next annotation round here (apps.ready).
+version_approved_hooks: list = []
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 CHAMPION = selectors.CHAMPION
 
@@ -389,6 +393,8 @@ def model_version_approve(
         alias_set(
             project=version.project, name=CHAMPION, version=version, actor=actor, reason=reason
         )
+        for hook in version_approved_hooks:
+            hook(version, actor)
     return version
 
 
@@ -476,8 +482,10 @@ def generation_job_create(
     prompt_ids: list[int],
     config: dict | None = None,
     created_by=None,
+    enqueue: bool = True,
 ) -> GenerationJob:
-    """Queue a job that makes ``version`` answer the prompts; enqueued after commit."""
+    """Queue a job that makes ``version`` answer the prompts; enqueued after commit
+    (``enqueue=False``: the caller runs ``generation_job_run`` itself, as a loop round does)."""
     from rlhf.training.generation import GenerationConfig, config_record
 
     if version.kind != VersionKind.POLICY:
@@ -510,7 +518,8 @@ def generation_job_create(
             total=len(prompt_ids),
             created_by=created_by,
         )
-        transaction.on_commit(lambda: _enqueue_generation(job.pk))
+        if enqueue:
+            transaction.on_commit(lambda: _enqueue_generation(job.pk))
     return job
 
 
@@ -558,13 +567,15 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
         created = 0
         with transaction.atomic():
             for prompt, response in zip(ordered, result.responses, strict=True):
+                # A sampled NUL byte is no text anyone can read, and PostgreSQL refuses it.
+                text = response.text.replace("\x00", "\ufffd")
                 _, was_created = Response.objects.get_or_create(
                     prompt=prompt,
                     origin=ResponseOrigin.MODEL,
                     model_name=version.response_model_name,
-                    content_hash=text_hash(response.text),
+                    content_hash=text_hash(text),
                     defaults={
-                        "text": response.text,
+                        "text": text,
                         "generation": {
                             **response.params,
                             "model_version_id": version.pk,

@@ -12,3 +12,18 @@ from models_registry import services
 def generate_responses_for_job(job_id: int) -> int:
     """Returns how many new responses were stored."""
     return services.generation_job_run(job_id=job_id).responses_created
+
+
+@task(queue_name="generation")
+def loop_round_prepare_job(round_id: int) -> int:
+    """Returns how many tasks the round queued."""
+    from models_registry.review_cycle import loop_round_prepare
+
+    return len(loop_round_prepare(round_id=round_id).task_ids)
+
+
+@task(queue_name="generation")
+def review_round_evaluate_job(round_id: int) -> None:
+    from models_registry.review_cycle import review_round_evaluate
+
+    review_round_evaluate(round_id=round_id)

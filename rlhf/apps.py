@@ -9,6 +9,10 @@ class RlhfConfig(AppConfig):
     def ready(self):
         from rlhf import run_registration, run_services
 
-        hook = run_registration.training_run_register_candidate
-        if hook not in run_services.training_run_succeeded_hooks:
-            run_services.training_run_succeeded_hooks.append(hook)
+        # Order matters: the candidate is registered before its review round starts.
+        for hook in (
+            run_registration.training_run_register_candidate,
+            run_registration.training_run_start_review,
+        ):
+            if hook not in run_services.training_run_succeeded_hooks:
+                run_services.training_run_succeeded_hooks.append(hook)

@@ -119,5 +119,6 @@ def snapshot_page(request, snapshot_id: int):
             "cleaning": report.get("cleaning"),
             "leakage": report.get("leakage"),
             "exports": selectors.snapshot_exports(snapshot=snapshot),
+            "runs": snapshot.training_runs.order_by("id"),
         },
     )

@@ -107,19 +107,30 @@ JOIN annotation_task t ON t.id = l.task_id
 WHERE t.project_id = %(project)s AND l.id <= %(max_id)s
   AND (cardinality(%(kinds)s::text[]) = 0 OR l.kind = ANY(%(kinds)s::text[]))
   AND NOT EXISTS (SELECT 1 FROM annotation_goldtask g WHERE g.task_id = t.id)
+  AND NOT (t.prompt_id = ANY(%(excluded_prompts)s::bigint[]))
 ORDER BY l.id
 """
 
 
 def freeze_label_ids(
-    *, project_id: int, max_label_id: int, kinds: list[str], batch: int = 100_000
+    *,
+    project_id: int,
+    max_label_id: int,
+    kinds: list[str],
+    exclude_prompt_ids: list[int] = (),
+    batch: int = 100_000,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """(ids, versions, labels per kind) of the project's labels up to ``max_label_id``.
 
     Gold items are quality checks answered by every annotator, not training data: left out.
+    So are labels on ``exclude_prompt_ids`` (the pinned evaluation prompts: a model trained on
+    them would be reviewed on its own training data).
     """
+    excluded = [int(i) for i in exclude_prompt_ids]
     if not parallel_reads_supported():
-        return _freeze_label_ids_orm(project_id=project_id, max_label_id=max_label_id, kinds=kinds)
+        return _freeze_label_ids_orm(
+            project_id=project_id, max_label_id=max_label_id, kinds=kinds, excluded=excluded
+        )
     id_chunks, version_chunks, counts = [], [], {}
     params = connection_params()
     with (
@@ -128,7 +139,15 @@ def freeze_label_ids(
         conn.cursor(name="tandem_snapshot_freeze") as cur,
     ):
         cur.itersize = batch
-        cur.execute(_FREEZE_SQL, {"project": project_id, "max_id": max_label_id, "kinds": kinds})
+        cur.execute(
+            _FREEZE_SQL,
+            {
+                "project": project_id,
+                "max_id": max_label_id,
+                "kinds": kinds,
+                "excluded_prompts": excluded,
+            },
+        )
         while rows := cur.fetchmany(batch):
             ids, versions, row_kinds = zip(*rows, strict=True)
             id_chunks.append(np.fromiter(ids, np.int64, len(ids)))
@@ -196,10 +215,12 @@ def label_shards(
     return shards
 
 
-def _freeze_label_ids_orm(*, project_id: int, max_label_id: int, kinds: list[str]):
+def _freeze_label_ids_orm(
+    *, project_id: int, max_label_id: int, kinds: list[str], excluded: list[int] = ()
+):
     labels = Label.objects.filter(
         task__project_id=project_id, id__lte=max_label_id, task__gold__isnull=True
-    )
+    ).exclude(task__prompt_id__in=list(excluded))
     if kinds:
         labels = labels.filter(kind__in=kinds)
     rows = list(labels.order_by("id").values_list("id", "version", "kind"))

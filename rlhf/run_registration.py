@@ -89,3 +89,28 @@ def training_run_register_candidate(run: TrainingRun) -> ModelVersion | None:
         return None
     training_run_set_candidate(run=run, version=version)
     return version
+
+
+def training_run_start_review(run: TrainingRun) -> None:
+    """Second succeeded-hook: the run's new candidate policy goes up for blind review against the
+    champion (``models_registry.review_cycle``). A reward model, a project without a champion or
+    without prompts starts nothing; the reason is written to the run's log."""
+    from models_registry.review_cycle import review_round_start
+
+    run = TrainingRun.objects.select_related("candidate_version").get(pk=run.pk)
+    version = run.candidate_version
+    if version is None or version.kind != VersionKind.POLICY:
+        return
+    try:
+        loop_round = review_round_start(version=version, actor=None)
+    except DomainError as exc:
+        message = f"no review round for {version.label}: {exc.message}"
+    else:
+        message = (
+            f"review round {loop_round.pk} queued: {version.label} against "
+            f"{loop_round.opponent.label} on {len(loop_round.prompt_ids)} prompts"
+        )
+    TrainingRun.objects.filter(pk=run.pk).update(
+        log_tail=log_lines_append(run.log_tail, log_line(message)), revision=F("revision") + 1
+    )
+    training_run_notify(run.pk)

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from annotation.models import Label, Project, TaskKind
 from config.errors import Conflict, ValidationFailed
+from config.process_setup import django_worker_setup
 from rlhf.data.card import render_data_card
 from rlhf.data.export import reexport
 from rlhf.data.idcodec import (
@@ -59,6 +60,9 @@ def code_version() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+EXCLUDED_EVAL_PROMPTS = "excluded_eval_prompt_ids"
 
 
 def snapshot_dir(snapshot: DatasetSnapshot) -> Path:
@@ -113,7 +117,14 @@ def snapshot_create(
         created_by=created_by,
         kinds=kinds,
         max_label_id=max_label_id,
-        config=pipeline.as_dict(),
+        # The pinned evaluation prompts as they are now: their labels stay out of this
+        # snapshot (recorded, so a rebuild leaves out the same ones).
+        config={
+            **pipeline.as_dict(),
+            EXCLUDED_EVAL_PROMPTS: sorted(
+                int(i) for i in (project.options or {}).get("eval_prompt_ids", [])
+            ),
+        },
         split_seed=pipeline.split.seed,
         code_version=code_version(),
         progress={"stage": "queued", "done": 0, "total": None},
@@ -155,6 +166,7 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
             project_id=snapshot.project_id,
             max_label_id=snapshot.max_label_id,
             kinds=snapshot.kinds,
+            exclude_prompt_ids=snapshot.config.get(EXCLUDED_EVAL_PROMPTS, []),
         )
         snapshot.label_ids = encode_ids(ids)
         snapshot.label_versions = encode_versions(versions)
@@ -202,6 +214,7 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         workdir=snapshot_dir(snapshot),
         progress=progress,
         total_labels=len(ids),
+        worker_setup=django_worker_setup,
         manifest_extra={
             "snapshot_id": snapshot.pk,
             "project_id": snapshot.project_id,

@@ -134,3 +134,21 @@ class LeaderboardRowSerializer(serializers.Serializer):
     wins = serializers.IntegerField()
     losses = serializers.IntegerField()
     ties = serializers.IntegerField()
+
+
+class ReviewSettingsSerializer(serializers.Serializer):
+    review_min_labels = serializers.IntegerField(required=False, allow_null=True)
+    review_min_win_rate = serializers.FloatField(required=False, allow_null=True)
+    review_fresh_prompts = serializers.IntegerField(required=False, allow_null=True)
+    annotation_round_prompts = serializers.IntegerField(required=False, allow_null=True)
+    eval_prompt_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+
+
+class EvalPromptsSerializer(serializers.Serializer):
+    prompt_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    prompts = serializers.ListField(
+        child=serializers.ListField(child=serializers.DictField()),
+        required=False,
+        help_text="Conversations to store and pin: lists of {role, content}.",
+    )
+    replace = serializers.BooleanField(default=False)

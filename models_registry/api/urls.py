@@ -39,6 +39,16 @@ urlpatterns = [
         views.LeaderboardView.as_view(),
         name="api-model-leaderboard",
     ),
+    path(
+        "projects/<int:project_id>/models/review-settings/",
+        views.ReviewSettingsView.as_view(),
+        name="api-review-settings",
+    ),
+    path(
+        "projects/<int:project_id>/models/eval-prompts/",
+        views.EvalPromptsView.as_view(),
+        name="api-eval-prompts",
+    ),
     path("models/<int:version_id>/", views.VersionDetailView.as_view(), name="api-model"),
     path(
         "models/<int:version_id>/transition/",

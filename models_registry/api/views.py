@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from annotation.access import access_project
 from annotation.roles import Capability
 from config.errors import ValidationFailed
-from models_registry import selectors, services
+from models_registry import review_cycle, selectors, services
 from models_registry.access import access_generation_job, access_model_version
 from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
@@ -46,7 +46,8 @@ class VersionListView(APIView):
 class RegisterBaseView(APIView):
     @extend_schema(request=s.RegisterBaseSerializer, responses={201: s.ModelVersionSerializer})
     def post(self, request, project_id: int):
-        project = access_project(request.user, project_id, capability=Capability.TRAIN)
+        # A base model is the root of every lineage and may become champion unreviewed.
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
         data = s.RegisterBaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         folder = data.validated_data.get("folder")
@@ -207,3 +208,42 @@ class GenerationJobView(APIView):
     def get(self, request, job_id: int):
         job = access_generation_job(request.user, job_id)
         return Response(s.GenerationJobSerializer(job).data)
+
+
+class ReviewSettingsView(APIView):
+    """The approval thresholds and loop round sizes (``Project.options``), and the pinned set."""
+
+    @extend_schema(responses=s.ReviewSettingsSerializer)
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        return Response(review_cycle.review_settings(project))
+
+    @extend_schema(request=s.ReviewSettingsSerializer, responses=s.ReviewSettingsSerializer)
+    def patch(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = s.ReviewSettingsSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        return Response(review_cycle.review_settings_update(project=project, **data.validated_data))
+
+
+class EvalPromptsView(APIView):
+    """The project's pinned evaluation prompts: list them, or pin more."""
+
+    @extend_schema(responses=s.ReviewSettingsSerializer)
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        return Response(review_cycle.review_settings(project))
+
+    @extend_schema(request=s.EvalPromptsSerializer, responses=s.ReviewSettingsSerializer)
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = s.EvalPromptsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        review_cycle.eval_prompts_pin(
+            project=project,
+            prompt_ids=data.validated_data.get("prompt_ids"),
+            conversations=data.validated_data.get("prompts"),
+            replace=data.validated_data["replace"],
+        )
+        project.refresh_from_db()
+        return Response(review_cycle.review_settings(project))

@@ -65,6 +65,7 @@ def build_dataset(
     progress: Progress | None = None,
     total_labels: int | None = None,
     manifest_extra: dict | None = None,
+    worker_setup: Callable[[], None] | None = None,
 ) -> BuildResult:
     """Run the whole pipeline and write the export; returns the report and the manifest.
 
@@ -73,6 +74,8 @@ def build_dataset(
     range of tasks, which worker processes call themselves so that the records never pass
     through this process (``rlhf.readers.label_shards`` makes them for a database).
     ``workers`` > 0 runs both passes in that many processes; 0 runs everything here.
+    ``worker_setup`` runs first in each worker process (a picklable module-level function; a
+    caller whose shards import a framework sets the framework up there).
     """
     if (records is None) == (shards is None):
         raise ValueError("give records or shards, not both")
@@ -85,7 +88,7 @@ def build_dataset(
 
     with (
         tempfile.TemporaryDirectory(dir=workdir, prefix="tandem-build-") as tmp,
-        _worker_pool(workers) as pool,
+        _worker_pool(workers, worker_setup) as pool,
     ):
         state = StreamState(Path(tmp), config)
         sources = shards if shards is not None else _chunks(records, chunk_labels)
@@ -157,12 +160,12 @@ def _release_free_memory() -> None:
 
 
 @contextmanager
-def _worker_pool(workers: int):
+def _worker_pool(workers: int, setup: Callable[[], None] | None = None):
     if workers <= 0:
         yield None
         return
     # spawn: workers start clean (no inherited database connections or threads).
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=setup) as pool:
         yield pool
 
 

@@ -275,6 +275,17 @@ def score_rewards(
         build_input(tokenizer, as_messages(p, system_prompt), r)
         for p, r in zip(prompts, responses, strict=True)
     ]
+    # Past the model's position limit (512 for BERT-type encoders) the forward pass fails. Keep
+    # the first token ([CLS] / BOS, which an encoder pools) and the last ones: the response
+    # being scored sits at the end, so the long prompt's start is what gives way.
+    limit = getattr(reward_model.model.config, "max_position_embeddings", None)
+    if max_length is None and limit:
+        encoded = [
+            {k: v[:1] + v[len(v) - limit + 1 :] for k, v in e.items()}
+            if len(e["input_ids"]) > limit
+            else e
+            for e in encoded
+        ]
     rewards: list[float] = []
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from annotation.roles import Role
 from models_registry import selectors
-from models_registry.models import AuditEvent, ModelVersion
+from models_registry.models import AuditEvent, ModelAlias, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -44,10 +44,10 @@ def test_detail_shows_artifacts_lineage_and_card(candidate, base_version, review
 
 
 def test_registering_from_a_folder_outside_the_model_roots_is_refused(
-    project, engineer, tiny_base_dir, settings, tmp_path
+    project, admin_user, tiny_base_dir, settings, tmp_path
 ):
     settings.TANDEM_MODEL_IMPORT_ROOTS = [tmp_path / "nowhere"]
-    response = client_for(engineer).post(
+    response = client_for(admin_user).post(
         reverse("api-model-register-base", args=[project.pk]),
         {"folder": str(tiny_base_dir), "name": "tiny"},
         format="json",
@@ -57,17 +57,35 @@ def test_registering_from_a_folder_outside_the_model_roots_is_refused(
     assert not ModelVersion.objects.filter(project=project).exists()
 
 
-def test_an_engineer_registers_a_base_model_inside_the_roots(
-    project, engineer, tiny_base_dir, settings
+def test_an_admin_registers_a_base_model_inside_the_roots(
+    project, admin_user, tiny_base_dir, settings
 ):
     settings.TANDEM_MODEL_IMPORT_ROOTS = [tiny_base_dir.parent]
-    response = client_for(engineer).post(
+    response = client_for(admin_user).post(
         reverse("api-model-register-base", args=[project.pk]),
         {"folder": str(tiny_base_dir), "name": "tiny"},
         format="json",
     )
     assert response.status_code == 201
     assert response.json()["aliases"] == ["champion"]
+
+
+def test_an_engineer_cannot_register_a_base_model_and_nothing_changes(
+    project, engineer, tiny_base_dir, settings
+):
+    # given an engineer (trains, registers candidates) and a folder inside the roots
+    settings.TANDEM_MODEL_IMPORT_ROOTS = [tiny_base_dir.parent]
+    # when they register it as a base model
+    response = client_for(engineer).post(
+        reverse("api-model-register-base", args=[project.pk]),
+        {"folder": str(tiny_base_dir), "name": "tiny"},
+        format="json",
+    )
+    # then the gate refuses (base models may become champion unreviewed) and nothing is written
+    assert response.status_code == 403
+    assert not ModelVersion.objects.filter(project=project).exists()
+    assert not ModelAlias.objects.filter(project=project).exists()
+    assert not AuditEvent.objects.filter(project=project).exists()
 
 
 def test_the_review_cycle_over_the_api(candidate, base_version, engineer, reviewer, add_reviews):

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from annotation.models import Prompt, Response
 from models_registry import selectors
-from models_registry.models import AuditEvent
+from models_registry.models import AuditEvent, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -19,11 +19,11 @@ def run(*args):
 
 
 def test_register_review_approve_and_roll_back_from_the_terminal(
-    project, engineer, reviewer, tiny_base_dir, tiny_candidate_dir
+    project, admin_user, engineer, reviewer, tiny_base_dir, tiny_candidate_dir
 ):
-    # given a base model and a trained candidate registered from the terminal
+    # given a base model (registered by a project admin) and a trained candidate
     run("register-base", "--project", project.slug, "--folder", str(tiny_base_dir),
-        "--name", "tiny-base", "--as", engineer.username)  # fmt: skip
+        "--name", "tiny-base", "--as", admin_user.username)  # fmt: skip
     base = selectors.alias_target(project=project)
     out = run("register", "--project", project.slug, "--folder", str(tiny_candidate_dir),
               "--name", "tiny-dpo", "--parent", str(base.pk), "--launched-by",
@@ -59,6 +59,34 @@ def test_generate_now_writes_responses(candidate, project):
     out = run("generate", str(candidate.pk), "--max-new-tokens", "3", "--now")
     assert "succeeded, 1 new responses (transformers)" in out
     assert Response.objects.filter(model_name=candidate.response_model_name).count() == 1
+
+
+def test_only_a_project_admin_registers_a_base_model_from_the_terminal(
+    project, engineer, tiny_base_dir
+):
+    with pytest.raises(CommandError, match="not an admin"):
+        run("register-base", "--project", project.slug, "--folder", str(tiny_base_dir),
+            "--as", engineer.username)  # fmt: skip
+    assert not ModelVersion.objects.filter(project=project).exists()
+
+
+def test_pin_eval_from_a_file_and_from_existing_prompts(project, tmp_path):
+    first = Prompt.objects.create(
+        project=project, messages=[{"role": "user", "content": "old"}], content_hash="old"
+    )
+    path = tmp_path / "eval.jsonl"
+    path.write_text(
+        '{"prompt": "What is 2+2?"}\n{"messages": [{"role": "user", "content": "Hi"}]}\n'
+    )
+    out = run("pin-eval", "--project", project.slug, "--from-file", str(path), "--first", "1")
+    assert "3 pinned evaluation prompts" in out
+    project.refresh_from_db()
+    pinned = project.options["eval_prompt_ids"]
+    assert pinned[0] == first.pk
+    assert [Prompt.objects.get(pk=i).messages[0]["content"] for i in pinned[1:]] == [
+        "What is 2+2?",
+        "Hi",
+    ]
 
 
 def test_unknown_user_is_an_error(project, tiny_base_dir):

@@ -87,7 +87,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-models", "get"): DATA,
     ("api-model", "get"): DATA,
     ("api-model-register", "post"): TRAIN,
-    ("api-model-register-base", "post"): TRAIN,
+    ("api-model-register-base", "post"): ADMIN,  # base models enter every lineage: admins only
     ("api-model-transition", "post"): REVIEW,  # to "rejected"; "in_review" needs TRAIN
     ("api-model-version-audit", "get"): DATA,
     ("api-model-audit", "get"): DATA,
@@ -97,6 +97,16 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-model-leaderboard", "get"): DATA,
     ("api-model-generate", "post"): TRAIN,
     ("api-generation-job", "get"): DATA,
+    ("api-eval-prompts", "get"): DATA,
+    ("api-eval-prompts", "post"): ADMIN,
+    ("api-review-settings", "get"): DATA,
+    ("api-review-settings", "patch"): ADMIN,
+    ("models:list", "get"): DATA,
+    ("models:list", "post"): DATA,  # renders like GET
+    ("models:version", "get"): DATA,
+    ("models:version", "post"): DATA,  # renders like GET
+    ("models:decide", "get"): REVIEW,
+    ("models:decide", "post"): REVIEW,
     # training runs (rlhf)
     ("api-methods", "get"): AUTHENTICATED,
     ("api-runs", "get"): DATA,

@@ -68,6 +68,8 @@ def _body(route, method, world, ids) -> dict:
         ("api-model-register", "post"): {"folder": "/nonexistent", "name": "matrix"},
         ("api-model-register-base", "post"): {"folder": "/nonexistent", "name": "matrix"},
         ("api-review-task", "post"): {"outcome": "A", "reason": "matrix"},
+        ("api-eval-prompts", "post"): {"prompts": [[{"role": "user", "content": "pinned"}]]},
+        ("api-review-settings", "patch"): {"review_min_labels": 3},
     }.get((route.name, method), {})
     if route.name == "api-imports":
         upload = SimpleUploadedFile("rows.jsonl", b'{"prompt": "imported by the matrix"}\n')

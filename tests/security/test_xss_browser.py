@@ -134,7 +134,47 @@ def hostile(tmp_path):
         filename="<img src=x onerror=alert('f1')>\u202egpj.jsonl",
         annotator_name="<script>alert('f2')</script>",
     )  # fmt: skip
+    project.version_id = _hostile_review(project, admin_user, conversation, tmp_path)
     return project, admin_user, annotator, tasks
+
+
+def _hostile_review(project, admin_user, conversation, tmp_path) -> int:
+    """A candidate in review whose blind pair, rationale and data card carry the corpus."""
+    from models_registry import services as registry
+    from models_registry.models import LoopRound, RoundKind, RoundStatus
+    from rlhf.models import DatasetSnapshot, SnapshotStatus
+    from rlhf.training.base_models import build_tiny_causal_lm
+
+    folder = build_tiny_causal_lm(tmp_path / "xss-model")
+    base = registry.base_model_register(
+        project=project, registered_by=admin_user, folder=folder, name="xss-base"
+    )
+    snapshot = DatasetSnapshot.objects.create(
+        project=project, name=CORPUS[0], status=SnapshotStatus.READY, max_label_id=0, config={},
+        data_card=PAYLOAD,
+    )  # fmt: skip
+    candidate = registry.model_version_register(
+        project=project, folder=folder, name="xss-candidate", parent=base,
+        dataset_snapshot_ref=snapshot.pk, metrics={"note": CORPUS[1]},
+    )  # fmt: skip
+    registry.model_version_transition(
+        version=candidate, actor=admin_user, to_state="in_review", reason=PAYLOAD
+    )
+    task, _ = services.task_create(
+        project=project, messages=conversation, kind="pairwise",
+        responses=[
+            {"text": CORPUS[0] + PAYLOAD, "origin": "model",
+             "model_name": candidate.response_model_name},
+            {"text": CORPUS[12] + CORPUS[1], "origin": "model",
+             "model_name": base.response_model_name},
+        ],
+    )  # fmt: skip
+    LoopRound.objects.create(
+        project=project, kind=RoundKind.REVIEW, version=candidate, opponent=base,
+        status=RoundStatus.READY, task_ids=[task.pk], candidate_positions={str(task.pk): 0},
+        evaluation_error=PAYLOAD,
+    )  # fmt: skip
+    return candidate.pk
 
 
 def _payload_for(task):
@@ -151,7 +191,7 @@ def _assert_inert(page, where: str):
 
 
 def _page_urls(project, task_id) -> list[str]:
-    values = {"project_id": project.pk, "task_id": task_id}
+    values = {"project_id": project.pk, "task_id": task_id, "version_id": project.version_id}
     urls = []
     for route in http_routes():
         if route.is_api or "get" not in route.methods or route.name == "frontend:logout":

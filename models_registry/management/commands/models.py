@@ -11,6 +11,11 @@
     models leaderboard --project demo
     models generate ID --prompts all|N [--max-new-tokens 64 --temperature 0.7 --seed 0] [--now]
     models verify ID
+    models pin-eval --project demo --from-file prompts.jsonl | --prompt-ids 3 4 | --first 20
+    models review-start ID [--as rita]       # a candidate's blind review round, by hand
+
+``register-base`` names a project admin (``--as``): a base model enters every lineage and may
+become champion without review, so the access gate (``Capability.MANAGE``) decides as on the API.
 
 Every change names a person (``--as``) because every change lands in the audit log. The
 command calls the same services as the API; it does not check project roles (whoever runs it
@@ -23,11 +28,15 @@ import json
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
+from django.http import Http404
 
+from annotation.access import access_project
 from annotation.models import Project, Prompt
+from annotation.roles import Capability
 from config.errors import DomainError
-from models_registry import selectors, services
+from models_registry import review_cycle, selectors, services
 from models_registry.models import ModelVersion, VersionKind, VersionState
 
 
@@ -83,6 +92,16 @@ class Command(BaseCommand):
         gen.add_argument("--batch-size", type=int, default=16)
         gen.add_argument("--now", action="store_true", help="run here instead of in a worker")
         gen.add_argument("--as", dest="actor")
+        pin = with_project(sub.add_parser("pin-eval", help="pin evaluation prompts"))
+        pin.add_argument(
+            "--from-file", type=Path, help='JSONL: {"prompt": "..."} or {"messages": [...]}'
+        )
+        pin.add_argument("--prompt-ids", type=int, nargs="*", default=[])
+        pin.add_argument("--first", type=int, help="pin the project's first N prompts")
+        pin.add_argument("--replace", action="store_true", help="drop the earlier pins")
+        start = sub.add_parser("review-start", help="start a candidate's review round")
+        start.add_argument("version", type=int)
+        start.add_argument("--as", dest="actor")
         verify = sub.add_parser("verify")
         verify.add_argument("version", type=int)
 
@@ -134,9 +153,17 @@ class Command(BaseCommand):
             self.stdout.write(self._line(version))
 
     def do_register_base(self, project, actor, folder, name, kind, **_):
+        project_obj, user = self._project(project), self._user(actor)
+        try:
+            access_project(user, project_obj.pk, capability=Capability.MANAGE)
+        except (Http404, PermissionDenied):
+            raise CommandError(
+                f"{actor!r} is not an admin of project {project_obj.slug!r}: only project admins "
+                "register base models"
+            ) from None
         version = services.base_model_register(
-            project=self._project(project),
-            registered_by=self._user(actor),
+            project=project_obj,
+            registered_by=user,
             folder=folder,
             name=name,
             kind=kind,
@@ -235,6 +262,44 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"job {job.pk} queued on 'generation' ({job.total} prompts)")
+
+    def do_pin_eval(self, project, from_file, prompt_ids, first, replace, **_):
+        project_obj = self._project(project)
+        ids = list(prompt_ids)
+        if first:
+            ids += list(
+                Prompt.objects.filter(project=project_obj)
+                .order_by("id")
+                .values_list("pk", flat=True)[:first]
+            )
+        conversations = []
+        if from_file:
+            for number, line in enumerate(from_file.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise CommandError(f"{from_file}:{number}: not JSON ({exc})") from None
+                if isinstance(row, dict) and isinstance(row.get("prompt"), str):
+                    conversations.append([{"role": "user", "content": row["prompt"]}])
+                elif isinstance(row, dict) and "messages" in row:
+                    conversations.append(row["messages"])
+                else:
+                    raise CommandError(f"{from_file}:{number}: expected prompt or messages")
+        pinned = review_cycle.eval_prompts_pin(
+            project=project_obj, prompt_ids=ids, conversations=conversations, replace=replace
+        )
+        self.stdout.write(f"{len(pinned)} pinned evaluation prompts in {project_obj.slug}")
+
+    def do_review_start(self, version, actor, **_):
+        loop_round = review_cycle.review_round_start(
+            version=self._version(version), actor=self._user(actor)
+        )
+        self.stdout.write(
+            f"review round {loop_round.pk} queued: {len(loop_round.prompt_ids)} prompts against "
+            f"{loop_round.opponent.label}"
+        )
 
     def do_verify(self, version, **_):
         mismatched = services.artifacts_verify(version=self._version(version))

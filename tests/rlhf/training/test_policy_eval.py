@@ -14,6 +14,7 @@ from rlhf.training.policy_eval import (
     length_stats,
     load_reward_model,
     perplexity,
+    reward_model_input,
     score_rewards,
     token_log_probs,
 )
@@ -191,3 +192,25 @@ def test_on_a_gpu_scores_match_the_cpu(policy_dir, reference_dir, reward_dir, po
     assert score_rewards(gpu_rm, PROMPTS, answers).rewards == pytest.approx(
         score_rewards(cpu_rm, PROMPTS, answers).rewards, abs=1e-3
     )
+
+
+def test_an_encoder_scores_a_prompt_longer_than_its_positions_by_its_tail(tmp_path):
+    # given a BERT-type reward model with 512 positions and a prompt of ~1,500 tokens
+    build_tiny_encoder(tmp_path / "encoder")
+    torch.manual_seed(3)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "encoder", num_labels=1)
+    model.save_pretrained(tmp_path / "encoder")
+    reward_model = load_reward_model(tmp_path / "encoder", device="cpu", dtype="float32")
+    long_prompt = [{"role": "user", "content": "tell me about bread " * 300}]
+    limit = model.config.max_position_embeddings
+    # when scoring two responses to it
+    stats = score_rewards(reward_model, [long_prompt, long_prompt], ["Bake it.", "No."])
+    # then each is scored (no position overflow) on the first token and the last 511 tokens,
+    # which hold the whole response: the scores differ by response
+    assert all(math.isfinite(r) for r in stats.rewards)
+    assert stats.rewards[0] != stats.rewards[1]
+    full = reward_model_input(reward_model.tokenizer, long_prompt, "Bake it.")
+    kept = {k: torch.tensor([v[:1] + v[len(v) - limit + 1 :]]) for k, v in full.items()}
+    with torch.inference_mode():
+        expected = model(**kept).logits[0, 0].item()
+    assert stats.rewards[0] == pytest.approx(expected, abs=1e-5)

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from models_registry import pages
+
+app_name = "models"
+
+urlpatterns = [
+    path("projects/<int:project_id>/", pages.version_list_page, name="list"),
+    path("<int:version_id>/", pages.version_page, name="version"),
+    path("<int:version_id>/review/", pages.decision_page, name="decide"),
+]

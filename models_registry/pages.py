@@ -1,0 +1,95 @@
+"""Registry pages: a project's versions, a version's lineage, the reviewer's decision page.
+
+One access gate and one selector or service per view. The decision page calls the registry's
+own services (``model_version_approve`` / ``model_version_transition``): a refusal (own run,
+not enough reviews, win rate too low, no rationale) is shown as a message and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from annotation.access import access_project
+from annotation.roles import Capability, role_can
+from config.errors import DomainError
+from models_registry import review_selectors, selectors, services
+from models_registry.access import access_model_version
+from models_registry.models import LoopRound, VersionState
+
+
+@login_required
+def version_list_page(request, project_id: int):
+    project = access_project(request.user, project_id, capability=Capability.DATA)
+    return render(
+        request,
+        "models_registry/versions.html",
+        {
+            "project": project,
+            "versions": selectors.version_list(project=project),
+            "champion": selectors.alias_target(project=project),
+            "rounds": LoopRound.objects.filter(project=project).select_related("version")[:20],
+            "can_review": role_can(project.viewer_role, Capability.REVIEW),
+        },
+    )
+
+
+@login_required
+def version_page(request, version_id: int):
+    version = access_model_version(request.user, version_id)
+    return render(
+        request,
+        "models_registry/lineage.html",
+        {
+            "project": version.project,
+            "version": version,
+            "lineage": review_selectors.version_lineage(version),
+            "tree": selectors.version_tree(project=version.project),
+            "can_review": role_can(version.viewer_role, Capability.REVIEW),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def decision_page(request, version_id: int):
+    version = access_model_version(request.user, version_id, capability=Capability.REVIEW)
+    if request.method == "POST":
+        decision = request.POST.get("decision", "")
+        rationale = request.POST.get("rationale", "")
+        try:
+            if decision == "approve":
+                services.model_version_approve(
+                    version=version, actor=request.user, reason=rationale
+                )
+            elif decision == "reject":
+                services.model_version_transition(
+                    version=version,
+                    actor=request.user,
+                    to_state=VersionState.REJECTED,
+                    reason=rationale,
+                )
+            else:
+                raise DomainError("choose approve or reject", code="invalid_decision")
+        except DomainError as exc:
+            messages.error(request, f"Not {decision or 'decided'}: {exc.message} ({exc.code})")
+            return redirect("models:decide", version_id=version.pk)
+        messages.success(request, f"{version.label}: {decision}d.")
+        return redirect("models:version", version_id=version.pk)
+    evidence = review_selectors.decision_evidence(version)
+    return render(
+        request,
+        "models_registry/decision.html",
+        {
+            "project": version.project,
+            "version": version,
+            "evidence": evidence,
+            "chart_json": json.dumps(evidence["chart"]),
+            "own_run": version.launched_by_id == request.user.pk,
+            "can_decide": version.state == VersionState.IN_REVIEW,
+        },
+    )

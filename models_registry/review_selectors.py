@@ -1,0 +1,143 @@
+"""Reads for the reviewer's decision page and the lineage page.
+
+What a decision rests on, in one place: the blind win rate against the champion (Wilson 95%
+interval, ties half a win), the Bradley-Terry leaderboard, the review round's evaluation
+(reward, KL to the parent, lengths), sample pairs with their labels, the project's thresholds,
+the lineage and the data card. Model text is returned raw; templates escape it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from annotation.models import Label, Project, TaskItem
+from annotation.rendering import markdown_to_safe_html
+from models_registry import selectors
+from models_registry.models import LoopRound, ModelVersion, RoundKind
+from models_registry.review_cycle import eval_prompt_ids
+
+SAMPLE_PAIRS = 6
+LEADERBOARD_BOOTSTRAP = 300
+
+
+def thresholds(project: Project) -> dict:
+    options = project.options or {}
+    return {
+        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
+        "review_min_win_rate": options.get("review_min_win_rate"),
+    }
+
+
+def review_rounds(version: ModelVersion) -> list[LoopRound]:
+    return list(
+        LoopRound.objects.filter(version=version).select_related("opponent").order_by("-id")
+    )
+
+
+def sample_pairs(loop_round: LoopRound, *, limit: int = SAMPLE_PAIRS) -> list[dict]:
+    """The first tasks of a review round: prompt, the candidate's and the champion's answers,
+    and the canonical outcomes recorded so far, turned into the candidate's point of view."""
+    task_ids = loop_round.task_ids[:limit]
+    items = TaskItem.objects.filter(task_id__in=task_ids).select_related("response", "task__prompt")
+    by_task: dict[int, dict] = {}
+    candidate_name = loop_round.version.response_model_name
+    for item in items:
+        row = by_task.setdefault(
+            item.task_id, {"task_id": item.task_id, "prompt": item.task.prompt.messages}
+        )
+        side = "candidate" if item.response.model_name == candidate_name else "champion"
+        row[side] = item.response.text
+        row[f"{side}_position"] = item.position
+    verdicts = {0: "A", 1: "B"}
+    for task_id, payload in Label.objects.filter(task_id__in=task_ids).values_list(
+        "task_id", "payload"
+    ):
+        row = by_task.get(task_id)
+        if row is None:
+            continue
+        outcome = payload.get("outcome")
+        if outcome == verdicts.get(row.get("candidate_position")):
+            said = "candidate"
+        elif outcome == verdicts.get(row.get("champion_position")):
+            said = "champion"
+        else:
+            said = "tie" if outcome in ("tie", "both_bad") else "?"
+        row.setdefault("verdicts", []).append(said)
+    return [by_task[t] for t in task_ids if t in by_task]
+
+
+def _run_and_snapshot(version: ModelVersion):
+    from rlhf.models import DatasetSnapshot, TrainingRun
+
+    run = (
+        TrainingRun.objects.filter(pk=version.training_run_ref, project=version.project).first()
+        if version.training_run_ref
+        else None
+    )
+    snapshot = (
+        DatasetSnapshot.objects.filter(
+            pk=version.dataset_snapshot_ref, project=version.project
+        ).first()
+        if version.dataset_snapshot_ref
+        else None
+    )
+    return run, snapshot
+
+
+@dataclass
+class Lineage:
+    version: ModelVersion
+    ancestors: list[ModelVersion]
+    children: list[ModelVersion]
+    run: object | None
+    snapshot: object | None
+    data_card_html: str
+    rounds: list[LoopRound]
+    events: list = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+
+
+def version_lineage(version: ModelVersion) -> Lineage:
+    """Snapshot → run → version → evaluations → review → approval, and the parent chain."""
+    run, snapshot = _run_and_snapshot(version)
+    card = snapshot.data_card if snapshot is not None else ""
+    return Lineage(
+        version=version,
+        ancestors=selectors.version_ancestors(version),
+        children=list(version.children.order_by("id")),
+        run=run,
+        snapshot=snapshot,
+        data_card_html=markdown_to_safe_html(card) if card else "",
+        rounds=review_rounds(version),
+        events=selectors.audit_events(version=version),
+        aliases=selectors.aliases_of(version),
+    )
+
+
+def decision_evidence(version: ModelVersion) -> dict:
+    project = version.project
+    summary = selectors.review_summary(candidate=version)
+    review = next((r for r in review_rounds(version) if r.kind == RoundKind.REVIEW), None)
+    win = summary.win_rate
+    chart = {
+        "wins": win.wins if win else 0,
+        "ties": win.ties if win else 0,
+        "losses": win.losses if win else 0,
+        "win_rate": win.win_rate if win else None,
+        "ci": [win.ci_low, win.ci_high] if win else None,
+        "min_win_rate": thresholds(project)["review_min_win_rate"],
+    }
+    return {
+        "summary": summary,
+        "champion": selectors.alias_target(project=project),
+        "thresholds": thresholds(project),
+        "leaderboard": selectors.leaderboard(
+            project=project, bootstrap_samples=LEADERBOARD_BOOTSTRAP
+        ),
+        "round": review,
+        "evaluation": review.evaluation if review else {},
+        "pairs": sample_pairs(review) if review else [],
+        "chart": chart,
+        "lineage": version_lineage(version),
+        "pinned_prompts": len(eval_prompt_ids(project)),
+    }

@@ -1,0 +1,105 @@
+"""A reviewer decides on a candidate in a real browser (strict CSP); an annotator cannot."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
+
+from annotation import services
+from annotation.models import Label, TaskKind
+from annotation.roles import Role
+from models_registry import selectors
+from models_registry import services as registry
+from models_registry.models import LoopRound, RoundKind, RoundStatus, VersionKind
+from rlhf.training.base_models import build_tiny_causal_lm
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def candidate_in_review(tmp_path):
+    User = get_user_model()
+    engineer = User.objects.create_user("eng", password="eng-pass-123")
+    reviewer = User.objects.create_user("rev", password="rev-pass-123")
+    annotator = User.objects.create_user("ann", password="ann-pass-123")
+    project = services.project_create(name="Loop", created_by=engineer, overlap=1)
+    project.options = {"review_min_labels": 3}
+    project.save()
+    services.membership_set(project=project, user=engineer, role=Role.ENGINEER)
+    services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
+    services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    folder = build_tiny_causal_lm(tmp_path / "lm")
+    base = registry.base_model_register(
+        project=project, registered_by=engineer, folder=folder, name="tiny-base"
+    )
+    candidate = registry.model_version_register(
+        project=project, folder=folder, name="tiny-dpo", kind=VersionKind.POLICY,
+        registered_by=engineer, launched_by=engineer, parent=base,
+    )  # fmt: skip
+    registry.model_version_transition(
+        version=candidate, actor=engineer, to_state="in_review", reason="ready"
+    )
+    task_ids = []
+    for n, outcome in enumerate("AAB"):  # canonical A = the candidate: wins 2 of 3
+        task, _ = services.task_create(
+            project=project,
+            messages=[{"role": "user", "content": f"How do I bake loaf {n}?"}],
+            kind=TaskKind.PAIRWISE,
+            responses=[
+                {"text": f"Knead, rest, bake loaf {n} <b>hot</b>", "origin": "model",
+                 "model_name": candidate.response_model_name},
+                {"text": f"Buy loaf {n}.", "origin": "model",
+                 "model_name": base.response_model_name},
+            ],
+        )  # fmt: skip
+        Label.objects.create(
+            task=task, annotator=annotator, kind=TaskKind.PAIRWISE,
+            payload={"outcome": outcome, "strength": None, "rationale": ""},
+        )  # fmt: skip
+        task_ids.append(task.pk)
+    LoopRound.objects.create(
+        project=project, kind=RoundKind.REVIEW, version=candidate, opponent=base,
+        status=RoundStatus.READY, task_ids=task_ids,
+    )  # fmt: skip
+    return project, candidate, base, task_ids
+
+
+def test_a_reviewer_approves_on_the_decision_page_and_an_annotator_cannot_open_it(
+    page, login, candidate_in_review
+):
+    project, candidate, _base, task_ids = candidate_in_review
+
+    # an annotator is refused
+    login("ann", "ann-pass-123")
+    refused = page.goto(f"/models/{candidate.pk}/review/")
+    assert refused.status == 403
+    page.context.clear_cookies()
+
+    # the reviewer sees the evidence
+    login("rev", "rev-pass-123")
+    page.goto("/")
+    page.click(f"[data-testid=models-{project.slug}]")
+    page.click(f"[data-testid=review-{candidate.pk}]")
+    expect(page.locator("[data-testid=win-rate-value]")).to_have_text("0.667")
+    expect(page.locator("[data-testid=review-labels]")).to_have_text("3")
+    expect(page.locator(f"[data-testid=leaderboard-row-{candidate.pk}]")).to_contain_text(
+        "tiny-dpo v1"
+    )
+    pair = page.locator(f"[data-testid=pair-{task_ids[0]}]")
+    expect(pair.locator("[data-testid=pair-candidate]")).to_have_text(
+        "Knead, rest, bake loaf 0 <b>hot</b>"
+    )
+    expect(pair.locator("[data-testid=pair-champion]")).to_have_text("Buy loaf 0.")
+    expect(page.locator("[data-testid=win-chart]")).to_have_attribute("data-drawn", "true")
+    expect(page.locator("[data-testid=thresholds]")).to_contain_text("Minimum review labels: 3")
+
+    # and approves with a rationale
+    page.fill("[data-testid=rationale]", "Wins two of three blind comparisons.")
+    page.click("[data-testid=approve]")
+    page.wait_for_url(f"**/models/{candidate.pk}/")
+    expect(page.locator("[data-testid=state]")).to_have_text("approved")
+    candidate.refresh_from_db()
+    assert candidate.state == "approved"
+    assert selectors.alias_target(project=project) == candidate
+    assert page.watch.page_errors == []
+    # no script error, and the chart script ran under the CSP (no inline code was refused)
+    assert not [e for e in page.watch.console_errors if "Content Security Policy" in e]

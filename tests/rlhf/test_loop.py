@@ -1,0 +1,148 @@
+"""One whole round of the loop on tiny random models, through ``manage.py loop --tiny``:
+
+labels → snapshot → reward model → DPO → candidate → generated responses → blind review tasks
+→ submitted reviews → win rate → approval on the decision page → champion moved → new
+annotation tasks written by the new champion.
+"""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
+
+from annotation import services as annotation_services
+from annotation.models import Task, TaskItem
+from annotation.roles import Role
+from models_registry import review_cycle, selectors
+from models_registry.models import AuditEvent, LoopRound, RoundKind, RoundStatus
+from rlhf.models import TrainingRun
+
+pytestmark = pytest.mark.slow
+
+DB_TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "training", "generation", "snapshots"],
+    }
+}
+
+
+@pytest.fixture
+def loop_settings(snapshot_settings, tmp_path):
+    settings = snapshot_settings
+    settings.TANDEM_MODEL_CACHE = tmp_path / "models"
+    settings.TANDEM_MODEL_ROOTS = [tmp_path / "models", settings.TANDEM_ARTIFACT_ROOT]
+    settings.TANDEM_RUN_HEARTBEAT_SECONDS = 0.5
+    settings.TANDEM_RUN_FLUSH_SECONDS = 0.2
+    settings.TASKS = DB_TASKS  # nothing runs behind the command's back: no worker here
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    return settings
+
+
+def _claim_and_prefer(client, project, candidate_name: str, responses_by_id: dict) -> dict:
+    """Claim the next task over the API and submit a label preferring the candidate's side."""
+    shown = client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json")
+    assert shown.status_code == 200
+    payload = shown.json()
+    left, _right = (r["id"] for r in payload["responses"])
+    choice = "left" if responses_by_id[left] == candidate_name else "right"
+    submitted = client.post(
+        f"/api/tasks/{payload['task_id']}/labels/",
+        {"payload": {"choice": choice, "strength": "clear"}},
+        format="json",
+    )
+    assert submitted.status_code == 201, submitted.content
+    return payload
+
+
+def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, make_user):
+    project = small_project
+    reviewer, annotator = make_user("rita-reviewer"), make_user("andy-annotator")
+    annotation_services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
+    annotation_services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    # given 40 labelled pairs, two pinned evaluation prompts and small round sizes
+    pinned = review_cycle.eval_prompts_pin(
+        project=project,
+        conversations=[
+            [{"role": "user", "content": "How do I keep bread fresh?"}],
+            [{"role": "user", "content": "Name a safe way to store knives."}],
+        ],
+    )
+    project.refresh_from_db()
+    project.options = {**project.options, "review_fresh_prompts": 2, "annotation_round_prompts": 3}
+    project.save()
+
+    # when the engineer runs one round of the loop
+    out = StringIO()
+    call_command("loop", "--project", project.slug, "--tiny", "--as", engineer.username, stdout=out)
+
+    # then a reward model and a DPO policy were trained on one snapshot of the labels
+    runs = {r.method: r for r in TrainingRun.objects.filter(project=project)}
+    assert set(runs) == {"reward", "dpo"}
+    assert all(r.status == "succeeded" for r in runs.values())
+    assert runs["reward"].dataset_snapshot_id == runs["dpo"].dataset_snapshot_id
+    base = runs["dpo"].base_model_version
+    candidate = runs["dpo"].candidate_version
+    assert selectors.alias_target(project=project) == base
+    assert (candidate.parent, candidate.state, candidate.launched_by) == (
+        base,
+        "in_review",
+        engineer,
+    )
+    # and the review round put 2 pinned + 2 fresh prompts in front of people, blind
+    review = LoopRound.objects.get(version=candidate, kind=RoundKind.REVIEW)
+    assert review.status == RoundStatus.READY
+    assert review.eval_prompt_ids == pinned
+    assert len(review.task_ids) == 4
+    assert review.evaluation["reward_model"]["id"] == runs["reward"].candidate_version_id
+    assert review.evaluation["candidate"]["kl_to_parent"] is not None
+    assert f"/models/{candidate.pk}/review/" in out.getvalue()
+
+    # when an annotator labels the four review tasks, preferring the candidate every time
+    client = APIClient()
+    client.force_authenticate(annotator)
+    items = TaskItem.objects.filter(task_id__in=review.task_ids).select_related("response")
+    responses_by_id = {i.response_id: i.response.model_name for i in items}
+    payloads = [
+        _claim_and_prefer(client, project, candidate.response_model_name, responses_by_id)
+        for _ in review.task_ids
+    ]
+    # then the annotator saw only the review tasks, never a model name
+    assert sorted(p["task_id"] for p in payloads) == sorted(review.task_ids)
+    blob = json.dumps(payloads)
+    for secret in (candidate.name, base.name, candidate.response_model_name, "@v"):
+        assert secret not in blob
+    # and the candidate's win rate against the champion is 4/4
+    summary = selectors.review_summary(candidate=candidate)
+    assert (summary.labels, summary.win_rate.wins, summary.win_rate.win_rate) == (4, 4, 1.0)
+
+    # when the reviewer approves on the decision page with a rationale
+    page = Client()
+    page.force_login(reviewer)
+    decision = page.post(
+        f"/models/{candidate.pk}/review/",
+        {"decision": "approve", "rationale": "wins every blind comparison"},
+    )
+    assert decision.status_code == 302
+    # then the candidate is approved and champion
+    candidate.refresh_from_db()
+    assert candidate.state == "approved"
+    assert selectors.alias_target(project=project) == candidate
+    last = AuditEvent.objects.filter(version=candidate).order_by("-id")[:2]
+    assert [e.action for e in last] == ["alias_set", "transition"]
+    assert last[1].evidence["review"]["win_rate"] == 1.0
+
+    # when the generation worker runs the next round the approval queued
+    next_round = LoopRound.objects.get(version=candidate, kind=RoundKind.ANNOTATION)
+    prepared = review_cycle.loop_round_prepare(round_id=next_round.pk)
+    # then the new champion's two samples per fresh prompt are new annotation tasks
+    assert len(prepared.task_ids) + len(prepared.skipped) == 3
+    assert len(prepared.task_ids) >= 2
+    new_items = TaskItem.objects.filter(task_id__in=prepared.task_ids).select_related("response")
+    assert {i.response.model_name for i in new_items} == {candidate.response_model_name}
+    assert Task.objects.filter(pk__in=prepared.task_ids, status="open").count() == len(
+        prepared.task_ids
+    )
