@@ -251,9 +251,8 @@ def test_registering_a_model_from_a_folder_outside_the_allowed_roots_is_refused(
 ):
     """An engineer names a folder on the server; only TANDEM_MODEL_IMPORT_ROOTS may be read
     (else any folder the server can read, another project's artifacts included, becomes a
-    "model"). Dormant until the registry's API lands."""
-    if not any(r.name == "api-model-register" for r in http_routes()):
-        pytest.skip("the model registry's API has not landed")
+    "model")."""
+    assert any(r.name == "api-model-register" for r in http_routes())
     from rlhf.training.base_models import build_tiny_causal_lm
 
     client, project = importer
@@ -285,10 +284,8 @@ def test_registering_a_model_from_a_folder_outside_the_allowed_roots_is_refused(
 )
 def test_path_traversal_in_artifact_paths_of_a_training_run_is_a_404(world, db, path):
     """MLflow served artifact paths with '..'; a run's artifact route must serve only the
-    files it recorded. Dormant until training runs land."""
+    files it recorded."""
     ids = world.ids("own", "admin")
-    if "run_id" not in ids:
-        pytest.skip("training runs have not landed")
     client = Client()
     client.force_login(world.users["admin"])
     response = client.get(f"/api/runs/{ids['run_id']}/artifacts/{path}")
