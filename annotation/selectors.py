@@ -17,6 +17,14 @@ from annotation.models import (
 from annotation.rendering import markdown_to_safe_html
 
 
+def project_by_ref(ref: str) -> Project | None:
+    """The project a command line names: an id when ``ref`` is all digits, else (or when no
+    project has that id) a slug. For operators' commands, which act outside any user's scope."""
+    ref = str(ref)
+    project = Project.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
+    return project or Project.objects.filter(slug=ref).first()
+
+
 def project_list_for_user(user) -> list[Project]:
     memberships = (
         Membership.objects.filter(user=user)

@@ -4,8 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.models import Project
 from annotation.quality import selectors, services
+from annotation.selectors import project_by_ref
 
 
 def _fmt(value, digits=3):
@@ -28,9 +28,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, action, project, json: bool, no_refresh: bool, **options):
-        found = Project.objects.filter(slug=project).first()
-        if found is None and project.isdigit():
-            found = Project.objects.filter(pk=int(project)).first()
+        found = project_by_ref(project)
         if found is None:
             raise CommandError(f"no project {project!r}")
         if action == "recompute":

@@ -35,6 +35,7 @@ from django.http import Http404
 from annotation.access import access_project
 from annotation.models import Project, Prompt
 from annotation.roles import Capability
+from annotation.selectors import project_by_ref
 from config.errors import DomainError
 from models_registry import review_cycle, selectors, services
 from models_registry.models import ModelVersion, VersionKind, VersionState
@@ -114,11 +115,7 @@ class Command(BaseCommand):
     # ----------------------------------------------------------------------------- helpers
 
     def _project(self, ref: str) -> Project:
-        project = (
-            Project.objects.filter(pk=int(ref)).first()
-            if ref.isdigit()
-            else Project.objects.filter(slug=ref).first()
-        )
+        project = project_by_ref(ref)
         if project is None:
             raise CommandError(f"no project {ref!r}")
         return project

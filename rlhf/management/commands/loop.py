@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from annotation.models import Project
+from annotation.selectors import project_by_ref
 from config.errors import DomainError
 from rlhf.loop import loop_run
 
@@ -29,9 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, project, tiny, actor, base_url, **options):
-        found = Project.objects.filter(slug=project).first()
-        if found is None and project.isdigit():
-            found = Project.objects.filter(pk=int(project)).first()
+        found = project_by_ref(project)
         if found is None:
             raise CommandError(f"no project {project!r} (python manage.py seed_demo makes 'demo')")
         user = None

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation.models import Project
+from annotation.selectors import project_by_ref
 from config.errors import DomainError
 from rlhf import services
 from rlhf.models import DatasetSnapshot
@@ -64,8 +65,7 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
 
     def _project(self, ref: str) -> Project:
-        project = Project.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
-        project = project or Project.objects.filter(slug=ref).first()
+        project = project_by_ref(ref)
         if project is None:
             raise CommandError(f"no project {ref!r}")
         return project
