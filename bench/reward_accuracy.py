@@ -5,7 +5,9 @@
 Trains a reward model (all-MiniLM-L6-v2 encoder by default) on the first 600 pairs and scores
 the last 200 (pairwise accuracy, ties counted wrong). The last line printed is one JSON object:
 ``{"backbone", "train_pairs", "eval_pairs", "accuracy", "eval_loss", "seconds"}``; ``seconds``
-covers everything from loading the model to the end of evaluation.
+covers everything from loading the model to the end of evaluation. Unless an option says
+otherwise it trains with ``RewardConfig``'s defaults (a probed head, learning rate 1e-5, two
+epochs, 512 tokens), batch size 16.
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ def main() -> None:
     parser.add_argument("--backbone", choices=["encoder", "decoder"], default="encoder")
     parser.add_argument("--train-pairs", type=int, default=600)
     parser.add_argument("--eval-pairs", type=int, default=200)
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=float, help="default: RewardConfig's")
+    parser.add_argument("--lr", type=float, help="default: RewardConfig's")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--max-length", type=int, help="default: RewardConfig's")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument(
@@ -61,13 +63,12 @@ def main() -> None:
     rows = read_jsonl(opts.data)
     train, held_out = rows[: opts.train_pairs], rows[-opts.eval_pairs :]
     base_model = "" if opts.backbone == "encoder" else str(ensure_smollm2(opts.models_dir))
+    chosen = {"num_epochs": opts.epochs, "learning_rate": opts.lr, "max_length": opts.max_length}
     config = RewardConfig(
         backbone=opts.backbone,
         base_model=base_model,
-        num_epochs=opts.epochs,
-        learning_rate=opts.lr,
+        **{name: value for name, value in chosen.items() if value is not None},
         per_device_batch_size=opts.batch_size,
-        max_length=opts.max_length,
         warmup_steps=0.1,
         checkpoint_every_steps=0,
         log_every_steps=10,
@@ -92,6 +93,7 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     test = result.metrics["test"]
+    print(f"head: {result.details.get('head_init')}", file=sys.stderr)
     print(
         json.dumps(
             {

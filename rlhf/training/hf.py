@@ -47,6 +47,7 @@ class RunContext:
     chat_template_sha256: str = ""
     resumed_from: checkpoints.CheckpointInfo | None = None
     refused_checkpoints: list = field(default_factory=list)
+    resume_checked: bool = False  # resume_point looked (hashes are verified once)
     last_checkpoint: checkpoints.CheckpointInfo | None = None
     extra: dict = field(default_factory=dict)  # method-specific facts for the result
 
@@ -237,9 +238,12 @@ def prepare_out_dir(ctx: RunContext) -> None:
 
 
 def resume_point(ctx: RunContext) -> str | None:
-    """The newest verified checkpoint to resume from (None: start fresh)."""
+    """The newest verified checkpoint to resume from (None: start fresh); checked once per run."""
     if not ctx.resume:
         return None
+    if ctx.resume_checked:
+        return str(ctx.resumed_from.path) if ctx.resumed_from else None
+    ctx.resume_checked = True
     info, refused = checkpoints.latest_valid(ctx.checkpoints_dir, trusted=ctx.trusted_checkpoints)
     ctx.refused_checkpoints = refused
     for name, reason in refused:

@@ -110,11 +110,14 @@ def reward_model_source(backbone: str, base_model: str) -> Path:
     return check_model_folder(base_model)
 
 
+HEAD_PREFIXES = ("score.", "classifier.")  # scalar heads: decoder families, BERT-type encoders
+
+
 def load_sequence_classifier(path: str | Path, *, pad_token_id: int | None = None):
     """A one-output sequence classifier (reward or value model) from any local backbone.
 
     A causal LM or bare encoder checkpoint gets a new, seeded scalar head; a reward model
-    folder loads with its trained head.
+    folder loads with its trained head. ``model.tandem_new_head`` says which.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -128,17 +131,27 @@ def load_sequence_classifier(path: str | Path, *, pad_token_id: int | None = Non
                 adapter_base(folder), num_labels=1, use_safetensors=True, trust_remote_code=False
             )
             model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+            new_head = False  # the adapter saves its trained head (modules_to_save)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model, info = AutoModelForSequenceClassification.from_pretrained(
                 folder,
                 num_labels=1,
                 use_safetensors=True,
                 trust_remote_code=False,
                 dtype=torch.float32,
+                output_loading_info=True,
             )
+            # Missing, or of another shape (a classifier with several labels): freshly initialised.
+            fresh = [*info["missing_keys"], *(_key(k) for k in info["mismatched_keys"])]
+            new_head = any(key.startswith(HEAD_PREFIXES) for key in fresh)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
+    model.tandem_new_head = new_head  # True: the head is random, see head_probe
     return model
+
+
+def _key(entry) -> str:
+    return entry if isinstance(entry, str) else entry[0]
 
 
 def lora_config(config, *, task_type: str, modules_to_save: list[str] | None = None):

@@ -10,6 +10,8 @@ from the left so that none is dropped, and handed to TRL already tokenised. Two 
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 
 import torch
@@ -18,7 +20,7 @@ from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from rlhf.training import hf
+from rlhf.training import head_probe, hf
 from rlhf.training.evaluation import pairwise_accuracy
 from rlhf.training.models import (
     load_sequence_classifier,
@@ -105,6 +107,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
 
     torch.manual_seed(config.seed)  # the new scalar head is initialised here
     model = load_sequence_classifier(source, pad_token_id=tokenizer.pad_token_id)
+    ctx.extra["head_init"] = _init_head(ctx, model, train_columns, tokenizer.pad_token_id)
     peft_config = None
     if config.use_lora:
         encoder = not getattr(tokenizer, "chat_template", None)
@@ -143,6 +146,44 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     ctx.extra["reward_backbone"] = config.backbone
     ctx.extra["base_model"] = str(source)
     return trainer, collator, tokenizer
+
+
+def _init_head(ctx: hf.RunContext, model, columns: dict, pad_id: int) -> dict:
+    """Probe a new head on the training pairs (see head_probe); say what was done."""
+    config = ctx.config
+    if not model.tandem_new_head:
+        return {"mode": "trained", "why": "the backbone already has a trained head"}
+    if config.head_init != "probe":
+        return {"mode": "random"}
+    if hf.resume_point(ctx):
+        return {"mode": "checkpoint", "why": "resumed: the checkpoint holds the head"}
+    if head_probe.linear_head(model) is None:
+        return {"mode": "random", "why": "the head is not a single linear layer"}
+    pairs = len(columns["chosen_ids"])
+    sample = min(pairs, config.probe_max_pairs)
+    picked = sorted(random.Random(config.seed).sample(range(pairs), sample))
+    started = time.perf_counter()
+    ctx.reporter.emit("log", message=f"fitting the new head on {len(picked)} pairs (linear probe)")
+    result = head_probe.probe_head(
+        model.to(ctx.device),
+        [columns["chosen_ids"][i] for i in picked],
+        [columns["rejected_ids"][i] for i in picked],
+        [columns["margin"][i] for i in picked] if "margin" in columns else None,
+        pad_id=pad_id,
+        device=ctx.device,
+        precision=ctx.precision,
+        batch_size=max(8, config.per_device_batch_size * 2),
+        seed=config.seed,
+    )
+    info = {"mode": "probe", **result.as_dict(), "seconds": round(time.perf_counter() - started, 1)}
+    ctx.reporter.emit(
+        "log",
+        message=(
+            f"head probed: cross-validated accuracy {result.cv_accuracy:.3f}, "
+            f"L2 {result.l2:g}, {info['seconds']} s"
+        ),
+    )
+    return info
 
 
 def _with_targets(config, targets):

@@ -67,8 +67,18 @@ def generate(
     return query, query_mask, response
 
 
+def score(model, sequences: list[list[int]], **options) -> list[float]:
+    """A sequence classifier's scalar for each sequence, in input order (fp32 outputs).
+
+    ``options``: those of ``classifier_outputs`` (pad_id, device, precision, batch_size).
+    """
+    if not sequences:
+        return []
+    return classifier_outputs(model, sequences, **options)[:, 0].tolist()
+
+
 @torch.no_grad()
-def score(
+def classifier_outputs(
     model,
     sequences: list[list[int]],
     *,
@@ -76,10 +86,15 @@ def score(
     device: str,
     precision: str,
     batch_size: int = 16,
-) -> list[float]:
-    """A sequence classifier's scalar for each sequence, in input order (fp32 outputs)."""
+) -> torch.Tensor:
+    """A sequence classifier's output rows (``[len(sequences), outputs]``, fp32, input order).
+
+    Sequences are batched by length so that little of each batch is padding.
+    """
+    if not sequences:
+        raise ValueError("no sequences to score")
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    out = [0.0] * len(sequences)
+    rows_out: list[torch.Tensor | None] = [None] * len(sequences)
     was_training = model.training
     model.eval()
     for start in range(0, len(order), batch_size):
@@ -87,7 +102,7 @@ def score(
         ids, mask = pad_right([sequences[i] for i in rows], pad_id)
         with autocast(device, precision):
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        for i, value in zip(rows, logits[:, 0].float().tolist(), strict=True):
-            out[i] = value
+        for i, values in zip(rows, logits.float().cpu(), strict=True):
+            rows_out[i] = values
     model.train(was_training)
-    return out
+    return torch.stack(rows_out)

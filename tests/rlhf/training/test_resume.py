@@ -63,6 +63,8 @@ def test_a_run_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(tiny
     assert 2 <= resumed < 6
     assert next(e.step for e in events if e.kind == "step") == resumed + 1
     assert result.global_step == 6
+    # ...taking its reward head from the checkpoint instead of fitting a new one
+    assert result.details["head_init"]["mode"] == "checkpoint"
     # ...and lands on the same weights as a run that was never interrupted (same data order)
     straight = tmp_path / "straight"
     run_training("reward", config, splits, straight)
