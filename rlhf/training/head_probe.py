@@ -28,7 +28,7 @@ import torch
 from rlhf.training import rollout
 
 HEAD_NAMES = ("score", "classifier")  # decoder families, BERT-type encoders
-L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # on standardised features
+L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)  # standardised features
 FOLDS = 5
 REPEATS = 3
 
@@ -39,6 +39,7 @@ class ProbeResult:
 
     pairs: int
     features: int
+    fitted: bool  # False: no penalty beat a zero head out of sample, so the head starts at zero
     l2: float
     cv_accuracy: float  # held-out accuracy of the chosen penalty, ties wrong
     cv_loss: float  # held-out Bradley-Terry loss of the chosen penalty
@@ -145,6 +146,24 @@ def choose_l2(
     return best[2], best[0], best[1]
 
 
+def head_weights(
+    diffs: torch.Tensor, margins: torch.Tensor, *, seed: int = 0
+) -> tuple[torch.Tensor, float, float, float]:
+    """``(weight, l2, cv_loss, cv_accuracy)``: the cross-validated fit, or zeros.
+
+    When even the heaviest penalty predicts held-out pairs worse than a head that scores every
+    answer the same (loss ln 2), the features carry no signal these pairs can find: the head
+    starts at zero rather than at a fit to noise.
+    """
+    l2, cv_loss, cv_accuracy = choose_l2(diffs, margins, seed=seed)
+    chance = float(
+        bradley_terry_loss(diffs, margins, torch.zeros(diffs.shape[1], dtype=diffs.dtype))
+    )
+    if cv_loss >= chance:
+        return torch.zeros(diffs.shape[1], dtype=diffs.dtype), l2, cv_loss, cv_accuracy
+    return fit_weights(diffs, margins, l2), l2, cv_loss, cv_accuracy
+
+
 def probe_head(
     model,
     chosen: list[list[int]],
@@ -178,8 +197,8 @@ def probe_head(
     standard = (features - mean) / scale
     diffs = standard[:count] - standard[count:]
     margin = torch.tensor(margins if margins else [0.0] * count, dtype=diffs.dtype)
-    l2, cv_loss, cv_accuracy = choose_l2(diffs, margin, seed=seed)
-    weight = fit_weights(diffs, margin, l2) * live
+    weight, l2, cv_loss, cv_accuracy = head_weights(diffs, margin, seed=seed)
+    weight = weight * live
     raw = weight / scale  # back to the model's unstandardised features
     with torch.no_grad():
         head.weight.copy_(raw.to(head.weight)[None, :])
@@ -188,6 +207,7 @@ def probe_head(
     return ProbeResult(
         pairs=count,
         features=int(diffs.shape[1]),
+        fitted=bool(weight.abs().sum() > 0),
         l2=l2,
         cv_accuracy=cv_accuracy,
         cv_loss=cv_loss,

@@ -72,6 +72,25 @@ def test_cross_validation_picks_a_heavy_penalty_when_the_labels_are_noise():
     assert 0.3 < cv_accuracy < 0.7
 
 
+def test_a_head_that_cannot_beat_chance_out_of_sample_starts_at_zero():
+    # Given fewer pairs than features and preferences that are pure noise
+    diffs, _ = synthetic_pairs(40, 60, signal=0.0, seed=4)
+    zero = torch.zeros(len(diffs), dtype=diffs.dtype)
+
+    # When the head's weights are chosen
+    weight, _, cv_loss, _ = head_probe.head_weights(diffs, zero)
+
+    # Then no fit beat a constant score held out, so the head is all zeros
+    assert cv_loss >= math.log(2)
+    assert torch.count_nonzero(weight) == 0
+
+    # And with a real signal the same call returns the fit
+    diffs, _ = synthetic_pairs(200, 5, signal=4.0, seed=5)
+    weight, _, cv_loss, _ = head_probe.head_weights(diffs, torch.zeros(200, dtype=diffs.dtype))
+    assert cv_loss < math.log(2)
+    assert torch.count_nonzero(weight) == 5
+
+
 def test_cross_validation_picks_a_light_penalty_when_the_signal_is_strong():
     diffs, _ = synthetic_pairs(400, 5, signal=8.0, seed=3)
     zero = torch.zeros(len(diffs), dtype=diffs.dtype)
