@@ -181,6 +181,7 @@ def _init_head(ctx: hf.RunContext, model, columns: dict, pad_id: int) -> dict:
         message=(
             f"head probed: cross-validated accuracy {result.cv_accuracy:.3f}, "
             f"L2 {result.l2:g}, {info['seconds']} s"
+            + ("" if result.fitted else "; no signal held out, so the head starts at zero")
         ),
     )
     return info
