@@ -110,7 +110,7 @@ def reward_model_source(backbone: str, base_model: str) -> Path:
     return check_model_folder(base_model)
 
 
-HEAD_PREFIXES = ("score.", "classifier.")  # scalar heads: decoder families, BERT-type encoders
+HEAD_NAMES = ("score", "classifier")  # scalar heads: decoder families, BERT-type encoders
 
 
 def load_sequence_classifier(path: str | Path, *, pad_token_id: int | None = None):
@@ -142,16 +142,12 @@ def load_sequence_classifier(path: str | Path, *, pad_token_id: int | None = Non
                 output_loading_info=True,
             )
             # Missing, or of another shape (a classifier with several labels): freshly initialised.
-            fresh = [*info["missing_keys"], *(_key(k) for k in info["mismatched_keys"])]
-            new_head = any(key.startswith(HEAD_PREFIXES) for key in fresh)
+            fresh = [*info["missing_keys"], *(key for key, *_shapes in info["mismatched_keys"])]
+            new_head = any(key.split(".", 1)[0] in HEAD_NAMES for key in fresh)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     model.tandem_new_head = new_head  # True: the head is random, see head_probe
     return model
-
-
-def _key(entry) -> str:
-    return entry if isinstance(entry, str) else entry[0]
 
 
 def lora_config(config, *, task_type: str, modules_to_save: list[str] | None = None):

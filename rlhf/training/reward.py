@@ -23,6 +23,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 from rlhf.training import head_probe, hf
 from rlhf.training.evaluation import pairwise_accuracy
 from rlhf.training.models import (
+    HEAD_NAMES,
     load_sequence_classifier,
     load_tokenizer,
     lora_config,
@@ -30,7 +31,7 @@ from rlhf.training.models import (
 )
 from rlhf.training.tokens import chat_template_sha256, encode_for_scoring
 
-HEAD_MODULES = ("score.", "classifier.", "pooler.")
+HEAD_MODULES = (*(f"{name}." for name in HEAD_NAMES), "pooler.")  # new or retrained on top
 
 
 class TandemRewardTrainer(hf.LengthGroupedMixin, RewardTrainer):
