@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The training engine's one GPU check (issue 5): GPU tests, then the reward-model and DPO
 # throughput benchmarks (Tandem's path against plain TRL, random-weight SmolLM2-135M) on the
-# GPU, printing ratio, samples/s and MFU. Budget: well under 8 minutes, pip install included.
+# GPU, printing ratio, samples/s and MFU, then profiles a few steps of each side. Budget: under
+# 9 minutes, pip install included; the profile runs last, so a timeout costs only the profile.
 #
 # Prepare on the dev machine first:  bash bench/gpu_prepare.sh
-# Device call:  run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=480)
+# Device call:  run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=540)
 # Logs land in $OUT: gpu_check.log (everything), gpu_tests.log, throughput_<method>.log,
-# summary.json (one line per benchmark).
+# summary.json (one line per benchmark), profile/ (where a step's time goes, per side).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-/tmp/gpu-check-out}
@@ -47,5 +48,16 @@ for method in reward dpo; do
   tail -n 1 "$OUT/throughput_$method.log" | grep '^{' >> "$OUT/summary.json" || true
 done
 
+# Where a step's time goes, per side (torch.profiler over 4 steady steps): the device's busy
+# share, host syncs per step, and the ops that took the time (profile/<method>_<side>.txt).
+for method in reward dpo; do
+  stage "profile $method"
+  timeout 120 python3 bench/train_throughput.py --method "$method" \
+    --model random:.gpu-assets/smollm2-135m --data .gpu-assets/hh_harmless_dev_1024.jsonl \
+    --pairs 1024 --steps 8 --batch-size 64 --max-length 512 --profile "$OUT/profile" \
+    > "$OUT/profile_$method.log" 2>&1
+  echo "profile $method exit: $?"
+done
+
 stage "summary"
-cat "$OUT/summary.json"
+cat "$OUT/summary.json" "$OUT/profile/profile.jsonl"

@@ -13,6 +13,10 @@ alternating rounds (ours, TRL, ours, TRL, ...; ``--rounds``, default 3) and each
 the median of its rounds; every round's figure is printed to stderr. The last line printed is one
 JSON object.
 
+``--profile DIR`` runs one round per side under ``torch.profiler`` (steps 3-6) and writes, per
+side, the ops that took the time (``<method>_<side>.txt``) and one JSON line of where a step's
+wall time went (``profile.jsonl``: host-to-device syncs, device busy share).
+
 ``--model`` is ``smollm2-135m`` (the packaged weights), a model folder, or ``random:<folder>``:
 a randomly initialised model built from that folder's config.json and tokenizer (for GPU
 machines without the weights; speed does not depend on the weights' values).
@@ -21,6 +25,7 @@ machines without the weights; speed does not depend on the weights' values).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -102,7 +107,88 @@ class StepClock(TrainerCallback):
         return (self.tokens[-1] - self.tokens[1]) / seconds, steps / seconds, steps
 
 
-def run_ours(method, model_dir, rows, opts, scratch) -> dict:
+class StepProfiler:
+    """torch.profiler over a few steady steps (after 2 skipped and 1 warm-up), summarised.
+
+    The summary says whether a step is bound by the device or by the host: the device's busy
+    share of the wall time, and how many times per step the host waited for it (``.item()``,
+    ``aten::_local_scalar_dense``: each one drains the queue the host was filling ahead).
+    """
+
+    WAIT, WARMUP, ACTIVE = 2, 1, 4
+
+    def __init__(self, out_dir: Path, name: str):
+        from torch.profiler import ProfilerActivity, profile, schedule
+
+        self.out_dir, self.name = out_dir, name
+        self.cuda = torch.cuda.is_available()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        self.profiler = profile(
+            activities=activities,
+            schedule=schedule(wait=self.WAIT, warmup=self.WARMUP, active=self.ACTIVE, repeat=1),
+            on_trace_ready=self._write,
+        )
+        self.steps = 0
+        self.marks: list[float] = []
+
+    def __enter__(self):
+        self.profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.profiler.__exit__(*exc)
+
+    def step(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.steps += 1
+        if self.steps >= self.WAIT + self.WARMUP:  # the active window's edges
+            self.marks.append(time.perf_counter())
+        self.profiler.step()
+
+    def _write(self, prof) -> None:
+        try:
+            self._summarise(prof)
+        except Exception as error:  # a diagnostic must not cost the measured run
+            print(f"profile {self.name}: could not summarise: {error!r}", file=sys.stderr)
+
+    def _summarise(self, prof) -> None:
+        events = prof.key_averages()
+        sort = "self_device_time_total" if self.cuda else "self_cpu_time_total"
+        table = events.table(sort_by=sort, row_limit=40)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"{self.name}.txt").write_text(table)
+        wall = self.marks[self.ACTIVE] - self.marks[0] if len(self.marks) > self.ACTIVE else None
+        # Kernels only (device-side events): their self time is the device's busy time.
+        kernels = [e for e in events if e.device_type.name != "CPU"]
+        device_us = sum(e.self_device_time_total for e in kernels)
+        syncs = sum(e.count for e in events if e.key == "aten::_local_scalar_dense")
+        busy_ms = device_us / 1e3 / self.ACTIVE
+        summary = {
+            "name": self.name,
+            "steps": self.ACTIVE,
+            "wall_ms_per_step": round(1e3 * wall / self.ACTIVE, 1) if wall else None,
+            "device_busy_ms_per_step": round(busy_ms, 1) if self.cuda else None,
+            "host_syncs_per_step": round(syncs / self.ACTIVE, 1),
+        }
+        if self.cuda:  # many small kernels: launch-bound; few long ones: compute-bound
+            summary["kernels_per_step"] = round(sum(e.count for e in kernels) / self.ACTIVE)
+        if wall and self.cuda:
+            summary["device_busy_share"] = round(device_us / 1e6 / wall, 3)
+        with (self.out_dir / "profile.jsonl").open("a") as handle:
+            handle.write(json.dumps(summary) + "\n")
+        print(f"profile {summary}", file=sys.stderr)
+
+
+class ProfilerSteps(TrainerCallback):
+    def __init__(self, profiler: StepProfiler):
+        self.profiler = profiler
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.profiler.step()
+
+
+def run_ours(method, model_dir, rows, opts, scratch, profiler=None) -> dict:
     common = {
         "base_model": str(model_dir),
         "per_device_batch_size": opts.batch_size,
@@ -120,12 +206,18 @@ def run_ours(method, model_dir, rows, opts, scratch) -> dict:
     else:
         config = DPOConfig(use_lora=False, **common)
     events = []
+
+    def progress(event):
+        events.append(event)
+        if profiler is not None and event.kind == "step":  # one per step: log_every_steps=1
+            profiler.step()
+
     result = run_training(
         method,
         config,
         DatasetSplits(train=rows),
         scratch / f"ours-{method}",
-        progress=events.append,
+        progress=progress,
         resume=False,
     )
     steps = [e for e in events if e.kind == "step"]
@@ -140,7 +232,7 @@ def run_ours(method, model_dir, rows, opts, scratch) -> dict:
     }
 
 
-def run_trl(method, model_dir, rows, opts, scratch) -> dict:
+def run_trl(method, model_dir, rows, opts, scratch, profiler=None) -> dict:
     from datasets import Dataset
 
     dataset = Dataset.from_list(
@@ -183,6 +275,8 @@ def run_trl(method, model_dir, rows, opts, scratch) -> dict:
     trainer.data_collator = CountingCollator(trainer.data_collator)
     clock = StepClock(trainer.data_collator)
     trainer.add_callback(clock)
+    if profiler is not None:
+        trainer.add_callback(ProfilerSteps(profiler))
     trainer.train()
     tokens_per_s, steps_per_s, _ = clock.rate()
     return {
@@ -245,10 +339,20 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds per side; the median is reported"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="one round per side under torch.profiler; where the time went is written to DIR",
+    )
     opts = parser.parse_args()
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    if opts.profile:
+        opts.rounds = 1
+        if opts.steps < StepProfiler.WAIT + StepProfiler.WARMUP + StepProfiler.ACTIVE + 1:
+            parser.error("--profile needs --steps of at least 8")
     rows = read_jsonl(opts.data)[: opts.pairs]
     scratch = Path(tempfile.mkdtemp(prefix="tandem-throughput-"))
     try:
@@ -263,9 +367,18 @@ def main() -> None:
                 if opts.only and opts.only != side:
                     continue
                 started = time.perf_counter()
-                result = runner(
-                    opts.method, model_dir, rows, opts, scratch / f"round-{round_number}"
+                profiler = (
+                    StepProfiler(opts.profile, f"{opts.method}_{side}") if opts.profile else None
                 )
+                with profiler or contextlib.nullcontext():
+                    result = runner(
+                        opts.method,
+                        model_dir,
+                        rows,
+                        opts,
+                        scratch / f"round-{round_number}",
+                        profiler=profiler,
+                    )
                 rounds.append(result)
                 seconds = time.perf_counter() - started
                 print(f"round {round_number} {side}: {result} ({seconds:.0f} s)", file=sys.stderr)
