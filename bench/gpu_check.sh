@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The training engine's one GPU check (issue 5): GPU tests, then the reward-model and DPO
 # throughput benchmarks (Tandem's path against plain TRL, random-weight SmolLM2-135M) on the
-# GPU, printing ratio, samples/s and MFU, then profiles a few steps of each side. Budget: under
-# 9 minutes, pip install included; the profile runs last, so a timeout costs only the profile.
+# GPU, printing ratio, samples/s and MFU; again with our side compiled; then profiles a few steps
+# of each side. Budget: under 10 minutes, pip install included; the stages run in order of
+# importance and write to $OUT as they go, so a timeout costs only the last ones.
 #
 # Prepare on the dev machine first:  bash bench/gpu_prepare.sh
-# Device call:  run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=540)
+# Device call:  run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=600)
 # Logs land in $OUT: gpu_check.log (everything), gpu_tests.log, throughput_<method>.log,
 # summary.json (one line per benchmark), profile/ (where a step's time goes, per side).
 set -uo pipefail
@@ -46,6 +47,18 @@ for method in reward dpo; do
     --pairs 1024 --steps 16 --batch-size 64 --max-length 512 2>&1 | tee "$OUT/throughput_$method.log"
   echo "throughput $method exit: ${PIPESTATUS[0]}"
   tail -n 1 "$OUT/throughput_$method.log" | grep '^{' >> "$OUT/summary.json" || true
+done
+
+# Our side compiled (compile_model): 32 steps (two passes over the pairs), the first 8 left out
+# of both sides' figures so that compilation and recompiles for new lengths are not counted.
+for method in reward dpo; do
+  stage "throughput $method, ours compiled"
+  timeout 200 python3 bench/train_throughput.py --method "$method" \
+    --model random:.gpu-assets/smollm2-135m --data .gpu-assets/hh_harmless_dev_1024.jsonl \
+    --pairs 1024 --steps 32 --warmup-steps 8 --batch-size 64 --max-length 512 --rounds 1 \
+    --compile 2>&1 | tee "$OUT/throughput_${method}_compiled.log"
+  echo "throughput $method compiled exit: ${PIPESTATUS[0]}"
+  tail -n 1 "$OUT/throughput_${method}_compiled.log" | grep '^{' >> "$OUT/summary.json" || true
 done
 
 # Where a step's time goes, per side (torch.profiler over 4 steady steps): the device's busy

@@ -5,7 +5,7 @@
 #   .gpu-assets/  SmolLM2-135M's config and tokenizer (no weights: the GPU bench uses random ones)
 #                 and the first 1,024 HH-RLHF pairs the benchmark trains on
 # Both are ignored by git and travel with `carry`. Then make the device call:
-#   run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=540)
+#   run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=600)
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 exclude="$(git rev-parse --git-path info/exclude)"

@@ -11,9 +11,10 @@ padding) over every step but the first (warm-up), measured by the same collator 
 both. On a shared machine another process can slow one side down for a minute, so the two run in
 alternating rounds (ours, TRL, ours, TRL, ...; ``--rounds``, default 3) and each side's figure is
 the median of its rounds; every round's figure is printed to stderr. The last line printed is one
-JSON object.
+JSON object. ``--compile`` has our side compile the model first (``compile_model``); with it,
+``--warmup-steps`` (default 1) should leave the compilation out of both sides' figures.
 
-``--profile DIR`` runs one round per side under ``torch.profiler`` (steps 3-6) and writes, per
+``--profile DIR`` runs one round per side under ``torch.profiler`` (steps 4-7) and writes, per
 side, the ops that took the time (``<method>_<side>.txt``) and one JSON line of where a step's
 wall time went (``profile.jsonl``: host-to-device syncs, device busy share).
 
@@ -100,11 +101,11 @@ class StepClock(TrainerCallback):
         self.times.append(time.perf_counter())
         self.tokens.append(self.tokens[-1] + self.collator.take(args.gradient_accumulation_steps))
 
-    def rate(self) -> tuple[float, float, int]:
-        """(tokens/s, steps/s, steps) over every step after the first."""
-        steps = len(self.times) - 2
-        seconds = self.times[-1] - self.times[1]
-        return (self.tokens[-1] - self.tokens[1]) / seconds, steps / seconds, steps
+    def rate(self, warmup: int = 1) -> tuple[float, float, int]:
+        """(tokens/s, steps/s, steps) over every step after the first ``warmup``."""
+        steps = len(self.times) - 1 - warmup
+        seconds = self.times[-1] - self.times[warmup]
+        return (self.tokens[-1] - self.tokens[warmup]) / seconds, steps / seconds, steps
 
 
 class StepProfiler:
@@ -198,6 +199,7 @@ def run_ours(method, model_dir, rows, opts, scratch, profiler=None) -> dict:
         "checkpoint_every_steps": 0,
         "log_every_steps": 1,
         "seed": opts.seed,
+        "compile_model": opts.compile,
     }
     if method == "reward":
         # TRL starts from a random head; fitting ours first (untimed, minutes on a CPU) would
@@ -221,7 +223,7 @@ def run_ours(method, model_dir, rows, opts, scratch, profiler=None) -> dict:
         resume=False,
     )
     steps = [e for e in events if e.kind == "step"]
-    first, last = steps[0], steps[-1]
+    first, last = steps[opts.warmup_steps - 1], steps[-1]
     seconds = last.elapsed_s - first.elapsed_s
     return {
         "tokens_per_s": (last.tokens - first.tokens) / seconds,
@@ -278,7 +280,7 @@ def run_trl(method, model_dir, rows, opts, scratch, profiler=None) -> dict:
     if profiler is not None:
         trainer.add_callback(ProfilerSteps(profiler))
     trainer.train()
-    tokens_per_s, steps_per_s, _ = clock.rate()
+    tokens_per_s, steps_per_s, _ = clock.rate(opts.warmup_steps)
     return {
         "tokens_per_s": tokens_per_s,
         "steps_per_s": steps_per_s,
@@ -340,6 +342,17 @@ def main() -> None:
         "--rounds", type=int, default=3, help="alternating rounds per side; the median is reported"
     )
     parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=1,
+        help="first steps of each side left out of the figures (compilation, allocator warm-up)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="our side compiles the model (compile_model=True); TRL stays at its defaults",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -349,6 +362,8 @@ def main() -> None:
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    if not 1 <= opts.warmup_steps < opts.steps - 1:
+        parser.error("--warmup-steps must leave at least two measured steps")
     if opts.profile:
         opts.rounds = 1
         if opts.steps < StepProfiler.WAIT + StepProfiler.WARMUP + StepProfiler.ACTIVE + 1:
@@ -393,6 +408,8 @@ def main() -> None:
             "ours_dropped_pairs": ours["dropped_pairs"] if ours else None,
             "trl_dropped_pairs": trl["dropped_pairs"] if trl else None,
         }
+        if opts.compile:
+            line["ours_compiled"] = True
         if torch.cuda.is_available():
             line["device"] = torch.cuda.get_device_name()
             for side, values in (("ours", ours), ("trl", trl)):

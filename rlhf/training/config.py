@@ -132,6 +132,13 @@ class TrainingConfig:
         "Recompute activations in the backward pass: saves memory, costs ~25% more compute. Off "
         "unless activations do not fit.",
     )
+    compile_model: bool = _f(
+        False,
+        "Compile the model with torch.compile (TorchInductor), which fuses its many small "
+        "kernels: meant for GPUs held back by per-kernel overhead (small models, short "
+        "sequences). The first step pays a one-time compile (tens of seconds or more). Off by "
+        "default: on a 2-core CPU it measured no faster. SFT, reward models and DPO only.",
+    )
     group_by_length: bool = _f(
         True,
         "Build batches from examples of similar length (shuffled groups), so little compute is "
@@ -415,7 +422,10 @@ class OnlineConfig(TrainingConfig):
     )
 
     def _validate_method(self) -> dict[str, str]:
-        return {} if self.reward_model else {"reward_model": "a reward model folder is required"}
+        errors = {} if self.reward_model else {"reward_model": "a reward model folder is required"}
+        if self.compile_model:
+            errors["compile_model"] = "not available for sampling methods (PPO, RLOO, GRPO)"
+        return errors
 
 
 @dataclass

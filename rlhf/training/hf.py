@@ -82,6 +82,7 @@ def trainer_arguments(ctx: RunContext, *, has_eval: bool) -> dict:
         # transformers 5 renamed gradient_checkpointing; setting the new name overrides TRL's
         # default of True.
         "activation_checkpointing": config.gradient_checkpointing,
+        "torch_compile": config.compile_model,
         "logging_steps": config.log_every_steps,
         "logging_first_step": True,
         "save_strategy": "steps" if config.checkpoint_every_steps else "no",

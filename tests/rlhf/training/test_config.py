@@ -35,6 +35,16 @@ def test_defaults_are_explicit_about_speed_knobs_trl_would_otherwise_turn_on():
     assert config.gradient_checkpointing is False
     assert config.precision == "auto"
     assert config.group_by_length is True
+    assert config.compile_model is False
+
+
+@pytest.mark.parametrize("method", ["ppo", "rloo", "grpo"])
+def test_sampling_methods_refuse_compilation(method):
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(method, {"reward_model": "/models/rm", "compile_model": True})
+    assert caught.value.errors == {
+        "compile_model": "not available for sampling methods (PPO, RLOO, GRPO)"
+    }
 
 
 def test_invalid_values_are_all_reported_by_field():
