@@ -136,8 +136,10 @@ class TrainingConfig:
         False,
         "Compile the model with torch.compile (TorchInductor), which fuses its many small "
         "kernels: meant for GPUs held back by per-kernel overhead (small models, short "
-        "sequences). The first step pays a one-time compile (tens of seconds or more). Off by "
-        "default: on a 2-core CPU it measured no faster. SFT, reward models and DPO only.",
+        "sequences). The first steps pay a one-time compile. Off by default: on a 2-core CPU, "
+        "SmolLM2-135M reward-model steps ran 8% faster after about 4 minutes of compiling. SFT, "
+        "reward models and DPO only.",
+        methods=["sft", "reward", "dpo"],
     )
     group_by_length: bool = _f(
         True,
@@ -562,11 +564,16 @@ def config_from_dict(method: str, values: dict) -> TrainingConfig:
 
 
 def config_schema(method: str) -> list[dict]:
-    """Every field of a method's config as a form would need it: name, type, default, help."""
+    """Every field of a method's config as a form would need it: name, type, default, help.
+
+    A field whose ``methods`` metadata leaves this method out is not offered (its default holds).
+    """
     cls = CONFIG_CLASSES[method]
     defaults = asdict(cls())
     schema = []
     for f in dataclasses.fields(cls):
+        if method not in f.metadata.get("methods", METHODS):
+            continue
         default = defaults[f.name]
         entry = {"name": f.name, "type": type(default).__name__, "default": default}
         entry.update(f.metadata)

@@ -45,6 +45,8 @@ def test_sampling_methods_refuse_compilation(method):
     assert caught.value.errors == {
         "compile_model": "not available for sampling methods (PPO, RLOO, GRPO)"
     }
+    assert "compile_model" not in {entry["name"] for entry in config_schema(method)}
+    assert "compile_model" in {entry["name"] for entry in config_schema("dpo")}
 
 
 def test_invalid_values_are_all_reported_by_field():
