@@ -40,36 +40,37 @@ timeout 150 python3 -m pytest --confcutdir=tests/rlhf/training tests/rlhf/traini
 echo "gpu tests exit: ${PIPESTATUS[0]}"
 
 : > "$OUT/summary.json"
+# throughput LOG SECONDS ARGS...: the benchmark on the carried pairs and random SmolLM2-135M,
+# batch 64, 512 tokens; its log in $OUT/LOG.log, its JSON line appended to summary.json.
+throughput() {
+  local log=$1 limit=$2
+  shift 2
+  timeout "$limit" python3 bench/train_throughput.py \
+    --model random:.gpu-assets/smollm2-135m --data .gpu-assets/hh_harmless_dev_1024.jsonl \
+    --pairs 1024 --batch-size 64 --max-length 512 "$@" 2>&1 | tee "$OUT/$log.log"
+  echo "$log exit: ${PIPESTATUS[0]}"
+  tail -n 1 "$OUT/$log.log" | grep '^{' >> "$OUT/summary.json" || true
+}
+
 for method in reward dpo; do
   stage "throughput $method"
-  timeout 150 python3 bench/train_throughput.py --method "$method" \
-    --model random:.gpu-assets/smollm2-135m --data .gpu-assets/hh_harmless_dev_1024.jsonl \
-    --pairs 1024 --steps 16 --batch-size 64 --max-length 512 2>&1 | tee "$OUT/throughput_$method.log"
-  echo "throughput $method exit: ${PIPESTATUS[0]}"
-  tail -n 1 "$OUT/throughput_$method.log" | grep '^{' >> "$OUT/summary.json" || true
+  throughput "throughput_$method" 150 --method "$method" --steps 16
 done
 
 # Our side compiled (compile_model): 32 steps (two passes over the pairs), the first 8 left out
 # of both sides' figures so that compilation and recompiles for new lengths are not counted.
 for method in reward dpo; do
   stage "throughput $method, ours compiled"
-  timeout 200 python3 bench/train_throughput.py --method "$method" \
-    --model random:.gpu-assets/smollm2-135m --data .gpu-assets/hh_harmless_dev_1024.jsonl \
-    --pairs 1024 --steps 32 --warmup-steps 8 --batch-size 64 --max-length 512 --rounds 1 \
-    --compile 2>&1 | tee "$OUT/throughput_${method}_compiled.log"
-  echo "throughput $method compiled exit: ${PIPESTATUS[0]}"
-  tail -n 1 "$OUT/throughput_${method}_compiled.log" | grep '^{' >> "$OUT/summary.json" || true
+  throughput "throughput_${method}_compiled" 200 --method "$method" --steps 32 --warmup-steps 8 \
+    --rounds 1 --compile
 done
 
 # Where a step's time goes, per side (torch.profiler over 4 steady steps): the device's busy
 # share, host syncs per step, and the ops that took the time (profile/<method>_<side>.txt).
+# (Their summary lines say "profiled": the profiler slows the run they measure.)
 for method in reward dpo; do
   stage "profile $method"
-  timeout 120 python3 bench/train_throughput.py --method "$method" \
-    --model random:.gpu-assets/smollm2-135m --data .gpu-assets/hh_harmless_dev_1024.jsonl \
-    --pairs 1024 --steps 8 --batch-size 64 --max-length 512 --profile "$OUT/profile" \
-    > "$OUT/profile_$method.log" 2>&1
-  echo "profile $method exit: $?"
+  throughput "profile_$method" 120 --method "$method" --steps 8 --profile "$OUT/profile"
 done
 
 stage "summary"

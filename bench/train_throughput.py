@@ -410,6 +410,8 @@ def main() -> None:
         }
         if opts.compile:
             line["ours_compiled"] = True
+        if opts.profile:
+            line["profiled"] = True  # the profiler's overhead is in these figures
         if torch.cuda.is_available():
             line["device"] = torch.cuda.get_device_name()
             for side, values in (("ours", ours), ("trl", trl)):
