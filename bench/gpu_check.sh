@@ -8,7 +8,8 @@
 # Prepare on the dev machine first:  bash bench/gpu_prepare.sh
 # Device call:  run(command="bash bench/gpu_check.sh", carry=[".whl", ".gpu-assets"], timeout_s=600)
 # Logs land in $OUT: gpu_check.log (everything), gpu_tests.log, throughput_<method>.log,
-# summary.json (one line per benchmark), profile/ (where a step's time goes, per side).
+# throughput_<method>_compiled.log, profile_<method>.log, summary.json (one line per benchmark),
+# profile/ (where a step's time goes, per side).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-/tmp/gpu-check-out}

@@ -108,8 +108,11 @@ class StepClock(TrainerCallback):
         return (self.tokens[-1] - self.tokens[warmup]) / seconds, steps / seconds, steps
 
 
-class StepProfiler:
+class StepProfiler(TrainerCallback):
     """torch.profiler over a few steady steps (after 2 skipped and 1 warm-up), summarised.
+
+    ``step()`` marks the end of a training step: a TrainerCallback for TRL's side, called from
+    the progress events on ours.
 
     The summary says whether a step is bound by the device or by the host: the device's busy
     share of the wall time, and how many times per step the host waited for it (``.item()``,
@@ -147,6 +150,9 @@ class StepProfiler:
             self.marks.append(time.perf_counter())
         self.profiler.step()
 
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step()
+
     def _write(self, prof) -> None:
         try:
             self._summarise(prof)
@@ -179,14 +185,6 @@ class StepProfiler:
         with (self.out_dir / "profile.jsonl").open("a") as handle:
             handle.write(json.dumps(summary) + "\n")
         print(f"profile {summary}", file=sys.stderr)
-
-
-class ProfilerSteps(TrainerCallback):
-    def __init__(self, profiler: StepProfiler):
-        self.profiler = profiler
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.profiler.step()
 
 
 def run_ours(method, model_dir, rows, opts, scratch, profiler=None) -> dict:
@@ -278,7 +276,7 @@ def run_trl(method, model_dir, rows, opts, scratch, profiler=None) -> dict:
     clock = StepClock(trainer.data_collator)
     trainer.add_callback(clock)
     if profiler is not None:
-        trainer.add_callback(ProfilerSteps(profiler))
+        trainer.add_callback(profiler)
     trainer.train()
     tokens_per_s, steps_per_s, _ = clock.rate(opts.warmup_steps)
     return {
