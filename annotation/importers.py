@@ -22,6 +22,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -183,6 +184,34 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
+# Python's json accepts what PostgreSQL's jsonb and text columns refuse (NaN, Infinity, a
+# \u0000 escape): a row holding one must be refused with its line, not fail the INSERT.
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _holds_nul(value) -> bool:
+    stack = [value]  # iterative, so no nesting the decoder accepted can exhaust the stack
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _records(text: str, fmt: str):
     """Yield (line number, record) pairs; a parse error yields (line, _RowError)."""
     if fmt == "jsonl":
@@ -190,9 +219,18 @@ def _records(text: str, fmt: str):
             if not raw.strip():
                 continue
             try:
-                yield number, json.loads(raw)
+                record = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
             except json.JSONDecodeError as exc:
                 yield number, _RowError(f"not valid JSON ({exc.msg})")
+            except ValueError as exc:  # NaN, Infinity, 1e999, an integer of 4,300+ digits
+                yield number, _RowError(f"not valid JSON ({exc})")
+            except RecursionError:
+                yield number, _RowError("not valid JSON (nested too deeply)")
+            else:
+                if _holds_nul(record):
+                    yield number, _RowError("contains a NUL character (\\u0000)")
+                else:
+                    yield number, record
         return
     csv.field_size_limit(MAX_TEXT_CHARS * 4)
     reader = csv.DictReader(io.StringIO(text))

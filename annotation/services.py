@@ -189,9 +189,12 @@ def project_update(*, project: Project, **fields) -> Project:
         setattr(project, key, value)
     project.save(update_fields=[*fields, "updated_at"])
     if "overlap" in fields:
-        # Open tasks follow the new overlap; a task never needs fewer labels than it has.
-        tasks = Task.objects.filter(project=project, status=TaskStatus.OPEN)
+        # Open tasks follow the new overlap; a task never needs fewer labels than it has, so
+        # one that already has more than the new overlap is done with what it has. Gold
+        # tasks keep taking every annotator's label (annotation.quality owns their overlap).
+        tasks = Task.objects.filter(project=project, status=TaskStatus.OPEN, gold__isnull=True)
         tasks.filter(label_count__lte=project.overlap).update(required_labels=project.overlap)
+        tasks.filter(label_count__gt=project.overlap).update(required_labels=F("label_count"))
         tasks.filter(label_count__gte=F("required_labels")).update(
             status=TaskStatus.DONE, completed_at=timezone.now()
         )
@@ -652,6 +655,12 @@ def _label_submit_locked(
         raise Conflict(
             "your lease expired and the task already has enough labels", code="lease_lost"
         )
+    if task.label_count >= task.required_labels:
+        # A live lease no longer guarantees a slot once the overlap was lowered (or a gold
+        # task returned to the pool, or an import labelled it): refuse instead of breaking
+        # the task_labels_within_overlap constraint (an IntegrityError, a 500 the browser's
+        # outbox would retry forever).
+        raise Conflict("this task already has all the labels it needs", code="task_full")
     item_ids, texts = _task_context(task)
     canonical = canonical_payload(
         task.kind,

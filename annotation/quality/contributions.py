@@ -322,16 +322,20 @@ def task_contribution(facts: Mapping) -> tuple[dict, dict[int, dict], dict[str, 
     return project, annotators, pairs
 
 
+def _strength_position(value) -> int | None:
+    """A pairwise value's place on STRENGTH_SCALE; None off the scale (both bad) or for a
+    decision without a strength (imported preference pairs say only which one was chosen)."""
+    outcome, strength = value
+    key = "tie" if outcome == "tie" else f"{outcome}:{strength}"
+    return STRENGTH_SCALE.index(key) if key in STRENGTH_SCALE else None
+
+
 def _pairwise(labels, project, annotator, pairs, last_day) -> None:
     index = {o: i for i, o in enumerate(OUTCOMES)}
     outcomes = [index[lb["v"][0]] for lb in labels]
     project["distribution"] = {OUTCOMES[o]: outcomes.count(o) for o in set(outcomes)}
     outcome_counts = _counts(outcomes, len(OUTCOMES))
-    strengths = [
-        STRENGTH_SCALE.index(f"{lb['v'][0]}:{lb['v'][1]}" if lb["v"][0] != "tie" else "tie")
-        for lb in labels
-        if lb["v"][0] != "both_bad"
-    ]
+    strengths = [s for s in (_strength_position(lb["v"]) for lb in labels) if s is not None]
     project["agreement"] = {
         "outcome": _unit(outcome_counts),
         "strength": _unit(_counts(strengths, len(STRENGTH_SCALE))),

@@ -229,3 +229,34 @@ def test_claims_and_submits_never_lock_the_project_row(project, annotator, make_
         other.close()
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
+
+
+def test_lowering_the_overlap_completes_tasks_that_already_have_more_labels(
+    project, member, make_task
+):
+    # given overlap 3 and a task with two labels
+    services.project_update(project=project, overlap=3)
+    task = make_task()
+    a, b, c = member(), member(), member()
+    for user in (a, b):
+        services.task_claim_next(project=project, annotator=user)
+        submit_left(task, user)
+    # when the overlap is lowered to 1
+    services.project_update(project=project, overlap=1)
+    # then the task is done with the two labels it has, and nobody is offered it again
+    task.refresh_from_db()
+    assert (task.label_count, task.required_labels, task.status) == (2, 2, TaskStatus.DONE)
+    assert services.task_claim_next(project=project, annotator=c) is None
+
+
+def test_changing_the_overlap_leaves_gold_tasks_open_to_everyone(project, admin_user, make_task):
+    # given a gold task (it takes a label from every annotator served it)
+    from annotation.quality.services import GOLD_REQUIRED_LABELS, gold_mark
+
+    task = make_task()
+    gold_mark(task=task, payload={"choice": "A"}, by=admin_user)
+    # when the project's overlap changes
+    services.project_update(project=project, overlap=3)
+    # then the gold task still takes everyone's label
+    task.refresh_from_db()
+    assert (task.required_labels, task.status) == (GOLD_REQUIRED_LABELS, TaskStatus.OPEN)

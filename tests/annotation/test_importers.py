@@ -157,3 +157,27 @@ def test_disabled_task_kinds_are_refused(project, admin_user):
                     created_by=admin_user)  # fmt: skip
     assert "not enabled" in refused.value.message
     assert counts() == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"prompt": "hi", "metadata": {"score": NaN}}', "NaN is not a JSON number"),
+        (b'{"prompt": "hi", "metadata": {"score": 1e999}}', "out of range"),
+        (b'{"prompt": "hi", "metadata": {"x": "a\\u0000b"}}', "NUL character"),
+        (b'{"prompt": "hi", "source": "s\\u0000"}', "NUL character"),
+        (b'{"prompt": "hi", "metadata": {"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}",
+         "nested too deeply"),
+    ],
+)  # fmt: skip
+def test_json_the_database_cannot_store_is_refused_with_the_line(project, admin_user, line, reason):
+    # given a file whose second row is JSON to Python but not storable (jsonb, text columns)
+    data = jsonl({"prompt": "fine"}) + b"\n" + line + b"\n"
+    # when it is imported, then it is refused with the line and the reason, and nothing is kept
+    with pytest.raises(ValidationFailed) as refused:
+        import_file(project=project, data=data, filename="p.jsonl", kind="prompts",
+                    created_by=admin_user)  # fmt: skip
+    assert refused.value.extra["errors"][0]["line"] == 2
+    assert reason in refused.value.extra["errors"][0]["reason"]
+    assert counts() == (0, 0, 0, 0)
+    assert not ImportBatch.objects.exists()

@@ -235,3 +235,22 @@ def test_flags_are_validated(project, annotator, make_task):
         flags=["spam", "unsafe", "spam"],
     ).label  # fmt: skip
     assert label.flags == ["spam", "unsafe"]
+
+
+def test_a_live_lease_on_a_task_filled_after_the_overlap_was_lowered_is_a_conflict(
+    project, member, make_task
+):
+    # given overlap 2, a task leased by a and b, then the overlap lowered to 1 and a's label in
+    task = make_task()
+    a, b = member(), member()
+    claim(project, a)
+    claim(project, b)
+    services.project_update(project=project, overlap=1)
+    services.label_submit(task=task, annotator=a, payload={"choice": "left"})
+    # when b submits on a lease that is still live
+    with pytest.raises(Conflict) as refused:
+        services.label_submit(task=task, annotator=b, payload={"choice": "left"})
+    # then it is refused as a conflict (not a database error) and the task keeps one label
+    assert refused.value.code == "task_full"
+    assert Task.objects.filter(pk=task.pk).values_list("label_count", "status").get() == (1, "done")
+    assert list(Label.objects.filter(task=task).values_list("annotator_id", flat=True)) == [a.pk]

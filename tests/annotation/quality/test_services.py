@@ -1,5 +1,6 @@
 """Quality caches, gold tasks, pauses and adjudication, through the annotation services."""
 
+import json
 import random
 
 import pytest
@@ -104,6 +105,30 @@ def test_incremental_refreshes_equal_a_full_recompute(
     assert rebuilt["annotators"] == report["annotators"]
     assert sum(k["skips"] for k in report["kinds"].values()) == 1
     assert report["kinds"]["ranking"]["kendall_w_tasks"] >= 1
+
+
+def test_imported_preference_pairs_without_a_strength_are_counted(
+    queued_tasks, no_gold_draws, project, admin_user, annotators, label_as
+):
+    # given a pair imported from a preference file (its label has an outcome, no strength)
+    from annotation.importers import import_file
+
+    row = {"prompt": "hi", "chosen": "a kind answer", "rejected": "a rude answer"}
+    import_file(project=project, data=json.dumps(row).encode(), filename="hh.jsonl",
+                kind="preferences", created_by=admin_user)  # fmt: skip
+    # and an annotator's label on the same task, which marks it for the next refresh
+    (ann,) = annotators(1)
+    label_as(project, ann, {"choice": "tie"})
+    # when the caches are refreshed, then rebuilt from the labels
+    quality.quality_refresh(project_id=project.pk)
+    refreshed = _caches(project)
+    quality.quality_recompute(project_id=project.pk)
+    # then both labels count for the outcome; only the annotator's is on the strength scale
+    report = qs.quality_report(project)
+    assert report["progress"]["labels"] == 2
+    assert sum(report["kinds"]["pairwise"]["distribution"].values()) == 2
+    assert report["kinds"]["pairwise"]["distribution"]["tie"] == 1
+    assert _caches(project) == refreshed
 
 
 # -- position bias, end to end -------------------------------------------------------------------
