@@ -12,6 +12,11 @@ correction  {"response_id", "original_text", "corrected_text", "diff", "edit_dis
              "unchanged"}
 
 Every kind may carry ``flags`` (stored on the label itself), a subset of ``FLAGS``.
+
+Annotators never see response ids: a review round's answers are written model by model, so
+their ids would tell which side is the candidate. The annotator API speaks each response by
+its task item's id instead (``selectors.annotator_ids``); ``ids_translated`` maps a payload
+between the two, in either direction.
 """
 
 from __future__ import annotations
@@ -167,6 +172,48 @@ def canonical_correction(payload: dict, *, item_ids: list[int], texts: dict[int,
         "unchanged": original == corrected,
         "rationale": _rationale(payload),
     }
+
+
+def _translated(value, mapping: dict[int, int], strict: bool):
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value  # the wrong type is canonical_payload's to refuse, with its own message
+    if value in mapping:
+        return mapping[value]
+    if strict:
+        raise _invalid(f"{value} is not a response of this task", "payload")
+    return value
+
+
+def ids_translated(kind: str, payload, mapping: dict[int, int], *, strict: bool) -> dict:
+    """``payload`` (a client's or a stored one) with every response id mapped through
+    ``mapping``. ``strict``: an id the mapping does not know is refused (what a client sends
+    must name a response of its task); otherwise it is kept."""
+    if not isinstance(payload, dict):
+        return payload
+
+    def one(value):
+        return _translated(value, mapping, strict)
+
+    out = dict(payload)
+    if kind == TaskKind.PAIRWISE and "winner" in out:
+        out["winner"] = one(out["winner"])
+    elif kind == TaskKind.RANKING and isinstance(out.get("ranking"), list):
+        out["ranking"] = [
+            [one(i) for i in tier] if isinstance(tier, list) else one(tier)
+            for tier in out["ranking"]
+        ]
+    elif kind == TaskKind.RUBRIC and isinstance(out.get("scores"), dict):
+        scores = {}
+        for key, value in out["scores"].items():
+            # Keys of per-response objects are ids; a one-response task may be scored by
+            # dimension name directly ({"helpful": 4}), whose keys are left alone.
+            number = int(key) if isinstance(key, str) and key.isdigit() else None
+            is_id = number is not None and isinstance(value, dict)
+            scores[str(one(number)) if is_id else key] = value
+        out["scores"] = scores
+    elif kind == TaskKind.CORRECTION and "response_id" in out:
+        out["response_id"] = one(out["response_id"])
+    return out
 
 
 def canonical_payload(

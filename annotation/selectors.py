@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 
+from annotation.labels import ids_translated
 from annotation.models import (
     Label,
     Lease,
@@ -75,10 +76,12 @@ def _message_view(message: dict) -> dict:
 
 
 def task_view_for_annotator(lease: Lease) -> dict:
-    """What an annotator sees: no model names, no other labels, sides in their own order."""
+    """What an annotator sees: no model names, no response ids, no other labels, sides in
+    their own order."""
     task = lease.task
     project = task.project
     items = {item.response_id: item.response for item in task_items(task)}
+    ids = annotator_ids(task)
     order = lease.shown_order or list(items)
     # An active lease has no label beside it: submit closes the lease in the same transaction.
     label = None
@@ -90,14 +93,69 @@ def task_view_for_annotator(lease: Lease) -> dict:
         "kind": task.kind,
         "prompt": [_message_view(m) for m in task.prompt.messages],
         "responses": [
-            {"id": rid, "text": items[rid].text, "html": markdown_to_safe_html(items[rid].text)}
+            {
+                "id": ids[rid],
+                "text": items[rid].text,
+                "html": markdown_to_safe_html(items[rid].text),
+            }
             for rid in order
         ],
         "rubric": project.rubric if task.kind == "rubric" else [],
         "lease_expires_at": lease.expires_at.isoformat(),
         "lease_state": lease.state,
-        "label": label_view(label) if label else None,
+        "label": label_view_for_annotator(label, ids) if label else None,
     }
+
+
+def annotator_ids(task: Task) -> dict[int, int]:
+    """response id -> the id annotators see for it in ``task``: its task item's id.
+
+    Response ids follow the order answers were written in; a review round writes the
+    candidate's answers before the champion's, so a response id would tell an annotator
+    which side is the candidate. Task items are created in the task's position order, which
+    a review round draws at random per prompt, so their ids say nothing about the models."""
+    return {item.response_id: item.pk for item in task_items(task)}
+
+
+def label_views_for_annotator(labels: list[Label]) -> list[dict]:
+    """``label_view_for_annotator`` for many labels, their tasks' ids read in one query."""
+    ids: dict[int, dict[int, int]] = {}
+    rows = TaskItem.objects.filter(task_id__in={label.task_id for label in labels})
+    for task_id, response_id, item_id in rows.values_list("task_id", "response_id", "pk"):
+        ids.setdefault(task_id, {})[response_id] = item_id
+    return [label_view_for_annotator(label, ids.get(label.task_id, {})) for label in labels]
+
+
+def label_view_for_annotator(label: Label, ids: dict[int, int] | None = None) -> dict:
+    """``label_view`` in the ids the annotator API speaks (see ``annotator_ids``)."""
+    if ids is None:
+        ids = annotator_ids(label.task)
+    view = label_view(label)
+    view["payload"] = ids_translated(label.kind, label.payload, ids, strict=False)
+    if label.shown_order is not None:
+        view["shown_order"] = [ids.get(i, i) for i in label.shown_order]
+    return view
+
+
+def label_revisions_for_annotator(label: Label) -> list[dict]:
+    """A label's earlier versions, oldest first, in the annotator API's ids."""
+    ids = annotator_ids(label.task)
+    return [
+        {
+            "version": revision.version,
+            "payload": ids_translated(label.kind, revision.payload, ids, strict=False),
+            "flags": revision.flags,
+            "created_at": revision.created_at,
+        }
+        for revision in label.revisions.order_by("version")
+    ]
+
+
+def payload_from_annotator(task: Task, payload):
+    """A client's payload, in the annotator API's ids, turned back into response ids;
+    an id that names no response of the task is refused."""
+    by_item = {item_id: response_id for response_id, item_id in annotator_ids(task).items()}
+    return ids_translated(task.kind, payload, by_item, strict=True)
 
 
 def task_items(task: Task) -> list[TaskItem]:

@@ -170,13 +170,15 @@ class LabelSubmitView(APIView):
         result = services.label_submit(
             task=task,
             annotator=request.user,
-            payload=data.validated_data["payload"],
+            payload=selectors.payload_from_annotator(task, data.validated_data["payload"]),
             flags=data.validated_data.get("flags"),
             duration_ms=data.validated_data.get("duration_ms"),
             source=LabelSource.UI if request.auth is None else LabelSource.API,
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
-        response = Response(selectors.label_view(result.label), status=status.HTTP_201_CREATED)
+        response = Response(
+            selectors.label_view_for_annotator(result.label), status=status.HTTP_201_CREATED
+        )
         if result.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
@@ -212,14 +214,14 @@ class LabelListView(APIView):
         if project_id is not None:
             access_project(request.user, project_id)
         labels = selectors.label_list_for_annotator(request.user, project_id=project_id)[:200]
-        return Response([selectors.label_view(label) for label in labels])
+        return Response(selectors.label_views_for_annotator(list(labels)))
 
 
 class LabelDetailView(APIView):
     @extend_schema(responses=s.LabelSerializer)
     def get(self, request, label_id: int):
         label = access_label(request.user, label_id)
-        return Response(selectors.label_view(label))
+        return Response(selectors.label_view_for_annotator(label))
 
     @extend_schema(request=s.LabelEditSerializer, responses=s.LabelSerializer)
     def patch(self, request, label_id: int):
@@ -229,17 +231,17 @@ class LabelDetailView(APIView):
         label = services.label_edit(
             label=label,
             editor=request.user,
-            payload=data.validated_data["payload"],
+            payload=selectors.payload_from_annotator(label.task, data.validated_data["payload"]),
             flags=data.validated_data.get("flags"),
         )
-        return Response(selectors.label_view(label))
+        return Response(selectors.label_view_for_annotator(label))
 
 
 class LabelRevisionsView(APIView):
     @extend_schema(responses=s.RevisionSerializer(many=True))
     def get(self, request, label_id: int):
         label = access_label(request.user, label_id)
-        revisions = label.revisions.order_by("version")
+        revisions = selectors.label_revisions_for_annotator(label)
         return Response(s.RevisionSerializer(revisions, many=True).data)
 
 

@@ -19,12 +19,18 @@ User = get_user_model()
 
 
 class AdjudicationSerializer(serializers.Serializer):
-    payload = serializers.JSONField(help_text="As an annotator sends it, e.g. {'choice': 'B'}.")
+    payload = serializers.JSONField(
+        help_text="As an annotator sends it, e.g. {'choice': 'B'}, naming responses by "
+        "their response ids (leads see them; annotators see task item ids instead).",
+    )
     reason = serializers.CharField(max_length=5_000)
 
 
 class GoldSerializer(serializers.Serializer):
-    payload = serializers.JSONField(help_text="The expected answer, as an annotator sends it.")
+    payload = serializers.JSONField(
+        help_text="The expected answer, as an annotator sends it, naming responses by their "
+        "response ids (leads see them; annotators see task item ids instead)."
+    )
 
 
 class PromoteSerializer(serializers.Serializer):

@@ -5,7 +5,8 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from annotation.models import Label, Project, Task
+from annotation import services
+from annotation.models import Label, Project, Response, Task, TaskItem, TaskKind
 from annotation.roles import Role
 
 
@@ -192,3 +193,64 @@ def test_a_data_role_may_read_any_task_of_its_project(project, member, make_task
     assert access_task(engineer, task.pk, capability=Capability.DATA) == task
     with pytest.raises(PermissionDenied):  # engineers do not annotate
         access_task(engineer, task.pk)
+
+
+def _ids_apart(make_task, admin_user) -> None:
+    """Make the next task's response ids and task item ids differ: each task writes as many
+    of one as of the other, so pad the responses' sequence past any overlap (in a project of
+    its own, out of the annotator's queue)."""
+    elsewhere = services.project_create(name="Padding", created_by=admin_user)
+    padding = make_task(TaskKind.RANKING, target=elsewhere)
+    item = TaskItem.objects.filter(task=padding).order_by("pk").first()
+    for n in range(max(0, 4 - (item.response_id - item.pk))):
+        Response.objects.create(
+            prompt=padding.prompt, text=f"pad {n}", content_hash=f"pad{n}", origin="model"
+        )
+
+
+def test_an_annotator_names_responses_by_task_item_ids_never_response_ids(
+    project, annotator, client_for, make_task, admin_user
+):
+    # given a ranking task whose response ids differ from its task items' ids
+    _ids_apart(make_task, admin_user)
+    task = make_task(TaskKind.RANKING)
+    items = {i.pk: i.response_id for i in TaskItem.objects.filter(task=task)}
+    assert not set(items) & set(items.values())
+    client = client_for(annotator)
+    # when the annotator claims it
+    view = client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json").json()
+    assert view["task_id"] == task.pk
+    shown = [r["id"] for r in view["responses"]]
+    # then the responses are named by their task items' ids
+    assert sorted(shown) == sorted(items)
+    url = f"/api/tasks/{task.pk}/labels/"
+    # and a ranking naming a response id is refused, with nothing stored
+    raw = [[items[shown[0]]], [shown[1]], [shown[2]]]
+    refused = client.post(url, {"payload": {"ranking": raw}}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == f"{items[shown[0]]} is not a response of this task"
+    assert Label.objects.filter(task=task).count() == 0
+    # when it ranks in the ids it was shown, with a tie
+    ranking = [[shown[2]], [shown[0], shown[1]]]
+    made = client.post(url, {"payload": {"ranking": ranking}}, format="json")
+    # then the label is stored in response ids, and read back in the ids it was shown
+    assert made.status_code == 201
+    label = Label.objects.get(task=task)
+    assert label.payload["ranking"] == [
+        [items[shown[2]]],
+        sorted([items[shown[0]], items[shown[1]]]),
+    ]
+    assert label.shown_order == [items[i] for i in shown]
+    assert made.json()["payload"]["ranking"] == [[shown[2]], sorted(shown[:2], key=items.get)]
+    assert made.json()["shown_order"] == shown
+    listed = client.get(f"/api/labels/?project={project.pk}").json()
+    assert [entry["payload"]["ranking"] for entry in listed] == [made.json()["payload"]["ranking"]]
+    # when it edits the label, in the same ids
+    edited = client.patch(
+        f"/api/labels/{label.pk}/", {"payload": {"ranking": [[i] for i in shown]}}, format="json"
+    )
+    # then the stored label follows, and its revision reads in the shown ids too
+    assert edited.status_code == 200
+    assert Label.objects.get(pk=label.pk).payload["ranking"] == [[items[i]] for i in shown]
+    revisions = client.get(f"/api/labels/{label.pk}/revisions/").json()
+    assert [r["payload"]["ranking"] for r in revisions] == [made.json()["payload"]["ranking"]]

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from annotation import services
-from annotation.models import Label
+from annotation.models import Label, TaskItem
 from annotation.roles import Role
 
 XSS = '<script>window.__xss = 1; alert("xss")</script><img src=x onerror="window.__xss = 2">'
@@ -82,12 +82,18 @@ def test_annotator_labels_pairwise_by_keyboard_ranking_by_drag_and_a_correction(
     expect(page.locator("[data-testid=outbox-status]")).to_have_attribute("data-pending", "0")
     labels = {label.task_id: label for label in Label.objects.filter(annotator=annotator)}
     assert set(labels) == {pair.pk, ranking.pk, correction.pk}
+    # (the page names responses by task item ids; labels store response ids)
+    response_of = dict(TaskItem.objects.values_list("pk", "response_id"))
     pair_label = labels[pair.pk]
-    assert pair_label.shown_order[0] == left_id
-    assert pair_label.payload["winner"] == left_id
+    assert pair_label.shown_order[0] == response_of[left_id]
+    assert pair_label.payload["winner"] == response_of[left_id]
     assert (pair_label.payload["chosen_side"], pair_label.payload["strength"]) == ("left", "strong")
     assert pair_label.duration_ms is not None
-    assert labels[ranking.pk].payload["ranking"] == [[before[2]], [before[0]], [before[1]]]
+    assert labels[ranking.pk].payload["ranking"] == [
+        [response_of[before[2]]],
+        [response_of[before[0]]],
+        [response_of[before[1]]],
+    ]
     assert labels[correction.pk].payload["corrected_text"] == "The capital of France is Paris."
     assert labels[correction.pk].payload["edit_distance"] == 1
 

@@ -166,6 +166,39 @@ def test_preparing_a_round_queues_one_blind_task_per_prompt_with_random_recorded
     assert summary.labels == 5
 
 
+def test_the_ids_an_annotator_sees_do_not_tell_the_candidate_from_the_champion(
+    loop_project, candidate, base_version, annotator
+):
+    # given a prepared round: the candidate's answers were written before the champion's,
+    # so every candidate response id is lower than every champion response id
+    loop_round = review_cycle.review_round_start(version=candidate)
+    prepared = review_cycle.loop_round_prepare(round_id=loop_round.pk)
+    items = TaskItem.objects.filter(task_id__in=prepared.task_ids).select_related("response")
+    by_model: dict[str, list[int]] = {}
+    for item in items:
+        by_model.setdefault(item.response.model_name, []).append(item.response_id)
+    assert max(by_model[candidate.response_model_name]) < min(
+        by_model[base_version.response_model_name]
+    )
+    # when an annotator claims every task of the round through the API
+    client = APIClient()
+    client.force_authenticate(annotator)
+    for _ in prepared.task_ids:
+        shown = client.post(f"/api/projects/{loop_project.pk}/tasks/next/", {}, format="json")
+        view = shown.json()
+        task_items = {i.pk: i for i in items if i.task_id == view["task_id"]}
+        # then each response is named by its task item's id, not its response id
+        assert sorted(r["id"] for r in view["responses"]) == sorted(task_items)
+        names = {task_items[r["id"]].response.model_name: r["id"] for r in view["responses"]}
+        # and which id is lower says only what the side drawn at random for the task says
+        candidate_first = (
+            names[candidate.response_model_name] < names[base_version.response_model_name]
+        )
+        position = prepared.candidate_positions[str(view["task_id"])]
+        assert candidate_first == (position == 0)
+        client.post(f"/api/tasks/{view['task_id']}/skip/", {}, format="json")
+
+
 def test_evaluation_records_reward_kl_and_lengths_on_the_candidate(
     loop_project, candidate, base_version, engineer, tiny_reward_dir
 ):

@@ -42,13 +42,13 @@ def loop_settings(snapshot_settings, tmp_path):
     return settings
 
 
-def _claim_and_prefer(client, project, candidate_name: str, responses_by_id: dict) -> dict:
+def _claim_and_prefer(client, project, candidate_name: str, model_by_shown_id: dict) -> dict:
     """Claim the next task over the API and submit a label preferring the candidate's side."""
     shown = client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json")
     assert shown.status_code == 200
     payload = shown.json()
     left, _right = (r["id"] for r in payload["responses"])
-    choice = "left" if responses_by_id[left] == candidate_name else "right"
+    choice = "left" if model_by_shown_id[left] == candidate_name else "right"
     submitted = client.post(
         f"/api/tasks/{payload['task_id']}/labels/",
         {"payload": {"choice": choice, "strength": "clear"}},
@@ -105,9 +105,9 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     client = APIClient()
     client.force_authenticate(annotator)
     items = TaskItem.objects.filter(task_id__in=review.task_ids).select_related("response")
-    responses_by_id = {i.response_id: i.response.model_name for i in items}
+    model_by_shown_id = {i.pk: i.response.model_name for i in items}  # annotators see item ids
     payloads = [
-        _claim_and_prefer(client, project, candidate.response_model_name, responses_by_id)
+        _claim_and_prefer(client, project, candidate.response_model_name, model_by_shown_id)
         for _ in review.task_ids
     ]
     # then the annotator saw only the review tasks, never a model name
