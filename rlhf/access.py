@@ -17,7 +17,9 @@ from rlhf.models import TrainingRun
 def access_training_run(user, run_id, *, capability: str = Capability.DATA) -> TrainingRun:
     """The run, if ``user`` may act on its project with ``capability``; else 404 (or 403)."""
     try:
-        run = TrainingRun.objects.select_related("project", "dataset_snapshot").get(pk=int(run_id))
+        # Not the snapshot: its frozen label ids, report and card can be megabytes, and the
+        # live page's websocket passes this gate before every push.
+        run = TrainingRun.objects.select_related("project").get(pk=int(run_id))
     except (TrainingRun.DoesNotExist, TypeError, ValueError):
         raise Http404("No such training run.") from None
     try:

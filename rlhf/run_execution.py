@@ -260,7 +260,10 @@ def training_run_execute(*, run_id: int, attempt: int) -> str:
     """Run one attempt of a run to its end. Returns what happened: succeeded, failed,
     cancelled, lost (the attempt was fenced off), or skipped (not this attempt's turn)."""
     training_run_requeue_stale()
-    run = _claim(run_id, attempt)
+    try:
+        run = _claim(run_id, attempt)
+    except Unstartable as exc:
+        return "failed" if _fail_unclaimed(run_id, attempt, str(exc)) else "skipped"
     if run is None:
         return "skipped"
     fence = AttemptFence(run_id, attempt)
@@ -281,8 +284,14 @@ def _claim(run_id: int, attempt: int) -> TrainingRun | None:
         return None
     config = row["config"]
     # Found before taking the row lock: the first call imports torch, which takes seconds.
-    device = _device(config.get("device", "auto"))
-    versions = _library_versions()
+    # This worker consumed the run's only job: if it cannot start the run (it was asked for a
+    # CUDA device this machine lacks, say), nothing else ever will, so the run must fail here
+    # rather than stay queued forever.
+    try:
+        device = _device(config.get("device", "auto"))
+        versions = _library_versions()
+    except Exception as exc:
+        raise Unstartable(f"{type(exc).__name__}: {exc}") from exc
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.attempt != attempt or run.status != RunStatus.QUEUED:
@@ -321,6 +330,29 @@ def _claim(run_id: int, attempt: int) -> TrainingRun | None:
         )
         training_run_notify(run_id)
     return run
+
+
+class Unstartable(Exception):
+    """This worker cannot start the run at all (before claiming it)."""
+
+
+def _fail_unclaimed(run_id: int, attempt: int, error: str) -> bool:
+    """Fail a still-queued attempt that this worker could not start; False if it moved on."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.attempt != attempt or run.status != RunStatus.QUEUED:
+            return False
+        run.status = RunStatus.FAILED
+        run.finished_at = timezone.now()
+        run.error = error
+        run.log_tail = log_lines_append(
+            run.log_tail,
+            log_line(f"could not start on {worker_name()}: {error}", attempt=attempt),
+        )
+        run.revision += 1
+        run.save(update_fields=["status", "finished_at", "error", "log_tail", "revision"])
+        training_run_notify(run_id)
+    return True
 
 
 def _library_versions() -> dict:

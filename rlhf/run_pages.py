@@ -109,7 +109,10 @@ def run_list_page(request, project_id: int):
 def _pick(model, pk, project):
     if not pk:
         return None
-    found = model.objects.filter(pk=pk, project=project).first()
+    try:
+        found = model.objects.filter(pk=pk, project=project).first()
+    except ValueError:  # a tampered form: "run:abc" is no id
+        found = None
     if found is None:
         raise ValidationFailed("choose one of the listed options", code="invalid_choice")
     return found

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
+
+from django.conf import settings
 
 from annotation.access import access_project
 from annotation.roles import Capability
@@ -21,11 +24,26 @@ LIVE_FIELDS = (
 )  # fmt: skip
 
 
+def folder_of_another_projects_run(folder: Path, project) -> bool:
+    """Whether the resolved ``folder`` lies in a run's folder (under the artifact root, which
+    holds every project's runs) that is not a run of ``project``: weights a project may
+    neither train from nor register, as it may not name another project's run."""
+    runs_root = (Path(settings.TANDEM_ARTIFACT_ROOT) / "runs").resolve()
+    if not folder.is_relative_to(runs_root):
+        return False
+    owner = folder.relative_to(runs_root).parts[:1]
+    return not (
+        owner
+        and re.fullmatch(r"[0-9]{1,18}", owner[0])
+        and TrainingRun.objects.filter(pk=int(owner[0]), project=project).exists()
+    )
+
+
 def training_run_list(*, user, project_id) -> list[TrainingRun]:
     project = access_project(user, project_id, capability=Capability.DATA)
     return list(
         TrainingRun.objects.filter(project=project)
-        .select_related("created_by", "dataset_snapshot")
+        .select_related("created_by")
         .defer(*HEAVY_FIELDS)
     )
 

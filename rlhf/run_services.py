@@ -32,6 +32,7 @@ from django.utils import timezone
 from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
+from rlhf.run_selectors import folder_of_another_projects_run
 from rlhf.training.config import METHOD_TITLES, METHODS, ConfigError, config_from_dict
 from rlhf.training.data import SHAPE_FOR_METHOD
 
@@ -110,14 +111,20 @@ def _enqueue(run_id: int, attempt: int) -> None:
     transaction.on_commit(lambda: training_run_job.enqueue(run_id=run_id, attempt=attempt))
 
 
-def _model_folder_error(path: str) -> str | None:
+def _model_folder_error(path: str, project: Project) -> str | None:
     folder = Path(path)
     if not folder.is_absolute():
         return "must be an absolute folder path"
-    resolved = folder.resolve()
+    try:
+        resolved = folder.resolve()
+    except (OSError, ValueError):  # e.g. an embedded NUL byte
+        return "is not a valid folder path"
     roots = [Path(r).resolve() for r in settings.TANDEM_MODEL_ROOTS]
     if not any(resolved.is_relative_to(root) for root in roots):
         return f"must be a folder under {', '.join(str(r) for r in roots)}"
+    # A run's folder is allowed to that run's project only, as base_model_run is.
+    if folder_of_another_projects_run(resolved, project):
+        return "must be a folder of one of this project's runs"
     if not resolved.is_dir():
         return "no such folder"
     if not any(resolved.glob("*.safetensors")):
@@ -230,7 +237,7 @@ def training_run_launch(
     for field in MODEL_FOLDER_FIELDS:
         path = getattr(parsed, field, "")
         if path and path not in registered:
-            error = _model_folder_error(path)
+            error = _model_folder_error(path, project)
             if error:
                 errors[field] = error
     encoder_reward = method == "reward" and parsed.backbone == "encoder"

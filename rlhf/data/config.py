@@ -12,6 +12,8 @@ from rlhf.data.cleaning import CleaningConfig
 from rlhf.data.minhash import lsh_params
 from rlhf.data.splits import SplitConfig
 
+MAX_NUM_PERM = 1024
+
 
 @dataclass(frozen=True)
 class DedupConfig:
@@ -33,6 +35,20 @@ class DedupConfig:
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
+        # Checked here, when a snapshot is requested, not first in the build: the MinHash
+        # tables grow with num_perm squared (8 * num_perm**2 int64 probes per worker, 64 MiB
+        # at 1024, 64 GiB at 32768) and choosing the LSH bands takes seconds beyond 1024.
+        if (
+            isinstance(self.num_perm, bool)
+            or not isinstance(self.num_perm, int)
+            or not 2 <= self.num_perm <= MAX_NUM_PERM
+            or self.num_perm & (self.num_perm - 1)
+        ):
+            raise ValueError(f"num_perm must be a power of two from 2 to {MAX_NUM_PERM}")
+        if isinstance(self.shingle_words, bool) or not isinstance(self.shingle_words, int):
+            raise ValueError("shingle_words must be a whole number")
+        if self.shingle_words < 1:
+            raise ValueError("shingle_words must be >= 1")
 
     @property
     def bands_rows(self) -> tuple[int, int]:

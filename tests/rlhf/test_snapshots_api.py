@@ -89,6 +89,27 @@ def test_bad_config_is_a_400_with_a_reason(small_project, api, snapshot_settings
     assert DatasetSnapshot.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "dedup",
+    [{"num_perm": 32768}, {"num_perm": 100}, {"num_perm": 0}, {"shingle_words": 0}],
+)
+def test_minhash_sizes_that_would_exhaust_a_worker_are_a_400(
+    small_project, api, snapshot_settings, dedup
+):
+    # given MinHash parameters whose tables would take tens of GiB (or that MinHash refuses)
+    # when a snapshot is requested with them
+    response = api.post(
+        f"/api/projects/{small_project.pk}/snapshots/",
+        {"config": {"dedup": dedup}},
+        format="json",
+    )
+
+    # then it is refused at once, and no build is queued for a worker to choke on
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_config"
+    assert DatasetSnapshot.objects.count() == 0
+
+
 def test_snapshot_page_shows_card_report_and_charts(ready, client, engineer):
     client.force_login(engineer)
     listing = client.get(f"/data/projects/{ready.project_id}/snapshots/")

@@ -96,6 +96,22 @@ def test_api_hides_runs_from_other_projects_and_refuses_launch_without_train(
     assert TrainingRun.objects.count() == 1
 
 
+def test_run_reads_never_load_the_snapshots_frozen_label_ids(api, project, run):
+    # given a run whose snapshot froze its label ids (megabytes for a large project)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # when its project's runs and the run itself are read
+    with CaptureQueriesContext(connection) as queries:
+        listed = api.get(f"/api/projects/{project.pk}/runs/")
+        shown = api.get(f"/api/runs/{run.pk}/")
+
+    # then both answer, and no query fetched the snapshot's blobs
+    assert (listed.status_code, shown.status_code) == (200, 200)
+    assert shown.json()["dataset_snapshot"] == run.dataset_snapshot_id
+    assert [q["sql"] for q in queries.captured_queries if "label_ids" in q["sql"]] == []
+
+
 def test_metrics_are_served_incrementally_and_thinned(api, run):
     TrainingRunMetric.objects.bulk_create(
         TrainingRunMetric(
@@ -148,11 +164,8 @@ def test_launch_form_has_an_input_per_config_field_with_its_default(
     assert "script-src 'self'" in page["Content-Security-Policy"]
 
 
-def test_launch_form_shows_errors_next_to_fields_and_launches_when_valid(
-    client, engineer, project, snapshot, tiny_models
-):
-    client.force_login(engineer)
-    url = reverse("runs:new", args=[project.pk])
+def _reward_form(snapshot, tiny_models) -> dict:
+    """The launch form of an encoder reward model as the page fills it in (defaults)."""
     form = {
         field["name"]: (
             ", ".join(field["default"]) if isinstance(field["default"], list) else field["default"]
@@ -167,6 +180,15 @@ def test_launch_form_shows_errors_next_to_fields_and_launches_when_valid(
         base_model=str(tiny_models["encoder"]),
         group_by_length="on",
     )
+    return form
+
+
+def test_launch_form_shows_errors_next_to_fields_and_launches_when_valid(
+    client, engineer, project, snapshot, tiny_models
+):
+    client.force_login(engineer)
+    url = reverse("runs:new", args=[project.pk])
+    form = _reward_form(snapshot, tiny_models)
 
     refused = client.post(url, {**form, "learning_rate": "-1", "max_length": "abc"})
     assert refused.status_code == 400
@@ -183,6 +205,26 @@ def test_launch_form_shows_errors_next_to_fields_and_launches_when_valid(
     assert run.config["group_by_length"] is True
     assert run.config["use_lora"] is False
     assert run.config["lora_target_modules"][0] == "q_proj"
+
+
+@pytest.mark.parametrize(
+    "tampered",
+    [{"snapshot": "abc"}, {"base_source": "run:abc"}, {"reward_source": "version:1x"}],
+)
+def test_launch_form_with_a_tampered_choice_is_refused_not_a_server_error(
+    client, engineer, project, snapshot, tiny_models, tampered
+):
+    # given the launch form posted with a choice that is no id
+    client.force_login(engineer)
+    form = {**_reward_form(snapshot, tiny_models), **tampered}
+
+    # when it is submitted
+    response = client.post(reverse("runs:new", args=[project.pk]), form)
+
+    # then the form comes back refused, and nothing was launched
+    assert response.status_code == 400
+    assert "choose one of the listed options" in response.content.decode()
+    assert TrainingRun.objects.count() == 0
 
 
 def test_live_page_loads_its_script_and_names_its_websocket(client, engineer, outsider, run):

@@ -82,6 +82,46 @@ def test_launch_refuses_invalid_config_and_creates_nothing(
     assert jobs() == []
 
 
+def test_launch_refuses_a_model_folder_of_another_projects_run(
+    project, engineer, snapshot, reward_config, tiny_models, settings
+):
+    # given a run of another project whose trained model sits under the artifact root
+    import shutil
+
+    from annotation import services as annotation_services
+    from rlhf.models import DatasetSnapshot
+
+    other = annotation_services.project_create(name="Other lab", created_by=engineer, overlap=1)
+    other_snapshot = DatasetSnapshot.objects.create(
+        project=other, status=SnapshotStatus.READY, max_label_id=0, config={}
+    )
+    foreign = TrainingRun.objects.create(
+        project=other, method="reward", method_title="Reward", config={},
+        dataset_snapshot=other_snapshot, status=RunStatus.SUCCEEDED,
+    )  # fmt: skip
+    foreign_model = run_services.run_dir(foreign.pk) / "attempt-1" / "model"
+    shutil.copytree(tiny_models["encoder"], foreign_model)
+    # and a run of this project with the same model in its folder
+    own = launch(project, engineer, snapshot, reward_config)
+    own_model = run_services.run_dir(own.pk) / "attempt-1" / "model"
+    shutil.copytree(tiny_models["encoder"], own_model)
+
+    # when an engineer of this project names the foreign folder (or a malformed path)
+    with pytest.raises(ValidationFailed) as refused:
+        launch(project, engineer, snapshot, {**reward_config, "base_model": str(foreign_model)})
+    with pytest.raises(ValidationFailed) as malformed:
+        launch(project, engineer, snapshot, {**reward_config, "base_model": "/tmp/a\x00b"})
+
+    # then both are refused and nothing was created; the project's own run folder is accepted
+    assert refused.value.extra["fields"] == {
+        "base_model": "must be a folder of one of this project's runs"
+    }
+    assert malformed.value.extra["fields"] == {"base_model": "is not a valid folder path"}
+    assert TrainingRun.objects.filter(project=project).count() == 1
+    accepted = launch(project, engineer, snapshot, {**reward_config, "base_model": str(own_model)})
+    assert accepted.config["base_model"] == str(own_model)
+
+
 def test_launch_refuses_a_snapshot_that_is_not_ready_or_has_no_rows(
     project, engineer, snapshot, reward_config
 ):
@@ -133,6 +173,35 @@ def test_cancel_of_a_running_run_asks_its_worker_to_stop(
     assert run.cancel_requested is True
     assert fence.should_stop() is True
     assert fence.lost is False
+
+
+def test_a_run_its_worker_cannot_start_fails_instead_of_staying_queued_forever(
+    project, engineer, snapshot, reward_config, monkeypatch
+):
+    # given a run that asks for a CUDA device, picked up by a worker that has none
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = launch(project, engineer, snapshot, {**reward_config, "device": "cuda"})
+
+    # when its job runs
+    outcome = training_run_execute(run_id=run.pk, attempt=1)
+
+    # then the run failed with the reason, and can be retried (its only job was consumed)
+    run.refresh_from_db()
+    assert outcome == "failed"
+    assert run.status == RunStatus.FAILED
+    assert run.error == (
+        "ModelFolderError: device 'cuda' was asked for but no CUDA device is visible"
+    )
+    assert run.finished_at is not None
+    assert run.worker == ""
+    assert run.attempts_log == []
+    assert "could not start on" in run.log_tail
+    # and a second delivery of the same job changes nothing
+    assert training_run_execute(run_id=run.pk, attempt=1) == "skipped"
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
 
 
 def test_a_silent_running_attempt_is_requeued_as_the_next_attempt(
