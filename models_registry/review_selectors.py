@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from annotation.models import Label, Project, TaskItem
+from annotation.models import Label, Project, Task, TaskItem, TaskStatus
 from annotation.rendering import markdown_to_safe_html
 from models_registry import selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind
@@ -35,9 +35,17 @@ def review_rounds(version: ModelVersion) -> list[LoopRound]:
 
 
 def sample_pairs(loop_round: LoopRound, *, limit: int = SAMPLE_PAIRS) -> list[dict]:
-    """The first tasks of a review round: prompt, the candidate's and the champion's answers,
-    and the canonical outcomes recorded so far, turned into the candidate's point of view."""
-    task_ids = loop_round.task_ids[:limit]
+    """The first finished tasks of a review round: prompt, the candidate's and the champion's
+    answers, and the canonical outcomes, turned into the candidate's point of view.
+
+    Only tasks whose labels are all in: the page names the sides, and a reviewer may also
+    annotate, so a pair still open would be labelled by someone who knows which is which."""
+    finished = set(
+        Task.objects.filter(pk__in=loop_round.task_ids, status=TaskStatus.DONE).values_list(
+            "pk", flat=True
+        )
+    )
+    task_ids = [t for t in loop_round.task_ids if t in finished][:limit]
     items = TaskItem.objects.filter(task_id__in=task_ids).select_related("response", "task__prompt")
     by_task: dict[int, dict] = {}
     candidate_name = loop_round.version.response_model_name

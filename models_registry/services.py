@@ -10,8 +10,9 @@
 Approval rules (``model_version_transition`` to ``approved``):
 1. a written rationale;
 2. the approver is not the person who launched the training run;
-3. the project's review thresholds, from ``Project.options``: ``review_min_labels`` (blind
-   review labels against the champion) and ``review_min_win_rate`` (point estimate, ties half).
+3. for a policy, the project's review thresholds, from ``Project.options``:
+   ``review_min_labels`` (blind review labels against the champion) and
+   ``review_min_win_rate`` (point estimate, ties half).
 """
 
 from __future__ import annotations
@@ -305,6 +306,10 @@ def _approval_checks(version: ModelVersion, actor, reason: str) -> dict:
             "the person who launched the training run cannot approve its result",
             code="own_run",
         )
+    if version.kind != VersionKind.POLICY:
+        # Blind reviews compare what policies write; a reward model writes nothing and never
+        # faces the champion, so the review thresholds cannot apply to it.
+        return {"candidate_version": version.pk, "thresholds": "policies only"}
     summary = selectors.review_summary(candidate=version)
     evidence = summary.as_evidence()
     options = version.project.options or {}

@@ -18,10 +18,16 @@ from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
 
 
-def _allowed_folder(raw: str) -> Path:
+def _allowed_folder(raw: str, project) -> Path:
     """Folders registered over HTTP must sit under the configured model roots; the CLI may
-    register any path (its user already has the machine)."""
-    folder = Path(raw).resolve()
+    register any path (its user already has the machine). The artifact root (a model root by
+    default) holds every project's runs: a run's folder is allowed to its own project only."""
+    try:
+        folder = Path(raw).resolve()
+    except (OSError, ValueError):  # e.g. an embedded NUL byte
+        raise ValidationFailed(
+            "the folder is not a valid path", code="folder_not_allowed"
+        ) from None
     roots = getattr(
         settings,
         "TANDEM_MODEL_IMPORT_ROOTS",
@@ -31,6 +37,12 @@ def _allowed_folder(raw: str) -> Path:
         raise ValidationFailed(
             "the folder is outside the model roots this server registers from",
             code="folder_not_allowed",
+        )
+    from rlhf.run_selectors import folder_of_another_projects_run  # rlhf imports the registry
+
+    if folder_of_another_projects_run(folder, project):
+        raise ValidationFailed(
+            "the folder belongs to a run of another project", code="folder_not_allowed"
         )
     return folder
 
@@ -54,7 +66,7 @@ class RegisterBaseView(APIView):
         version = services.base_model_register(
             project=project,
             registered_by=request.user,
-            folder=_allowed_folder(folder) if folder else None,
+            folder=_allowed_folder(folder, project) if folder else None,
             name=data.validated_data.get("name"),
             kind=data.validated_data["kind"],
         )
@@ -74,7 +86,7 @@ class RegisterView(APIView):
         )
         version = services.model_version_register(
             project=project,
-            folder=_allowed_folder(fields.pop("folder")),
+            folder=_allowed_folder(fields.pop("folder"), project),
             registered_by=request.user,
             launched_by=request.user,
             parent=parent,

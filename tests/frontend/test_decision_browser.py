@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from annotation import services
-from annotation.models import Label, TaskKind
+from annotation.models import Label, Task, TaskKind, TaskStatus
 from annotation.roles import Role
 from models_registry import selectors
 from models_registry import services as registry
@@ -55,6 +55,10 @@ def candidate_in_review(tmp_path):
             task=task, annotator=annotator, kind=TaskKind.PAIRWISE,
             payload={"outcome": outcome, "strength": None, "rationale": ""},
         )  # fmt: skip
+        # finished (the decision page shows finished pairs only)
+        Task.objects.filter(pk=task.pk).update(
+            label_count=1, status=TaskStatus.DONE, completed_at=task.created_at
+        )
         task_ids.append(task.pk)
     LoopRound.objects.create(
         project=project, kind=RoundKind.REVIEW, version=candidate, opponent=base,

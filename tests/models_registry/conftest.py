@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from annotation import services as annotation_services
-from annotation.models import Label, TaskKind
+from annotation.models import Label, Task, TaskKind, TaskStatus
 from annotation.roles import Role
 from models_registry import services
 from models_registry.models import VersionKind
@@ -152,6 +152,12 @@ def add_reviews(project, make_user):
                 annotator=annotator,
                 kind=TaskKind.PAIRWISE,
                 payload={"outcome": outcome, "strength": None, "rationale": ""},
+            )
+            Task.objects.filter(pk=task.pk).update(
+                label_count=1,
+                required_labels=1,
+                status=TaskStatus.DONE,
+                completed_at=task.created_at,
             )
 
     return add

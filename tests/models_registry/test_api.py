@@ -1,5 +1,7 @@
 """Registry API: roles decide who may read, register, decide and move aliases."""
 
+import shutil
+
 import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -169,3 +171,41 @@ def test_a_versions_audit_trail_includes_alias_moves_away_from_it(
         ("alias_set", "champion"),  # became champion
         ("alias_set", "champion"),  # champion moved to the candidate (previous_version = base)
     ]
+
+
+def test_registering_another_projects_run_folder_is_refused(
+    project, other_project, engineer, tiny_candidate_dir, settings, tmp_path
+):
+    # given two runs' model folders under the artifact root (a model root), one per project
+    from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
+
+    settings.TANDEM_ARTIFACT_ROOT = tmp_path
+    settings.TANDEM_MODEL_IMPORT_ROOTS = [tmp_path]
+    folders = {}
+    for owner in (project, other_project):
+        snapshot = DatasetSnapshot.objects.create(
+            project=owner, status=SnapshotStatus.READY, max_label_id=0, config={}
+        )
+        run = TrainingRun.objects.create(
+            project=owner, name="dpo", method="dpo", method_title="DPO", config={},
+            dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer,
+        )  # fmt: skip
+        folders[owner.pk] = tmp_path / "runs" / str(run.pk) / "attempt-1" / "model"
+        shutil.copytree(tiny_candidate_dir, folders[owner.pk])
+    url = reverse("api-model-register", args=[project.pk])
+    # when an engineer of the first project registers the other project's run
+    response = client_for(engineer).post(
+        url, {"folder": str(folders[other_project.pk]), "name": "borrowed"}, format="json"
+    )
+    # then it is refused and nothing is registered
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "folder_not_allowed",
+        "detail": "the folder belongs to a run of another project",
+    }
+    assert not ModelVersion.objects.filter(name="borrowed").exists()
+    # while a folder of the project's own run registers
+    own = client_for(engineer).post(
+        url, {"folder": str(folders[project.pk]), "name": "own"}, format="json"
+    )
+    assert own.status_code == 201

@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from annotation import services as annotation_services
 from annotation.models import Task
 from models_registry import selectors, services
 from models_registry.models import (
@@ -101,6 +102,33 @@ def test_the_decision_page_shows_the_evidence_with_model_text_escaped(
     assert HOSTILE not in html
     assert "&lt;script&gt;alert(&#x27;pair&#x27;)&lt;/script&gt;" in html
     assert 'data-chart="{&quot;wins&quot;: 2, &quot;ties&quot;: 0, &quot;losses&quot;: 1' in html
+
+
+def test_the_decision_page_shows_no_pair_still_open_to_labellers(
+    project, review_round, reviewer, base_version
+):
+    # given a review round with one more task, still open: a reviewer may annotate it
+    candidate = review_round.version
+    open_task, _ = annotation_services.task_create(
+        project=project,
+        messages=[{"role": "user", "content": "still open?"}],
+        kind="pairwise",
+        responses=[
+            {"text": f"open answer by {v.response_model_name}", "origin": "model",
+             "model_name": v.response_model_name}
+            for v in (candidate, base_version)
+        ],
+    )  # fmt: skip
+    LoopRound.objects.filter(pk=review_round.pk).update(
+        task_ids=[open_task.pk, *review_round.task_ids]
+    )
+    # when the reviewer opens the decision page
+    html = page_client(reviewer).get(f"/models/{candidate.pk}/review/").content.decode()
+    # then the finished pairs are shown with their sides, the open one is not
+    for task_id in review_round.task_ids:
+        assert f'data-testid="pair-{task_id}"' in html
+    assert f'data-testid="pair-{open_task.pk}"' not in html
+    assert "open answer by" not in html
 
 
 def test_the_launcher_cannot_approve_and_nothing_changes(project, review_round, member):

@@ -256,6 +256,38 @@ def test_approving_below_the_minimum_win_rate_is_refused(
     assert snapshot(project) == before
 
 
+def test_a_reward_model_is_approved_without_the_policy_review_thresholds(
+    project, engineer, reviewer, base_version, tiny_reward_dir
+):
+    # given a project that requires blind review labels and a win rate against the champion,
+    # and a trained reward model in review (reward models write no answers to review)
+    project.options = {"review_min_labels": 3, "review_min_win_rate": 0.6}
+    project.save()
+    reward = services.model_version_register(
+        project=project, folder=tiny_reward_dir, name="tiny-rm", kind=VersionKind.REWARD,
+        registered_by=engineer, launched_by=engineer,
+    )  # fmt: skip
+    services.model_version_transition(version=reward, actor=engineer, to_state="in_review")
+
+    # when a reviewer approves it with a rationale
+    services.model_version_approve(version=reward, actor=reviewer, reason="92% pair accuracy")
+
+    # then it is approved, the champion stays, and the log says the thresholds did not apply
+    reward.refresh_from_db()
+    assert reward.state == VersionState.APPROVED
+    assert selectors.alias_target(project=project) == base_version
+    approval = AuditEvent.objects.filter(project=project).order_by("-id").first()
+    assert (approval.version, approval.to_state, approval.reason) == (
+        reward,
+        "approved",
+        "92% pair accuracy",
+    )
+    assert approval.evidence["review"] == {
+        "candidate_version": reward.pk,
+        "thresholds": "policies only",
+    }
+
+
 def test_approval_records_the_review_evidence_and_moves_the_champion(
     candidate, base_version, reviewer, add_reviews
 ):

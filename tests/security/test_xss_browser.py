@@ -169,6 +169,8 @@ def _hostile_review(project, admin_user, conversation, tmp_path) -> int:
              "model_name": base.response_model_name},
         ],
     )  # fmt: skip
+    # Finished, so that the decision page shows the pair (open pairs are not shown).
+    type(task).objects.filter(pk=task.pk).update(status="done", completed_at=task.created_at)
     LoopRound.objects.create(
         project=project, kind=RoundKind.REVIEW, version=candidate, opponent=base,
         status=RoundStatus.READY, task_ids=[task.pk], candidate_positions={str(task.pk): 0},
