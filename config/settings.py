@@ -222,7 +222,7 @@ TANDEM_SNAPSHOT_WORKERS = int(
     os.environ.get("TANDEM_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
 )
 
-# Training runs (rlhf.run_services, rlhf.run_execution). A worker heartbeats every
+# Training runs (rlhf.runs.services, rlhf.runs.execution). A worker heartbeats every
 # HEARTBEAT seconds; a running attempt silent for STALE seconds is presumed dead, and its run
 # is re-queued to resume from its last checkpoint. Model folders a run may start from must lie
 # under one of TANDEM_MODEL_ROOTS (safetensors only; remote code never runs).

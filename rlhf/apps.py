@@ -7,7 +7,8 @@ class RlhfConfig(AppConfig):
     verbose_name = "RLHF: snapshots and training runs"
 
     def ready(self):
-        from rlhf import run_registration, run_services
+        from rlhf import run_registration
+        from rlhf.runs import services as run_services
 
         # Order matters: the candidate is registered before its review round starts.
         for hook in (

@@ -29,9 +29,10 @@ from config.errors import Conflict, ValidationFailed
 from models_registry import review_cycle, selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind
 from models_registry.services import base_model_register
-from rlhf import run_services, services
 from rlhf.models import ACTIVE_RUN_STATUSES, DatasetSnapshot, RunStatus, TrainingRun
-from rlhf.run_execution import training_run_execute
+from rlhf.runs import services as run_services
+from rlhf.runs.execution import training_run_execute
+from rlhf.snapshots import services
 
 TINY_LM = "tiny-loop-lm"
 TINY_ENCODER = "tiny-loop-encoder"

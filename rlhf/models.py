@@ -3,12 +3,12 @@
 A snapshot freezes exactly which labels (id and version) it holds, with the pipeline config
 that turned them into rows, the code version, and what came out: counts, content hash, report
 and data card. Training runs reference a snapshot, never the live label tables. Nothing edits
-a snapshot after it is built; its fields are written once by ``rlhf.services``.
+a snapshot after it is built; its fields are written once by ``rlhf.snapshots.services``.
 
 A training run records a method, its whole config (``asdict``), the snapshot and models it
 starts from, and everything its worker reports: status, heartbeats, metric points, log tail,
-checkpoints, artifacts. Runs change only through ``rlhf.run_services`` (people) and
-``rlhf.run_execution`` (the worker, whose every write is fenced by ``attempt``).
+checkpoints, artifacts. Runs change only through ``rlhf.runs.services`` (people) and
+``rlhf.runs.execution`` (the worker, whose every write is fenced by ``attempt``).
 """
 
 from django.conf import settings

@@ -20,7 +20,7 @@ from config.errors import DomainError
 from models_registry.models import ModelVersion, VersionKind
 from models_registry.services import model_version_register
 from rlhf.models import TrainingRun
-from rlhf.run_services import (
+from rlhf.runs.services import (
     log_line,
     log_lines_append,
     run_model_dir,

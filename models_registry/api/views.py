@@ -38,7 +38,7 @@ def _allowed_folder(raw: str, project) -> Path:
             "the folder is outside the model roots this server registers from",
             code="folder_not_allowed",
         )
-    from rlhf.run_selectors import folder_of_another_projects_run  # rlhf imports the registry
+    from rlhf.runs.selectors import folder_of_another_projects_run  # rlhf imports the registry
 
     if folder_of_another_projects_run(folder, project):
         raise ValidationFailed(

@@ -5,8 +5,8 @@ from django.db import transaction
 
 from annotation.models import Label
 from models_registry.review_cycle import eval_prompts_pin
-from rlhf import services
 from rlhf.data.idcodec import decode_ids
+from rlhf.snapshots import services
 
 
 def test_labels_on_pinned_evaluation_prompts_are_left_out_of_snapshots(

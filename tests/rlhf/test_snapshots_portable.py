@@ -8,9 +8,9 @@ import pytest
 
 from annotation import services as annotation_services
 from annotation.models import Label
-from rlhf import services
 from rlhf.models import SnapshotStatus
-from rlhf.readers import iter_label_records, iter_label_records_orm
+from rlhf.snapshots import services
+from rlhf.snapshots.readers import iter_label_records, iter_label_records_orm
 from tests.rlhf.conftest import HH_FILE
 
 

@@ -91,7 +91,7 @@ def _tiny_model_folder() -> Path:
 def _objects_of_later_apps(project, creator) -> dict:
     """Snapshots (rlhf), model versions, aliases and generation jobs (models_registry)."""
     out: dict = {}
-    snapshots = _landed("rlhf.services")
+    snapshots = _landed("rlhf.snapshots.services")
     if snapshots is not None and hasattr(snapshots, "snapshot_create"):
         snapshot = snapshots.snapshot_create(project=project, created_by=creator, enqueue=False)
         out["snapshot_id"] = snapshot.pk

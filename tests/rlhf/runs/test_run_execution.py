@@ -12,9 +12,9 @@ from django.utils import timezone
 from annotation import services as annotation_services
 from config.errors import ValidationFailed
 from models_registry.services import model_version_register
-from rlhf import run_services
 from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
-from rlhf.run_execution import training_run_execute
+from rlhf.runs import services as run_services
+from rlhf.runs.execution import training_run_execute
 from rlhf.training.base_models import sha256_file
 from tests.rlhf.runs.conftest import wait_for
 

@@ -3,7 +3,7 @@
 A run is launched into ``queued`` and its job is enqueued once the transaction commits. The
 job carries ``(run_id, attempt)``: ``attempt`` is the fencing token, and every re-queue bumps
 it, so a worker that lost its run (presumed dead, then alive again) can no longer write. The
-worker's side lives in ``rlhf.run_execution``.
+worker's side lives in ``rlhf.runs.execution``.
 
 Dead workers are found without a cron: ``training_run_requeue_stale`` runs when any training
 job starts, when a run is launched, from a per-attempt watchdog job that the worker schedules
@@ -32,7 +32,7 @@ from django.utils import timezone
 from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
-from rlhf.run_selectors import folder_of_another_projects_run
+from rlhf.runs.selectors import folder_of_another_projects_run
 from rlhf.training.config import METHOD_TITLES, METHODS, ConfigError, config_from_dict
 from rlhf.training.data import SHAPE_FOR_METHOD
 
@@ -106,7 +106,7 @@ def run_dir(run_id: int) -> Path:
 
 
 def _enqueue(run_id: int, attempt: int) -> None:
-    from rlhf.tasks import training_run_job
+    from rlhf.runs.tasks import training_run_job
 
     transaction.on_commit(lambda: training_run_job.enqueue(run_id=run_id, attempt=attempt))
 
@@ -383,7 +383,7 @@ def _release_lost_attempt(run: TrainingRun, now) -> None:
 
 def training_run_watch(*, run_id: int, attempt: int) -> str:
     """The watchdog job's body: reap stale runs; while this attempt runs, look again later."""
-    from rlhf.tasks import training_run_watchdog_job
+    from rlhf.runs.tasks import training_run_watchdog_job
 
     training_run_requeue_stale()
     run = TrainingRun.objects.filter(pk=run_id).only("status", "attempt", "heartbeat_at").first()

@@ -10,8 +10,8 @@ from django.conf import settings
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from rlhf.access import access_training_run
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun, TrainingRunMetric
+from rlhf.runs.access import access_training_run
 from rlhf.training.config import METHOD_TITLES, METHODS, config_schema
 from rlhf.training.data import SHAPE_FOR_METHOD
 

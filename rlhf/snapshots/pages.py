@@ -15,8 +15,8 @@ from annotation.access import access_project
 from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability
 from config.errors import DomainError
-from rlhf import selectors, services
 from rlhf.data.aggregate import POLICIES
+from rlhf.snapshots import selectors, services
 
 CHART_WIDTH = 360
 
