@@ -51,7 +51,7 @@ from annotation.services import (
 )
 from config.errors import PayloadTooLarge, ValidationFailed
 from config.safepaths import bounded_gunzip, display_filename
-from rlhf.training.formats import FormatError, as_conversation, parse_preference_row
+from formats.preference import FormatError, as_conversation, parse_preference_row
 
 IMPORT_KINDS = ("prompts", "responses", "preferences")
 MAX_TEXT_CHARS = 200_000

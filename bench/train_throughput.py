@@ -42,10 +42,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 from transformers import TrainerCallback
 
+from formats.preference import parse_preference_row
 from rlhf.training.base_models import ensure_smollm2
 from rlhf.training.config import DPOConfig, RewardConfig
 from rlhf.training.data import DatasetSplits, read_jsonl
-from rlhf.training.formats import parse_preference_row
 from rlhf.training.hf import CountingCollator
 from rlhf.training.runner import run_training
 

@@ -75,21 +75,8 @@ def sample_pairs(loop_round: LoopRound, *, limit: int = SAMPLE_PAIRS) -> list[di
 
 
 def _run_and_snapshot(version: ModelVersion):
-    from rlhf.models import DatasetSnapshot, TrainingRun
-
-    run = (
-        TrainingRun.objects.filter(pk=version.training_run_ref, project=version.project).first()
-        if version.training_run_ref
-        else None
-    )
-    snapshot = (
-        DatasetSnapshot.objects.filter(
-            pk=version.dataset_snapshot_ref, project=version.project
-        ).first()
-        if version.dataset_snapshot_ref
-        else None
-    )
-    return run, snapshot
+    """The run and snapshot the version came from (registration kept them in its project)."""
+    return version.training_run, version.dataset_snapshot
 
 
 @dataclass

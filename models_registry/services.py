@@ -50,6 +50,7 @@ from models_registry.models import (
     VersionKind,
     VersionState,
 )
+from rlhf.models import DatasetSnapshot, TrainingRun
 
 # Called inside ``model_version_approve``'s transaction once a policy became champion:
 # (version, actor). The review cycle appends the next annotation round here (apps.ready).
@@ -147,8 +148,8 @@ def model_version_register(
     parent: ModelVersion | None = None,
     base_model: ModelVersion | None = None,
     source: str = "folder",
-    training_run_ref: int | None = None,
-    dataset_snapshot_ref: int | None = None,
+    training_run: TrainingRun | None = None,
+    dataset_snapshot: DatasetSnapshot | None = None,
     launched_by=None,
     config: dict | None = None,
     metrics: dict | None = None,
@@ -170,6 +171,13 @@ def model_version_register(
     for related in (parent, base_model):
         if related is not None and related.project_id != project.pk:
             raise ValidationFailed("lineage stays inside one project", code="foreign_version")
+    for field, related in (("training_run", training_run), ("dataset_snapshot", dataset_snapshot)):
+        if related is not None and related.project_id != project.pk:
+            raise ValidationFailed(
+                f"the {field.replace('_', ' ')} belongs to another project",
+                code=f"foreign_{field.split('_')[-1]}",
+                fields={f"{field}_ref": "not one of this project's"},
+            )
     try:
         inspection = inspect_model_folder(Path(folder))
     except UnsafeModelFolder as exc:
@@ -201,8 +209,8 @@ def model_version_register(
         source=source,
         artifact_dir=str(inspection.folder),
         is_adapter=inspection.is_adapter,
-        training_run_ref=training_run_ref,
-        dataset_snapshot_ref=dataset_snapshot_ref,
+        training_run=training_run,
+        dataset_snapshot=dataset_snapshot,
         launched_by=launched_by,
         registered_by=registered_by,
         config=config or {},

@@ -16,6 +16,8 @@ from models_registry import review_cycle, selectors, services
 from models_registry.access import access_generation_job, access_model_version
 from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
+from rlhf.models import DatasetSnapshot, TrainingRun
+from rlhf.runs.selectors import folder_of_another_projects_run
 
 
 def _allowed_folder(raw: str, project) -> Path:
@@ -38,13 +40,24 @@ def _allowed_folder(raw: str, project) -> Path:
             "the folder is outside the model roots this server registers from",
             code="folder_not_allowed",
         )
-    from rlhf.runs.selectors import folder_of_another_projects_run  # rlhf imports the registry
-
     if folder_of_another_projects_run(folder, project):
         raise ValidationFailed(
             "the folder belongs to a run of another project", code="folder_not_allowed"
         )
     return folder
+
+
+def _project_object(model, pk: int, project, *, field: str):
+    """The project's run or snapshot ``pk``; another project's (or none) is a 400 naming the
+    field, as it would be if the id did not exist."""
+    found = model.objects.filter(pk=pk, project=project).first()
+    if found is None:
+        raise ValidationFailed(
+            f"{field}: no such {model._meta.verbose_name} in this project",
+            code="invalid_reference",
+            fields={field: "not one of this project's"},
+        )
+    return found
 
 
 class VersionListView(APIView):
@@ -84,6 +97,10 @@ class RegisterView(APIView):
         parent = (
             get_object_or_404(ModelVersion, pk=parent_id, project=project) if parent_id else None
         )
+        for field, model in (("training_run", TrainingRun), ("dataset_snapshot", DatasetSnapshot)):
+            ref = fields.pop(f"{field}_ref", None)
+            if ref is not None:
+                fields[field] = _project_object(model, ref, project, field=f"{field}_ref")
         version = services.model_version_register(
             project=project,
             folder=_allowed_folder(fields.pop("folder"), project),

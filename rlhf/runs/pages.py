@@ -22,6 +22,7 @@ from annotation.roles import Capability, role_can
 from config.errors import DomainError, ValidationFailed
 from rlhf.models import DatasetSnapshot, TrainingRun
 from rlhf.runs import selectors, services
+from rlhf.runs import versions as run_versions
 from rlhf.training.base_models import SMOLLM2_NAME
 from rlhf.training.config import (
     METHOD_TITLES,
@@ -126,6 +127,7 @@ def run_new_page(request, project_id: int):
     if method not in METHODS:
         method = "reward"
     choices = selectors.training_run_launch_choices(project=project)
+    listed = choices["policy_versions"] + choices["reward_versions"]
     values = {"base_model": default_base_model()}
     errors: dict = {}
     chosen = {k: request.POST.get(k, "") for k in ("snapshot", "base_source", "reward_source")}
@@ -143,8 +145,8 @@ def run_new_page(request, project_id: int):
                     or _missing_snapshot(),
                     config=values,
                     name=request.POST.get("name", ""),
-                    **_sources(chosen["base_source"], "base_model", project),
-                    **_sources(chosen["reward_source"], "reward_model", project),
+                    **_sources(chosen["base_source"], "base_model", project, listed),
+                    **_sources(chosen["reward_source"], "reward_model", project, listed),
                 )
             except DomainError as exc:
                 errors = exc.extra.get("fields") or {}
@@ -191,13 +193,14 @@ def _model_options(versions, runs) -> list[tuple[str, list[dict]]]:
     return [(name, options) for name, options in groups if options]
 
 
-def _sources(choice: str, prefix: str, project) -> dict:
+def _sources(choice: str, prefix: str, project, listed_versions) -> dict:
     """``version:<id>`` or ``run:<id>`` from the form's model select, as launch arguments."""
-    from models_registry.models import ModelVersion
-
     kind, _, pk = choice.partition(":")
     if kind == "version":
-        return {f"{prefix}_version": _pick(ModelVersion, pk, project)}
+        found = next((v for v in listed_versions if str(v.pk) == pk), None)
+        if found is None:
+            raise ValidationFailed("choose one of the listed options", code="invalid_choice")
+        return {f"{prefix}_version": found}
     if kind == "run":
         return {f"{prefix}_run": _pick(TrainingRun, pk, project)}
     return {}
@@ -219,6 +222,7 @@ def _missing_snapshot():
 @login_required
 def run_page(request, run_id: int):
     run = selectors.training_run_get(user=request.user, run_id=run_id)
+    run_versions.annotate_runs([run])
     return render(
         request,
         "rlhf/run.html",

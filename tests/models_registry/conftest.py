@@ -99,6 +99,15 @@ def base_version(project, engineer, tiny_base_dir):
 @pytest.fixture
 def candidate(project, engineer, base_version, tiny_candidate_dir):
     """A trained candidate whose run was launched by the engineer."""
+    from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
+
+    snapshot = DatasetSnapshot.objects.create(
+        project=project, status=SnapshotStatus.READY, max_label_id=0, config={}
+    )
+    run = TrainingRun.objects.create(
+        project=project, name="dpo", method="dpo", method_title="DPO", config={},
+        dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer, status="succeeded",
+    )  # fmt: skip
     return services.model_version_register(
         project=project,
         folder=tiny_candidate_dir,
@@ -107,8 +116,8 @@ def candidate(project, engineer, base_version, tiny_candidate_dir):
         registered_by=engineer,
         parent=base_version,
         launched_by=engineer,
-        training_run_ref=7,
-        dataset_snapshot_ref=3,
+        training_run=run,
+        dataset_snapshot=snapshot,
         config={"method": "dpo", "beta": 0.1},
         metrics={"reward_mean": 0.42},
         data_card={"pairs": 128, "annotators": 3},

@@ -209,3 +209,51 @@ def test_registering_another_projects_run_folder_is_refused(
         url, {"folder": str(folders[project.pk]), "name": "own"}, format="json"
     )
     assert own.status_code == 201
+
+
+def test_registering_with_another_projects_run_or_snapshot_id_is_refused_naming_the_field(
+    project, other_project, engineer, tiny_candidate_dir, settings
+):
+    # given a run and a snapshot of another project, and ones of this project
+    from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
+
+    settings.TANDEM_MODEL_IMPORT_ROOTS = [tiny_candidate_dir.parent]
+    made = {}
+    for owner in (project, other_project):
+        snapshot = DatasetSnapshot.objects.create(
+            project=owner, status=SnapshotStatus.READY, max_label_id=0, config={}
+        )
+        run = TrainingRun.objects.create(
+            project=owner, name="dpo", method="dpo", method_title="DPO", config={},
+            dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer,
+        )  # fmt: skip
+        made[owner.pk] = (run, snapshot)
+    foreign_run, foreign_snapshot = made[other_project.pk]
+    url = reverse("api-model-register", args=[project.pk])
+    body = {"folder": str(tiny_candidate_dir), "name": "borrowed"}
+    # when an engineer registers a folder naming the other project's run, or its snapshot
+    for field, foreign_id in (
+        ("training_run_ref", foreign_run.pk),
+        ("dataset_snapshot_ref", foreign_snapshot.pk),
+        ("training_run_ref", 10**9),  # or an id that names nothing
+    ):
+        response = client_for(engineer).post(url, {**body, field: foreign_id}, format="json")
+        # then it is refused, naming the field, and nothing is registered
+        assert response.status_code == 400, response.content
+        assert response.json()["fields"] == {field: "not one of this project's"}
+        assert field in response.json()["detail"]
+    assert not ModelVersion.objects.filter(name="borrowed").exists()
+    # while the project's own run and snapshot are recorded as the version's origin
+    own_run, own_snapshot = made[project.pk]
+    response = client_for(engineer).post(
+        url,
+        {**body, "training_run_ref": own_run.pk, "dataset_snapshot_ref": own_snapshot.pk},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert (response.json()["training_run_ref"], response.json()["dataset_snapshot_ref"]) == (
+        own_run.pk,
+        own_snapshot.pk,
+    )
+    version = ModelVersion.objects.get(name="borrowed")
+    assert (version.training_run, version.dataset_snapshot) == (own_run, own_snapshot)

@@ -16,6 +16,7 @@ from models_registry.models import (
     LoopRound,
     RoundKind,
     RoundStatus,
+    TrainingRunVersions,
     VersionKind,
 )
 
@@ -287,17 +288,19 @@ def _succeeded_run(project, engineer, version):
     snapshot = DatasetSnapshot.objects.create(
         project=project, status=SnapshotStatus.READY, max_label_id=0, config={}
     )
-    return TrainingRun.objects.create(
+    run = TrainingRun.objects.create(
         project=project, name="dpo", method="dpo", method_title="DPO", config={},
         dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer,
-        status="succeeded", candidate_version=version,
+        status="succeeded",
     )  # fmt: skip
+    TrainingRunVersions.objects.create(run=run, candidate_version=version)
+    return run
 
 
 def test_a_succeeded_runs_candidate_goes_up_for_review_and_the_run_log_says_so(
     loop_project, candidate, base_version, engineer, django_capture_on_commit_callbacks
 ):
-    from rlhf.run_registration import training_run_start_review
+    from models_registry.handover import training_run_start_review
 
     run = _succeeded_run(loop_project, engineer, candidate)
     # when the run's succeeded-hook runs
@@ -315,7 +318,7 @@ def test_a_succeeded_runs_candidate_goes_up_for_review_and_the_run_log_says_so(
 def test_without_a_champion_the_run_log_says_why_no_review_started(
     project, prompts, engineer, tiny_candidate_dir
 ):
-    from rlhf.run_registration import training_run_start_review
+    from models_registry.handover import training_run_start_review
 
     version = services.model_version_register(
         project=project, folder=tiny_candidate_dir, name="first", kind=VersionKind.POLICY,

@@ -24,6 +24,7 @@ from annotation.selectors import project_by_ref
 from config.errors import DomainError
 from rlhf.models import DatasetSnapshot, RunStatus, TrainingRun
 from rlhf.runs import services as run_services
+from rlhf.runs import versions as run_versions
 from rlhf.training.config import METHODS, config_schema
 
 
@@ -95,11 +96,9 @@ class Command(BaseCommand):
         return run
 
     def _version(self, pk: int | None):
-        from models_registry.models import ModelVersion
-
         if pk is None:
             return None
-        version = ModelVersion.objects.filter(pk=pk).first()
+        version = run_versions.version_get(version_id=pk)
         if version is None:
             raise CommandError(f"no model version {pk}")
         return version

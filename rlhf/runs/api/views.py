@@ -8,8 +8,7 @@ from rest_framework.views import APIView
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from models_registry.access import access_model_version
-from rlhf.runs import selectors, services
+from rlhf.runs import selectors, services, versions
 from rlhf.runs.api import serializers as s
 from rlhf.snapshots import selectors as snapshot_selectors
 
@@ -18,6 +17,7 @@ class TrainingRunListView(APIView):
     @extend_schema(responses=s.TrainingRunSummarySerializer(many=True))
     def get(self, request, project_id: int):
         runs = selectors.training_run_list(user=request.user, project_id=project_id)
+        versions.annotate_runs(runs)
         return Response(s.TrainingRunSummarySerializer(runs, many=True).data)
 
     @extend_schema(
@@ -36,7 +36,7 @@ class TrainingRunListView(APIView):
                 values[field] = selectors.training_run_get(user=request.user, run_id=values[field])
         for field in ("base_model_version", "reward_model_version"):
             if values.get(field) is not None:
-                values[field] = access_model_version(request.user, values[field])
+                values[field] = versions.version_get(version_id=values[field], user=request.user)
         run = services.training_run_launch(
             project=project, created_by=request.user, snapshot=snapshot, **values
         )

@@ -5,10 +5,10 @@ import json
 import datasets
 import pytest
 
+from formats.preference import parse_hh_pair
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.records import LabelRecord
 from rlhf.data.splits import SplitConfig
-from rlhf.training.formats import parse_hh_pair
 from tests.rlhf.conftest import HH_FILE
 from tests.rlhf.trl_steps import dpo_step, grpo_step, kto_step, reward_step, sft_step
 

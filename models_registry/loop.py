@@ -28,6 +28,7 @@ from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
 from models_registry import review_cycle, selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind
+from models_registry.run_versions import training_run_candidate
 from models_registry.services import base_model_register
 from rlhf.models import ACTIVE_RUN_STATUSES, DatasetSnapshot, RunStatus, TrainingRun
 from rlhf.runs import services as run_services
@@ -144,7 +145,7 @@ def loop_run(
         config=size["dpo"], base_model_version=champion, name="loop policy",
     )  # fmt: skip
     policy_run = _execute(policy_run, say)
-    candidate = policy_run.candidate_version
+    candidate = training_run_candidate(run=policy_run)
     if candidate is None:
         raise Conflict(f"run {policy_run.pk} registered no candidate: see its log")
     review_round = (

@@ -1,0 +1,79 @@
+"""The migrations that turn the registry's integer references into foreign keys keep the data."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+BEFORE = [("models_registry", "0004_run_and_snapshot_foreign_keys"), ("rlhf", "0002_training_runs")]
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_links_are_carried_over_and_refs_to_nothing_or_another_project_are_dropped():
+    # given the schema before the move, with versions whose integer refs name a run and a
+    # snapshot of their project, nothing, or another project's, and runs linked to versions
+    old = _migrate(BEFORE)
+    User = old.get_model("auth", "User")
+    Project = old.get_model("annotation", "Project")
+    Snapshot = old.get_model("rlhf", "DatasetSnapshot")
+    Run = old.get_model("rlhf", "TrainingRun")
+    Version = old.get_model("models_registry", "ModelVersion")
+    user = User.objects.create(username="eve")
+    own, other = (Project.objects.create(name=n, slug=n, created_by=user) for n in ("own", "other"))
+
+    def snapshot_and_run(project):
+        snapshot = Snapshot.objects.create(project=project, max_label_id=0, config={})
+        run = Run.objects.create(
+            project=project, method="dpo", method_title="DPO", config={},
+            dataset_snapshot=snapshot, data_path="/nowhere",
+        )  # fmt: skip
+        return snapshot, run
+
+    snapshot, run = snapshot_and_run(own)
+    foreign_snapshot, foreign_run = snapshot_and_run(other)
+
+    def version(name, **refs):
+        return Version.objects.create(
+            project=own, name=name, version=1, kind="policy", architecture="LlamaForCausalLM",
+            backbone="llama", source="folder", artifact_dir="/nowhere", **refs,
+        )  # fmt: skip
+
+    base = version("base")
+    linked = version("linked", training_run_ref=run.pk, dataset_snapshot_ref=snapshot.pk)
+    dangling = version("dangling", training_run_ref=10**9, dataset_snapshot_ref=10**9)
+    foreign = version(
+        "foreign", training_run_ref=foreign_run.pk, dataset_snapshot_ref=foreign_snapshot.pk
+    )
+    Run.objects.filter(pk=run.pk).update(
+        base_model_version=base, reward_model_version=None, candidate_version=linked
+    )
+
+    # when the migrations run forward
+    new = _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    # then the version's run and snapshot are foreign keys to the same rows, dangling and
+    # foreign refs are dropped, and the run's versions are the registry's record
+    Version = new.get_model("models_registry", "ModelVersion")
+    Links = new.get_model("models_registry", "TrainingRunVersions")
+    refs = dict(
+        (v.pk, (v.training_run_id, v.dataset_snapshot_id))
+        for v in Version.objects.filter(pk__in=[base.pk, linked.pk, dangling.pk, foreign.pk])
+    )
+    assert refs == {
+        base.pk: (None, None),
+        linked.pk: (run.pk, snapshot.pk),
+        dangling.pk: (None, None),
+        foreign.pk: (None, None),
+    }
+    assert list(
+        Links.objects.values_list(
+            "run_id", "base_model_version_id", "reward_model_version_id", "candidate_version_id"
+        )
+    ) == [(run.pk, base.pk, None, linked.pk)]
+    assert Links.objects.count() == 1  # the foreign project's run had no versions
