@@ -1,6 +1,7 @@
 """The automatic human-review cycle: pinned evaluation prompts, review rounds, the next round.
 
-1. ``eval_prompts_pin`` fixes the project's evaluation prompt set (``options["eval_prompt_ids"]``).
+1. ``review_settings.eval_prompts_pin`` fixes the project's evaluation prompt set
+   (``options["eval_prompt_ids"]``).
 2. When a training run's candidate policy is registered, ``review_round_start`` records a
    review round (pinned prompts + a sample of fresh ones, against the champion as it is now),
    moves the candidate to ``in_review`` (audited) and enqueues ``loop_round_prepare`` after
@@ -38,9 +39,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Project, Prompt, Response, TaskKind
-from annotation.services import prompt_messages_hash, task_create
+from annotation.services import task_create
 from config.errors import Conflict, DomainError, ValidationFailed
 from models_registry import selectors
+from models_registry.generation import generation_job_create, generation_job_run
 from models_registry.models import (
     GenerationJob,
     LoopRound,
@@ -50,130 +52,22 @@ from models_registry.models import (
     VersionKind,
     VersionState,
 )
-from models_registry.services import (
-    generation_job_create,
-    generation_job_run,
-    model_version_transition,
+from models_registry.review_selectors import (
+    DEFAULT_ANNOTATION_PROMPTS,
+    DEFAULT_FRESH_PROMPTS,
+    eval_prompt_ids,
+    review_option_int,
+    review_reward_model,
 )
+from models_registry.services import model_version_transition
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FRESH_PROMPTS = 4
-DEFAULT_ANNOTATION_PROMPTS = 16
 DEFAULT_GENERATION = {"max_new_tokens": 128, "temperature": 0.7, "top_p": 0.95}
 # Review tasks jump the queue: a candidate waits on them, ordinary tasks wait on nothing.
 REVIEW_PRIORITY = 10
 # The two samples of an annotation round differ by this much in their seeds.
 SECOND_SAMPLE_SEED_OFFSET = 1_000_003
-
-
-# --------------------------------------------------------------------------- pinned prompts
-
-
-def eval_prompt_ids(project: Project) -> list[int]:
-    return [int(i) for i in (project.options or {}).get("eval_prompt_ids", [])]
-
-
-@transaction.atomic
-def eval_prompts_pin(
-    *,
-    project: Project,
-    prompt_ids: list[int] | None = None,
-    conversations: list[list[dict]] | None = None,
-    replace: bool = False,
-) -> list[int]:
-    """Pin prompts (existing ids, or conversations stored as prompts) as the evaluation set.
-
-    Returns the pinned ids, in pinning order. ``replace`` drops the earlier pins first."""
-    project = Project.objects.select_for_update().get(pk=project.pk)
-    ids = [int(i) for i in (prompt_ids or [])]
-    found = set(Prompt.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True))
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise ValidationFailed(
-            f"prompts not in this project: {missing[:10]}", code="foreign_prompts"
-        )
-    for messages in conversations or []:
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(
-                isinstance(m, dict)
-                and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str)
-                for m in messages
-            )
-        ):
-            raise ValidationFailed(
-                "each prompt is a list of {role, content} messages", code="invalid_prompt"
-            )
-        cleaned = [{"role": m["role"], "content": m["content"]} for m in messages]
-        prompt, _ = Prompt.objects.get_or_create(
-            project=project,
-            content_hash=prompt_messages_hash(cleaned),
-            defaults={"messages": cleaned, "source": "eval-pin"},
-        )
-        ids.append(prompt.pk)
-    if not ids:
-        raise ValidationFailed("no prompts given", code="no_prompts")
-    pinned = [] if replace else eval_prompt_ids(project)
-    pinned = list(dict.fromkeys([*pinned, *ids]))
-    project.options = {**(project.options or {}), "eval_prompt_ids": pinned}
-    project.save(update_fields=["options", "updated_at"])
-    return pinned
-
-
-REVIEW_SETTINGS = {
-    "review_min_labels": (int, 0, 100_000),
-    "review_min_win_rate": (float, 0.0, 1.0),
-    "review_fresh_prompts": (int, 0, 10_000),
-    "annotation_round_prompts": (int, 0, 10_000),
-}
-
-
-def review_settings(project: Project) -> dict:
-    options = project.options or {}
-    return {
-        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
-        "review_min_win_rate": options.get("review_min_win_rate"),
-        "review_fresh_prompts": _int_option(project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS),
-        "annotation_round_prompts": _int_option(
-            project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS
-        ),
-        "eval_prompt_ids": eval_prompt_ids(project),
-    }
-
-
-@transaction.atomic
-def review_settings_update(*, project: Project, **fields) -> dict:
-    """Set the approval thresholds and round sizes in ``Project.options`` (None clears one)."""
-    unknown = set(fields) - set(REVIEW_SETTINGS)
-    if unknown:
-        raise ValidationFailed(f"unknown review settings: {sorted(unknown)}", code="invalid_field")
-    project = Project.objects.select_for_update().get(pk=project.pk)
-    options = dict(project.options or {})
-    for key, value in fields.items():
-        kind, low, high = REVIEW_SETTINGS[key]
-        if value is None:
-            options.pop(key, None)
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationFailed(f"{key} must be a number", field=key)
-        if kind is int and value != int(value):
-            raise ValidationFailed(f"{key} must be a whole number", field=key)
-        if not low <= value <= high:
-            raise ValidationFailed(f"{key} must be from {low} to {high}", field=key)
-        options[key] = kind(value)
-    project.options = options
-    project.save(update_fields=["options", "updated_at"])
-    return review_settings(project)
-
-
-def _int_option(project: Project, key: str, default: int) -> int:
-    try:
-        return max(0, int((project.options or {}).get(key, default)))
-    except (TypeError, ValueError):
-        return default
 
 
 def _generation_config(project: Project) -> dict:
@@ -235,7 +129,7 @@ def review_round_start(*, version: ModelVersion, actor=None) -> LoopRound:
     fresh = _fresh_sample(
         project,
         kind=RoundKind.REVIEW,
-        count=_int_option(project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS),
+        count=review_option_int(project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS),
         seed=version.pk,
     )
     if not pinned and not fresh:
@@ -276,7 +170,7 @@ def annotation_round_start(*, version: ModelVersion, actor=None) -> LoopRound | 
     fresh = _fresh_sample(
         project,
         kind=RoundKind.ANNOTATION,
-        count=_int_option(project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS),
+        count=review_option_int(project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS),
         seed=version.pk,
     )
     if not fresh:
@@ -449,18 +343,6 @@ def loop_round_prepare(*, round_id: int) -> LoopRound:
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def review_reward_model(project: Project) -> ModelVersion | None:
-    chosen = (project.options or {}).get("review_reward_model_version")
-    versions = ModelVersion.objects.filter(project=project, kind=VersionKind.REWARD)
-    if chosen:
-        return versions.filter(pk=int(chosen)).first()
-    return (
-        versions.exclude(state__in=[VersionState.REJECTED, VersionState.ARCHIVED])
-        .order_by("-id")
-        .first()
-    )
 
 
 def _folder(version: ModelVersion | None) -> Path | None:

@@ -1,4 +1,5 @@
-"""Reads for the reviewer's decision page and the lineage page.
+"""Reads of the review cycle: the project's review settings and pinned prompts, the reward
+model reviews score with, and the reviewer's decision page and the lineage page.
 
 What a decision rests on, in one place: the blind win rate against the champion (Wilson 95%
 interval, ties half a win), the Bradley-Terry leaderboard, the review round's evaluation
@@ -13,11 +14,56 @@ from dataclasses import dataclass, field
 from annotation.models import Label, Project, Task, TaskItem, TaskStatus
 from annotation.rendering import markdown_to_safe_html
 from models_registry import selectors
-from models_registry.models import LoopRound, ModelVersion, RoundKind
-from models_registry.review_cycle import eval_prompt_ids
+from models_registry.models import LoopRound, ModelVersion, RoundKind, VersionKind, VersionState
 
+DEFAULT_FRESH_PROMPTS = 4
+DEFAULT_ANNOTATION_PROMPTS = 16
 SAMPLE_PAIRS = 6
 LEADERBOARD_BOOTSTRAP = 300
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def eval_prompt_ids(project: Project) -> list[int]:
+    return [int(i) for i in (project.options or {}).get("eval_prompt_ids", [])]
+
+
+def review_settings(project: Project) -> dict:
+    options = project.options or {}
+    return {
+        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
+        "review_min_win_rate": options.get("review_min_win_rate"),
+        "review_fresh_prompts": review_option_int(
+            project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS
+        ),
+        "annotation_round_prompts": review_option_int(
+            project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS
+        ),
+        "eval_prompt_ids": eval_prompt_ids(project),
+    }
+
+
+def review_option_int(project: Project, key: str, default: int) -> int:
+    try:
+        return max(0, int((project.options or {}).get(key, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def review_reward_model(project: Project) -> ModelVersion | None:
+    chosen = (project.options or {}).get("review_reward_model_version")
+    versions = ModelVersion.objects.filter(project=project, kind=VersionKind.REWARD)
+    if chosen:
+        return versions.filter(pk=int(chosen)).first()
+    return (
+        versions.exclude(state__in=[VersionState.REJECTED, VersionState.ARCHIVED])
+        .order_by("-id")
+        .first()
+    )
+
+
+# --------------------------------------------------------------------------- evidence
 
 
 def thresholds(project: Project) -> dict:

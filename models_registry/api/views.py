@@ -12,7 +12,13 @@ from rest_framework.views import APIView
 from annotation.access import access_project
 from annotation.roles import Capability
 from config.errors import ValidationFailed
-from models_registry import review_cycle, selectors, services
+from models_registry import (
+    generation,
+    review_selectors,
+    review_settings,
+    selectors,
+    services,
+)
 from models_registry.access import access_generation_job, access_model_version
 from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
@@ -223,7 +229,7 @@ class GenerateView(APIView):
         version = access_model_version(request.user, version_id, capability=Capability.TRAIN)
         data = s.GenerateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.generation_job_create(
+        job = generation.generation_job_create(
             version=version,
             prompt_ids=data.validated_data["prompt_ids"],
             config=data.validated_data.get("config"),
@@ -245,14 +251,16 @@ class ReviewSettingsView(APIView):
     @extend_schema(responses=s.ReviewSettingsSerializer)
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
-        return Response(review_cycle.review_settings(project))
+        return Response(review_selectors.review_settings(project))
 
     @extend_schema(request=s.ReviewSettingsSerializer, responses=s.ReviewSettingsSerializer)
     def patch(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
         data = s.ReviewSettingsSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        return Response(review_cycle.review_settings_update(project=project, **data.validated_data))
+        return Response(
+            review_settings.review_settings_update(project=project, **data.validated_data)
+        )
 
 
 class EvalPromptsView(APIView):
@@ -261,18 +269,18 @@ class EvalPromptsView(APIView):
     @extend_schema(responses=s.ReviewSettingsSerializer)
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
-        return Response(review_cycle.review_settings(project))
+        return Response(review_selectors.review_settings(project))
 
     @extend_schema(request=s.EvalPromptsSerializer, responses=s.ReviewSettingsSerializer)
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
         data = s.EvalPromptsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        review_cycle.eval_prompts_pin(
+        review_settings.eval_prompts_pin(
             project=project,
             prompt_ids=data.validated_data.get("prompt_ids"),
             conversations=data.validated_data.get("prompts"),
             replace=data.validated_data["replace"],
         )
         project.refresh_from_db()
-        return Response(review_cycle.review_settings(project))
+        return Response(review_selectors.review_settings(project))

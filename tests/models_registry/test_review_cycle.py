@@ -10,7 +10,7 @@ from annotation import services as annotation_services
 from annotation.models import Prompt, Task, TaskItem
 from annotation.services import prompt_messages_hash
 from config.errors import Conflict, ValidationFailed
-from models_registry import review_cycle, selectors, services
+from models_registry import review_cycle, review_selectors, review_settings, selectors, services
 from models_registry.models import (
     AuditEvent,
     LoopRound,
@@ -45,7 +45,7 @@ def prompts(project):
 def loop_project(project, prompts):
     project.options = {"review_fresh_prompts": 3, "review_generation": TINY_GENERATION}
     project.save()
-    review_cycle.eval_prompts_pin(project=project, prompt_ids=[prompts[0].pk, prompts[1].pk])
+    review_settings.eval_prompts_pin(project=project, prompt_ids=[prompts[0].pk, prompts[1].pk])
     project.refresh_from_db()
     return project
 
@@ -54,13 +54,13 @@ def test_pinning_keeps_order_adds_conversations_and_refuses_foreign_prompts(
     project, other_project, prompts
 ):
     # given two prompts pinned
-    pinned = review_cycle.eval_prompts_pin(
+    pinned = review_settings.eval_prompts_pin(
         project=project, prompt_ids=[prompts[3].pk, prompts[1].pk]
     )
     assert pinned == [prompts[3].pk, prompts[1].pk]
     # when a new conversation and an already pinned id are pinned
     conversation = [{"role": "user", "content": "A held-out evaluation question"}]
-    pinned = review_cycle.eval_prompts_pin(
+    pinned = review_settings.eval_prompts_pin(
         project=project, prompt_ids=[prompts[1].pk], conversations=[conversation]
     )
     # then the conversation is stored once as a prompt and appended; nothing is duplicated
@@ -71,7 +71,7 @@ def test_pinning_keeps_order_adds_conversations_and_refuses_foreign_prompts(
     # and a prompt of another project is refused without changing the pins
     foreign = Prompt.objects.create(project=other_project, messages=conversation, content_hash="f")
     with pytest.raises(ValidationFailed):
-        review_cycle.eval_prompts_pin(project=project, prompt_ids=[foreign.pk], replace=True)
+        review_settings.eval_prompts_pin(project=project, prompt_ids=[foreign.pk], replace=True)
     project.refresh_from_db()
     assert project.options["eval_prompt_ids"] == pinned
 
@@ -243,7 +243,7 @@ def test_approval_moves_the_champion_and_queues_the_next_annotation_round(
     assert (annotation_round.version, annotation_round.status) == (candidate, RoundStatus.QUEUED)
     assert len(annotation_round.fresh_prompt_ids) == 4
     assert not set(annotation_round.fresh_prompt_ids) & set(
-        review_cycle.eval_prompt_ids(loop_project)
+        review_selectors.eval_prompt_ids(loop_project)
     )
     queued = DBTaskResult.objects.get()
     assert (queued.queue_name, queued.args_kwargs["args"]) == ("generation", [annotation_round.pk])

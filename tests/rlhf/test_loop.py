@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from annotation import services as annotation_services
 from annotation.models import Task, TaskItem
 from annotation.roles import Role
-from models_registry import review_cycle, selectors
+from models_registry import review_cycle, review_settings, selectors
 from models_registry.models import AuditEvent, LoopRound, RoundKind, RoundStatus
 from models_registry.run_versions import run_versions_of, training_run_candidate
 from rlhf.models import TrainingRun
@@ -65,7 +65,7 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     annotation_services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
     annotation_services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
     # given 40 labelled pairs, two pinned evaluation prompts and small round sizes
-    pinned = review_cycle.eval_prompts_pin(
+    pinned = review_settings.eval_prompts_pin(
         project=project,
         conversations=[
             [{"role": "user", "content": "How do I keep bread fresh?"}],

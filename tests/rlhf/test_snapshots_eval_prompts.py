@@ -4,7 +4,7 @@ import pytest
 from django.db import transaction
 
 from annotation.models import Label
-from models_registry.review_cycle import eval_prompts_pin
+from models_registry.review_settings import eval_prompts_pin
 from rlhf.data.idcodec import decode_ids
 from rlhf.snapshots import services
 

@@ -113,7 +113,7 @@ def _objects_of_later_apps(project, creator) -> dict:
             name=f"base-{project.pk}",
         )  # fmt: skip
         prompt_id = project.prompts.order_by("pk").values_list("pk", flat=True).first()
-        job = registry.generation_job_create(
+        job = _landed("models_registry.generation").generation_job_create(
             version=version, prompt_ids=[prompt_id], created_by=creator
         )
         out.update(version_id=version.pk, job_id=job.pk, name="champion")

@@ -37,7 +37,7 @@ from annotation.models import Project, Prompt
 from annotation.roles import Capability
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
-from models_registry import review_cycle, selectors, services
+from models_registry import generation, review_cycle, review_settings, selectors, services
 from models_registry.models import ModelVersion, VersionKind, VersionState
 
 
@@ -249,11 +249,11 @@ class Command(BaseCommand):
             "seed": options["seed"],
             "batch_size": options["batch_size"],
         }
-        job = services.generation_job_create(
+        job = generation.generation_job_create(
             version=v, prompt_ids=prompt_ids, config=config, created_by=self._user(actor)
         )
         if now:
-            job = services.generation_job_run(job_id=job.pk)
+            job = generation.generation_job_run(job_id=job.pk)
             self.stdout.write(
                 f"job {job.pk}: {job.status}, {job.responses_created} new responses ({job.backend})"
             )
@@ -284,7 +284,7 @@ class Command(BaseCommand):
                     conversations.append(row["messages"])
                 else:
                     raise CommandError(f"{from_file}:{number}: expected prompt or messages")
-        pinned = review_cycle.eval_prompts_pin(
+        pinned = review_settings.eval_prompts_pin(
             project=project_obj, prompt_ids=ids, conversations=conversations, replace=replace
         )
         self.stdout.write(f"{len(pinned)} pinned evaluation prompts in {project_obj.slug}")
