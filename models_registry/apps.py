@@ -12,7 +12,7 @@ class ModelsRegistryConfig(AppConfig):
         from rlhf.runs import services as run_services
         from rlhf.runs import versions
 
-        hook = review_cycle.next_round_on_approval
+        hook = review_cycle.loop_round_start_next
         if hook not in services.version_approved_hooks:
             services.version_approved_hooks.append(hook)
         versions.install(run_versions.RunVersionRegistry())

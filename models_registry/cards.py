@@ -84,7 +84,7 @@ def model_card_markdown(version: ModelVersion) -> str:
     )
 
     parts.append("\n## Lineage\n")
-    ancestors = selectors.version_ancestors(version)
+    ancestors = selectors.model_version_ancestors(version)
     if ancestors:
         chain = " → ".join(_code(v.label) for v in reversed(ancestors))
         parts.append(f"- Parents: {chain} → **{_code(version.label)}**\n")

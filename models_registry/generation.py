@@ -67,9 +67,9 @@ def generation_job_create(
 
 
 def _enqueue_generation(job_id: int) -> None:
-    from models_registry.tasks import generate_responses_for_job
+    from models_registry.tasks import generation_job_run_job
 
-    result = generate_responses_for_job.enqueue(job_id)
+    result = generation_job_run_job.enqueue(job_id)
     GenerationJob.objects.filter(pk=job_id, task_result_id="").update(task_result_id=str(result.id))
 
 

@@ -20,7 +20,7 @@ from django.db.models import F
 
 from config.errors import DomainError
 from models_registry.models import ModelVersion, VersionKind
-from models_registry.review_cycle import review_round_start
+from models_registry.review_cycle import loop_round_start_review
 from models_registry.run_versions import run_versions_of, training_run_set_candidate
 from models_registry.services import model_version_register
 from rlhf.models import TrainingRun
@@ -100,7 +100,7 @@ def training_run_start_review(run: TrainingRun) -> None:
     if version is None or version.kind != VersionKind.POLICY:
         return
     try:
-        loop_round = review_round_start(version=version, actor=None)
+        loop_round = loop_round_start_review(version=version, actor=None)
     except DomainError as exc:
         message = f"no review round for {version.label}: {exc.message}"
     else:

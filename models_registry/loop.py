@@ -5,7 +5,7 @@ registered (the run's succeeded-hooks) → review round: both versions answer th
 fresh prompts, blind review tasks queued, evaluation recorded. Everything goes through the
 same services the pages and workers use: ``snapshot_create``/``snapshot_build``,
 ``training_run_launch``/``training_run_execute`` (the worker's own entry point, called here),
-``loop_round_prepare``/``review_round_evaluate`` (the generation queue's jobs, called here).
+``loop_round_prepare``/``loop_round_evaluate`` (the generation queue's jobs, called here).
 The jobs that those services also enqueue find their work done when a worker picks them up
 (they are idempotent).
 
@@ -29,7 +29,7 @@ from config.errors import Conflict, ValidationFailed
 from models_registry import review_cycle, selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind
 from models_registry.run_versions import training_run_candidate
-from models_registry.services import base_model_register
+from models_registry.services import model_version_register_base
 from rlhf.models import ACTIVE_RUN_STATUSES, DatasetSnapshot, RunStatus, TrainingRun
 from rlhf.runs import services as run_services
 from rlhf.runs.execution import training_run_execute
@@ -89,7 +89,7 @@ def _champion(project: Project, *, tiny: bool, say) -> ModelVersion:
     # Registered as "system": the operator running this command holds the server; over the API
     # only a project admin may register a base model.
     folder = _tiny_models()["lm"] if tiny else None
-    version = base_model_register(
+    version = model_version_register_base(
         project=project, registered_by=None, folder=folder, name=TINY_LM if tiny else None
     )
     say(f"registered the base model {version.label} as champion")
@@ -156,6 +156,6 @@ def loop_run(
     say(f"candidate {candidate.label}: review round {review_round.pk} against {champion.label}")
     review_round = review_cycle.loop_round_prepare(round_id=review_round.pk)
     say(f"{len(review_round.task_ids)} blind review tasks queued")
-    review_round = review_cycle.review_round_evaluate(round_id=review_round.pk)
+    review_round = review_cycle.loop_round_evaluate(round_id=review_round.pk)
     candidate.refresh_from_db()
     return LoopOutcome(snapshot, reward_run, policy_run, candidate, review_round)

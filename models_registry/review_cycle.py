@@ -2,7 +2,7 @@
 
 1. ``review_settings.eval_prompts_pin`` fixes the project's evaluation prompt set
    (``options["eval_prompt_ids"]``).
-2. When a training run's candidate policy is registered, ``review_round_start`` records a
+2. When a training run's candidate policy is registered, ``loop_round_start_review`` records a
    review round (pinned prompts + a sample of fresh ones, against the champion as it is now),
    moves the candidate to ``in_review`` (audited) and enqueues ``loop_round_prepare`` after
    commit.
@@ -10,12 +10,12 @@
    through ordinary generation jobs, then queues one blind pairwise task per prompt: the
    candidate's canonical side is drawn at random per task and recorded on the round; each
    annotator sees the two answers in an order of their own (the lease's shown order), with no
-   model name. It then enqueues ``review_round_evaluate``: reward-model score, KL to the parent
+   model name. It then enqueues ``loop_round_evaluate``: reward-model score, KL to the parent
    and length statistics on the same prompts (``rlhf.training.policy_eval``).
 4. Reviewers decide on the decision page (``model_version_approve`` / ``_transition``). An
-   approval runs ``annotation_round_start`` inside the approval's transaction (an approved-hook):
-   the new champion answers fresh prompts twice, with different seeds, and those pairs become
-   the next annotation tasks.
+   approval runs ``loop_round_start_annotation`` inside the approval's transaction (the
+   approved-hook ``loop_round_start_next``): the new champion answers fresh prompts twice,
+   with different seeds, and those pairs become the next annotation tasks.
 
 Jobs receive ids, are enqueued on commit and are idempotent: a round that is ready is returned
 as is; its generation jobs are reused; tasks are found by content hash, never duplicated.
@@ -105,16 +105,16 @@ def _enqueue_prepare(round_id: int) -> None:
 
 
 def _enqueue_evaluate(round_id: int) -> None:
-    from models_registry.tasks import review_round_evaluate_job
+    from models_registry.tasks import loop_round_evaluate_job
 
-    review_round_evaluate_job.enqueue(round_id)
+    loop_round_evaluate_job.enqueue(round_id)
 
 
 # --------------------------------------------------------------------------- starting rounds
 
 
 @transaction.atomic
-def review_round_start(*, version: ModelVersion, actor=None) -> LoopRound:
+def loop_round_start_review(*, version: ModelVersion, actor=None) -> LoopRound:
     """Put a candidate policy up for blind review against the champion (see the module doc)."""
     version = ModelVersion.objects.select_for_update().select_related("project").get(pk=version.pk)
     project = version.project
@@ -159,7 +159,7 @@ def review_round_start(*, version: ModelVersion, actor=None) -> LoopRound:
 
 
 @transaction.atomic
-def annotation_round_start(*, version: ModelVersion, actor=None) -> LoopRound | None:
+def loop_round_start_annotation(*, version: ModelVersion, actor=None) -> LoopRound | None:
     """The champion answers fresh prompts twice; the pairs become annotation tasks (after
     commit, in a worker). None when no fresh prompt is left."""
     version = ModelVersion.objects.select_related("project").get(pk=version.pk)
@@ -187,11 +187,11 @@ def annotation_round_start(*, version: ModelVersion, actor=None) -> LoopRound | 
     return loop_round
 
 
-def next_round_on_approval(version: ModelVersion, actor) -> None:
+def loop_round_start_next(version: ModelVersion, actor) -> None:
     """``services.version_approved_hooks`` entry: the new champion starts the next round.
     A round that cannot start (a bad ``review_generation`` option) does not undo the approval."""
     try:
-        annotation_round_start(version=version, actor=actor)
+        loop_round_start_annotation(version=version, actor=actor)
     except DomainError as exc:
         logger.warning("no annotation round after approving %s: %s", version.pk, exc.message)
 
@@ -374,7 +374,7 @@ def _evaluation_record(evaluation) -> dict:
     return out
 
 
-def review_round_evaluate(*, round_id: int) -> LoopRound:
+def loop_round_evaluate(*, round_id: int) -> LoopRound:
     """Reward, KL to the parent and lengths of both versions on the round's prompts (worker;
     idempotent). The same generation settings and seeds as the review tasks, so on the
     transformers backend the evaluated answers are the ones reviewers see."""

@@ -138,13 +138,13 @@ class Lineage:
     aliases: list[str] = field(default_factory=list)
 
 
-def version_lineage(version: ModelVersion) -> Lineage:
+def model_version_lineage(version: ModelVersion) -> Lineage:
     """Snapshot → run → version → evaluations → review → approval, and the parent chain."""
     run, snapshot = _run_and_snapshot(version)
     card = snapshot.data_card if snapshot is not None else ""
     return Lineage(
         version=version,
-        ancestors=selectors.version_ancestors(version),
+        ancestors=selectors.model_version_ancestors(version),
         children=list(version.children.order_by("id")),
         run=run,
         snapshot=snapshot,
@@ -179,6 +179,6 @@ def decision_evidence(version: ModelVersion) -> dict:
         "evaluation": review.evaluation if review else {},
         "pairs": sample_pairs(review) if review else [],
         "chart": chart,
-        "lineage": version_lineage(version),
+        "lineage": model_version_lineage(version),
         "pinned_prompts": len(eval_prompt_ids(project)),
     }

@@ -87,7 +87,7 @@ def _audit(
     )
 
 
-def model_card_refresh(*, version: ModelVersion) -> str:
+def model_version_refresh_card(*, version: ModelVersion) -> str:
     card = model_card_markdown(version)
     ModelVersion.objects.filter(pk=version.pk).update(model_card=card)
     version.model_card = card
@@ -236,11 +236,11 @@ def model_version_register(
             "source": source,
         },
     )
-    model_card_refresh(version=version)
+    model_version_refresh_card(version=version)
     return version
 
 
-def base_model_register(
+def model_version_register_base(
     *,
     project: Project,
     registered_by,
@@ -289,7 +289,7 @@ def base_model_register(
     return version
 
 
-def artifacts_verify(*, version: ModelVersion) -> list[str]:
+def model_version_verify_artifacts(*, version: ModelVersion) -> list[str]:
     """Paths whose bytes no longer match the sha256 recorded at registration."""
     expected = dict(version.artifacts.values_list("path", "sha256"))
     return verify_files(Path(version.artifact_dir), expected)
@@ -382,7 +382,7 @@ def model_version_transition(
         reason=reason,
         evidence=recorded,
     )
-    model_card_refresh(version=version)
+    model_version_refresh_card(version=version)
     return version
 
 
@@ -452,7 +452,7 @@ def alias_set(
     )
     for touched in (version, previous):
         if touched is not None:
-            model_card_refresh(version=touched)
+            model_version_refresh_card(version=touched)
     return alias
 
 

@@ -70,7 +70,9 @@ class VersionListView(APIView):
     @extend_schema(responses=s.ModelVersionSerializer(many=True))
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
-        versions = selectors.version_list(project=project, kind=request.query_params.get("kind"))
+        versions = selectors.model_version_list(
+            project=project, kind=request.query_params.get("kind")
+        )
         return Response(s.ModelVersionSerializer(versions, many=True).data)
 
 
@@ -82,7 +84,7 @@ class RegisterBaseView(APIView):
         data = s.RegisterBaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         folder = data.validated_data.get("folder")
-        version = services.base_model_register(
+        version = services.model_version_register_base(
             project=project,
             registered_by=request.user,
             folder=_allowed_folder(folder, project) if folder else None,
@@ -123,7 +125,7 @@ class VersionDetailView(APIView):
     def get(self, request, version_id: int):
         version = access_model_version(request.user, version_id)
         context = {
-            "ancestors": selectors.version_ancestors(version),
+            "ancestors": selectors.model_version_ancestors(version),
             "review": selectors.review_summary(candidate=version).as_evidence(),
         }
         return Response(s.ModelVersionDetailSerializer(version, context=context).data)

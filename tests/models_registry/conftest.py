@@ -91,14 +91,13 @@ def annotator(member):
 
 @pytest.fixture
 def base_version(project, engineer, tiny_base_dir):
-    return services.base_model_register(
+    return services.model_version_register_base(
         project=project, registered_by=engineer, folder=tiny_base_dir, name="tiny-base"
     )
 
 
-@pytest.fixture
-def candidate(project, engineer, base_version, tiny_candidate_dir):
-    """A trained candidate whose run was launched by the engineer."""
+def snapshot_and_run(project, created_by, **run_fields):
+    """A ready (empty) snapshot of ``project`` and a DPO run on it (nothing trained)."""
     from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
 
     snapshot = DatasetSnapshot.objects.create(
@@ -106,8 +105,15 @@ def candidate(project, engineer, base_version, tiny_candidate_dir):
     )
     run = TrainingRun.objects.create(
         project=project, name="dpo", method="dpo", method_title="DPO", config={},
-        dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer, status="succeeded",
+        dataset_snapshot=snapshot, data_path="/nowhere", created_by=created_by, **run_fields,
     )  # fmt: skip
+    return snapshot, run
+
+
+@pytest.fixture
+def candidate(project, engineer, base_version, tiny_candidate_dir):
+    """A trained candidate whose run was launched by the engineer."""
+    snapshot, run = snapshot_and_run(project, engineer, status="succeeded")
     return services.model_version_register(
         project=project,
         folder=tiny_candidate_dir,

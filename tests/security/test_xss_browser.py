@@ -146,7 +146,7 @@ def _hostile_review(project, admin_user, conversation, tmp_path) -> int:
     from rlhf.training.base_models import build_tiny_causal_lm
 
     folder = build_tiny_causal_lm(tmp_path / "xss-model")
-    base = registry.base_model_register(
+    base = registry.model_version_register_base(
         project=project, registered_by=admin_user, folder=folder, name="xss-base"
     )
     snapshot = DatasetSnapshot.objects.create(

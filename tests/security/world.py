@@ -107,8 +107,8 @@ def _objects_of_later_apps(project, creator) -> dict:
         )  # fmt: skip
         out.update(run_id=run.pk, path="weights.safetensors")
     registry = _landed("models_registry.services")
-    if registry is not None and hasattr(registry, "base_model_register"):
-        version = registry.base_model_register(
+    if registry is not None and hasattr(registry, "model_version_register_base"):
+        version = registry.model_version_register_base(
             project=project, registered_by=creator, folder=_tiny_model_folder(),
             name=f"base-{project.pk}",
         )  # fmt: skip

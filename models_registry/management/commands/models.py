@@ -146,7 +146,7 @@ class Command(BaseCommand):
     # ----------------------------------------------------------------------------- actions
 
     def do_list(self, project, **_):
-        for version in selectors.version_list(project=self._project(project)):
+        for version in selectors.model_version_list(project=self._project(project)):
             self.stdout.write(self._line(version))
 
     def do_register_base(self, project, actor, folder, name, kind, **_):
@@ -158,7 +158,7 @@ class Command(BaseCommand):
                 f"{actor!r} is not an admin of project {project_obj.slug!r}: only project admins "
                 "register base models"
             ) from None
-        version = services.base_model_register(
+        version = services.model_version_register_base(
             project=project_obj,
             registered_by=user,
             folder=folder,
@@ -290,7 +290,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(pinned)} pinned evaluation prompts in {project_obj.slug}")
 
     def do_review_start(self, version, actor, **_):
-        loop_round = review_cycle.review_round_start(
+        loop_round = review_cycle.loop_round_start_review(
             version=self._version(version), actor=self._user(actor)
         )
         self.stdout.write(
@@ -299,7 +299,7 @@ class Command(BaseCommand):
         )
 
     def do_verify(self, version, **_):
-        mismatched = services.artifacts_verify(version=self._version(version))
+        mismatched = services.model_version_verify_artifacts(version=self._version(version))
         if mismatched:
             raise CommandError("changed since registration: " + ", ".join(mismatched))
         self.stdout.write("all artifacts match their recorded sha256")
