@@ -77,3 +77,41 @@ def test_links_are_carried_over_and_refs_to_nothing_or_another_project_are_dropp
         )
     ) == [(run.pk, base.pk, None, linked.pk)]
     assert Links.objects.count() == 1  # the foreign project's run had no versions
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_still_queued_under_a_moved_path_find_their_function_again():
+    # given a queued and a finished job under paths from before the move
+    from django.utils import timezone
+    from django.utils.module_loading import import_string
+
+    old = _migrate([("models_registry", "0006_drop_integer_refs")])
+    Job = old.get_model("django_tasks_database", "DBTaskResult")
+
+    def job(path, status):
+        return Job.objects.create(
+            task_path=path, status=status, args_kwargs={"args": [], "kwargs": {}},
+            backend_name="default", run_after=timezone.now(), exception_class_path="",
+            traceback="",
+        )  # fmt: skip
+
+    queued = job("rlhf.tasks.training_run_job", "READY")
+    generating = job("models_registry.tasks.generate_responses_for_job", "READY")
+    finished = job("rlhf.tasks.snapshot_build_job", "SUCCESSFUL")
+
+    # when the migrations run forward
+    new = _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    # then the queued ones name a function that exists; the finished one keeps its history
+    paths = dict(
+        new.get_model("django_tasks_database", "DBTaskResult").objects.values_list(
+            "id", "task_path"
+        )
+    )
+    assert paths == {
+        queued.pk: "rlhf.runs.tasks.training_run_job",
+        generating.pk: "models_registry.tasks.generation_job_run_job",
+        finished.pk: "rlhf.tasks.snapshot_build_job",
+    }
+    for path in (paths[queued.pk], paths[generating.pk]):
+        import_string(path)
