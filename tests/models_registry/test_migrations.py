@@ -85,7 +85,12 @@ def test_jobs_still_queued_under_a_moved_path_find_their_function_again():
     from django.utils import timezone
     from django.utils.module_loading import import_string
 
-    old = _migrate([("models_registry", "0006_drop_integer_refs")])
+    old = _migrate(
+        [
+            ("models_registry", "0006_drop_integer_refs"),
+            ("django_tasks_database", "0021_conditional_partial_index_ordering"),
+        ]
+    )
     Job = old.get_model("django_tasks_database", "DBTaskResult")
 
     def job(path, status):
