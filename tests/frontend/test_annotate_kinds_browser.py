@@ -123,3 +123,44 @@ def test_each_kind_renders_from_its_module_and_takes_its_keys(page, login, one_t
         assert content_type.split(";")[0] in ("text/javascript", "application/javascript"), url
     assert page.watch.console_errors == []
     assert page.watch.page_errors == []
+
+
+def test_a_label_the_old_script_left_in_the_outbox_is_sent(page, login, one_task_per_kind):
+    project, annotator, tasks = one_task_per_kind
+    # given a label queued in browser storage by the single-script page (same key, same item
+    # shape) for the task it had claimed, and never acknowledged
+    lease = services.task_claim_next(project=project, annotator=annotator)
+    assert lease.task_id == tasks["pairwise"].pk
+    login("ann", "ann-pass-123")
+    queued = [
+        {
+            "key": "0123456789abcdef0123456789abcdef",
+            "taskId": lease.task_id,
+            "body": {
+                "payload": {"choice": "right", "strength": "strong", "rationale": "old page"},
+                "flags": ["spam"],
+                "duration_ms": 1234,
+            },
+        }
+    ]
+    page.evaluate(
+        "([key, items]) => localStorage.setItem(key, JSON.stringify(items))",
+        [f"tandem.outbox.{annotator.pk}", queued],
+    )
+    # when the annotator opens the annotation page
+    page.goto(f"/projects/{project.pk}/annotate/")
+    # then the label is sent once, and the queued task is not shown again
+    expect(page.locator("[data-testid=outbox-status]")).to_have_attribute("data-pending", "0")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks['ranking'].pk}']")
+    label = Label.objects.get(annotator=annotator)
+    assert (label.task_id, label.payload["chosen_side"], label.payload["strength"]) == (
+        tasks["pairwise"].pk,
+        "right",
+        "strong",
+    )
+    assert (label.payload["rationale"], label.flags, label.duration_ms) == (
+        "old page",
+        ["spam"],
+        1234,
+    )
+    assert page.watch.page_errors == []
