@@ -15,7 +15,7 @@ from rlhf import selectors, services
 from rlhf.data.idcodec import decode_ids, decode_versions
 from rlhf.models import DatasetSnapshot, SnapshotStatus
 from rlhf.readers import iter_label_records
-from tests.rlhf.conftest import HH_FILE
+from tests.hh_dialogues import hh_lines
 
 pytestmark = pytest.mark.postgres
 
@@ -32,7 +32,7 @@ def hh_snapshot(hh_project, engineer, snapshot_settings):
 
 def test_hh_import_snapshot_counts_match_the_file(hh_snapshot):
     # given the 800 HH pairs imported as labels and snapshotted
-    rows_in_file = len(HH_FILE.read_text().splitlines())
+    rows_in_file = len(hh_lines())
     snapshot = hh_snapshot
 
     # then the job finished, froze every label and accounted for every pair
