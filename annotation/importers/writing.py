@@ -29,10 +29,10 @@ from annotation.models import (
     TaskStatus,
 )
 from annotation.services import (
-    external_annotator,
     prompt_messages_hash,
     task_content_hash,
     text_hash,
+    user_external_get_or_create,
 )
 
 _CHUNK = 2000
@@ -252,7 +252,7 @@ def import_rows(
         planned = _plan_tasks(rows, prompt_ids, response_ids)
         task_ids = _write_tasks(project, planned, filename, counts)
         if kind == "preferences":
-            annotator = external_annotator(annotator_name or filename)
+            annotator = user_external_get_or_create(name=annotator_name or filename)
             _write_labels(planned, task_ids, annotator, counts)
     return ImportBatch.objects.create(
         project=project, created_by=created_by, filename=filename[:255], format=fmt,

@@ -41,10 +41,10 @@ from annotation.services.hooks import (
 )
 from annotation.services.labels import SubmitResult, label_edit, label_submit
 from annotation.services.members import (
-    external_annotator,
     membership_remove,
     membership_set,
     user_create,
+    user_external_get_or_create,
 )
 from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
 from annotation.services.tasks import task_create
@@ -56,7 +56,6 @@ __all__ = [
     "claim_guards",
     "claim_preemptors",
     "content_hash",
-    "external_annotator",
     "label_edit",
     "label_submit",
     "label_submitted_hooks",
@@ -75,4 +74,5 @@ __all__ = [
     "task_skip",
     "text_hash",
     "user_create",
+    "user_external_get_or_create",
 ]

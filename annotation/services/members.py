@@ -54,7 +54,7 @@ def user_create(*, username: str, password: str | None, email: str = "", is_staf
     return user
 
 
-def external_annotator(name: str):
+def user_external_get_or_create(*, name: str):
     """The account that stands for labels imported from elsewhere; it can never log in."""
     username = f"external:{slugify(name)[:100] or 'import'}"
     user, created = User.objects.get_or_create(username=username, defaults={"is_active": False})

@@ -32,6 +32,8 @@ def quality_claim_guard(project: Project, annotator) -> None:
 
 @transaction.atomic
 def annotator_pause(*, project: Project, annotator, reason: str) -> AnnotatorQuality:
+    """Take ``annotator`` off the project's queue (``quality_claim_guard`` refuses their
+    claims, with ``reason``) until an admin reinstates them."""
     row, _ = AnnotatorQuality.objects.select_for_update().get_or_create(
         project=project, annotator=annotator
     )
