@@ -21,9 +21,7 @@ Concurrency model (the part peers get wrong):
 
 from annotation.services.claims import (
     lease_heartbeat,
-    leases_expire_stale,
     task_claim_next,
-    task_release,
     task_skip,
 )
 from annotation.services.hashing import (
@@ -60,7 +58,6 @@ __all__ = [
     "label_submit",
     "label_submitted_hooks",
     "lease_heartbeat",
-    "leases_expire_stale",
     "membership_remove",
     "membership_set",
     "project_create",
@@ -70,7 +67,6 @@ __all__ = [
     "task_claim_next",
     "task_content_hash",
     "task_create",
-    "task_release",
     "task_skip",
     "text_hash",
     "user_create",

@@ -221,18 +221,3 @@ def task_skip(*, task: Task, annotator, reason: str = "") -> Lease:
     lease.save(update_fields=["state", "skip_reason", "closed_at"])
     _after_commit_task_changed(task.project_id, task.pk)
     return lease
-
-
-@transaction.atomic
-def task_release(*, task: Task, annotator) -> None:
-    Lease.objects.filter(task=task, annotator=annotator, state=LeaseState.ACTIVE).update(
-        state=LeaseState.RELEASED, closed_at=timezone.now()
-    )
-
-
-def leases_expire_stale(*, older_than_seconds: int = 0) -> int:
-    """Mark long-expired active leases released (housekeeping; they already free slots)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lt=cutoff).update(
-        state=LeaseState.RELEASED, closed_at=timezone.now()
-    )
