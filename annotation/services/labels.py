@@ -41,6 +41,18 @@ def _idempotent_replay(user, key: str, scope: str, request_hash: str):
     return record
 
 
+def _already_labelled(task: Task, annotator) -> Conflict | None:
+    """The 409 for a second label on the same task, naming the label to edit instead."""
+    existing = Label.objects.filter(task=task, annotator=annotator).first()
+    if existing is None:
+        return None
+    return Conflict(
+        "you already labelled this task; edit your label instead",
+        code="already_labelled",
+        label_id=existing.pk,
+    )
+
+
 class SubmitResult:
     """What a submit returns: the label, and whether this call created it or replayed."""
 
@@ -90,13 +102,9 @@ def label_submit(
             record = _idempotent_replay(annotator, idempotency_key, scope, request_hash)
             if record is not None:
                 return SubmitResult(Label.objects.get(pk=record.response["label_id"]), True)
-        existing = Label.objects.filter(task=task, annotator=annotator).first()
-        if existing is not None:
-            raise Conflict(
-                "you already labelled this task; edit your label instead",
-                code="already_labelled",
-                label_id=existing.pk,
-            ) from None
+        conflict = _already_labelled(task, annotator)
+        if conflict is not None:
+            raise conflict from None
         raise
 
 
@@ -118,13 +126,9 @@ def _label_submit_locked(
         # An annotator's label exists only beside a submitted lease (submit closes the lease
         # in its own transaction) or with no lease at all (imported). Anything else is still
         # refused by the unique constraint, which label_submit turns into the same 409.
-        existing = Label.objects.filter(task=task, annotator=annotator).first()
-        if existing is not None:
-            raise Conflict(
-                "you already labelled this task; edit your label instead",
-                code="already_labelled",
-                label_id=existing.pk,
-            )
+        conflict = _already_labelled(task, annotator)
+        if conflict is not None:
+            raise conflict
     if lease is None:
         raise Conflict("you hold no lease on this task", code="no_lease")
     if lease.state == LeaseState.SKIPPED:
