@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 from annotation.access import access_project
 from annotation.roles import Capability
 from config.errors import ValidationFailed
+from config.safepaths import allowed_model_folder
 from models_registry import (
     generation,
     review_selectors,
@@ -27,25 +27,11 @@ from rlhf.runs.selectors import folder_of_another_projects_run
 
 
 def _allowed_folder(raw: str, project) -> Path:
-    """Folders registered over HTTP must sit under the configured model roots; the CLI may
-    register any path (its user already has the machine). The artifact root (a model root by
-    default) holds every project's runs: a run's folder is allowed to its own project only."""
-    try:
-        folder = Path(raw).resolve()
-    except (OSError, ValueError):  # e.g. an embedded NUL byte
-        raise ValidationFailed(
-            "the folder is not a valid path", code="folder_not_allowed"
-        ) from None
-    roots = getattr(
-        settings,
-        "TANDEM_MODEL_IMPORT_ROOTS",
-        [settings.TANDEM_ARTIFACT_ROOT, settings.TANDEM_MODEL_CACHE],
-    )
-    if not any(folder.is_relative_to(Path(root).resolve()) for root in roots):
-        raise ValidationFailed(
-            "the folder is outside the model roots this server registers from",
-            code="folder_not_allowed",
-        )
+    """Folders registered over HTTP follow the model-folder rule (``allowed_model_folder``);
+    the CLI may register any path (its user already has the machine). The artifact root (a
+    model root by default) holds every project's runs: a run's folder is allowed to its own
+    project only."""
+    folder = allowed_model_folder(raw)
     if folder_of_another_projects_run(folder, project):
         raise ValidationFailed(
             "the folder belongs to a run of another project", code="folder_not_allowed"
