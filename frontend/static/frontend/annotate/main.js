@@ -1,9 +1,8 @@
 // Tandem annotation page: keyboard-first, preloads the next task, and never loses a label.
 //
-// Every submitted label goes first into an outbox in localStorage with its own
-// Idempotency-Key; it leaves the outbox only once the server has acknowledged it (201/200),
-// or refused it for good (4xx). A dropped connection or a reload retries with the same key,
-// so the server stores the label exactly once.
+// Every submitted label goes first into the outbox (outbox.js: localStorage, one
+// Idempotency-Key per label); it leaves the outbox once the server has stored it, or for the
+// "needs attention" tray when the server refuses it for good.
 //
 // This module holds what every task kind shares (claim and preload, outbox, submit and skip,
 // the help overlay, the common keys) and hands the rest to the kind's module from KINDS:
@@ -14,6 +13,7 @@
 // is set with textContent.
 import { api, el, newKey } from "../dom.js";
 import { promptCard } from "./cards.js";
+import { createOutbox } from "./outbox.js";
 import * as correction from "./correction.js";
 import * as pairwise from "./pairwise.js";
 import * as ranking from "./ranking.js";
@@ -37,9 +37,11 @@ function start(root) {
   const doneBox = root.querySelector("[data-testid=done-count]");
   const remainingBox = root.querySelector("[data-testid=remaining-count]");
   const helpBox = root.querySelector("[data-testid=help]");
-  // The key and item shape ({key, taskId, body}) outlive this script: labels a reload left
-  // queued are sent by whatever version of the page runs next.
-  const OUTBOX_KEY = `tandem.outbox.${userId}`;
+  const connectionBox = root.querySelector("[data-testid=connection]");
+  const connectionText = root.querySelector("[data-testid=connection-text]");
+  const reloginLink = root.querySelector("[data-testid=relogin]");
+  const trayBox = root.querySelector("[data-testid=attention]");
+  const trayList = trayBox.querySelector("ul");
 
   let current = null; // the task on screen
   let preloaded = null; // the next task, already claimed
@@ -53,43 +55,51 @@ function start(root) {
     statusBox.classList.toggle("error", isError);
   }
 
-  // ------------------------------------------------------------------ outbox
-  function readOutbox() {
-    try { return JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"); } catch (_) { return []; }
-  }
-  function writeOutbox(items) {
-    localStorage.setItem(OUTBOX_KEY, JSON.stringify(items));
-    const n = items.length;
+    // ------------------------------------------------------------------ outbox
+  const outbox = createOutbox({
+    userId,
+    onChange: showOutbox,
+    onStored: (_item, created) => {
+      if (created) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
+    },
+  });
+  const flushOutbox = outbox.flush;
+
+  function showOutbox({ pending, tray, connection: state }) {
+    const n = pending.length;
     outboxBox.textContent = n ? `${n} label${n > 1 ? "s" : ""} waiting to be saved…` : "All labels saved.";
     outboxBox.dataset.pending = String(n);
+    showConnection(state);
+    showTray(tray);
   }
 
-  // Flushes run one after another; a caller that awaits gets its own items attempted.
-  let flushChain = Promise.resolve();
-  function flushOutbox() {
-    flushChain = flushChain.then(flushOnce, flushOnce);
-    return flushChain;
+  const CONNECTION_TEXT = {
+    offline: "Offline — labels are kept and will be sent when the connection returns.",
+    reconnecting: "Reconnecting…",
+    "logged-out": "Your session has ended. Your labels are kept: log in again to send them.",
+  };
+  let claimTrouble = null; // "offline" or "logged-out" while the next task cannot be claimed
+
+  function showConnection(state = outbox.connection()) {
+    const shown = state !== "online" ? state : claimTrouble || "online";
+    connectionBox.hidden = shown === "online";
+    connectionBox.dataset.state = shown;
+    connectionText.textContent = CONNECTION_TEXT[shown] || "";
+    reloginLink.hidden = shown !== "logged-out";
   }
 
-  async function flushOnce() {
-    let items = readOutbox();
-    for (const item of items.slice()) {
-      let result;
-      try {
-        result = await api("POST", `/api/tasks/${item.taskId}/labels/`, item.body, { "Idempotency-Key": item.key });
-      } catch (_) {
-        return; // offline: keep everything, retry later
-      }
-      if (result.status >= 500 || result.status === 0 || result.status === 429) return;
-      items = readOutbox().filter((x) => x.key !== item.key);
-      writeOutbox(items);
-      if (result.status === 200 || result.status === 201) {
-        if (result.status === 201) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
-      } else {
-        const detail = result.data && (result.data.detail || result.data.error);
-        say(`A label for task ${item.taskId} was not accepted: ${detail || result.status}`, true);
-      }
-    }
+  function showTray(items) {
+    trayBox.hidden = items.length === 0;
+    trayList.replaceChildren(...items.map((item) => {
+      const resend = el("button", { type: "button", text: "Re-send", "data-testid": "attention-resend" });
+      resend.addEventListener("click", () => outbox.resend(item.key));
+      const discard = el("button", { type: "button", text: "Discard", "data-testid": "attention-discard" });
+      discard.addEventListener("click", () => outbox.discard(item.key));
+      return el("li", { "data-testid": "attention-item", "data-task-id": String(item.taskId) },
+        el("span", { text: `Task ${item.taskId}: ` }),
+        el("span", { class: "error", "data-testid": "attention-reason", text: item.reason || `refused (${item.status})` }),
+        el("div", { class: "controls" }, resend, discard));
+    }));
   }
 
   // ------------------------------------------------------------------ claiming
@@ -104,7 +114,7 @@ function start(root) {
   }
 
   function pendingTaskIds() {
-    return readOutbox().map((item) => item.taskId);
+    return outbox.pending().map((item) => item.taskId);
   }
 
   let preloading = null; // the preload request in flight, if any
@@ -189,7 +199,7 @@ function start(root) {
         taskId: current.task_id,
         body: { payload, flags: Array.from(view.state.flags), duration_ms: Math.max(0, visibleMs) },
       };
-      writeOutbox([...readOutbox(), item]);
+      outbox.add(item);
       if (preloading) await preloading;
       // Show the preloaded task at once; the label travels in the background.
       current = preloaded;
@@ -247,7 +257,7 @@ function start(root) {
   setInterval(flushOutbox, 5000);
   setInterval(heartbeat, Math.max(15, leaseSeconds / 3) * 1000);
 
-  writeOutbox(readOutbox());
+  outbox.changed();
   flushOutbox().then(showNext);
 }
 
