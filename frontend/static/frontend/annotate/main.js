@@ -13,7 +13,7 @@
 // is set with textContent.
 import { api, el, newKey } from "../dom.js";
 import { promptCard } from "./cards.js";
-import { createOutbox } from "./outbox.js";
+import { backoffMs, createOutbox, REQUEST_TIMEOUT_MS } from "./outbox.js";
 import * as correction from "./correction.js";
 import * as pairwise from "./pairwise.js";
 import * as ranking from "./ranking.js";
@@ -65,11 +65,11 @@ function start(root) {
   });
   const flushOutbox = outbox.flush;
 
-  function showOutbox({ pending, tray, connection: state }) {
+  function showOutbox({ pending, tray }) {
     const n = pending.length;
     outboxBox.textContent = n ? `${n} label${n > 1 ? "s" : ""} waiting to be saved…` : "All labels saved.";
     outboxBox.dataset.pending = String(n);
-    showConnection(state);
+    showConnection();
     showTray(tray);
   }
 
@@ -79,9 +79,18 @@ function start(root) {
     "logged-out": "Your session has ended. Your labels are kept: log in again to send them.",
   };
   let claimTrouble = null; // "offline" or "logged-out" while the next task cannot be claimed
+  let reconnecting = false; // trying again after being offline
 
-  function showConnection(state = outbox.connection()) {
-    const shown = state !== "online" ? state : claimTrouble || "online";
+  function setClaimTrouble(trouble) {
+    claimTrouble = trouble;
+    showConnection();
+  }
+
+  function showConnection() {
+    const states = [outbox.connection(), claimTrouble, navigator.onLine ? "online" : "offline"];
+    let shown = "online";
+    if (states.includes("logged-out")) shown = "logged-out";
+    else if (states.includes("offline")) shown = reconnecting ? "reconnecting" : "offline";
     connectionBox.hidden = shown === "online";
     connectionBox.dataset.state = shown;
     connectionText.textContent = CONNECTION_TEXT[shown] || "";
@@ -103,14 +112,33 @@ function start(root) {
   }
 
   // ------------------------------------------------------------------ claiming
-  async function claim(exclude) {
-    const result = await api("POST", `/api/projects/${projectId}/tasks/next/`, { exclude });
-    if (result.status === 204) return null;
-    if (result.status !== 200) {
-      const detail = result.data && result.data.detail;
-      throw new Error(detail || `could not get a task (${result.status})`);
+  // A claim that fails says why (trouble: "offline", "logged-out" or null for a refusal) and
+  // is retried: when the connection returns, after a login, and with backoff meanwhile.
+  class ClaimError extends Error {
+    constructor(message, trouble) {
+      super(message);
+      this.trouble = trouble;
     }
-    return result.data;
+  }
+
+  async function claim(exclude) {
+    let result;
+    try {
+      result = await api("POST", `/api/projects/${projectId}/tasks/next/`, { exclude }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) {
+      throw new ClaimError("The next task loads when the connection returns.", "offline");
+    }
+    if (result.status === 204) return null;
+    if (result.status === 200) return result.data;
+    const data = result.data || {};
+    if ((result.status === 401 || result.status === 403) && !(await outbox.sessionAlive())) {
+      throw new ClaimError("The next task loads once you are logged in again.", "logged-out");
+    }
+    if (result.status === 409 && data.error === "too_many_leases") {
+      // The tasks this annotator holds are the ones whose labels still wait in the outbox.
+      throw new ClaimError("The next task loads once your labels are saved.", null);
+    }
+    throw new ClaimError(data.detail || `Could not get a task (${result.status}); trying again.`, null);
   }
 
   function pendingTaskIds() {
@@ -123,29 +151,70 @@ function start(root) {
     if (!current || preloaded || preloading) return preloading;
     const exclude = [current.task_id, ...pendingTaskIds()];
     preloading = claim(exclude)
-      .then((task) => { preloaded = task; })
+      .then((task) => { preloaded = task; setClaimTrouble(null); })
       .catch(() => { preloaded = null; })
       .finally(() => { preloading = null; });
     return preloading;
   }
 
-  async function showNext() {
+  let showing = null; // the showNext in flight: the online event, a timer and a submit may race
+  let claimRetries = 0;
+  let claimTimer = null;
+
+  function showNext() {
+    if (!showing) showing = showNextOnce().finally(() => { showing = null; });
+    return showing;
+  }
+
+  async function showNextOnce() {
+    clearTimeout(claimTimer);
     if (preloading) await preloading;
+    let task;
     try {
-      current = preloaded || (await claim(pendingTaskIds()));
-      preloaded = null;
+      task = preloaded || (await claim(pendingTaskIds()));
     } catch (error) {
       current = null;
-      say(error.message, true);
+      preloaded = null;
+      view = null;
+      setClaimTrouble(error.trouble);
+      taskBox.replaceChildren(el("div", { class: "card empty", "data-testid": "waiting", text: error.message }));
+      say(error.trouble ? "" : error.message, !error.trouble);
+      claimTimer = setTimeout(reconnect, Math.min(backoffMs(claimRetries++), 10_000));
       return;
     }
+    preloaded = null;
+    claimRetries = 0;
+    setClaimTrouble(null);
+    current = task;
     render();
     if (current) preload();
   }
 
+  // The connection may be back (the online event, a retry timer, a login in another tab):
+  // send what waits, then take up claiming where it stopped.
+  function reconnect() {
+    if (claimTrouble === "offline" || outbox.connection() === "offline") {
+      reconnecting = true;
+      showConnection();
+    }
+    return flushOutbox()
+      .then(() => (current ? preload() : showNext()))
+      .finally(() => {
+        reconnecting = false;
+        showConnection();
+      });
+  }
+
   async function refreshProgress() {
-    const result = await api("GET", `/api/projects/${projectId}/progress/`);
-    if (result.status === 200 && result.data) remainingBox.textContent = String(result.data.tasks_open);
+    let result;
+    try {
+      result = await api("GET", `/api/projects/${projectId}/progress/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) {
+      return null; // offline: the count is refreshed after the next label
+    }
+    if (result.status !== 200 || !result.data) return null;
+    remainingBox.textContent = String(result.data.tasks_open);
+    return result.data;
   }
 
   // ------------------------------------------------------------------ rendering
@@ -217,15 +286,20 @@ function start(root) {
 
   async function skipCurrent() {
     if (!current) return;
-    const result = await api("POST", `/api/tasks/${current.task_id}/skip/`, { reason: "" });
-    if (result.status !== 200) { say("Could not skip this task.", true); return; }
+    let result = null;
+    try {
+      result = await api("POST", `/api/tasks/${current.task_id}/skip/`, { reason: "" }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) { /* offline: said below */ }
+    if (!result || result.status !== 200) { say("Could not skip this task; try again.", true); return; }
     await showNext();
   }
 
   async function heartbeat() {
     for (const task of [current, preloaded]) {
       if (task) {
-        try { await api("POST", `/api/tasks/${task.task_id}/heartbeat/`); } catch (_) { /* retried next beat */ }
+        try {
+          await api("POST", `/api/tasks/${task.task_id}/heartbeat/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+        } catch (_) { /* retried next beat */ }
       }
     }
   }
@@ -253,7 +327,8 @@ function start(root) {
     if (document.hidden) hiddenSince = performance.now();
     else if (hiddenSince !== null) { hiddenMs += performance.now() - hiddenSince; hiddenSince = null; }
   });
-  window.addEventListener("online", flushOutbox);
+  window.addEventListener("online", reconnect);
+  window.addEventListener("offline", showConnection);
   setInterval(flushOutbox, 5000);
   setInterval(heartbeat, Math.max(15, leaseSeconds / 3) * 1000);
 

@@ -103,6 +103,8 @@ export function createOutbox({ userId, onChange, onStored }) {
   }
 
   async function flushOnce() {
+    // Nothing to send says nothing about the connection: the claims report their own trouble.
+    if (connection === "offline" && pending().length === 0) setConnection("online");
     for (const item of pending()) {
       if (!pending().some((x) => x.key === item.key)) continue; // discarded meanwhile
       const retry = retries.get(item.key);
@@ -154,5 +156,5 @@ export function createOutbox({ userId, onChange, onStored }) {
     save(TRAY_KEY, without(TRAY_KEY, key));
   }
 
-  return { add, flush, pending, tray, resend, discard, connection: () => connection, changed };
+  return { add, flush, pending, tray, resend, discard, sessionAlive, connection: () => connection, changed };
 }
