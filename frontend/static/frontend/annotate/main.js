@@ -305,19 +305,33 @@ function start(root) {
   }
 
   // ------------------------------------------------------------------ keyboard
+  // Enter submits, as the submit button says, whatever has the focus inside the task: a choice
+  // button the mouse clicked keeps the focus, and the browser's own Enter would click it again.
+  // Only links, Skip and the buttons outside the task (the tray, the help) act on Enter
+  // themselves, and a text field keeps Enter for new lines (Ctrl+Enter submits there).
+  function enterActsOnItsOwn(focused) {
+    if (!focused) return false;
+    if (focused.tagName === "A") return true;
+    if (focused.tagName !== "BUTTON") return false;
+    return !taskBox.contains(focused) || focused.dataset.testid === "skip";
+  }
+
   function onKey(event) {
-    const typing = ["TEXTAREA", "INPUT", "SELECT"].includes(document.activeElement && document.activeElement.tagName);
+    const focused = document.activeElement;
+    const tag = focused && focused.tagName;
+    const inField = ["TEXTAREA", "INPUT", "SELECT"].includes(tag);
+    const inTextField = inField && !(tag === "INPUT" && ["checkbox", "radio"].includes(focused.type));
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitCurrent(); return; }
-    if (typing) return;
-    if (event.key === "?") { helpBox.hidden = !helpBox.hidden; return; }
-    if (!current) return;
-    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
-    if (key === "Enter") {
-      if (document.activeElement && document.activeElement.tagName === "BUTTON") return;
+    if (event.key === "Enter" && current && !inTextField && !enterActsOnItsOwn(focused)) {
       event.preventDefault();
       submitCurrent();
       return;
     }
+    if (inField) return;
+    if (event.key === "?") { helpBox.hidden = !helpBox.hidden; return; }
+    if (!current) return;
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    if (key === "Enter") return;
     if (key === "s") { skipCurrent(); return; }
     kindOf(current).keys(view, key, event);
   }
