@@ -37,6 +37,7 @@ function start(root) {
   const doneBox = root.querySelector("[data-testid=done-count]");
   const remainingBox = root.querySelector("[data-testid=remaining-count]");
   const helpBox = root.querySelector("[data-testid=help]");
+  const homeUrl = root.dataset.homeUrl || "/";
   const connectionBox = root.querySelector("[data-testid=connection]");
   const connectionText = root.querySelector("[data-testid=connection-text]");
   const reloginLink = root.querySelector("[data-testid=relogin]");
@@ -229,11 +230,27 @@ function start(root) {
     return box;
   }
 
+  // Nothing to claim while the project still counts open tasks: say why, and lead home.
+  function emptyQueue() {
+    const why = el("p", { "data-testid": "no-task-reason" });
+    refreshProgress().then((progress) => {
+      const open = progress ? progress.tasks_open : 0;
+      if (open) {
+        why.textContent = `${open} task${open > 1 ? "s are" : " is"} still open: held by other annotators `
+          + "right now, or already labelled or skipped by you.";
+      }
+    });
+    return el("div", { class: "card empty", "data-testid": "no-task" },
+      el("p", { text: "No task is waiting for you in this project. Thank you!" }),
+      why,
+      el("p", {}, el("a", { href: homeUrl, text: "Back to your projects", "data-testid": "home-link" })));
+  }
+
   function render() {
     taskBox.replaceChildren();
     if (!current) {
       view = null;
-      taskBox.append(el("div", { class: "card empty", "data-testid": "no-task", text: "No tasks left for you in this project. Thank you!" }));
+      taskBox.append(emptyQueue());
       say("");
       return;
     }
@@ -321,6 +338,7 @@ function start(root) {
     const tag = focused && focused.tagName;
     const inField = ["TEXTAREA", "INPUT", "SELECT"].includes(tag);
     const inTextField = inField && !(tag === "INPUT" && ["checkbox", "radio"].includes(focused.type));
+    if (event.key === "Escape" && !helpBox.hidden) { helpBox.hidden = true; return; }
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitCurrent(); return; }
     if (event.key === "Enter" && current && !inTextField && !enterActsOnItsOwn(focused)) {
       event.preventDefault();
@@ -337,6 +355,7 @@ function start(root) {
   }
 
   document.addEventListener("keydown", onKey);
+  helpBox.querySelector("[data-testid=help-close]").addEventListener("click", () => { helpBox.hidden = true; });
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) hiddenSince = performance.now();
     else if (hiddenSince !== null) { hiddenMs += performance.now() - hiddenSince; hiddenSince = null; }
