@@ -116,3 +116,38 @@ def test_a_server_error_on_one_label_does_not_hold_back_the_others(page, login, 
     assert stored_task_ids(annotator) == sorted(t.pk for t in tasks)
     assert page.locator("[data-testid=attention-item]").count() == 0
     assert page_errors(page) == []
+
+
+def test_a_refused_label_is_fixed_by_reopening_its_task_and_labelling_it_again(
+    page, login, pairwise_project
+):
+    project, annotator, tasks = pairwise_project
+    url = f"**/api/tasks/{tasks[0].pk}/labels/"
+    open_page(page, login, project)
+    # given the server refuses the first label as invalid
+    page.route(
+        url,
+        lambda route: route.fulfill(
+            status=400,
+            content_type="application/json",
+            body='{"error": "invalid", "detail": "choose a side"}',
+        ),
+    )
+    label_by_keyboard(page, tasks[0])
+    item = page.locator("[data-testid=attention-item]")
+    expect(item).to_contain_text("choose a side")
+    page.unroute(url)
+
+    # when the annotator re-opens the task from the tray and labels it again
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[1].pk}']")
+    item.locator("[data-testid=attention-reopen]").click()
+    label_by_keyboard(page, tasks[0], choice_key="2")
+
+    # then the new label is stored, the refused one left the tray, and the task that was on
+    # screen comes back next
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[1].pk}']")
+    expect(pending(page)).to_have_attribute("data-pending", "0")
+    expect(item).to_have_count(0)
+    label = Label.objects.get(annotator=annotator)
+    assert (label.task_id, label.payload["chosen_side"]) == (tasks[0].pk, "right")
+    assert page_errors(page) == []

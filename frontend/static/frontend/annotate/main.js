@@ -101,6 +101,8 @@ function start(root) {
   function showTray(items) {
     trayBox.hidden = items.length === 0;
     trayList.replaceChildren(...items.map((item) => {
+      const reopen = el("button", { type: "button", text: "Re-open", "data-testid": "attention-reopen" });
+      reopen.addEventListener("click", () => reopenTask(item));
       const resend = el("button", { type: "button", text: "Re-send", "data-testid": "attention-resend" });
       resend.addEventListener("click", () => outbox.resend(item.key));
       const discard = el("button", { type: "button", text: "Discard", "data-testid": "attention-discard" });
@@ -108,8 +110,28 @@ function start(root) {
       return el("li", { "data-testid": "attention-item", "data-task-id": String(item.taskId) },
         el("span", { text: `Task ${item.taskId}: ` }),
         el("span", { class: "error", "data-testid": "attention-reason", text: item.reason || `refused (${item.status})` }),
-        el("div", { class: "controls" }, resend, discard));
+        el("div", { class: "controls" }, reopen, resend, discard));
     }));
+  }
+
+  // Label a refused task again, while the annotator still holds it. The task on screen waits
+  // as the next one (or, if one is already waiting, the server hands it back with the next
+  // claim: held tasks come first).
+  async function reopenTask(item) {
+    let result = null;
+    try {
+      result = await api("GET", `/api/tasks/${item.taskId}/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) { /* said below */ }
+    if (!result || result.status !== 200 || !result.data) {
+      say(`Task ${item.taskId} cannot be opened again (no longer yours, or offline): re-send or discard its label.`, true);
+      return;
+    }
+    if (preloaded && preloaded.task_id === item.taskId) preloaded = null;
+    if (current && current.task_id !== item.taskId && !preloaded) preloaded = current;
+    current = result.data;
+    render();
+    // The keys belong to the task again: Enter on the still-focused Re-open would re-open it.
+    if (document.activeElement) document.activeElement.blur();
   }
 
   // ------------------------------------------------------------------ claiming
@@ -286,6 +308,9 @@ function start(root) {
         body: { payload, flags: Array.from(view.state.flags), duration_ms: Math.max(0, visibleMs) },
       };
       outbox.add(item);
+      // A new label for a task replaces the refused one waiting in the tray (the server hands
+      // a refused task back with the next claim while its lease lasts).
+      for (const refused of outbox.tray()) if (refused.taskId === item.taskId) outbox.discard(refused.key);
       if (preloading) await preloading;
       // Show the preloaded task at once; the label travels in the background.
       current = preloaded;
