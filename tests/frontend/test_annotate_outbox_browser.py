@@ -151,3 +151,32 @@ def test_a_refused_label_is_fixed_by_reopening_its_task_and_labelling_it_again(
     label = Label.objects.get(annotator=annotator)
     assert (label.task_id, label.payload["chosen_side"]) == (tasks[0].pk, "right")
     assert page_errors(page) == []
+
+
+def test_a_label_whose_request_hangs_is_retried_while_the_others_are_sent(
+    page, login, pairwise_project
+):
+    project, annotator, tasks = pairwise_project
+    hung = []
+
+    def hang_the_first_request(route):
+        if not hung:
+            hung.append(route)  # never answered: the page must give up on it by itself
+        else:
+            route.continue_()
+
+    open_page(page, login, project)
+    # given the first label's request hangs
+    page.route(f"**/api/tasks/{tasks[0].pk}/labels/", hang_the_first_request)
+    # when the annotator labels all three tasks, then the page keeps up
+    for task in tasks:
+        label_by_keyboard(page, task)
+    page.wait_for_selector("[data-testid=no-task]")
+    # and the other two are stored while the first still hangs
+    expect(pending(page)).to_have_attribute("data-pending", "1")
+    assert stored_task_ids(annotator) == sorted(t.pk for t in tasks[1:])
+    # then the hanging request times out, is sent again, and the label is stored once
+    expect(pending(page)).to_have_attribute("data-pending", "0", timeout=40_000)
+    assert len(hung) == 1
+    assert stored_task_ids(annotator) == sorted(t.pk for t in tasks)
+    assert page_errors(page) == []

@@ -18,7 +18,7 @@
 // Tray items are outbox items plus {status, code, reason, at}.
 import { api } from "../dom.js";
 
-export const REQUEST_TIMEOUT_MS = 20_000;
+export const REQUEST_TIMEOUT_MS = 15_000;
 const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 30_000;
 
@@ -50,7 +50,7 @@ export function createOutbox({ userId, onChange, onStored }) {
   const retries = new Map(); // key -> { attempt, at }: kept in memory, a reload retries at once
   let connection = "online";
   let retryTimer = null;
-  let chain = Promise.resolve();
+  const inFlight = new Set(); // keys whose request is on its way
 
   const pending = () => load(OUTBOX_KEY);
   const tray = () => load(TRAY_KEY);
@@ -75,10 +75,15 @@ export function createOutbox({ userId, onChange, onStored }) {
     save(OUTBOX_KEY, [...pending(), item]);
   }
 
-  // Flushes run one after another; a caller that awaits gets its own items attempted.
+  // Sends every label that is due, all at once: a label whose request hangs or fails holds
+  // up no other. A label already on its way is not sent twice (were it sent twice, its key
+  // would still store it once). Resolves when the labels this call sent are settled.
   function flush() {
-    chain = chain.then(flushOnce, flushOnce);
-    return chain;
+    // Nothing to send says nothing about the connection: the claims report their own trouble.
+    if (pending().length === 0) setConnection("online");
+    const now = Date.now();
+    const due = pending().filter((x) => !inFlight.has(x.key) && !((retries.get(x.key) || { at: 0 }).at > now));
+    return Promise.all(due.map(send)).then(scheduleRetry);
   }
 
   function retryLater(item) {
@@ -102,44 +107,43 @@ export function createOutbox({ userId, onChange, onStored }) {
     }
   }
 
-  async function flushOnce() {
-    // Nothing to send says nothing about the connection: the claims report their own trouble.
-    if (connection === "offline" && pending().length === 0) setConnection("online");
-    for (const item of pending()) {
-      if (!pending().some((x) => x.key === item.key)) continue; // discarded meanwhile
-      const retry = retries.get(item.key);
-      if (retry && retry.at > Date.now()) continue;
-      let result;
-      try {
-        result = await api("POST", `/api/tasks/${item.taskId}/labels/`, item.body,
-          { "Idempotency-Key": item.key }, { timeoutMs: REQUEST_TIMEOUT_MS });
-      } catch (error) {
-        if (error && (error.name === "TimeoutError" || error.name === "AbortError")) {
-          retryLater(item); // this one hangs; the next may not
-          continue;
-        }
-        setConnection("offline"); // no network: every label would fail alike
-        break;
-      }
-      if ((result.status === 401 || result.status === 403) && !(await sessionAlive())) {
-        setConnection("logged-out");
-        break;
-      }
-      setConnection("online");
-      if (result.status === 200 || result.status === 201) {
-        retries.delete(item.key);
-        save(OUTBOX_KEY, without(OUTBOX_KEY, item.key));
-        onStored(item, result.status === 201);
-      } else if (result.status >= 500 || result.status === 429 || result.status === 408) {
-        retryLater(item);
-      } else {
-        retries.delete(item.key);
-        localStorage.setItem(TRAY_KEY, JSON.stringify([...without(TRAY_KEY, item.key),
-          { ...item, ...refusal(result), at: new Date().toISOString() }]));
-        save(OUTBOX_KEY, without(OUTBOX_KEY, item.key));
-      }
+  async function send(item) {
+    inFlight.add(item.key);
+    try {
+      await sendOnce(item);
+    } finally {
+      inFlight.delete(item.key);
     }
-    scheduleRetry();
+  }
+
+  async function sendOnce(item) {
+    let result;
+    try {
+      result = await api("POST", `/api/tasks/${item.taskId}/labels/`, item.body,
+        { "Idempotency-Key": item.key }, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (error) {
+      if (error && (error.name === "TimeoutError" || error.name === "AbortError")) retryLater(item);
+      else setConnection("offline"); // no network: sent again when it returns
+      return;
+    }
+    if (!pending().some((x) => x.key === item.key)) return; // discarded meanwhile
+    if ((result.status === 401 || result.status === 403) && !(await sessionAlive())) {
+      setConnection("logged-out");
+      return;
+    }
+    setConnection("online");
+    if (result.status === 200 || result.status === 201) {
+      retries.delete(item.key);
+      save(OUTBOX_KEY, without(OUTBOX_KEY, item.key));
+      onStored(item, result.status === 201);
+    } else if (result.status >= 500 || result.status === 429 || result.status === 408) {
+      retryLater(item);
+    } else {
+      retries.delete(item.key);
+      localStorage.setItem(TRAY_KEY, JSON.stringify([...without(TRAY_KEY, item.key),
+        { ...item, ...refusal(result), at: new Date().toISOString() }]));
+      save(OUTBOX_KEY, without(OUTBOX_KEY, item.key));
+    }
   }
 
   // The tray: nothing leaves it but by the annotator's hand.
