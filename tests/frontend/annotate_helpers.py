@@ -1,6 +1,20 @@
 """Steps and checks the annotator-page browser tests share."""
 
+from django.contrib.auth import get_user_model
+
+from annotation import services
 from annotation.models import Label
+from annotation.roles import Role
+
+
+def project_with_annotator(name: str):
+    """A project (overlap 1) owned by "owner", with "ann" (password "ann-pass-123") annotating."""
+    User = get_user_model()
+    owner = User.objects.create_user("owner", password="owner-pass", is_staff=True)
+    annotator = User.objects.create_user("ann", password="ann-pass-123")
+    project = services.project_create(name=name, created_by=owner, overlap=1)
+    services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    return project, annotator
 
 
 def open_page(page, login, project):

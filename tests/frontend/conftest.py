@@ -86,16 +86,11 @@ def login(page):
 @pytest.fixture
 def pairwise_project():
     """Three pairwise tasks, claimed highest priority first, for one annotator ("ann")."""
-    from django.contrib.auth import get_user_model
-
     from annotation import services
-    from annotation.roles import Role
 
-    User = get_user_model()
-    owner = User.objects.create_user("owner", password="owner-pass", is_staff=True)
-    annotator = User.objects.create_user("ann", password="ann-pass-123")
-    project = services.project_create(name="Outbox", created_by=owner, overlap=1)
-    services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    from .annotate_helpers import project_with_annotator
+
+    project, annotator = project_with_annotator("Outbox")
     tasks = []
     for n in range(3):
         task, _ = services.task_create(
