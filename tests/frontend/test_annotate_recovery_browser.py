@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from .annotate_helpers import label_by_keyboard, open_page, pending, stored_task_ids
+from .annotate_helpers import label_by_keyboard, open_page, page_errors, pending, stored_task_ids
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,4 +36,4 @@ def test_after_two_labels_made_offline_the_page_loads_the_next_task_when_back_on
     expect(pending(page)).to_have_attribute("data-pending", "0")
     assert stored_task_ids(annotator) == sorted(t.pk for t in tasks)
     assert "Failed to fetch" not in page.locator("[data-testid=status]").inner_text()
-    assert page.watch.page_errors == []
+    assert page_errors(page) == []

@@ -68,7 +68,10 @@ function start(root) {
 
   function showOutbox({ pending, tray }) {
     const n = pending.length;
-    outboxBox.textContent = n ? `${n} label${n > 1 ? "s" : ""} waiting to be saved…` : "All labels saved.";
+    const refused = tray.length;
+    if (n) outboxBox.textContent = `${n} label${n > 1 ? "s" : ""} waiting to be saved…`;
+    else if (refused) outboxBox.textContent = `${refused} label${refused > 1 ? "s need" : " needs"} your attention (below).`;
+    else outboxBox.textContent = "All labels saved.";
     outboxBox.dataset.pending = String(n);
     showConnection();
     showTray(tray);
