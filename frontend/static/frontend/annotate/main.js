@@ -56,12 +56,13 @@ function start(root) {
     statusBox.classList.toggle("error", isError);
   }
 
-    // ------------------------------------------------------------------ outbox
+  // ------------------------------------------------------------------ outbox
   const outbox = createOutbox({
     userId,
     onChange: showOutbox,
     onStored: (_item, created) => {
       if (created) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
+      refreshProgress();
     },
   });
   const flushOutbox = outbox.flush;
@@ -239,7 +240,14 @@ function start(root) {
       return null; // offline: the count is refreshed after the next label
     }
     if (result.status !== 200 || !result.data) return null;
-    remainingBox.textContent = String(result.data.tasks_open);
+    const open = result.data.tasks_open;
+    remainingBox.textContent = String(open);
+    const why = taskBox.querySelector("[data-testid=no-task-reason]");
+    if (why) {
+      why.textContent = open
+        ? `${open} task${open > 1 ? "s are" : " is"} still open: held by other annotators right now, or already labelled or skipped by you.`
+        : "";
+    }
     return result.data;
   }
 
@@ -257,17 +265,10 @@ function start(root) {
 
   // Nothing to claim while the project still counts open tasks: say why, and lead home.
   function emptyQueue() {
-    const why = el("p", { "data-testid": "no-task-reason" });
-    refreshProgress().then((progress) => {
-      const open = progress ? progress.tasks_open : 0;
-      if (open) {
-        why.textContent = `${open} task${open > 1 ? "s are" : " is"} still open: held by other annotators `
-          + "right now, or already labelled or skipped by you.";
-      }
-    });
+    refreshProgress();
     return el("div", { class: "card empty", "data-testid": "no-task" },
       el("p", { text: "No task is waiting for you in this project. Thank you!" }),
-      why,
+      el("p", { "data-testid": "no-task-reason" }),
       el("p", {}, el("a", { href: homeUrl, text: "Back to your projects", "data-testid": "home-link" })));
   }
 
@@ -323,9 +324,15 @@ function start(root) {
     } finally {
       submitting = false;
     }
-    await flushOutbox();
-    if (current) preload();
-    else await showNext();
+    const flushing = flushOutbox();
+    if (current) {
+      await flushing;
+      preload();
+    } else {
+      // Claim at once: a label whose request hangs must not keep the next task away. (When
+      // the lease cap refuses, the claim is retried once labels are saved.)
+      await showNext();
+    }
     refreshProgress();
   }
 
