@@ -175,12 +175,17 @@ class LinearReward:
 
 
 def fit_linear_reward(
-    chosen: torch.Tensor, rejected: torch.Tensor, *, seed: int = 0
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    *,
+    seed: int = 0,
+    cv_repeats: int = head_probe.REPEATS,
 ) -> LinearReward:
     """The head ``head_probe`` would install, fitted on labelled pairs' frozen features.
 
     ``chosen``, ``rejected``: ``(pairs, features)``. Standardised on these responses, penalty
-    by cross-validation, zero weights when nothing beats chance out of sample.
+    by cross-validation (``cv_repeats`` shuffles of the k folds), zero weights when nothing
+    beats chance out of sample.
     """
     both = torch.cat([chosen, rejected]).double()  # (2 * pairs, features)
     mean, std = both.mean(0), both.std(0)
@@ -188,7 +193,7 @@ def fit_linear_reward(
     scale = torch.where(live, std, torch.ones_like(std))
     diffs = (chosen.double() - rejected.double()) / scale  # the mean cancels
     margins = torch.zeros(len(diffs), dtype=diffs.dtype)
-    weight, l2, _, _ = head_probe.head_weights(diffs, margins, seed=seed)
+    weight, l2, _, _ = head_probe.head_weights(diffs, margins, seed=seed, repeats=cv_repeats)
     return LinearReward(mean=mean, scale=scale, weight=weight * live, l2=l2)
 
 
