@@ -7,6 +7,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
+from annotation.importers import import_file
 from annotation.models import Task, TaskKind
 from annotation.roles import Role
 from rlhf.active_selection import task_priorities_assign
@@ -15,6 +16,7 @@ from rlhf.training import rollout
 from rlhf.training.base_models import build_tiny_encoder
 from rlhf.training.models import load_sequence_classifier, load_tokenizer
 from rlhf.training.tokens import encode_for_scoring
+from tests.hh_dialogues import hh_jsonl
 
 pytestmark = pytest.mark.postgres
 
@@ -188,3 +190,36 @@ def test_the_command_ranks_a_project(project, capsys):
     assert sorted(
         Task.objects.filter(pk__in=[t.pk for t in tasks]).values_list("priority", flat=True)
     ) == [-3, -2, -1]
+
+
+def test_disagreement_refits_on_the_projects_labels_and_ranks_by_spread(
+    project, people, reward_model
+):
+    # Given 12 labelled HH pairs (imported with their labels) and four open pairs
+    import_file(
+        project=project,
+        data=hh_jsonl(12),
+        filename="hh12.jsonl",
+        kind="preferences",
+        created_by=people["engineer"],
+        annotator_name="hh-crowd",
+    )
+    tasks = [make_pair_task(project, a, b) for a, b in PAIRS]
+
+    # When disagreement ranks the open pairs
+    result = task_priorities_assign(
+        project=project,
+        strategy="disagreement",
+        reward_model_folder=str(reward_model),
+        ensemble_size=4,
+    )
+
+    # Then the ensemble was refitted on the 12 labelled pairs, only the open pairs were ranked,
+    # and the widest spread got -1, the next -2, ...
+    assert result.labelled_pairs == 12
+    assert result.tasks == 4
+    rows = {r.task_id: r for r in TaskSelectionScore.objects.all()}
+    assert set(rows) == {t.pk for t in tasks}
+    by_spread = sorted(tasks, key=lambda t: -rows[t.pk].score)
+    assert [Task.objects.get(pk=t.pk).priority for t in by_spread] == [-1, -2, -3, -4]
+    assert all(rows[t.pk].score >= 0 for t in tasks)
