@@ -23,6 +23,13 @@ The last line printed is one JSON object: ``{"strategies": {name: [mean accuracy
 "labels_saved_vs_random": x, ...}`` where ``labels_saved_vs_random`` is the fraction of labels
 the best strategy needs to reach random's final accuracy (linear interpolation between rounds;
 0 when no strategy reaches it).
+
+Measured on hh_harmless_dev.jsonl (600-pair pool, last 200 evaluated, 50 seed labels, 8 rounds
+of 50, shared 2-core CPU, 2026-12-05): at 450 labels random 0.611 +- 0.028 (std over 6
+repeats), disagreement 0.640 +- 0.010, uncertainty 0.608 +- 0.012, mix 0.610 +- 0.023;
+labels_saved_vs_random 0.23 (disagreement) over 6 repeats but 0.05 over 3, because random's
+own noisy curve sets the target. Uncertainty and mix do not beat random; disagreement is ahead
+from 200 labels on by about one random std, so random stays the default.
 """
 
 from __future__ import annotations
