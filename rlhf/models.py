@@ -196,3 +196,28 @@ class TrainingRunMetric(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["run", "id"], name="runmetric_run_id")]
+
+
+class TaskSelectionScore(models.Model):
+    """Why an open task got its ``Task.priority``: the strategy, its score and the reward model.
+
+    Written by ``rlhf.active_selection.task_priorities_assign`` (one row per task and
+    assignment; the newest row is the one in force). Never shown to annotators: a priority or
+    a reward gap beside a pair would anchor their judgement.
+    """
+
+    task = models.ForeignKey(
+        "annotation.Task", on_delete=models.CASCADE, related_name="selection_scores"
+    )
+    strategy = models.CharField(max_length=16)
+    score = models.FloatField(null=True, blank=True, help_text="informativeness; null for random")
+    priority = models.IntegerField()
+    reward_model = models.CharField(
+        max_length=500, blank=True, help_text="folder of the reward model that scored the pair"
+    )
+    config = models.JSONField(default=dict, blank=True, help_text="asdict(SelectionConfig)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "-id"], name="selectionscore_task_newest")]
