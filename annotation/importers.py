@@ -51,6 +51,7 @@ from annotation.services import (
 )
 from config.errors import PayloadTooLarge, ValidationFailed
 from config.safepaths import bounded_gunzip, display_filename
+from config.untrusted import json_value_problem
 from rlhf.training.formats import FormatError, as_conversation, parse_preference_row
 
 IMPORT_KINDS = ("prompts", "responses", "preferences")
@@ -227,8 +228,11 @@ def _records(text: str, fmt: str):
             except RecursionError:
                 yield number, _RowError("not valid JSON (nested too deeply)")
             else:
+                problem = json_value_problem(record)
                 if _holds_nul(record):
                     yield number, _RowError("contains a NUL character (\\u0000)")
+                elif problem:  # a lone surrogate, an integer past 64 bits, deep nesting
+                    yield number, _RowError(f"{problem[0] or 'the row'} {problem[1]}")
                 else:
                     yield number, record
         return

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from annotation.models import ImportBatch, Project, TaskKind
 from annotation.roles import Role
+from config.untrusted import INT64_MAX
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -68,7 +69,9 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
 class NextTaskRequestSerializer(serializers.Serializer):
     exclude = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, max_length=10
+        child=serializers.IntegerField(min_value=1, max_value=INT64_MAX),
+        required=False,
+        max_length=10,
     )
 
 

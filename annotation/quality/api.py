@@ -14,6 +14,7 @@ from annotation.quality.access import access_task_for
 from annotation.quality.aggregation import POLICIES, AggregationConfig
 from annotation.roles import Capability
 from config.errors import ValidationFailed
+from config.untrusted import int64_problem
 
 User = get_user_model()
 
@@ -67,10 +68,10 @@ def _int_param(request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be a whole number", field=name) from None
+    problem = int64_problem(raw)
+    if problem:  # "²" and numbers past 64 bits were 500s too
+        raise ValidationFailed(f"{name} {problem}", field=name)
+    return int(raw)
 
 
 class ReviewQueueView(APIView):
