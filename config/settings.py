@@ -10,10 +10,12 @@ Everything that differs between a laptop, CI and production comes from the envir
 - ``TANDEM_DB_PREPARED_STATEMENTS=1``: prepared statements on PostgreSQL (see below).
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TANDEM_VAR_DIR", BASE_DIR / "var"))
@@ -120,6 +122,18 @@ TANDEM_LOGIN_MAX_FAILURES_PER_USER = int(os.environ.get("TANDEM_LOGIN_MAX_FAILUR
 TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = int(
     os.environ.get("TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS", 100)
 )
+# Reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For is believed: a
+# request from one of them is counted under the right-most forwarded address that is not a
+# trusted proxy (frontend.login_throttle.client_address). Empty: REMOTE_ADDR only, so behind
+# a proxy every client shares the proxy's address limit.
+TANDEM_TRUSTED_PROXIES = [
+    p.strip() for p in os.environ.get("TANDEM_TRUSTED_PROXIES", "").split(",") if p.strip()
+]
+for _proxy in TANDEM_TRUSTED_PROXIES:
+    try:  # a typo stops the start, not every login
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"TANDEM_TRUSTED_PROXIES: {_exc}") from None
 LOGIN_URL = "frontend:login"
 LOGIN_REDIRECT_URL = "frontend:home"
 LOGOUT_REDIRECT_URL = "frontend:login"
