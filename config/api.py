@@ -3,7 +3,7 @@
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, parsers, status
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -28,6 +28,22 @@ class CheckedJSONParser(parsers.JSONParser):
                 {"detail": f"{field or 'the body'} {reason}", "field": field or "body"}
             )
         return data
+
+
+class CheckedJSONField(serializers.JSONField):
+    """DRF's JSONField with the JSON parser's checks, for JSON sent as a form field (decoded
+    here, never seen by the parser: a lone surrogate in it failed PostgreSQL's json input)."""
+
+    def to_internal_value(self, data):
+        try:
+            value = super().to_internal_value(data)
+        except RecursionError:
+            raise serializers.ValidationError("nested too deeply") from None
+        problem = json_value_problem(value)
+        if problem:
+            field, reason = problem
+            raise serializers.ValidationError(f"{field or 'the value'} {reason}")
+        return value
 
 
 # Raised by Python or the database driver on values that got past validation (a JSON string

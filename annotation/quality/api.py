@@ -13,6 +13,7 @@ from annotation.quality import selectors, services
 from annotation.quality.access import access_task_for
 from annotation.quality.aggregation import POLICIES, AggregationConfig
 from annotation.roles import Capability
+from config.api import CheckedJSONField
 from config.errors import ValidationFailed
 from config.untrusted import int64_problem
 
@@ -20,7 +21,7 @@ User = get_user_model()
 
 
 class AdjudicationSerializer(serializers.Serializer):
-    payload = serializers.JSONField(
+    payload = CheckedJSONField(
         help_text="As an annotator sends it, e.g. {'choice': 'B'}, naming responses by "
         "their response ids (leads see them; annotators see task item ids instead).",
     )
@@ -28,7 +29,7 @@ class AdjudicationSerializer(serializers.Serializer):
 
 
 class GoldSerializer(serializers.Serializer):
-    payload = serializers.JSONField(
+    payload = CheckedJSONField(
         help_text="The expected answer, as an annotator sends it, naming responses by their "
         "response ids (leads see them; annotators see task item ids instead)."
     )

@@ -209,3 +209,45 @@ def test_a_seed_past_64_bits_in_the_snapshot_form_is_refused(people):
     )
     assert response.status_code == 302
     assert changed_tables(before, db_checksum()) == []
+
+
+def _multipart(name: str, value: str) -> str:
+    return f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n--b--\r\n'
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ('[{"name": "\\ud83d", "min": 1, "max": 5}]', "surrogate"),
+        ("[" * 100_000 + "]" * 100_000, "nested"),
+        (f'[{{"name": "x", "min": 1, "max": 5, "note": {TOO_BIG}}}]', "64-bit"),
+    ],
+)
+def test_json_inside_a_form_field_gets_the_same_checks(people, value, words):
+    # given JSON sent as a form field (DRF's JSONField decodes it, not the JSON parser)
+    project, admin, _ = people
+    client = _client(admin)
+    before = db_checksum()
+    response = client.patch(
+        f"/api/projects/{project.pk}/",
+        _multipart("rubric", value),
+        content_type="multipart/form-data; boundary=b",
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert words in json.dumps(response.json()), response.json()
+    assert changed_tables(before, db_checksum()) == []
+
+
+def test_a_lone_surrogate_in_a_form_post_cannot_reach_the_database(people):
+    # Form bodies are decoded as UTF-8 with replacement: an encoded surrogate becomes U+FFFD.
+    project, admin, _ = people
+    client = _client(admin)
+    response = client.post(
+        f"/data/projects/{project.pk}/snapshots/",
+        "name=a%ED%A0%BDb&seed=1",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 302
+    from rlhf.models import DatasetSnapshot
+
+    assert DatasetSnapshot.objects.get().name == "a\ufffd\ufffd\ufffdb"
