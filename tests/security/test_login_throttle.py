@@ -138,13 +138,16 @@ def test_typed_user_names_are_not_stored(limits, victim):
 # client pick its own address. TANDEM_TRUSTED_PROXIES names the proxies whose header counts.
 
 
-def _spray(client, forwarded_for: str, count: int, proxy="10.0.0.2") -> list[int]:
+def _spray(client, forwarded_for, count: int, proxy="10.0.0.2") -> list[int]:
+    """``count`` failed logins through ``proxy``; ``forwarded_for`` is the header's value, or
+    a function of the attempt's number."""
+    header = forwarded_for if callable(forwarded_for) else (lambda i: forwarded_for)
     return [
         client.post(
             "/api/auth/token/",
             {"username": f"someone{i}", "password": "x"},
             REMOTE_ADDR=proxy,
-            HTTP_X_FORWARDED_FOR=forwarded_for,
+            HTTP_X_FORWARDED_FOR=header(i),
         ).status_code
         for i in range(count)
     ]
@@ -173,15 +176,7 @@ def test_the_client_cannot_choose_its_address_through_a_trusted_proxy(limits, vi
     limits.TANDEM_TRUSTED_PROXIES = ["10.0.0.0/24", "192.168.1.1"]
     client = Client()
     # when the client forges a different left-most entry on every attempt
-    statuses = [
-        client.post(
-            "/api/auth/token/",
-            {"username": f"someone{i}", "password": "x"},
-            REMOTE_ADDR="10.0.0.2",
-            HTTP_X_FORWARDED_FOR=f"1.2.3.{i}, 203.0.113.7, 192.168.1.1",
-        ).status_code
-        for i in range(9)
-    ]
+    statuses = _spray(client, lambda i: f"1.2.3.{i}, 203.0.113.7, 192.168.1.1", 9)
     # then it is counted under the right-most address no trusted proxy holds
     assert statuses == [400] * 8 + [429]
 
@@ -189,16 +184,7 @@ def test_the_client_cannot_choose_its_address_through_a_trusted_proxy(limits, vi
 def test_without_trusted_proxies_x_forwarded_for_is_ignored(limits, victim):
     limits.TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = 8
     limits.TANDEM_TRUSTED_PROXIES = []
-    client = Client()
-    statuses = [
-        client.post(
-            "/api/auth/token/",
-            {"username": f"someone{i}", "password": "x"},
-            REMOTE_ADDR="10.0.0.2",
-            HTTP_X_FORWARDED_FOR=f"203.0.113.{i}",
-        ).status_code
-        for i in range(9)
-    ]
+    statuses = _spray(Client(), lambda i: f"203.0.113.{i}", 9)
     assert statuses == [400] * 8 + [429]
 
 
