@@ -18,3 +18,7 @@ urlpatterns = [
     path("models/", include("models_registry.page_urls")),
     path("", include("frontend.urls")),
 ]
+
+# With DEBUG off: styled pages, and JSON errors under /api/ (config/error_views.py).
+handler404 = "config.error_views.page_not_found"
+handler403 = "config.error_views.permission_denied"

@@ -17,9 +17,7 @@ Approval rules (``model_version_transition`` to ``approved``):
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 from django.conf import settings
@@ -34,7 +32,6 @@ from models_registry import selectors
 from models_registry.artifacts import (
     UnsafeModelFolder,
     inspect_model_folder,
-    library_versions,
     verify_files,
 )
 from models_registry.cards import model_card_markdown
@@ -50,6 +47,7 @@ from models_registry.models import (
     VersionKind,
     VersionState,
 )
+from rlhf.training.provenance import code_version, library_versions
 
 # Called inside ``model_version_approve``'s transaction once a policy became champion:
 # (version, actor). The review cycle appends the next annotation round here (apps.ready).
@@ -95,24 +93,6 @@ def model_card_refresh(*, version: ModelVersion) -> str:
     ModelVersion.objects.filter(pk=version.pk).update(model_card=card)
     version.model_card = card
     return card
-
-
-def code_version() -> str:
-    """The git commit this code runs from (``TANDEM_CODE_VERSION`` overrides)."""
-    if os.environ.get("TANDEM_CODE_VERSION"):
-        return os.environ["TANDEM_CODE_VERSION"][:64]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH on purpose
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()[:64] if out.returncode == 0 else ""
 
 
 # --------------------------------------------------------------------------- registration

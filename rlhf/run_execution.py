@@ -45,7 +45,7 @@ from rlhf.run_services import (
     training_run_requeue_stale,
     training_run_succeeded,
 )
-from rlhf.services import code_version
+from rlhf.training.provenance import code_version, library_versions, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def _claim(run_id: int, attempt: int) -> TrainingRun | None:
     # rather than stay queued forever.
     try:
         device = _device(config.get("device", "auto"))
-        versions = _library_versions()
+        versions = library_versions()
     except Exception as exc:
         raise Unstartable(f"{type(exc).__name__}: {exc}") from exc
     with transaction.atomic():
@@ -353,12 +353,6 @@ def _fail_unclaimed(run_id: int, attempt: int, error: str) -> bool:
         run.save(update_fields=["status", "finished_at", "error", "log_tail", "revision"])
         training_run_notify(run_id)
     return True
-
-
-def _library_versions() -> dict:
-    from rlhf.training.runner import library_versions
-
-    return library_versions()
 
 
 def _device(requested: str) -> str:
@@ -466,8 +460,6 @@ def _train(run: TrainingRun, fence: AttemptFence, reporter: RunReporter) -> str:
 def _run_files(run_id: int, attempt: int, out_dir: Path) -> list[dict]:
     """config.json and result.json from the engine, plus every metric point as metrics.jsonl."""
     import json
-
-    from rlhf.training.base_models import sha256_file
 
     rows = TrainingRunMetric.objects.filter(run_id=run_id).values_list(
         "attempt", "step", "name", "value"

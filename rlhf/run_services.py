@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
+from config.safepaths import FolderNotAllowed, allowed_model_folder
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
 from rlhf.run_selectors import folder_of_another_projects_run
 from rlhf.training.config import METHOD_TITLES, METHODS, ConfigError, config_from_dict
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 LOG_TAIL_LINES = 200
 LOG_TAIL_CHARS = 20_000
 ONLINE_METHODS = ("ppo", "rloo", "grpo")
-# Config fields that name a model folder; each must sit under settings.TANDEM_MODEL_ROOTS.
+# Config fields that name a model folder; each follows config.safepaths.allowed_model_folder.
 MODEL_FOLDER_FIELDS = ("base_model", "reward_model", "reference_model", "value_model")
 
 # Called with the run once its success has committed. ``rlhf.run_registration`` appends the
@@ -112,21 +113,13 @@ def _enqueue(run_id: int, attempt: int) -> None:
 
 
 def _model_folder_error(path: str, project: Project) -> str | None:
-    folder = Path(path)
-    if not folder.is_absolute():
-        return "must be an absolute folder path"
     try:
-        resolved = folder.resolve()
-    except (OSError, ValueError):  # e.g. an embedded NUL byte
-        return "is not a valid folder path"
-    roots = [Path(r).resolve() for r in settings.TANDEM_MODEL_ROOTS]
-    if not any(resolved.is_relative_to(root) for root in roots):
-        return f"must be a folder under {', '.join(str(r) for r in roots)}"
+        resolved = allowed_model_folder(path)
+    except FolderNotAllowed as refused:
+        return refused.reason
     # A run's folder is allowed to that run's project only, as base_model_run is.
     if folder_of_another_projects_run(resolved, project):
         return "must be a folder of one of this project's runs"
-    if not resolved.is_dir():
-        return "no such folder"
     if not any(resolved.glob("*.safetensors")):
         return "holds no .safetensors weights (only safetensors are loaded)"
     return None

@@ -9,11 +9,8 @@ under ``TANDEM_ARTIFACT_ROOT/snapshots/<id>/export``. Nothing changes a ready sn
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -38,28 +35,10 @@ from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
 from rlhf.readers import freeze_label_ids, label_shards, parallel_reads_supported
+from rlhf.training.provenance import code_version
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 2.0
-
-
-@functools.cache
-def code_version() -> str:
-    """The git commit of the running code, or TANDEM_CODE_VERSION, or "unknown"."""
-    if os.environ.get("TANDEM_CODE_VERSION"):
-        return os.environ["TANDEM_CODE_VERSION"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 (git from PATH, no user input)
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 EXCLUDED_EVAL_PROMPTS = "excluded_eval_prompt_ids"

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 from annotation.access import access_project
 from annotation.roles import Capability
 from config.errors import ValidationFailed
+from config.safepaths import allowed_model_folder
 from models_registry import review_cycle, selectors, services
 from models_registry.access import access_generation_job, access_model_version
 from models_registry.api import serializers as s
@@ -19,25 +19,11 @@ from models_registry.models import ModelVersion, VersionState
 
 
 def _allowed_folder(raw: str, project) -> Path:
-    """Folders registered over HTTP must sit under the configured model roots; the CLI may
-    register any path (its user already has the machine). The artifact root (a model root by
-    default) holds every project's runs: a run's folder is allowed to its own project only."""
-    try:
-        folder = Path(raw).resolve()
-    except (OSError, ValueError):  # e.g. an embedded NUL byte
-        raise ValidationFailed(
-            "the folder is not a valid path", code="folder_not_allowed"
-        ) from None
-    roots = getattr(
-        settings,
-        "TANDEM_MODEL_IMPORT_ROOTS",
-        [settings.TANDEM_ARTIFACT_ROOT, settings.TANDEM_MODEL_CACHE],
-    )
-    if not any(folder.is_relative_to(Path(root).resolve()) for root in roots):
-        raise ValidationFailed(
-            "the folder is outside the model roots this server registers from",
-            code="folder_not_allowed",
-        )
+    """Folders registered over HTTP follow the model-folder rule (``allowed_model_folder``);
+    the CLI may register any path (its user already has the machine). The artifact root (a
+    model root by default) holds every project's runs: a run's folder is allowed to its own
+    project only."""
+    folder = allowed_model_folder(raw)
     from rlhf.run_selectors import folder_of_another_projects_run  # rlhf imports the registry
 
     if folder_of_another_projects_run(folder, project):

@@ -48,7 +48,7 @@ def test_detail_shows_artifacts_lineage_and_card(candidate, base_version, review
 def test_registering_from_a_folder_outside_the_model_roots_is_refused(
     project, admin_user, tiny_base_dir, settings, tmp_path
 ):
-    settings.TANDEM_MODEL_IMPORT_ROOTS = [tmp_path / "nowhere"]
+    settings.TANDEM_MODEL_ROOTS = [tmp_path / "nowhere"]
     response = client_for(admin_user).post(
         reverse("api-model-register-base", args=[project.pk]),
         {"folder": str(tiny_base_dir), "name": "tiny"},
@@ -62,7 +62,7 @@ def test_registering_from_a_folder_outside_the_model_roots_is_refused(
 def test_an_admin_registers_a_base_model_inside_the_roots(
     project, admin_user, tiny_base_dir, settings
 ):
-    settings.TANDEM_MODEL_IMPORT_ROOTS = [tiny_base_dir.parent]
+    settings.TANDEM_MODEL_ROOTS = [tiny_base_dir.parent]
     response = client_for(admin_user).post(
         reverse("api-model-register-base", args=[project.pk]),
         {"folder": str(tiny_base_dir), "name": "tiny"},
@@ -76,7 +76,7 @@ def test_an_engineer_cannot_register_a_base_model_and_nothing_changes(
     project, engineer, tiny_base_dir, settings
 ):
     # given an engineer (trains, registers candidates) and a folder inside the roots
-    settings.TANDEM_MODEL_IMPORT_ROOTS = [tiny_base_dir.parent]
+    settings.TANDEM_MODEL_ROOTS = [tiny_base_dir.parent]
     # when they register it as a base model
     response = client_for(engineer).post(
         reverse("api-model-register-base", args=[project.pk]),
@@ -180,7 +180,7 @@ def test_registering_another_projects_run_folder_is_refused(
     from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
 
     settings.TANDEM_ARTIFACT_ROOT = tmp_path
-    settings.TANDEM_MODEL_IMPORT_ROOTS = [tmp_path]
+    settings.TANDEM_MODEL_ROOTS = [tmp_path]
     folders = {}
     for owner in (project, other_project):
         snapshot = DatasetSnapshot.objects.create(

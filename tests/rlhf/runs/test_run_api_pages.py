@@ -74,6 +74,35 @@ def test_api_refuses_an_invalid_config_with_the_fields_at_fault(
     assert TrainingRun.objects.count() == 0
 
 
+def test_api_refuses_a_base_model_folder_that_links_out_of_its_model_root(
+    api, project, snapshot, reward_config, tiny_models, tmp_path
+):
+    # given a folder under a model root whose weights are a link to a file outside every root
+    import shutil
+
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(tiny_models["encoder"], outside)
+    linked = tiny_models["root"] / "linked-encoder"
+    shutil.copytree(tiny_models["encoder"], linked)
+    (linked / "model.safetensors").unlink()
+    (linked / "model.safetensors").symlink_to(outside / "model.safetensors")
+
+    # when a run is launched from it over HTTP
+    response = api.post(
+        f"/api/projects/{project.pk}/runs/",
+        {"method": "reward", "snapshot": snapshot.pk,
+         "config": {**reward_config, "base_model": str(linked)}},
+        format="json",
+    )  # fmt: skip
+
+    # then the model-folder rule refuses it, as the registry would, and nothing is created
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"] == {
+        "base_model": "holds a symbolic link out of its model root: model.safetensors"
+    }
+    assert TrainingRun.objects.count() == 0
+
+
 def test_api_hides_runs_from_other_projects_and_refuses_launch_without_train(
     run, outsider, annotator, project, snapshot
 ):

@@ -1,4 +1,4 @@
-"""Everything that changes quality state: caches, gold tasks, pauses, adjudications.
+"""Keeping the quality caches current: marking changed tasks dirty, refreshing, recomputing.
 
 How the caches stay current (see annotation.quality.contributions for the arithmetic):
 1. After a label commits, ``quality_on_label_submitted`` marks its task dirty and, unless a
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -25,21 +24,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.labels import canonical_payload
-from annotation.models import (
-    Label,
-    Lease,
-    LeaseState,
-    Project,
-    Task,
-    TaskKind,
-    TaskStatus,
-)
+from annotation.models import Label, Lease, LeaseState, Project, Task
 from annotation.quality import contributions as qc
 from annotation.quality.models import (
     Adjudication,
     AnnotatorQuality,
-    GoldSource,
     GoldTask,
     ProjectQuality,
     QualityDirty,
@@ -49,21 +38,11 @@ from annotation.quality.models import (
 )
 from annotation.quality.report import quality_report
 from annotation.quality.selectors import quality_config, task_facts
-from config.errors import Conflict, Forbidden, ValidationFailed
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
 
-# Gold tasks take a label from every annotator who is served them; the overlap column is a
-# PositiveSmallIntegerField, so "everyone" is its largest value.
-GOLD_REQUIRED_LABELS = 32_767
 REFRESH_BATCH = 5_000
-MAX_REASON_CHARS = 5_000
-
-
-# --------------------------------------------------------------------------------------------
-# Marking and refreshing
-# --------------------------------------------------------------------------------------------
 
 
 def quality_mark_dirty(*, project_id: int, task_ids: Iterable[int]) -> None:
@@ -382,221 +361,3 @@ def _store_report(project_id: int, report: QualityReport, *, seconds: float) -> 
     report.report = data
     report.seconds = seconds
     report.save(update_fields=["report", "computed_at", "seconds"])
-
-
-# --------------------------------------------------------------------------------------------
-# Gold tasks
-# --------------------------------------------------------------------------------------------
-
-
-def _expected_payload(task: Task, payload: dict) -> dict:
-    if task.kind == TaskKind.CORRECTION:
-        raise ValidationFailed("correction tasks have no single right answer to check against")
-    items = list(
-        task.items.select_related("response")
-        .order_by("position")
-        .values_list("response_id", "response__text")
-    )
-    return canonical_payload(
-        task.kind,
-        payload,
-        item_ids=[i for i, _ in items],
-        shown_order=None,
-        rubric=task.project.rubric,
-        texts=dict(items),
-    )
-
-
-@transaction.atomic
-def gold_mark(*, task: Task, payload: dict, by, source: str = GoldSource.MANUAL) -> GoldTask:
-    """Make ``task`` a gold task whose expected answer is ``payload`` (as a client sends it).
-
-    The task then takes a label from every annotator it is served to (at the project's gold
-    rate); existing labels stay, but only labels given from now on count as gold answers.
-    """
-    task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
-    expected = _expected_payload(task, payload)
-    gold = GoldTask.objects.filter(task=task).first()
-    if gold is None:
-        gold = GoldTask.objects.create(
-            task=task,
-            project=task.project,
-            expected=expected,
-            source=source,
-            original_required_labels=task.required_labels,
-            created_by=by,
-        )
-    else:
-        gold.expected = expected
-        gold.save(update_fields=["expected"])
-    task.required_labels = GOLD_REQUIRED_LABELS
-    task.status = TaskStatus.OPEN
-    task.completed_at = None
-    task.save(update_fields=["required_labels", "status", "completed_at"])
-    _changed_in_transaction(task)
-    return gold
-
-
-@transaction.atomic
-def gold_unmark(*, task: Task) -> None:
-    """Return a gold task to the ordinary pool with its former overlap."""
-    task = Task.objects.select_for_update().get(pk=task.pk)
-    gold = GoldTask.objects.filter(task=task).first()
-    if gold is None:
-        raise Conflict("this task is not a gold task", code="not_gold")
-    task.required_labels = max(gold.original_required_labels, task.label_count, 1)
-    if task.label_count >= task.required_labels:
-        task.status = TaskStatus.DONE
-        task.completed_at = task.completed_at or timezone.now()
-    task.save(update_fields=["required_labels", "status", "completed_at"])
-    gold.delete()
-    _changed_in_transaction(task)
-
-
-def gold_promote_unanimous(*, project: Project, by, min_labels: int = 3, limit: int = 100) -> int:
-    """Promote up to ``limit`` tasks whose ``min_labels``+ labels all agree to gold."""
-    if min_labels < 2:
-        raise ValidationFailed("promotion needs at least two agreeing labels", field="min_labels")
-    candidates = (
-        TaskQuality.objects.filter(
-            project=project,
-            labels__gte=min_labels,
-            is_gold=False,
-            agreement__gte=1.0,
-            kind__in=[TaskKind.PAIRWISE, TaskKind.RANKING],
-        )
-        .filter(task__adjudication__isnull=True)
-        .order_by("-labels", "task_id")
-        .values_list("task_id", flat=True)[:limit]
-    )
-    promoted = 0
-    for task in Task.objects.filter(pk__in=list(candidates)).select_related("project"):
-        payload = task.labels.order_by("id").values_list("payload", flat=True).first()
-        if task.kind == TaskKind.PAIRWISE:
-            client = {"choice": payload["outcome"], "strength": payload.get("strength")}
-        else:
-            client = {"ranking": payload["ranking"]}
-        gold_mark(task=task, payload=client, by=by, source=GoldSource.PROMOTED)
-        promoted += 1
-    return promoted
-
-
-def gold_pick_for(annotator, project: Project, *, exclude=(), rng=None) -> int | None:
-    """A gold task to serve ``annotator`` now, drawn at the project's gold rate, or None.
-
-    Called by ``task_claim_next`` (as a claim preemptor) inside its transaction, before the
-    ordinary queue. Only gold tasks the annotator has not seen (no lease, no label) qualify.
-    """
-    rng = rng or random
-    config = quality_config(project)
-    if config.gold_rate <= 0 or rng.random() >= config.gold_rate:
-        return None
-    seen = Lease.objects.filter(annotator=annotator, task__project=project).values("task_id")
-    candidates = list(
-        GoldTask.objects.filter(project=project, task__status=TaskStatus.OPEN)
-        .exclude(task_id__in=seen)
-        .exclude(task_id__in=list(exclude))
-        .values_list("task_id", flat=True)
-    )
-    return rng.choice(candidates) if candidates else None
-
-
-def gold_preemptor(project: Project, annotator, exclude_ids) -> int | None:
-    """``claim_preemptors`` signature: (project, annotator, exclude_ids) -> task id."""
-    return gold_pick_for(annotator, project, exclude=exclude_ids)
-
-
-# --------------------------------------------------------------------------------------------
-# Pausing annotators
-# --------------------------------------------------------------------------------------------
-
-
-class AnnotatorPaused(Forbidden):
-    code = "paused"
-
-
-def quality_claim_guard(project: Project, annotator) -> None:
-    """``claim_guards`` entry: a paused annotator gets no task, and is told why."""
-    row = (
-        AnnotatorQuality.objects.filter(project=project, annotator=annotator)
-        .exclude(paused_at__isnull=True)
-        .values("pause_reason")
-        .first()
-    )
-    if row is not None:
-        raise AnnotatorPaused(
-            "You are paused from this project's queue: "
-            + (row["pause_reason"] or "your check items fell below the threshold.")
-            + " A project admin can reinstate you after a review.",
-        )
-
-
-@transaction.atomic
-def annotator_pause(*, project: Project, annotator, reason: str) -> AnnotatorQuality:
-    row, _ = AnnotatorQuality.objects.select_for_update().get_or_create(
-        project=project, annotator=annotator
-    )
-    row.paused_at = timezone.now()
-    row.pause_reason = reason[:300]
-    row.save(update_fields=["paused_at", "pause_reason", "updated_at"])
-    return row
-
-
-@transaction.atomic
-def annotator_reinstate(*, project: Project, annotator) -> AnnotatorQuality:
-    """Lift a pause; from now on the annotator is judged only on new gold answers."""
-    row = (
-        AnnotatorQuality.objects.select_for_update()
-        .filter(project=project, annotator=annotator)
-        .first()
-    )
-    if row is None or row.paused_at is None:
-        raise Conflict("this annotator is not paused", code="not_paused")
-    row.paused_at = None
-    row.pause_reason = ""
-    row.gold_answered_base = row.gold_answered
-    row.gold_correct_base = row.gold_correct
-    row.save(
-        update_fields=[
-            "paused_at",
-            "pause_reason",
-            "gold_answered_base",
-            "gold_correct_base",
-            "updated_at",
-        ]
-    )
-    return row
-
-
-# --------------------------------------------------------------------------------------------
-# Adjudication
-# --------------------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def adjudication_decide(*, task: Task, reviewer, payload: dict, reason: str) -> Adjudication:
-    """Record a reviewer's final decision on ``task``; its labels can no longer be edited."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationFailed("write the reason for the decision", field="reason")
-    if len(reason) > MAX_REASON_CHARS:
-        raise ValidationFailed(f"reason is longer than {MAX_REASON_CHARS} characters", "reason")
-    task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
-    if GoldTask.objects.filter(task=task).exists():
-        raise Conflict("gold tasks are decided by their expected answer", code="gold_task")
-    labels = list(task.labels.values_list("id", "version"))
-    if not labels:
-        raise Conflict("this task has no labels to adjudicate", code="no_labels")
-    decision = _expected_payload(task, payload)
-    adjudication, _ = Adjudication.objects.update_or_create(
-        task=task,
-        defaults={
-            "project": task.project,
-            "reviewer": reviewer,
-            "payload": decision,
-            "reason": reason,
-            "labels_seen": {str(i): v for i, v in labels},
-        },
-    )
-    task.labels.filter(reviewed_at__isnull=True).update(reviewed_at=timezone.now())
-    return adjudication
