@@ -251,3 +251,23 @@ def test_a_lone_surrogate_in_a_form_post_cannot_reach_the_database(people):
     from rlhf.models import DatasetSnapshot
 
     assert DatasetSnapshot.objects.get().name == "a\ufffd\ufffd\ufffdb"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"action": "settings", "name": "x", "overlap": str(TOO_BIG)},
+        {"action": "settings", "name": "x", "lease_seconds": str(TOO_BIG)},
+        {"action": "settings", "name": "x", "overlap": "²"},
+        {"action": "review", "review_min_labels": str(TOO_BIG)},
+        {"action": "review", "review_fresh_prompts": str(TOO_BIG)},
+        {"action": "review", "annotation_round_prompts": "²"},
+    ],
+)
+def test_hostile_numbers_in_the_manage_forms_are_refused(people, form):
+    project, admin, _ = people
+    client = _client(admin)
+    before = db_checksum()
+    response = client.post(f"/projects/{project.pk}/manage/", form)
+    assert response.status_code == 302
+    assert changed_tables(before, db_checksum()) == []
