@@ -1,7 +1,14 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import FormParser, MultiPartParser
 
 from annotation.api import views
+from config.api import CheckedJSONParser
+
+# DRF's token view names its own parsers; the anonymous endpoint gets the checked JSON one.
+obtain_auth_token = ObtainAuthToken.as_view(
+    parser_classes=(FormParser, MultiPartParser, CheckedJSONParser)
+)
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from config.api import CheckedJSONField
 from models_registry.models import (
     AuditEvent,
     GenerationJob,
@@ -97,15 +98,15 @@ class RegisterSerializer(serializers.Serializer):
     dataset_snapshot_ref = serializers.IntegerField(
         required=False, help_text="A dataset snapshot of the project (else 400)."
     )
-    config = serializers.JSONField(required=False)
-    metrics = serializers.JSONField(required=False)
-    data_card = serializers.JSONField(required=False)
+    config = CheckedJSONField(required=False)
+    metrics = CheckedJSONField(required=False)
+    data_card = CheckedJSONField(required=False)
 
 
 class TransitionSerializer(serializers.Serializer):
     to_state = serializers.ChoiceField(choices=VersionState.values)
     reason = serializers.CharField(allow_blank=True, default="", max_length=10_000)
-    evidence = serializers.JSONField(required=False)
+    evidence = CheckedJSONField(required=False)
 
 
 class AliasMoveSerializer(serializers.Serializer):
@@ -119,7 +120,7 @@ class RollbackSerializer(serializers.Serializer):
 
 class GenerateSerializer(serializers.Serializer):
     prompt_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1)
-    config = serializers.JSONField(required=False, help_text="GenerationConfig fields.")
+    config = CheckedJSONField(required=False, help_text="GenerationConfig fields.")
 
 
 class GenerationJobSerializer(serializers.ModelSerializer):

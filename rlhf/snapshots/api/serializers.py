@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from annotation.models import TaskKind
+from config.api import CheckedJSONField
 from rlhf.models import DatasetSnapshot
 
 SUMMARY_FIELDS = [
@@ -31,7 +32,7 @@ class SnapshotCreateSerializer(serializers.Serializer):
     kinds = serializers.ListField(
         child=serializers.ChoiceField(choices=TaskKind.values), required=False
     )
-    config = serializers.JSONField(
+    config = CheckedJSONField(
         required=False,
         help_text="PipelineConfig: {cleaning, dedup, aggregation, split}; omitted = defaults.",
     )
