@@ -173,7 +173,7 @@ def aggregate_task(
                 share = cast.count(outcome) / len(cast)
                 margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
                 _decide(unit, pair, outcome, share, margins, source, stats)
-            _derive_kto(unit)
+            derive_kto(unit)
             units.append(unit)
         return units
 
@@ -189,7 +189,7 @@ def aggregate_task(
         agreeing = [strengths[i] for i, outcome in cast.items() if outcome == top]
         margins = [STRENGTH_MARGIN[s] for s in agreeing if s in STRENGTH_MARGIN]
         _decide(unit, pair, top, decision.support, margins, source, stats)
-    _derive_kto(unit)
+    derive_kto(unit)
     return [unit]
 
 
@@ -213,7 +213,7 @@ def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> li
     strength = label.payload.get("strength")
     margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
     _decide(unit, (0, 1), outcome, 1.0, margins, "pairwise", stats)
-    _derive_kto(unit)
+    derive_kto(unit)
     return [unit]
 
 
@@ -255,7 +255,7 @@ def _decide(unit, pair, outcome, share, margins, source, stats) -> None:
         stats.decisions[f"{source}_pair"] += 1
 
 
-def _derive_kto(unit: Unit) -> None:
+def derive_kto(unit: Unit) -> None:
     if len(unit.pairs) == 1 and not unit.kto:  # the common case, without the bookkeeping
         pair = unit.pairs[0]
         unit.kto.extend([(pair.chosen, True), (pair.rejected, False)])

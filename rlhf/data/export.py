@@ -50,6 +50,19 @@ SCHEMAS = {
         ]
     ),
     "prompt_only": pa.schema([("id", pa.string()), ("prompt", _MESSAGES)]),
+    # One row per flagged response and flag (``rlhf.data.flags``): flagged_by labels of the
+    # task's ``labels`` attributed the flag to this answer; agreement = flagged_by / labels.
+    "flags": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", _MESSAGES),
+            ("completion", _MESSAGES),
+            ("flag", pa.string()),
+            ("flagged_by", pa.int64()),
+            ("labels", pa.int64()),
+            ("agreement", pa.float64()),
+        ]
+    ),
 }
 
 
@@ -228,7 +241,7 @@ def assemble_split(export_dir: str, part_dirs: list[str], shape: str, split: str
         pq.ParquetWriter(
             shape_dir / f"{split}.parquet",
             SCHEMAS[shape],
-            use_dictionary=["source"],
+            use_dictionary=["source", "flag"],
             write_statistics=False,  # min/max of long free text: costly and never queried
         ) as parquet,
         pa.ipc.new_stream(str(split_dir / ".data.arrow"), _hf_schema(split_dir)) as arrow,

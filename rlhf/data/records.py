@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 Message = dict[str, str]
 
 KINDS = ("pairwise", "ranking", "rubric", "correction")
-SHAPES = ("preference", "sft", "kto", "prompt_only")
+SHAPES = ("preference", "sft", "kto", "prompt_only", "flags")
 SPLITS = ("train", "validation", "test")
 EXPORT_FORMAT = "tandem-export/1"
 
@@ -36,4 +36,6 @@ class LabelRecord:
     prompt: list[Message]
     responses: dict[int, str]
     source: str = ""
+    # The flags the annotator raised on the task (``annotation.labels.FLAGS``), at the
+    # frozen version; what they do is ``rlhf.data.flags``.
     flags: tuple[str, ...] = field(default=())

@@ -15,9 +15,18 @@ import orjson
 import xxhash
 
 from rlhf.data.aggregate import AggregationStats, aggregate_task
-from rlhf.data.cleaning import TextCleaner
+from rlhf.data.cleaning import CleaningConfig, TextCleaner
 from rlhf.data.config import PipelineConfig
 from rlhf.data.export import PartWriter
+from rlhf.data.flags import (
+    DROP,
+    PERSONAL_DATA,
+    SCRUB,
+    TASK_DROPPING,
+    UNSAFE,
+    rows_after_unsafe,
+    task_flags,
+)
 from rlhf.data.minhash import MinHasher, band_keys
 from rlhf.data.records import SHAPES, SPLITS, LabelRecord
 from rlhf.data.truncation import TruncationConfig
@@ -104,6 +113,20 @@ def write_shard(
                         },
                     )
                 cursor["sft"] += 1
+            for row_id, t, flag, flagged_by, labels, agreement in group.get("flags", ()):
+                writer.write(
+                    "flags",
+                    split,
+                    {
+                        "id": row_id,
+                        "prompt": prompt,
+                        "completion": [{"role": "assistant", "content": texts[t]}],
+                        "flag": flag,
+                        "flagged_by": flagged_by,
+                        "labels": labels,
+                        "agreement": agreement,
+                    },
+                )
             if keep["prompt_only"][group_index]:
                 writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
     Path(spill_path).unlink()
@@ -118,8 +141,20 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
     row references local to the chunk, and the counters of what happened.
     """
     cleaner = TextCleaner(config.cleaning)
+    # The scrubber a personal-data flag calls for: every personal-data type, nothing else.
+    scrubber = TextCleaner(
+        CleaningConfig(
+            normalize_unicode=False,
+            strip_control=False,
+            strip_html=False,
+            normalize_whitespace=False,
+            min_chars=0,
+        )
+    )
+    policy = config.flags
     stats = AggregationStats()
     removed: Counter = Counter()
+    flag_counts: Counter = Counter()
     spill: list[bytes] = []
     prompt_strings: list[str] = []
     text_strings: list[str] = []
@@ -137,6 +172,8 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
         for label in labels:
             if isinstance(label.payload, (str, bytes)):
                 label.payload = orjson.loads(label.payload)
+            if isinstance(label.flags, (str, bytes)):
+                label.flags = tuple(orjson.loads(label.flags) or ())
         first = labels[0]
         messages = (
             orjson.loads(first.prompt) if isinstance(first.prompt, (str, bytes)) else first.prompt
@@ -159,15 +196,54 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
             stats=stats,
             corrected_index=corrected_index,
         )
+        flagged = task_flags(
+            labels, response_ids=response_ids, excluded=config.aggregation.exclude_annotators
+        )
+        counted = flagged.counted(policy)
+        for flag in flagged.counts:
+            flag_counts["tasks" if flag in counted else "below_minimum", flag] += 1
+        if PERSONAL_DATA in counted and policy.personal_data == SCRUB:
+            scrubbed = [scrubber.clean(m["content"]) for m in prompt]
+            scrubbed_texts = [scrubber.clean(text) for text in texts]
+            flag_counts["texts_scrubbed"] += sum(
+                a != b
+                for a, b in zip(
+                    [*scrubbed, *scrubbed_texts],
+                    [*(m["content"] for m in prompt), *texts],
+                    strict=True,
+                )
+            )
+            prompt = [{**m, "content": c} for m, c in zip(prompt, scrubbed, strict=True)]
+            prompt_string = _prompt_text(prompt)
+            texts = scrubbed_texts
         prompt_reason = cleaner.verdict("\n".join(m["content"] for m in prompt))
-        if prompt_reason:
-            reason = f"prompt_{prompt_reason}"
+        dropping = next(
+            (
+                f"flag_{flag}"
+                for flag in [
+                    *TASK_DROPPING,
+                    *(f for f in counted if f not in (UNSAFE, *TASK_DROPPING)),
+                ]
+                if flag in counted and policy.action(flag) == DROP
+            ),
+            None,
+        )
+        if prompt_reason or dropping:
+            reason = f"prompt_{prompt_reason}" if prompt_reason else dropping
             removed["prompt_only", reason] += 1
             for unit in units:
                 removed["preference", reason] += len(unit.pairs)
                 removed["kto", reason] += len(unit.kto)
                 removed["sft", reason] += len(unit.sft)
             continue
+        if UNSAFE in counted and policy.unsafe != "keep":
+            unsafe_rows: Counter = Counter()
+            rows_after_unsafe(units, set(flagged.attributed[UNSAFE]), policy.unsafe, unsafe_rows)
+            for (what, shape), n in unsafe_rows.items():
+                if what == "removed":
+                    removed[shape, "flag_unsafe"] += n
+                else:
+                    flag_counts["changed", UNSAFE, shape] += n
         verdicts = [cleaner.verdict(text) for text in texts]
         # task text index -> its index among the texts this task spills (first use first)
         used: dict[int, int] = {}
@@ -207,6 +283,13 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
                     continue
                 t = used.setdefault(index, len(used))
                 group_sft.append([f"{unit.key}:{keys[index]}", t])
+        group_flags = []
+        for flag, attributed in sorted(flagged.attributed.items()):
+            for index, n in sorted(attributed.items()):
+                t = used.setdefault(index, len(used))
+                agreement = round(n / flagged.labels, 4)
+                row_id = f"T{first.task_id}:{keys[index]}:{flag}"
+                group_flags.append([row_id, t, flag, n, flagged.labels, agreement])
         order = sorted(used, key=used.get)
         text_base = len(text_strings)
         for index in order:
@@ -227,6 +310,7 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
                     "pref": group_pref,
                     "kto": group_kto,
                     "sft": group_sft,
+                    "flags": group_flags,
                 }
             )
         )
@@ -241,6 +325,7 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
         "kto": np.asarray(kto, dtype=np.int64).reshape(-1, 3),
         "sft": np.asarray(sft, dtype=np.int64).reshape(-1, 2),
         "removed": removed,
+        "flag_counts": flag_counts,
         "stats": stats,
         "prompt_length_hist": np.histogram(prompt_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],
         "text_length_hist": np.histogram(text_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],

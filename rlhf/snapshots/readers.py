@@ -36,6 +36,7 @@ WITH frozen AS (
 )
 SELECT l.id, l.task_id, l.kind, l.annotator_id,
        CASE WHEN l.version = frozen.version THEN l.payload ELSE rev.payload END::text,
+       CASE WHEN l.version = frozen.version THEN l.flags ELSE rev.flags END::text,
        t.prompt_id, p.messages::text, p.source, items.ids, items.texts
 FROM frozen
 JOIN annotation_label l ON l.id = frozen.id
@@ -82,6 +83,7 @@ def iter_label_records(
             kind,
             annotator_id,
             payload,
+            flags,
             prompt_id,
             messages,
             source,
@@ -98,6 +100,7 @@ def iter_label_records(
                 prompt=messages,
                 responses=dict(zip(response_ids, texts, strict=True)),
                 source=source,
+                flags=flags,
             )
 
 
@@ -270,13 +273,13 @@ def iter_label_records_orm(
             for label in Label.objects.filter(id__in=label_ids).select_related("task__prompt")
         }
         stale = [(i, frozen[i]) for i in label_ids if labels[i].version != frozen[i]]
-        old_payloads = {}
+        old_payloads, old_flags = {}, {}
         for label_id, version in stale:
-            old_payloads[label_id] = (
+            old_payloads[label_id], old_flags[label_id] = (
                 LabelRevision.objects.filter(label_id=label_id, version=version)
-                .values_list("payload", flat=True)
+                .values_list("payload", "flags")
                 .first()
-            )
+            ) or (None, [])
         task_ids = {labels[i].task_id for i in label_ids}
         items: dict[int, dict[int, str]] = {}
         for task_id, response_id, text in (
@@ -298,4 +301,5 @@ def iter_label_records_orm(
                 prompt=task.prompt.messages,
                 responses=items.get(task.pk, {}),
                 source=task.prompt.source,
+                flags=tuple(old_flags.get(label_id, label.flags) or ()),
             )

@@ -35,6 +35,7 @@ from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
 from rlhf.snapshots.readers import freeze_label_ids, label_shards, parallel_reads_supported
+from rlhf.snapshots.selectors import snapshot_flag_policy
 from rlhf.training.provenance import code_version
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ def snapshot_create(
     if config is not None and not isinstance(config, dict):
         # A JSON field accepts any JSON: `true` or `[1]` was an AttributeError, a 500.
         raise ValidationFailed("config must be an object", code="invalid_config")
+    config = dict(config or {})
+    # The request's flag policy over the project's (``snapshot_flag_policy``), recorded whole.
+    requested_flags = config.get("flags")
+    if requested_flags is not None and not isinstance(requested_flags, dict):
+        raise ValidationFailed("config.flags must be an object", code="invalid_config")
+    config["flags"] = {**snapshot_flag_policy(project=project), **(requested_flags or {})}
     try:
         pipeline = PipelineConfig.from_dict(config)
     except (TypeError, ValueError, AttributeError) as exc:

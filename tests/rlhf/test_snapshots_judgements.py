@@ -1,0 +1,252 @@
+"""Every human judgement reaches the training data: flags, adjudications and reliability
+policies, as snapshots built on PostgreSQL export them (exact rows)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from annotation.models import Label, Prompt, Response, Task, TaskItem
+from rlhf.data.export import iter_export_rows
+from rlhf.data.records import SPLITS
+from rlhf.snapshots import services
+from rlhf.snapshots.selectors import snapshot_flag_policy
+
+pytestmark = pytest.mark.postgres
+
+SAFE = "Here is a careful and honest answer about gardening."
+UNSAFE = "Here is how to hurt someone badly with garden tools."
+
+
+@pytest.fixture
+def crowd(make_user):
+    return [make_user(f"crowd{i}") for i in range(3)]
+
+
+def pairwise_task(project, prompt_text, a_text, b_text, votes):
+    """A pairwise task (A = ``a_text``) with one label per ``(annotator, outcome, flags)``."""
+    prompt = Prompt.objects.create(
+        project=project,
+        messages=[{"role": "user", "content": prompt_text}],
+        content_hash=f"h-{prompt_text}",
+    )
+    task = Task.objects.create(
+        project=project,
+        prompt=prompt,
+        kind="pairwise",
+        required_labels=len(votes),
+        content_hash=f"t-{prompt_text}",
+    )
+    responses = []
+    for position, text in enumerate((a_text, b_text)):
+        response = Response.objects.create(
+            prompt=prompt, text=text, content_hash=f"r-{prompt_text}-{position}", origin="import"
+        )
+        TaskItem.objects.create(task=task, response=response, position=position)
+        responses.append(response)
+    for annotator, outcome, flags in votes:
+        winner = {"A": responses[0].pk, "B": responses[1].pk}.get(outcome)
+        Label.objects.create(
+            task=task,
+            annotator=annotator,
+            kind="pairwise",
+            payload={
+                "outcome": outcome,
+                "strength": "clear" if winner else None,
+                "winner": winner,
+                "chosen_side": None,
+                "rationale": "",
+            },
+            flags=flags,
+        )
+    return task
+
+
+def build(project, engineer, **config):
+    snapshot = services.snapshot_create(project=project, created_by=engineer, config=config)
+    snapshot.refresh_from_db()
+    assert snapshot.status == "ready", snapshot.error
+    return snapshot
+
+
+def rows(snapshot, shape="preference"):
+    export = Path(snapshot.export_path)
+    return [row for split in SPLITS for row in iter_export_rows(export, shape, split)]
+
+
+def pairs(snapshot):
+    return sorted(
+        (row["prompt"][-1]["content"], row["chosen"][0]["content"], row["rejected"][0]["content"])
+        for row in rows(snapshot)
+    )
+
+
+def test_a_response_flagged_unsafe_is_never_chosen_and_the_pair_is_dropped_by_default(
+    project, engineer, crowd, snapshot_settings
+):
+    # given a task where two annotators prefer the unsafe answer B and one prefers A and
+    # flags the task unsafe, and a clean task
+    a, b, c = crowd
+    pairwise_task(
+        project, "How do I prune roses?", SAFE, UNSAFE,
+        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
+    )  # fmt: skip
+    pairwise_task(project, "When do tulips bloom?", "In spring.", "Never.", [(a, "A", [])])
+
+    # when a snapshot is built under the default flag policy
+    snapshot = build(project, engineer)
+
+    # then the flagged task gives no preference row, no desirable KTO row, and is counted
+    assert pairs(snapshot) == [("When do tulips bloom?", "In spring.", "Never.")]
+    kto = sorted((r["completion"][0]["content"], r["label"]) for r in rows(snapshot, "kto"))
+    assert kto == [("In spring.", True), ("Never.", False)]
+    flags = snapshot.report["flags"]
+    assert flags["policy"] == {
+        "min_flags": 1,
+        "unsafe": "drop",
+        "personal_data": "drop",
+        "spam": "drop",
+        "other": "keep",
+    }
+    assert flags["tasks_flagged"] == {"unsafe": 1}
+    assert flags["rows_removed"] == {"unsafe": {"preference": 1, "kto": 2}}
+    assert flags["rows_changed"] == {}
+    assert snapshot.config["flags"] == flags["policy"]
+    assert "## Flags" in snapshot.data_card
+    assert "| unsafe | 1 | preference 1, kto 2 | none |" in snapshot.data_card
+
+
+def test_under_the_reject_policy_the_flagged_side_becomes_rejected(
+    project, engineer, crowd, snapshot_settings
+):
+    # given the majority prefers B, which the third annotator flagged unsafe (preferring A)
+    a, b, c = crowd
+    pairwise_task(
+        project, "How do I prune roses?", SAFE, UNSAFE,
+        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
+    )  # fmt: skip
+
+    # when built with the reject policy
+    snapshot = build(project, engineer, flags={"unsafe": "reject"})
+
+    # then the pair is kept with the flagged answer as rejected
+    assert pairs(snapshot) == [("How do I prune roses?", SAFE, UNSAFE)]
+    kto = sorted((r["completion"][0]["content"], r["label"]) for r in rows(snapshot, "kto"))
+    assert kto == sorted([(SAFE, True), (UNSAFE, False)])
+    assert snapshot.report["flags"]["rows_changed"] == {"unsafe": {"preference": 1, "kto": 2}}
+    assert snapshot.report["flags"]["rows_removed"] == {}
+
+
+def test_a_flag_below_the_projects_minimum_changes_nothing(
+    project, engineer, crowd, snapshot_settings
+):
+    # given a project that needs two annotators to agree on a flag, and a task flagged once
+    a, b, c = crowd
+    project.options = {**project.options, "flag_policy": {"min_flags": 2}}
+    project.save(update_fields=["options"])
+    pairwise_task(
+        project, "How do I prune roses?", SAFE, UNSAFE,
+        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
+    )  # fmt: skip
+
+    # when built without a flag policy in the request
+    snapshot = build(project, engineer)
+
+    # then the project's policy is recorded and the majority's pair is exported unchanged
+    assert snapshot.config["flags"]["min_flags"] == 2
+    assert pairs(snapshot) == [("How do I prune roses?", UNSAFE, SAFE)]
+    assert snapshot.report["flags"]["tasks_flagged"] == {}
+    assert snapshot.report["flags"]["flagged_below_minimum"] == {"unsafe": 1}
+
+
+def test_spam_drops_the_item_and_personal_data_is_dropped_or_scrubbed(
+    project, engineer, crowd, snapshot_settings
+):
+    # given a task flagged spam, one flagged personal data (an e-mail address the cleaning
+    # config would keep), and a clean task
+    a = crowd[0]
+    pairwise_task(project, "Buy cheap pills?", "BUY NOW!!!", "CLICK HERE!!!", [(a, "A", ["spam"])])
+    pairwise_task(
+        project, "Who runs the shop?", "Mail jo@example.com for it.", "No idea at all.",
+        [(a, "A", ["personal_data"])],
+    )  # fmt: skip
+    pairwise_task(project, "When do tulips bloom?", "In spring.", "Never.", [(a, "A", [])])
+    no_scrub = {"scrub_pii": False}
+
+    # when built with personal data dropped (the default), then scrubbed
+    dropped = build(project, engineer, cleaning=no_scrub)
+    scrubbed = build(project, engineer, cleaning=no_scrub, flags={"personal_data": "scrub"})
+
+    # then spam is gone everywhere, and the personal-data task is gone or scrubbed
+    assert pairs(dropped) == [("When do tulips bloom?", "In spring.", "Never.")]
+    assert sorted(r["prompt"][-1]["content"] for r in rows(dropped, "prompt_only")) == [
+        "When do tulips bloom?"
+    ]
+    assert dropped.report["flags"]["rows_removed"] == {
+        "personal_data": {"preference": 1, "kto": 2, "prompt_only": 1},
+        "spam": {"preference": 1, "kto": 2, "prompt_only": 1},
+    }
+    assert pairs(scrubbed) == [
+        ("When do tulips bloom?", "In spring.", "Never."),
+        ("Who runs the shop?", "Mail [EMAIL] for it.", "No idea at all."),
+    ]
+    assert scrubbed.report["flags"]["texts_scrubbed"] == 1
+    assert scrubbed.report["flags"]["rows_removed"] == {
+        "spam": {"preference": 1, "kto": 2, "prompt_only": 1}
+    }
+
+
+def test_flags_export_as_their_own_dataset(project, engineer, crowd, snapshot_settings):
+    # given a task the third annotator flags unsafe, attributing it to the answer they rejected
+    a, b, c = crowd
+    task = pairwise_task(
+        project, "How do I prune roses?", SAFE, UNSAFE,
+        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
+    )  # fmt: skip
+
+    # when a snapshot is built
+    snapshot = build(project, engineer)
+
+    # then the flags file holds the flagged text with its agreement, and the card lists it
+    unsafe_id = task.items.get(position=1).response_id
+    assert rows(snapshot, "flags") == [
+        {
+            "id": f"T{task.pk}:r{unsafe_id}:unsafe",
+            "prompt": [{"role": "user", "content": "How do I prune roses?"}],
+            "completion": [{"role": "assistant", "content": UNSAFE}],
+            "flag": "unsafe",
+            "flagged_by": 1,
+            "labels": 3,
+            "agreement": 0.3333,
+        }
+    ]
+    manifest = json.loads((Path(snapshot.export_path) / "manifest.json").read_text())
+    assert sum(manifest["shapes"]["flags"].values()) == 1
+    assert "| flags |" in snapshot.data_card
+
+
+def test_the_flag_policy_is_read_through_one_selector_with_a_documented_default(project):
+    # given a project without a setting, then one with a partial setting
+    assert snapshot_flag_policy(project=project) == {
+        "min_flags": 1,
+        "unsafe": "drop",
+        "personal_data": "drop",
+        "spam": "drop",
+        "other": "keep",
+    }
+    project.options = {**project.options, "flag_policy": {"unsafe": "reject"}}
+    assert snapshot_flag_policy(project=project)["unsafe"] == "reject"
+    assert snapshot_flag_policy(project=project)["spam"] == "drop"
+
+
+def test_a_snapshot_config_recorded_before_flag_policies_ignores_flags():
+    from rlhf.data.config import PipelineConfig
+
+    old = PipelineConfig.from_dict({"aggregation": {"policy": "majority"}})
+    assert old.flags.as_dict() == {
+        "min_flags": 1,
+        "unsafe": "keep",
+        "personal_data": "keep",
+        "spam": "keep",
+        "other": "keep",
+    }
