@@ -131,7 +131,8 @@ def aggregate_task(
 ) -> list[Unit]:
     """The units of one task. ``corrected_index`` maps a correction label id to the index of
     its corrected text in the task's texts (after the responses)."""
-    if len(labels) == 1 and labels[0].kind == "pairwise":
+    adjudication = labels[0].adjudication if labels[0].kind in ("pairwise", "ranking") else None
+    if len(labels) == 1 and labels[0].kind == "pairwise" and adjudication is None:
         return _single_pairwise(labels[0], config, stats)
     kept = []
     for label in labels:
@@ -141,15 +142,15 @@ def aggregate_task(
             continue
         kept.append(label)
         stats.annotators.add(label.annotator_id)
-    if not kept:
+    if not kept and adjudication is None:
         return []
-    kind = kept[0].kind
+    kind = labels[0].kind
     if kind == "correction":
         return [_correction_unit(label, response_ids, corrected_index, stats) for label in kept]
     if kind == "rubric":
         stats.decisions["rubric_not_exported"] += len(kept)
         return []
-    if len(kept) < config.min_labels:
+    if len(kept) < config.min_labels and adjudication is None:
         stats.decisions["too_few_labels"] += 1
         return []
     position = {rid: i for i, rid in enumerate(response_ids)}
@@ -163,6 +164,11 @@ def aggregate_task(
         for outcome in cast:
             stats.outcomes[f"{kind}:{outcome}"] += 1
         _kappa(stats, cast)
+
+    if adjudication is not None:
+        unit = Unit(key=f"T{labels[0].task_id}", label_ids=[label.label_id for label in kept])
+        _adjudicate(unit, adjudication, kind, position, votes, config, source, stats)
+        return [unit]
 
     if config.policy == KEEP_ALL:
         units = []
@@ -191,6 +197,27 @@ def aggregate_task(
         _decide(unit, pair, top, decision.support, margins, source, stats)
     derive_kto(unit)
     return [unit]
+
+
+def _adjudicate(unit, adjudication, kind, position, votes, config, source, stats) -> None:
+    """The adjudicator's outcome for every comparison it orders, whatever the votes were; a
+    comparison counts as changed when the policy alone would have exported another outcome
+    (or nothing; under ``all``, when any label voted otherwise)."""
+    verdict = _votes(LabelRecord(0, 0, kind, 0, adjudication, 0, [], {}), position)
+    decide = None if config.policy == KEEP_ALL else unit_rule(config)
+    strength = adjudication.get("strength")
+    margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
+    stats.decisions["adjudicated_tasks"] += 1
+    for pair, outcome in sorted(verdict.items()):
+        cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}
+        if decide is None:
+            changed = not cast or any(vote != outcome for vote in cast.values())
+        else:
+            changed = decide(pair, cast).value != outcome
+        stats.decisions["adjudication_changed"] += int(changed)
+        agreeing = sum(vote == outcome for vote in cast.values())
+        _decide(unit, pair, outcome, agreeing / len(cast) if cast else 1.0, margins, source, stats)
+    derive_kto(unit)
 
 
 def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> list[Unit]:

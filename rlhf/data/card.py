@@ -54,6 +54,14 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
     lines += _table(("vote", "count"), agg["votes"].items())
     lines += ["", "Decisions after aggregation:", ""]
     lines += _table(("decision", "count"), agg["decisions"].items())
+    adjudications = report.get("adjudications")
+    if adjudications is not None:
+        lines += [
+            "",
+            f"Tasks decided by an adjudicator: {adjudications['tasks']:,} (their decision, as "
+            "frozen when the snapshot was built, replaces the policy's); comparisons whose "
+            f"exported outcome it changed: {adjudications['comparisons_changed']:,}.",
+        ]
     agreement = agg["agreement"]
     lines += ["", "## Agreement", ""]
     if agreement["items_with_2plus_labels"]:

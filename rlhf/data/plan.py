@@ -212,6 +212,11 @@ class StreamState:
             "cleaning": cleaning,
             "aggregation": {"policy": self.config.aggregation.policy, **self.stats.as_dict()},
             "flags": self._flags_report(split_counts),
+            "adjudications": {
+                "tasks": self.stats.decisions["adjudicated_tasks"],
+                "comparisons_changed": self.stats.decisions["adjudication_changed"],
+            },
+            "adjudications_changed": self.stats.decisions["adjudication_changed"],
             "dedup": plan.dedup,
             "removed": removed,
             "splits": split_counts,

@@ -39,3 +39,6 @@ class LabelRecord:
     # The flags the annotator raised on the task (``annotation.labels.FLAGS``), at the
     # frozen version; what they do is ``rlhf.data.flags``.
     flags: tuple[str, ...] = field(default=())
+    # The canonical payload of the task's adjudication as the snapshot froze it (the same on
+    # every label of the task), or None: it decides the task whatever the votes were.
+    adjudication: dict | None = None

@@ -2,8 +2,9 @@
 
 ``snapshot_create`` records the request (project, kinds, pipeline config, the newest label
 id) and enqueues the build once the transaction commits; the build freezes the exact label
-ids and versions, runs ``rlhf.data.build_dataset`` over them and writes the canonical export
-under ``TANDEM_ARTIFACT_ROOT/snapshots/<id>/export``. Nothing changes a ready snapshot.
+ids and versions and the project's adjudications, runs ``rlhf.data.build_dataset`` over
+them and writes the canonical export under ``TANDEM_ARTIFACT_ROOT/snapshots/<id>/export``.
+Nothing changes a ready snapshot.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ from rlhf.data.idcodec import (
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
-from rlhf.snapshots.readers import freeze_label_ids, label_shards, parallel_reads_supported
+from rlhf.snapshots.readers import (
+    freeze_adjudications,
+    freeze_label_ids,
+    label_shards,
+    parallel_reads_supported,
+)
 from rlhf.snapshots.selectors import snapshot_flag_policy
 from rlhf.training.provenance import code_version
 
@@ -159,8 +165,10 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         snapshot.label_ids_sha256 = ids_sha256(ids, versions)
         snapshot.label_count = len(ids)
         snapshot.counts_by_kind = counts
+        snapshot.frozen_adjudications = freeze_adjudications(project_id=snapshot.project_id)
         snapshot.save(
             update_fields=[
+                "frozen_adjudications",
                 "label_ids",
                 "label_versions",
                 "label_ids_sha256",
@@ -193,7 +201,12 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
     if not parallel_reads_supported():
         workers = 0  # worker processes read PostgreSQL directly; elsewhere read in-process
     result = build_dataset(
-        shards=label_shards(ids, versions, workers=workers),
+        shards=label_shards(
+            ids,
+            versions,
+            workers=workers,
+            adjudications=snapshot.frozen_adjudications,
+        ),
         config=config,
         export_dir=export_dir,
         workers=workers,

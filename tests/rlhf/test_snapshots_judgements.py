@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from annotation.models import Label, Prompt, Response, Task, TaskItem
+from annotation.quality.models import Adjudication
 from rlhf.data.export import iter_export_rows
 from rlhf.data.records import SPLITS
+from rlhf.models import DatasetSnapshot, SnapshotStatus
 from rlhf.snapshots import services
 from rlhf.snapshots.selectors import snapshot_flag_policy
 
@@ -250,3 +252,100 @@ def test_a_snapshot_config_recorded_before_flag_policies_ignores_flags():
         "spam": "keep",
         "other": "keep",
     }
+
+
+def adjudicate(task, reviewer, outcome):
+    winner = task.items.get(position={"A": 0, "B": 1}[outcome]).response_id
+    return Adjudication.objects.update_or_create(
+        task=task,
+        defaults={
+            "project": task.project,
+            "reviewer": reviewer,
+            "payload": {
+                "outcome": outcome,
+                "strength": "strong",
+                "winner": winner,
+                "chosen_side": None,
+                "rationale": "",
+            },
+            "reason": "checked the facts",
+        },
+    )[0]
+
+
+@pytest.mark.parametrize("policy", ["majority", "all"])
+def test_an_adjudicated_task_exports_the_adjudicators_outcome_whatever_the_votes(
+    project, engineer, crowd, snapshot_settings, policy
+):
+    # given a task two of three annotators decided for B, adjudicated for A, and a plain task
+    a, b, c = crowd
+    task = pairwise_task(
+        project, "How do I prune roses?", SAFE, "Cut everything down to the ground.",
+        [(a, "B", []), (b, "B", []), (c, "A", [])],
+    )  # fmt: skip
+    pairwise_task(project, "When do tulips bloom?", "In spring.", "Never.", [(a, "A", [])])
+    adjudicate(task, engineer, "A")
+
+    # when a snapshot is built
+    snapshot = build(project, engineer, aggregation={"policy": policy})
+
+    # then the adjudicated task gives one row, the adjudicator's, counted as changed
+    assert pairs(snapshot) == [
+        ("How do I prune roses?", SAFE, "Cut everything down to the ground."),
+        ("When do tulips bloom?", "In spring.", "Never."),
+    ]
+    adjudicated = next(r for r in rows(snapshot) if r["id"].startswith(f"T{task.pk}:"))
+    assert (adjudicated["margin"], adjudicated["weight"]) == (1.0, 0.3333)
+    assert snapshot.report["adjudications"] == {"tasks": 1, "comparisons_changed": 1}
+    assert snapshot.report["adjudications_changed"] == 1
+    assert "Tasks decided by an adjudicator: 1" in snapshot.data_card
+
+
+def test_the_adjudication_is_frozen_when_the_snapshot_is_built(
+    project, engineer, crowd, snapshot_settings
+):
+    # given an adjudicated task and a snapshot built from it
+    a, b, c = crowd
+    task = pairwise_task(
+        project, "How do I prune roses?", SAFE, "Cut everything down to the ground.",
+        [(a, "B", []), (b, "B", []), (c, "A", [])],
+    )  # fmt: skip
+    adjudicate(task, engineer, "A")
+    snapshot = build(project, engineer)
+    first = pairs(snapshot)
+
+    # when the adjudication is edited and the snapshot is built again
+    adjudicate(task, engineer, "B")
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=SnapshotStatus.FAILED)
+    rebuilt = services.snapshot_build(snapshot_id=snapshot.pk)
+
+    # then it exports the decision it froze, and records it
+    assert (
+        pairs(rebuilt)
+        == first
+        == [("How do I prune roses?", SAFE, "Cut everything down to the ground.")]
+    )
+    assert rebuilt.frozen_adjudications == {
+        str(task.pk): Adjudication.objects.get(task=task).payload | {
+            "outcome": "A", "winner": task.items.get(position=0).response_id
+        }
+    }  # fmt: skip
+
+
+def test_agreeing_adjudication_changes_no_row(project, engineer, crowd, snapshot_settings):
+    # given a task the majority and the adjudicator both decide for A
+    a, b, c = crowd
+    task = pairwise_task(
+        project, "How do I prune roses?", SAFE, "Cut everything down to the ground.",
+        [(a, "A", []), (b, "A", []), (c, "B", [])],
+    )  # fmt: skip
+    adjudicate(task, engineer, "A")
+
+    # when built
+    snapshot = build(project, engineer)
+
+    # then the row is the same, and no change is counted
+    assert pairs(snapshot) == [
+        ("How do I prune roses?", SAFE, "Cut everything down to the ground.")
+    ]
+    assert snapshot.report["adjudications"] == {"tasks": 1, "comparisons_changed": 0}
