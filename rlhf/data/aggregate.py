@@ -6,7 +6,10 @@ outcome a comparison's votes yield is decided by the one aggregation engine
 (``annotation.quality.aggregation``, the same rule the quality pages' final labels use), under
 its ``AggregationConfig``; besides the engine's policies a snapshot may keep ``all`` labels:
 every label counts on its own (one unit per label) and its ``weight`` is the share of the
-task's labels that agree with it.
+task's labels that agree with it. A pooled policy (Dawid-Skene) is fitted on every comparison
+of the snapshot first (``comparison_votes``, ``fit_pooled``), then decides each one; a pair's
+``weight`` is then its posterior. Weights are counted here but not exported (no trainer
+takes a per-row weight). A task's frozen adjudication decides it under every policy.
 
 Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
 yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
@@ -27,13 +30,14 @@ from annotation.quality.aggregation import (
     KEEP_ALL,
     POLICY_TABLE,
     AggregationConfig,
+    Decision,
     unit_rule,
 )
 from rlhf.data.records import LabelRecord
 
-# What a snapshot can be built with: every label on its own, or an engine policy that decides
-# one task at a time (a pooled one, such as Dawid-Skene, needs every label fitted first).
-POLICIES = (KEEP_ALL, *(name for name, policy in POLICY_TABLE.items() if not policy.pooled))
+# What a snapshot can be built with: every label on its own, or any engine policy (a pooled
+# one, such as Dawid-Skene, is fitted on every frozen comparison first: ``fit_pooled``).
+POLICIES = (KEEP_ALL, *POLICY_TABLE)
 # Reward-model margin per pairwise strength (RewardTrainer subtracts it inside the
 # log-sigmoid, so a "strong" preference must be won by a wider reward gap).
 STRENGTH_MARGIN = {"slight": 0.25, "clear": 0.5, "strong": 1.0}
@@ -121,6 +125,36 @@ class AggregationStats:
         }
 
 
+# A comparison a pooled policy decides: (task id, first position, second position).
+Comparison = tuple[int, int, int]
+
+
+def comparison_votes(
+    labels: list[LabelRecord], *, config: AggregationConfig
+) -> dict[Comparison, dict[int, str]]:
+    """The votes of one task's labels per compared pair, ``{(task, i, j): {annotator:
+    outcome}}``: what a pooled policy fits on (corrections and rubric labels are no votes)."""
+    if labels[0].kind not in ("pairwise", "ranking"):
+        return {}
+    position = {rid: i for i, rid in enumerate(labels[0].responses)}
+    votes: dict[Comparison, dict[int, str]] = {}
+    for label in labels:
+        if label.annotator_id in config.exclude_annotators:
+            continue
+        for (first, second), outcome in _votes(label, position).items():
+            votes.setdefault((label.task_id, first, second), {})[label.annotator_id] = outcome
+    return votes
+
+
+def fit_pooled(
+    votes: dict[Comparison, dict[int, str]], *, config: AggregationConfig
+) -> dict[Comparison, Decision]:
+    """Fit a pooled policy (Dawid-Skene) on every comparison of the snapshot at once, through
+    the engine the quality pages use, and decide each comparison."""
+    decide = POLICY_TABLE[config.policy].fit(votes, config, classes=OUTCOMES)
+    return {comparison: decide(comparison, cast) for comparison, cast in votes.items()}
+
+
 def aggregate_task(
     labels: list[LabelRecord],
     *,
@@ -128,11 +162,14 @@ def aggregate_task(
     response_ids: list[int],
     stats: AggregationStats,
     corrected_index: dict[int, int],
+    pooled: dict[Comparison, Decision] | None = None,
 ) -> list[Unit]:
     """The units of one task. ``corrected_index`` maps a correction label id to the index of
-    its corrected text in the task's texts (after the responses)."""
+    its corrected text in the task's texts (after the responses). Under a pooled policy,
+    ``pooled`` holds the fitted decisions (``fit_pooled``) of this task's comparisons."""
     adjudication = labels[0].adjudication if labels[0].kind in ("pairwise", "ranking") else None
-    if len(labels) == 1 and labels[0].kind == "pairwise" and adjudication is None:
+    single = len(labels) == 1 and labels[0].kind == "pairwise"
+    if single and adjudication is None and not config.pooled:
         return _single_pairwise(labels[0], config, stats)
     kept = []
     for label in labels:
@@ -165,9 +202,16 @@ def aggregate_task(
             stats.outcomes[f"{kind}:{outcome}"] += 1
         _kappa(stats, cast)
 
+    task_id = labels[0].task_id
+    if config.policy == KEEP_ALL:
+        decide = None
+    elif config.pooled:
+        decide = _pooled_rule(task_id, pooled or {})
+    else:
+        decide = unit_rule(config)
     if adjudication is not None:
-        unit = Unit(key=f"T{labels[0].task_id}", label_ids=[label.label_id for label in kept])
-        _adjudicate(unit, adjudication, kind, position, votes, config, source, stats)
+        unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
+        _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats)
         return [unit]
 
     if config.policy == KEEP_ALL:
@@ -183,8 +227,7 @@ def aggregate_task(
             units.append(unit)
         return units
 
-    unit = Unit(key=f"T{kept[0].task_id}", label_ids=[label.label_id for label in kept])
-    decide = unit_rule(config)
+    unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
     for pair in comparisons:
         cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}  # {label index: outcome}
         decision = decide(pair, cast)
@@ -199,12 +242,11 @@ def aggregate_task(
     return [unit]
 
 
-def _adjudicate(unit, adjudication, kind, position, votes, config, source, stats) -> None:
+def _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats) -> None:
     """The adjudicator's outcome for every comparison it orders, whatever the votes were; a
     comparison counts as changed when the policy alone would have exported another outcome
-    (or nothing; under ``all``, when any label voted otherwise)."""
+    (or nothing; under ``all``, where ``decide`` is None, when any label voted otherwise)."""
     verdict = _votes(LabelRecord(0, 0, kind, 0, adjudication, 0, [], {}), position)
-    decide = None if config.policy == KEEP_ALL else unit_rule(config)
     strength = adjudication.get("strength")
     margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
     stats.decisions["adjudicated_tasks"] += 1
@@ -218,6 +260,16 @@ def _adjudicate(unit, adjudication, kind, position, votes, config, source, stats
         agreeing = sum(vote == outcome for vote in cast.values())
         _decide(unit, pair, outcome, agreeing / len(cast) if cast else 1.0, margins, source, stats)
     derive_kto(unit)
+
+
+def _pooled_rule(task_id: int, pooled: dict[Comparison, Decision]):
+    """The fitted decision of each of the task's comparisons (undecided when it has none)."""
+
+    def decide(pair: tuple[int, int], cast: dict) -> Decision:
+        fitted = pooled.get((task_id, *pair))
+        return fitted if fitted is not None else Decision(pair, None, None, 0.0, len(cast))
+
+    return decide
 
 
 def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> list[Unit]:

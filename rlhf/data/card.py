@@ -16,8 +16,11 @@ KNOWN_LIMITATIONS = (
     "Annotators flag a task, not a response: the flagged response is taken to be the one the "
     "flagging annotator did not put first (both sides of a tie). The `reject` action and the "
     "flags file rely on that; `drop` does not.",
-    "Margins and weights are null where the label kind carries no strength (rankings, "
-    "corrections); trainers that need a number must fill them.",
+    "Margins are null where the label kind carries no strength (rankings, corrections); "
+    "trainers that need a number must fill them.",
+    "Label weights (agreement shares, Dawid-Skene posteriors) are not exported: no trainer "
+    "uses a per-row weight yet. Under a weighting policy the decision itself is weighted; "
+    "every kept row counts the same in training.",
     "KTO rows come from the preference evidence of each task; a response that is the "
     "middle of a ranking gives no KTO row.",
 )
@@ -35,7 +38,7 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
         "",
         f"- Labels read: {report['input']['labels']:,} on {report['input']['tasks']:,} tasks",
         f"- Annotators: {agg['annotators']:,}",
-        f"- Aggregation policy: `{agg['policy']}`",
+        f"- Aggregation policy: `{agg['policy']}` (label weights: not exported)",
         f"- Content sha256: `{report.get('content_sha256', '(pending)')}`",
         "",
         "| shape | " + " | ".join(SPLITS) + " | total |",

@@ -36,7 +36,8 @@ SCHEMAS = {
             ("chosen", _MESSAGES),
             ("rejected", _MESSAGES),
             ("margin", pa.float64()),
-            ("weight", pa.float64()),
+            # No "weight" column: the reward and DPO trainers take no per-row weight, so an
+            # exported one would only look as if it were used (docs/data-pipeline.md).
             ("source", pa.string()),
         ]
     ),

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import xxhash
 
-from rlhf.data.aggregate import AggregationStats, aggregate_task
+from rlhf.data.aggregate import AggregationStats, aggregate_task, comparison_votes
 from rlhf.data.cleaning import CleaningConfig, TextCleaner
 from rlhf.data.config import PipelineConfig
 from rlhf.data.export import PartWriter
@@ -42,11 +42,39 @@ def _prompt_text(messages: list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-def process_shard(index: int, source, config: PipelineConfig, workdir: str) -> dict:
-    """Pass 1 for one shard (in a worker): its tasks go to a spill file of its own; the
-    compact results come back."""
+def collect_votes(index: int, source, config: PipelineConfig) -> dict:
+    """Pass 0, under a pooled policy only (in a worker): the votes of a shard's comparisons
+    (``rlhf.data.aggregate.comparison_votes``), which the main process fits on together."""
     records = list(source() if callable(source) else source)
-    out = process_chunk(records, config)
+    votes: dict = {}
+    start = 0
+    while start < len(records):
+        end = start + 1
+        while end < len(records) and records[end].task_id == records[start].task_id:
+            end += 1
+        labels = records[start:end]
+        _parse(labels)
+        votes.update(comparison_votes(labels, config=config.aggregation))
+        start = end
+    return votes
+
+
+def _parse(labels: list[LabelRecord]) -> None:
+    """JSON columns read as text (the PostgreSQL reader) become Python values, in place."""
+    for label in labels:
+        if isinstance(label.payload, (str, bytes)):
+            label.payload = orjson.loads(label.payload)
+        if isinstance(label.flags, (str, bytes)):
+            label.flags = tuple(orjson.loads(label.flags) or ())
+
+
+def process_shard(
+    index: int, source, config: PipelineConfig, workdir: str, pooled: dict | None = None
+) -> dict:
+    """Pass 1 for one shard (in a worker): its tasks go to a spill file of its own; the
+    compact results come back. ``pooled``: a pooled policy's decisions of its comparisons."""
+    records = list(source() if callable(source) else source)
+    out = process_chunk(records, config, pooled=pooled)
     spill_path = Path(workdir) / f"spill-{index:06d}.jsonl"
     spill_path.write_bytes(out.pop("spill"))
     out["spill_path"] = str(spill_path)
@@ -72,7 +100,7 @@ def write_shard(
             group = orjson.loads(line)
             split = split_names[group_index]
             prompt, texts = group["prompt"], group["texts"]
-            for row_id, c, r, margin, weight, source in group["pref"]:
+            for row_id, c, r, margin, _weight, source in group["pref"]:
                 if keep["preference"][cursor["preference"]]:
                     writer.write(
                         "preference",
@@ -83,7 +111,6 @@ def write_shard(
                             "chosen": [{"role": "assistant", "content": texts[c]}],
                             "rejected": [{"role": "assistant", "content": texts[r]}],
                             "margin": margin,
-                            "weight": weight,
                             "source": source,
                         },
                     )
@@ -134,7 +161,9 @@ def write_shard(
     return {**done, "part_dir": part_dir, "groups": len(split_names), "index": index}
 
 
-def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
+def process_chunk(
+    records: list[LabelRecord], config: PipelineConfig, *, pooled: dict | None = None
+) -> dict:
     """Clean, aggregate and hash a list of whole tasks.
 
     Returns picklable plain data: the spill lines, per-occurrence hashes and signatures,
@@ -169,11 +198,7 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
         labels = records[start:end]
         start = end
         groups += 1
-        for label in labels:
-            if isinstance(label.payload, (str, bytes)):
-                label.payload = orjson.loads(label.payload)
-            if isinstance(label.flags, (str, bytes)):
-                label.flags = tuple(orjson.loads(label.flags) or ())
+        _parse(labels)
         first = labels[0]
         messages = (
             orjson.loads(first.prompt) if isinstance(first.prompt, (str, bytes)) else first.prompt
@@ -195,6 +220,7 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
             response_ids=response_ids,
             stats=stats,
             corrected_index=corrected_index,
+            pooled=pooled,
         )
         flagged = task_flags(
             labels, response_ids=response_ids, excluded=config.aggregation.exclude_annotators

@@ -295,7 +295,7 @@ def test_an_adjudicated_task_exports_the_adjudicators_outcome_whatever_the_votes
         ("When do tulips bloom?", "In spring.", "Never."),
     ]
     adjudicated = next(r for r in rows(snapshot) if r["id"].startswith(f"T{task.pk}:"))
-    assert (adjudicated["margin"], adjudicated["weight"]) == (1.0, 0.3333)
+    assert adjudicated["margin"] == 1.0
     assert snapshot.report["adjudications"] == {"tasks": 1, "comparisons_changed": 1}
     assert snapshot.report["adjudications_changed"] == 1
     assert "Tasks decided by an adjudicator: 1" in snapshot.data_card
@@ -349,3 +349,33 @@ def test_agreeing_adjudication_changes_no_row(project, engineer, crowd, snapshot
         ("How do I prune roses?", SAFE, "Cut everything down to the ground.")
     ]
     assert snapshot.report["adjudications"] == {"tasks": 1, "comparisons_changed": 0}
+
+
+def test_dawid_skene_outvotes_a_block_of_always_first_clickers(
+    project, engineer, make_user, snapshot_settings
+):
+    # given 12 tasks, half with the better answer first and half second: two careful
+    # annotators always pick the better answer, three clickers always pick A
+    careful = [make_user(f"careful{i}") for i in range(2)]
+    clickers = [make_user(f"clicker{i}") for i in range(3)]
+    for n in range(12):
+        good, bad = f"Good answer number {n} here.", f"Bad answer number {n} there."
+        better_first = n % 2 == 0
+        a, b = (good, bad) if better_first else (bad, good)
+        truth = "A" if better_first else "B"
+        votes = [(u, truth, []) for u in careful] + [(u, "A", []) for u in clickers]
+        pairwise_task(project, f"Question number {n} please?", a, b, votes)
+
+    # when built by majority and by Dawid-Skene
+    majority = build(project, engineer, aggregation={"policy": "majority"})
+    weighted = build(project, engineer, aggregation={"policy": "dawid_skene"})
+
+    # then the majority follows the clickers on every second task, Dawid-Skene never
+    def wrong(snapshot):
+        return sum(chosen.startswith("Bad") for _, chosen, _ in pairs(snapshot))
+
+    assert (len(pairs(majority)), wrong(majority)) == (12, 6)
+    assert (len(pairs(weighted)), wrong(weighted)) == (12, 0)
+    assert weighted.report["aggregation"]["policy"] == "dawid_skene"
+    assert "weight" not in rows(weighted)[0]
+    assert "not exported" in weighted.data_card
