@@ -13,8 +13,10 @@ takes a per-row weight). A task's frozen adjudication decides it under every pol
 
 Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
 yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
-answer is its own SFT row and its own pair (corrected over original). Rubric labels are
-counted but not exported (no training shape takes them yet).
+answer is its own SFT row and its own pair (corrected over original). Rubric labels give,
+per dimension, each answer's mean score over the task's labels (a ``score`` row) and a pair
+for every two answers whose means differ (a ``rubric_preference`` row; equal means, a tie,
+give none).
 
 A KTO row is derived from a unit's pairs: a response that wins at least one pair and loses
 none is desirable, one that loses and never wins is undesirable, and the middle of a
@@ -68,6 +70,10 @@ class Unit:
     pairs: list[Pair] = field(default_factory=list)
     kto: list[tuple[int, bool]] = field(default_factory=list)
     sft: list[int] = field(default_factory=list)
+    # Rubric labels: (text index, dimension, mean score, labels) and
+    # (higher index, lower index, dimension, difference of the means).
+    scores: list[tuple[int, str, float, int]] = field(default_factory=list)
+    rubric_pairs: list[tuple[int, int, str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -185,8 +191,7 @@ def aggregate_task(
     if kind == "correction":
         return [_correction_unit(label, response_ids, corrected_index, stats) for label in kept]
     if kind == "rubric":
-        stats.decisions["rubric_not_exported"] += len(kept)
-        return []
+        return [_rubric_unit(kept, response_ids, stats)] if kept else []
     if len(kept) < config.min_labels and adjudication is None:
         stats.decisions["too_few_labels"] += 1
         return []
@@ -369,6 +374,33 @@ def _correction_unit(label, response_ids, corrected_index, stats) -> Unit:
     unit.pairs.append(Pair(corrected, original, None, None, "correction"))
     unit.kto.extend([(corrected, True), (original, False)])
     stats.decisions["correction_pair"] += 1
+    return unit
+
+
+def _rubric_unit(labels: list[LabelRecord], response_ids: list[int], stats) -> Unit:
+    unit = Unit(key=f"T{labels[0].task_id}", label_ids=[label.label_id for label in labels])
+    given: dict[tuple[int, str], list[float]] = {}
+    for label in labels:
+        for rid, dims in ((label.payload or {}).get("scores") or {}).items():
+            if int(rid) not in response_ids:
+                continue
+            for dimension, value in dims.items():
+                given.setdefault((response_ids.index(int(rid)), dimension), []).append(value)
+    means = {key: sum(values) / len(values) for key, values in given.items()}
+    for (index, dimension), mean in sorted(means.items()):
+        unit.scores.append((index, dimension, round(mean, 4), len(given[index, dimension])))
+    stats.decisions["rubric_score"] += len(unit.scores)
+    for dimension in sorted({d for _, d in means}):
+        scored = sorted(i for i, d in means if d == dimension)
+        for a_i, first in enumerate(scored):
+            for second in scored[a_i + 1 :]:
+                difference = means[first, dimension] - means[second, dimension]
+                if difference == 0:
+                    stats.decisions["rubric_tie"] += 1
+                    continue
+                higher, lower = (first, second) if difference > 0 else (second, first)
+                unit.rubric_pairs.append((higher, lower, dimension, round(abs(difference), 4)))
+                stats.decisions["rubric_pair"] += 1
     return unit
 
 

@@ -12,7 +12,10 @@ KNOWN_LIMITATIONS = (
     "Near-duplicate detection compares word 3-grams; paraphrases that share few exact word "
     "sequences are not caught, and texts in scripts written without spaces (Chinese, "
     "Japanese, Thai) are compared almost only exactly.",
-    "Rubric ratings are counted but not exported; ties produce no pair.",
+    "Rubric scores export as mean scores per answer and dimension (`score`) and as pairs "
+    "within a task where two answers' means differ (`rubric_preference`); answers to the same "
+    "prompt in different tasks are not paired, and no trainer reads these two files yet. "
+    "Ties produce no pair.",
     "Annotators flag a task, not a response: the flagged response is taken to be the one the "
     "flagging annotator did not put first (both sides of a tie). The `reject` action and the "
     "flags file rely on that; `drop` does not.",

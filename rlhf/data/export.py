@@ -64,6 +64,28 @@ SCHEMAS = {
             ("agreement", pa.float64()),
         ]
     ),
+    # Rubric labels (``rlhf.data.aggregate``): per dimension, a pair where two answers of a
+    # task have different mean scores (margin: the difference), and each answer's mean score.
+    "rubric_preference": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", _MESSAGES),
+            ("chosen", _MESSAGES),
+            ("rejected", _MESSAGES),
+            ("dimension", pa.string()),
+            ("margin", pa.float64()),
+        ]
+    ),
+    "score": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", _MESSAGES),
+            ("completion", _MESSAGES),
+            ("dimension", pa.string()),
+            ("score", pa.float64()),
+            ("labels", pa.int64()),
+        ]
+    ),
 }
 
 
@@ -242,7 +264,7 @@ def assemble_split(export_dir: str, part_dirs: list[str], shape: str, split: str
         pq.ParquetWriter(
             shape_dir / f"{split}.parquet",
             SCHEMAS[shape],
-            use_dictionary=["source", "flag"],
+            use_dictionary=["source", "flag", "dimension"],
             write_statistics=False,  # min/max of long free text: costly and never queried
         ) as parquet,
         pa.ipc.new_stream(str(split_dir / ".data.arrow"), _hf_schema(split_dir)) as arrow,

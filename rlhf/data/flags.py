@@ -12,11 +12,13 @@ tier; correction: the corrected response; rubric: every response). That attribut
 by the ``reject`` action and by the flags file; ``drop`` needs none.
 
 Actions, per flag:
-- ``unsafe``: ``drop`` (default) removes every preference, KTO and SFT row of the task, so no
+- ``unsafe``: ``drop`` (default) removes every row of the task but its prompt, so no
   response of a flagged task is ever ``chosen``, whichever side the flag meant; ``reject``
   keeps a pair whose flagged side is already ``rejected``, swaps one whose ``chosen`` side is
-  flagged and the other is not, drops one whose both sides are flagged, and marks a flagged
-  response's KTO rows undesirable; ``keep`` ignores the flag.
+  flagged and the other is not, drops one whose both sides are flagged, marks a flagged
+  response's KTO rows undesirable and drops a rubric pair whose higher-scored answer is
+  flagged (scores stay: a low score is what a flagged answer should get); ``keep`` ignores
+  the flag.
 - ``personal_data``: ``drop`` (default) removes the task (every row, its prompt too);
   ``scrub`` runs the task's prompt and answers through the personal-data scrubber
   (``rlhf.data.cleaning``, every type, whatever the cleaning config says) and keeps it;
@@ -160,7 +162,10 @@ def rows_after_unsafe(units: list, flagged: set[int], action: str, counts: Count
             counts["removed", "preference"] += len(unit.pairs)
             counts["removed", "kto"] += len(unit.kto)
             counts["removed", "sft"] += len(unit.sft)
+            counts["removed", "rubric_preference"] += len(unit.rubric_pairs)
+            counts["removed", "score"] += len(unit.scores)
             unit.pairs, unit.kto, unit.sft = [], [], []
+            unit.rubric_pairs, unit.scores = [], []
             continue
         in_pairs = {i for pair in unit.pairs for i in (pair.chosen, pair.rejected)}
         old_kto = list(unit.kto)
@@ -186,3 +191,7 @@ def rows_after_unsafe(units: list, flagged: set[int], action: str, counts: Count
         sft = [i for i in unit.sft if i not in flagged]
         counts["removed", "sft"] += len(unit.sft) - len(sft)
         unit.sft = sft
+        # A rubric pair stands on its scores: one whose higher answer is flagged goes.
+        rubric = [pair for pair in unit.rubric_pairs if pair[0] not in flagged]
+        counts["removed", "rubric_preference"] += len(unit.rubric_pairs) - len(rubric)
+        unit.rubric_pairs = rubric

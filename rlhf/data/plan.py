@@ -217,6 +217,9 @@ class StreamState:
                 "comparisons_changed": self.stats.decisions["adjudication_changed"],
             },
             "adjudications_changed": self.stats.decisions["adjudication_changed"],
+            "rubric_rows_exported": {
+                shape: sum(split_counts[shape].values()) for shape in ("rubric_preference", "score")
+            },
             "dedup": plan.dedup,
             "removed": removed,
             "splits": split_counts,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 Message = dict[str, str]
 
 KINDS = ("pairwise", "ranking", "rubric", "correction")
-SHAPES = ("preference", "sft", "kto", "prompt_only", "flags")
+SHAPES = ("preference", "sft", "kto", "prompt_only", "flags", "rubric_preference", "score")
 SPLITS = ("train", "validation", "test")
 EXPORT_FORMAT = "tandem-export/1"
 

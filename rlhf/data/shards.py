@@ -154,6 +154,32 @@ def write_shard(
                         "agreement": agreement,
                     },
                 )
+            for row_id, c, r, dimension, margin in group.get("rubric", ()):
+                writer.write(
+                    "rubric_preference",
+                    split,
+                    {
+                        "id": row_id,
+                        "prompt": prompt,
+                        "chosen": [{"role": "assistant", "content": texts[c]}],
+                        "rejected": [{"role": "assistant", "content": texts[r]}],
+                        "dimension": dimension,
+                        "margin": margin,
+                    },
+                )
+            for row_id, t, dimension, score, n in group.get("scores", ()):
+                writer.write(
+                    "score",
+                    split,
+                    {
+                        "id": row_id,
+                        "prompt": prompt,
+                        "completion": [{"role": "assistant", "content": texts[t]}],
+                        "dimension": dimension,
+                        "score": score,
+                        "labels": n,
+                    },
+                )
             if keep["prompt_only"][group_index]:
                 writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
     Path(spill_path).unlink()
@@ -261,6 +287,8 @@ def process_chunk(
                 removed["preference", reason] += len(unit.pairs)
                 removed["kto", reason] += len(unit.kto)
                 removed["sft", reason] += len(unit.sft)
+                removed["rubric_preference", reason] += len(unit.rubric_pairs)
+                removed["score", reason] += len(unit.scores)
             continue
         if UNSAFE in counted and policy.unsafe != "keep":
             unsafe_rows: Counter = Counter()
@@ -278,6 +306,7 @@ def process_chunk(
         prompt_strings.append(prompt_string)
         prompt_lengths.append(len(prompt_string))
         group_pref, group_kto, group_sft = [], [], []
+        group_rubric, group_scores = [], []
         for unit in units:
             for pair in unit.pairs:
                 bad = verdicts[pair.chosen] or verdicts[pair.rejected]
@@ -309,6 +338,23 @@ def process_chunk(
                     continue
                 t = used.setdefault(index, len(used))
                 group_sft.append([f"{unit.key}:{keys[index]}", t])
+            for higher, lower, dimension, margin in unit.rubric_pairs:
+                bad = verdicts[higher] or verdicts[lower]
+                if bad:
+                    removed["rubric_preference", f"answer_{bad}"] += 1
+                    continue
+                c = used.setdefault(higher, len(used))
+                r = used.setdefault(lower, len(used))
+                row_id = f"{unit.key}:{keys[higher]}>{keys[lower]}:{dimension}"
+                group_rubric.append([row_id, c, r, dimension, margin])
+            for index, dimension, score, n in unit.scores:
+                if verdicts[index]:
+                    removed["score", f"answer_{verdicts[index]}"] += 1
+                    continue
+                t = used.setdefault(index, len(used))
+                group_scores.append(
+                    [f"{unit.key}:{keys[index]}:{dimension}", t, dimension, score, n]
+                )
         group_flags = []
         for flag, attributed in sorted(flagged.attributed.items()):
             for index, n in sorted(attributed.items()):
@@ -337,6 +383,8 @@ def process_chunk(
                     "kto": group_kto,
                     "sft": group_sft,
                     "flags": group_flags,
+                    "rubric": group_rubric,
+                    "scores": group_scores,
                 }
             )
         )

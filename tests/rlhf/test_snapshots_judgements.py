@@ -379,3 +379,74 @@ def test_dawid_skene_outvotes_a_block_of_always_first_clickers(
     assert weighted.report["aggregation"]["policy"] == "dawid_skene"
     assert "weight" not in rows(weighted)[0]
     assert "not exported" in weighted.data_card
+
+
+def rubric_task(project, prompt_text, texts, scores_by_annotator):
+    """A rubric task over ``texts``; ``scores_by_annotator``: (annotator, [{dim: score}] per
+    text, flags)."""
+    prompt = Prompt.objects.create(
+        project=project,
+        messages=[{"role": "user", "content": prompt_text}],
+        content_hash=f"h-{prompt_text}",
+    )
+    task = Task.objects.create(
+        project=project, prompt=prompt, kind="rubric", content_hash=f"t-{prompt_text}"
+    )
+    ids = []
+    for position, text in enumerate(texts):
+        response = Response.objects.create(
+            prompt=prompt, text=text, content_hash=f"r-{prompt_text}-{position}", origin="import"
+        )
+        TaskItem.objects.create(task=task, response=response, position=position)
+        ids.append(response.pk)
+    for annotator, scores, flags in scores_by_annotator:
+        Label.objects.create(
+            task=task,
+            annotator=annotator,
+            kind="rubric",
+            payload={"scores": {str(rid): s for rid, s in zip(ids, scores, strict=True)}},
+            flags=flags,
+        )
+    return task, ids
+
+
+def test_rubric_scores_export_as_pairs_per_dimension_and_as_scores(
+    project, engineer, crowd, snapshot_settings
+):
+    # given two annotators scoring two answers on two dimensions: helpfulness differs, harm ties
+    a, b = crowd[:2]
+    task, (first, second) = rubric_task(
+        project, "How do I prune roses?", [SAFE, "Roses? No idea."],
+        [
+            (a, [{"helpful": 5, "harmless": 5}, {"helpful": 2, "harmless": 5}], []),
+            (b, [{"helpful": 4, "harmless": 5}, {"helpful": 2, "harmless": 5}], []),
+        ],
+    )  # fmt: skip
+
+    # when a snapshot is built
+    snapshot = build(project, engineer)
+
+    # then helpfulness gives one pair (the tie on harmlessness gives none), and every answer
+    # and dimension its mean score
+    assert rows(snapshot, "rubric_preference") == [
+        {
+            "id": f"T{task.pk}:r{first}>r{second}:helpful",
+            "prompt": [{"role": "user", "content": "How do I prune roses?"}],
+            "chosen": [{"role": "assistant", "content": SAFE}],
+            "rejected": [{"role": "assistant", "content": "Roses? No idea."}],
+            "dimension": "helpful",
+            "margin": 2.5,
+        }
+    ]
+    scores = sorted(
+        (r["completion"][0]["content"], r["dimension"], r["score"], r["labels"])
+        for r in rows(snapshot, "score")
+    )
+    assert scores == [
+        (SAFE, "harmless", 5.0, 2),
+        (SAFE, "helpful", 4.5, 2),
+        ("Roses? No idea.", "harmless", 5.0, 2),
+        ("Roses? No idea.", "helpful", 2.0, 2),
+    ]
+    assert snapshot.report["rubric_rows_exported"] == {"rubric_preference": 1, "score": 4}
+    assert snapshot.report["aggregation"]["decisions"]["rubric_tie"] == 1

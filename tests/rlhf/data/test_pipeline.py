@@ -206,7 +206,8 @@ def test_export_layout_formats_agree_and_hash_is_reproducible(tmp_path):
     assert manifest["format"] == "tandem-export/1"
     totals = {shape: sum(manifest["shapes"][shape].values()) for shape in SHAPES}
     assert totals == {
-        "preference": 20 + 3 + 1, "sft": 1, "kto": 40 + 2 + 2 + 2, "prompt_only": 24, "flags": 0
+        "preference": 20 + 3 + 1, "sft": 1, "kto": 40 + 2 + 2 + 2, "prompt_only": 24, "flags": 0,
+        "rubric_preference": 0, "score": 0,
     }  # fmt: skip
     for shape in SHAPES:
         hf = datasets.load_from_disk(str(tmp_path / "one" / shape / "hf"))
