@@ -45,27 +45,28 @@ def _prompt_text(messages: list[dict]) -> str:
 def collect_votes(index: int, source, config: PipelineConfig) -> dict:
     """Pass 0, under a pooled policy only (in a worker): the votes of a shard's comparisons
     (``rlhf.data.aggregate.comparison_votes``), which the main process fits on together."""
-    records = list(source() if callable(source) else source)
     votes: dict = {}
+    for labels in _tasks(list(source() if callable(source) else source)):
+        votes.update(comparison_votes(labels, config=config.aggregation))
+    return votes
+
+
+def _tasks(records: list[LabelRecord]):
+    """The labels of each task in turn, their JSON columns read as text (the PostgreSQL
+    reader) parsed in place."""
     start = 0
     while start < len(records):
         end = start + 1
         while end < len(records) and records[end].task_id == records[start].task_id:
             end += 1
         labels = records[start:end]
-        _parse(labels)
-        votes.update(comparison_votes(labels, config=config.aggregation))
+        for label in labels:
+            if isinstance(label.payload, (str, bytes)):
+                label.payload = orjson.loads(label.payload)
+            if isinstance(label.flags, (str, bytes)):
+                label.flags = tuple(orjson.loads(label.flags) or ())
+        yield labels
         start = end
-    return votes
-
-
-def _parse(labels: list[LabelRecord]) -> None:
-    """JSON columns read as text (the PostgreSQL reader) become Python values, in place."""
-    for label in labels:
-        if isinstance(label.payload, (str, bytes)):
-            label.payload = orjson.loads(label.payload)
-        if isinstance(label.flags, (str, bytes)):
-            label.flags = tuple(orjson.loads(label.flags) or ())
 
 
 def process_shard(
@@ -80,6 +81,20 @@ def process_shard(
     out["spill_path"] = str(spill_path)
     out["index"] = index
     return out
+
+
+# Rows no de-duplication applies to, written as spilled: spill key -> (shape, the fields after
+# "id" and "prompt" in schema order); a field in _TEXT_FIELDS holds an index into the texts.
+_WRITTEN_AS_SPILLED = {
+    "flags": ("flags", ("completion", "flag", "flagged_by", "labels", "agreement")),
+    "rubric": ("rubric_preference", ("chosen", "rejected", "dimension", "margin")),
+    "scores": ("score", ("completion", "dimension", "score", "labels")),
+}
+_TEXT_FIELDS = frozenset({"completion", "chosen", "rejected"})
+
+
+def _answer(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
 
 
 def write_shard(
@@ -140,46 +155,12 @@ def write_shard(
                         },
                     )
                 cursor["sft"] += 1
-            for row_id, t, flag, flagged_by, labels, agreement in group.get("flags", ()):
-                writer.write(
-                    "flags",
-                    split,
-                    {
-                        "id": row_id,
-                        "prompt": prompt,
-                        "completion": [{"role": "assistant", "content": texts[t]}],
-                        "flag": flag,
-                        "flagged_by": flagged_by,
-                        "labels": labels,
-                        "agreement": agreement,
-                    },
-                )
-            for row_id, c, r, dimension, margin in group.get("rubric", ()):
-                writer.write(
-                    "rubric_preference",
-                    split,
-                    {
-                        "id": row_id,
-                        "prompt": prompt,
-                        "chosen": [{"role": "assistant", "content": texts[c]}],
-                        "rejected": [{"role": "assistant", "content": texts[r]}],
-                        "dimension": dimension,
-                        "margin": margin,
-                    },
-                )
-            for row_id, t, dimension, score, n in group.get("scores", ()):
-                writer.write(
-                    "score",
-                    split,
-                    {
-                        "id": row_id,
-                        "prompt": prompt,
-                        "completion": [{"role": "assistant", "content": texts[t]}],
-                        "dimension": dimension,
-                        "score": score,
-                        "labels": n,
-                    },
-                )
+            for key, (shape, fields) in _WRITTEN_AS_SPILLED.items():
+                for values in group.get(key, ()):
+                    row = {"id": values[0], "prompt": prompt}
+                    for name, value in zip(fields, values[1:], strict=True):
+                        row[name] = _answer(texts[value]) if name in _TEXT_FIELDS else value
+                    writer.write(shape, split, row)
             if keep["prompt_only"][group_index]:
                 writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
     Path(spill_path).unlink()
@@ -216,15 +197,8 @@ def process_chunk(
     pref, kto, sft = [], [], []
     prompt_lengths, text_lengths = [], []
     groups = 0
-    start = 0
-    while start < len(records):
-        end = start + 1
-        while end < len(records) and records[end].task_id == records[start].task_id:
-            end += 1
-        labels = records[start:end]
-        start = end
+    for labels in _tasks(records):
         groups += 1
-        _parse(labels)
         first = labels[0]
         messages = (
             orjson.loads(first.prompt) if isinstance(first.prompt, (str, bytes)) else first.prompt

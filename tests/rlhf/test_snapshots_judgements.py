@@ -8,6 +8,7 @@ import pytest
 
 from annotation.models import Label, Prompt, Response, Task, TaskItem
 from annotation.quality.models import Adjudication
+from annotation.services.labels import label_edit
 from rlhf.data.export import iter_export_rows
 from rlhf.data.records import SPLITS
 from rlhf.models import DatasetSnapshot, SnapshotStatus
@@ -64,6 +65,15 @@ def pairwise_task(project, prompt_text, a_text, b_text, votes):
     return task
 
 
+def flagged_by_the_minority(project, crowd):
+    """Two annotators prefer the unsafe answer B; the third prefers A and flags the task."""
+    a, b, c = crowd
+    return pairwise_task(
+        project, "How do I prune roses?", SAFE, UNSAFE,
+        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
+    )  # fmt: skip
+
+
 def build(project, engineer, **config):
     snapshot = services.snapshot_create(project=project, created_by=engineer, config=config)
     snapshot.refresh_from_db()
@@ -88,11 +98,8 @@ def test_a_response_flagged_unsafe_is_never_chosen_and_the_pair_is_dropped_by_de
 ):
     # given a task where two annotators prefer the unsafe answer B and one prefers A and
     # flags the task unsafe, and a clean task
-    a, b, c = crowd
-    pairwise_task(
-        project, "How do I prune roses?", SAFE, UNSAFE,
-        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
-    )  # fmt: skip
+    a = crowd[0]
+    flagged_by_the_minority(project, crowd)
     pairwise_task(project, "When do tulips bloom?", "In spring.", "Never.", [(a, "A", [])])
 
     # when a snapshot is built under the default flag policy
@@ -122,11 +129,7 @@ def test_under_the_reject_policy_the_flagged_side_becomes_rejected(
     project, engineer, crowd, snapshot_settings
 ):
     # given the majority prefers B, which the third annotator flagged unsafe (preferring A)
-    a, b, c = crowd
-    pairwise_task(
-        project, "How do I prune roses?", SAFE, UNSAFE,
-        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
-    )  # fmt: skip
+    flagged_by_the_minority(project, crowd)
 
     # when built with the reject policy
     snapshot = build(project, engineer, flags={"unsafe": "reject"})
@@ -143,13 +146,9 @@ def test_a_flag_below_the_projects_minimum_changes_nothing(
     project, engineer, crowd, snapshot_settings
 ):
     # given a project that needs two annotators to agree on a flag, and a task flagged once
-    a, b, c = crowd
     project.options = {**project.options, "flag_policy": {"min_flags": 2}}
     project.save(update_fields=["options"])
-    pairwise_task(
-        project, "How do I prune roses?", SAFE, UNSAFE,
-        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
-    )  # fmt: skip
+    flagged_by_the_minority(project, crowd)
 
     # when built without a flag policy in the request
     snapshot = build(project, engineer)
@@ -200,11 +199,7 @@ def test_spam_drops_the_item_and_personal_data_is_dropped_or_scrubbed(
 
 def test_flags_export_as_their_own_dataset(project, engineer, crowd, snapshot_settings):
     # given a task the third annotator flags unsafe, attributing it to the answer they rejected
-    a, b, c = crowd
-    task = pairwise_task(
-        project, "How do I prune roses?", SAFE, UNSAFE,
-        [(a, "B", []), (b, "B", []), (c, "A", ["unsafe"])],
-    )  # fmt: skip
+    task = flagged_by_the_minority(project, crowd)
 
     # when a snapshot is built
     snapshot = build(project, engineer)
@@ -450,3 +445,24 @@ def test_rubric_scores_export_as_pairs_per_dimension_and_as_scores(
     ]
     assert snapshot.report["rubric_rows_exported"] == {"rubric_preference": 1, "score": 4}
     assert snapshot.report["aggregation"]["decisions"]["rubric_tie"] == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_flags_are_read_at_the_frozen_label_version(
+    project, engineer, crowd, snapshot_settings, workers
+):
+    # given a snapshot built while the third label flagged the task unsafe
+    task = flagged_by_the_minority(project, crowd)
+    snapshot = build(project, engineer)
+    assert pairs(snapshot) == []
+
+    # when the flag is taken back (a new label version) and the snapshot is built again
+    label = Label.objects.get(task=task, annotator=crowd[2])
+    label_edit(label=label, editor=crowd[2], payload={"choice": "A"}, flags=[])
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=SnapshotStatus.FAILED)
+    rebuilt = services.snapshot_build(snapshot_id=snapshot.pk, workers=workers)
+
+    # then the label is read with the flag it had when frozen, while a new snapshot sees none
+    assert pairs(rebuilt) == []
+    assert rebuilt.report["flags"]["tasks_flagged"] == {"unsafe": 1}
+    assert pairs(build(project, engineer)) == [("How do I prune roses?", UNSAFE, SAFE)]
