@@ -53,6 +53,9 @@ class DatasetSnapshot(models.Model):
     config = models.JSONField(help_text="rlhf.data.pipeline.PipelineConfig.as_dict()")
     split_seed = models.IntegerField(default=0)
     code_version = models.CharField(max_length=64, blank=True)
+    # {str(task id): canonical payload} of the adjudications when the labels were frozen: an
+    # adjudication can be edited later, and a rebuild must export the same decisions.
+    frozen_adjudications = models.JSONField(default=dict, blank=True)
 
     # What comes out.
     counts_by_kind = models.JSONField(default=dict, blank=True)

@@ -6,12 +6,17 @@ outcome a comparison's votes yield is decided by the one aggregation engine
 (``annotation.quality.aggregation``, the same rule the quality pages' final labels use), under
 its ``AggregationConfig``; besides the engine's policies a snapshot may keep ``all`` labels:
 every label counts on its own (one unit per label) and its ``weight`` is the share of the
-task's labels that agree with it.
+task's labels that agree with it. A pooled policy (Dawid-Skene) is fitted on every comparison
+of the snapshot first (``comparison_votes``, ``fit_pooled``), then decides each one; a pair's
+``weight`` is then its posterior. Weights are counted here but not exported (no trainer
+takes a per-row weight). A task's frozen adjudication decides it under every policy.
 
 Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
 yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
-answer is its own SFT row and its own pair (corrected over original). Rubric labels are
-counted but not exported (no training shape takes them yet).
+answer is its own SFT row and its own pair (corrected over original). Rubric labels give,
+per dimension, each answer's mean score over the task's labels (a ``score`` row) and a pair
+for every two answers whose means differ (a ``rubric_preference`` row; equal means, a tie,
+give none).
 
 A KTO row is derived from a unit's pairs: a response that wins at least one pair and loses
 none is desirable, one that loses and never wins is undesirable, and the middle of a
@@ -27,13 +32,14 @@ from annotation.quality.aggregation import (
     KEEP_ALL,
     POLICY_TABLE,
     AggregationConfig,
+    Decision,
     unit_rule,
 )
 from rlhf.data.records import LabelRecord
 
-# What a snapshot can be built with: every label on its own, or an engine policy that decides
-# one task at a time (a pooled one, such as Dawid-Skene, needs every label fitted first).
-POLICIES = (KEEP_ALL, *(name for name, policy in POLICY_TABLE.items() if not policy.pooled))
+# What a snapshot can be built with: every label on its own, or any engine policy (a pooled
+# one, such as Dawid-Skene, is fitted on every frozen comparison first: ``fit_pooled``).
+POLICIES = (KEEP_ALL, *POLICY_TABLE)
 # Reward-model margin per pairwise strength (RewardTrainer subtracts it inside the
 # log-sigmoid, so a "strong" preference must be won by a wider reward gap).
 STRENGTH_MARGIN = {"slight": 0.25, "clear": 0.5, "strong": 1.0}
@@ -64,6 +70,10 @@ class Unit:
     pairs: list[Pair] = field(default_factory=list)
     kto: list[tuple[int, bool]] = field(default_factory=list)
     sft: list[int] = field(default_factory=list)
+    # Rubric labels: (text index, dimension, mean score, labels) and
+    # (higher index, lower index, dimension, difference of the means).
+    scores: list[tuple[int, str, float, int]] = field(default_factory=list)
+    rubric_pairs: list[tuple[int, int, str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +131,36 @@ class AggregationStats:
         }
 
 
+# A comparison a pooled policy decides: (task id, first position, second position).
+Comparison = tuple[int, int, int]
+
+
+def comparison_votes(
+    labels: list[LabelRecord], *, config: AggregationConfig
+) -> dict[Comparison, dict[int, str]]:
+    """The votes of one task's labels per compared pair, ``{(task, i, j): {annotator:
+    outcome}}``: what a pooled policy fits on (corrections and rubric labels are no votes)."""
+    if labels[0].kind not in ("pairwise", "ranking"):
+        return {}
+    position = {rid: i for i, rid in enumerate(labels[0].responses)}
+    votes: dict[Comparison, dict[int, str]] = {}
+    for label in labels:
+        if label.annotator_id in config.exclude_annotators:
+            continue
+        for (first, second), outcome in _votes(label, position).items():
+            votes.setdefault((label.task_id, first, second), {})[label.annotator_id] = outcome
+    return votes
+
+
+def fit_pooled(
+    votes: dict[Comparison, dict[int, str]], *, config: AggregationConfig
+) -> dict[Comparison, Decision]:
+    """Fit a pooled policy (Dawid-Skene) on every comparison of the snapshot at once, through
+    the engine the quality pages use, and decide each comparison."""
+    decide = POLICY_TABLE[config.policy].fit(votes, config, classes=OUTCOMES)
+    return {comparison: decide(comparison, cast) for comparison, cast in votes.items()}
+
+
 def aggregate_task(
     labels: list[LabelRecord],
     *,
@@ -128,10 +168,14 @@ def aggregate_task(
     response_ids: list[int],
     stats: AggregationStats,
     corrected_index: dict[int, int],
+    pooled: dict[Comparison, Decision] | None = None,
 ) -> list[Unit]:
     """The units of one task. ``corrected_index`` maps a correction label id to the index of
-    its corrected text in the task's texts (after the responses)."""
-    if len(labels) == 1 and labels[0].kind == "pairwise":
+    its corrected text in the task's texts (after the responses). Under a pooled policy,
+    ``pooled`` holds the fitted decisions (``fit_pooled``) of this task's comparisons."""
+    adjudication = labels[0].adjudication if labels[0].kind in ("pairwise", "ranking") else None
+    single = len(labels) == 1 and labels[0].kind == "pairwise"
+    if single and adjudication is None and not config.pooled:
         return _single_pairwise(labels[0], config, stats)
     kept = []
     for label in labels:
@@ -141,15 +185,14 @@ def aggregate_task(
             continue
         kept.append(label)
         stats.annotators.add(label.annotator_id)
-    if not kept:
+    if not kept and adjudication is None:
         return []
-    kind = kept[0].kind
+    kind = labels[0].kind
     if kind == "correction":
         return [_correction_unit(label, response_ids, corrected_index, stats) for label in kept]
     if kind == "rubric":
-        stats.decisions["rubric_not_exported"] += len(kept)
-        return []
-    if len(kept) < config.min_labels:
+        return [_rubric_unit(kept, response_ids, stats)] if kept else []
+    if len(kept) < config.min_labels and adjudication is None:
         stats.decisions["too_few_labels"] += 1
         return []
     position = {rid: i for i, rid in enumerate(response_ids)}
@@ -164,6 +207,18 @@ def aggregate_task(
             stats.outcomes[f"{kind}:{outcome}"] += 1
         _kappa(stats, cast)
 
+    task_id = labels[0].task_id
+    if config.policy == KEEP_ALL:
+        decide = None
+    elif config.pooled:
+        decide = _pooled_rule(task_id, pooled or {})
+    else:
+        decide = unit_rule(config)
+    if adjudication is not None:
+        unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
+        _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats)
+        return [unit]
+
     if config.policy == KEEP_ALL:
         units = []
         for label, label_votes, strength in zip(kept, votes, strengths, strict=True):
@@ -173,12 +228,11 @@ def aggregate_task(
                 share = cast.count(outcome) / len(cast)
                 margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
                 _decide(unit, pair, outcome, share, margins, source, stats)
-            _derive_kto(unit)
+            derive_kto(unit)
             units.append(unit)
         return units
 
-    unit = Unit(key=f"T{kept[0].task_id}", label_ids=[label.label_id for label in kept])
-    decide = unit_rule(config)
+    unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
     for pair in comparisons:
         cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}  # {label index: outcome}
         decision = decide(pair, cast)
@@ -189,8 +243,38 @@ def aggregate_task(
         agreeing = [strengths[i] for i, outcome in cast.items() if outcome == top]
         margins = [STRENGTH_MARGIN[s] for s in agreeing if s in STRENGTH_MARGIN]
         _decide(unit, pair, top, decision.support, margins, source, stats)
-    _derive_kto(unit)
+    derive_kto(unit)
     return [unit]
+
+
+def _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats) -> None:
+    """The adjudicator's outcome for every comparison it orders, whatever the votes were; a
+    comparison counts as changed when the policy alone would have exported another outcome
+    (or nothing; under ``all``, where ``decide`` is None, when any label voted otherwise)."""
+    verdict = _votes(LabelRecord(0, 0, kind, 0, adjudication, 0, [], {}), position)
+    strength = adjudication.get("strength")
+    margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
+    stats.decisions["adjudicated_tasks"] += 1
+    for pair, outcome in sorted(verdict.items()):
+        cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}
+        if decide is None:
+            changed = not cast or any(vote != outcome for vote in cast.values())
+        else:
+            changed = decide(pair, cast).value != outcome
+        stats.decisions["adjudication_changed"] += int(changed)
+        agreeing = sum(vote == outcome for vote in cast.values())
+        _decide(unit, pair, outcome, agreeing / len(cast) if cast else 1.0, margins, source, stats)
+    derive_kto(unit)
+
+
+def _pooled_rule(task_id: int, pooled: dict[Comparison, Decision]):
+    """The fitted decision of each of the task's comparisons (undecided when it has none)."""
+
+    def decide(pair: tuple[int, int], cast: dict) -> Decision:
+        fitted = pooled.get((task_id, *pair))
+        return fitted if fitted is not None else Decision(pair, None, None, 0.0, len(cast))
+
+    return decide
 
 
 def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> list[Unit]:
@@ -213,7 +297,7 @@ def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> li
     strength = label.payload.get("strength")
     margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
     _decide(unit, (0, 1), outcome, 1.0, margins, "pairwise", stats)
-    _derive_kto(unit)
+    derive_kto(unit)
     return [unit]
 
 
@@ -255,7 +339,7 @@ def _decide(unit, pair, outcome, share, margins, source, stats) -> None:
         stats.decisions[f"{source}_pair"] += 1
 
 
-def _derive_kto(unit: Unit) -> None:
+def derive_kto(unit: Unit) -> None:
     if len(unit.pairs) == 1 and not unit.kto:  # the common case, without the bookkeeping
         pair = unit.pairs[0]
         unit.kto.extend([(pair.chosen, True), (pair.rejected, False)])
@@ -290,6 +374,33 @@ def _correction_unit(label, response_ids, corrected_index, stats) -> Unit:
     unit.pairs.append(Pair(corrected, original, None, None, "correction"))
     unit.kto.extend([(corrected, True), (original, False)])
     stats.decisions["correction_pair"] += 1
+    return unit
+
+
+def _rubric_unit(labels: list[LabelRecord], response_ids: list[int], stats) -> Unit:
+    unit = Unit(key=f"T{labels[0].task_id}", label_ids=[label.label_id for label in labels])
+    given: dict[tuple[int, str], list[float]] = {}
+    for label in labels:
+        for rid, dims in ((label.payload or {}).get("scores") or {}).items():
+            if int(rid) not in response_ids:
+                continue
+            for dimension, value in dims.items():
+                given.setdefault((response_ids.index(int(rid)), dimension), []).append(value)
+    means = {key: sum(values) / len(values) for key, values in given.items()}
+    for (index, dimension), mean in sorted(means.items()):
+        unit.scores.append((index, dimension, round(mean, 4), len(given[index, dimension])))
+    stats.decisions["rubric_score"] += len(unit.scores)
+    for dimension in sorted({d for _, d in means}):
+        scored = sorted(i for i, d in means if d == dimension)
+        for a_i, first in enumerate(scored):
+            for second in scored[a_i + 1 :]:
+                difference = means[first, dimension] - means[second, dimension]
+                if difference == 0:
+                    stats.decisions["rubric_tie"] += 1
+                    continue
+                higher, lower = (first, second) if difference > 0 else (second, first)
+                unit.rubric_pairs.append((higher, lower, dimension, round(abs(difference), 4)))
+                stats.decisions["rubric_pair"] += 1
     return unit
 
 

@@ -12,9 +12,18 @@ KNOWN_LIMITATIONS = (
     "Near-duplicate detection compares word 3-grams; paraphrases that share few exact word "
     "sequences are not caught, and texts in scripts written without spaces (Chinese, "
     "Japanese, Thai) are compared almost only exactly.",
-    "Rubric ratings are counted but not exported; ties produce no pair.",
-    "Margins and weights are null where the label kind carries no strength (rankings, "
-    "corrections); trainers that need a number must fill them.",
+    "Rubric scores export as mean scores per answer and dimension (`score`) and as pairs "
+    "within a task where two answers' means differ (`rubric_preference`); answers to the same "
+    "prompt in different tasks are not paired, and no trainer reads these two files yet. "
+    "Ties produce no pair.",
+    "Annotators flag a task, not a response: the flagged response is taken to be the one the "
+    "flagging annotator did not put first (both sides of a tie). The `reject` action and the "
+    "flags file rely on that; `drop` does not.",
+    "Margins are null where the label kind carries no strength (rankings, corrections); "
+    "trainers that need a number must fill them.",
+    "Label weights (agreement shares, Dawid-Skene posteriors) are not exported: no trainer "
+    "uses a per-row weight yet. Under a weighting policy the decision itself is weighted; "
+    "every kept row counts the same in training.",
     "KTO rows come from the preference evidence of each task; a response that is the "
     "middle of a ranking gives no KTO row.",
 )
@@ -32,7 +41,7 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
         "",
         f"- Labels read: {report['input']['labels']:,} on {report['input']['tasks']:,} tasks",
         f"- Annotators: {agg['annotators']:,}",
-        f"- Aggregation policy: `{agg['policy']}`",
+        f"- Aggregation policy: `{agg['policy']}` (label weights: not exported)",
         f"- Content sha256: `{report.get('content_sha256', '(pending)')}`",
         "",
         "| shape | " + " | ".join(SPLITS) + " | total |",
@@ -44,12 +53,21 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
         lines.append(
             f"| {shape} | " + " | ".join(f"{counts[s]:,}" for s in SPLITS) + f" | {total:,} |"
         )
+    lines += _flags_section(report.get("flags"))
     lines += ["", "## Label distribution", ""]
     lines += _table(("label kind", "labels"), agg["labels_by_kind"].items())
     lines += [""]
     lines += _table(("vote", "count"), agg["votes"].items())
     lines += ["", "Decisions after aggregation:", ""]
     lines += _table(("decision", "count"), agg["decisions"].items())
+    adjudications = report.get("adjudications")
+    if adjudications is not None:
+        lines += [
+            "",
+            f"Tasks decided by an adjudicator: {adjudications['tasks']:,} (their decision, as "
+            "frozen when the snapshot was built, replaces the policy's); comparisons whose "
+            f"exported outcome it changed: {adjudications['comparisons_changed']:,}.",
+        ]
     agreement = agg["agreement"]
     lines += ["", "## Agreement", ""]
     if agreement["items_with_2plus_labels"]:
@@ -104,6 +122,46 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
     lines += ["", "## Known limitations", ""]
     lines += [f"- {item}" for item in KNOWN_LIMITATIONS]
     return "\n".join(lines) + "\n"
+
+
+def _flags_section(flags: dict | None) -> list[str]:
+    if flags is None:
+        return []
+    policy = flags["policy"]
+    lines = [
+        "",
+        "## Flags",
+        "",
+        f"- Policy: a flag counts once at least {policy['min_flags']} label(s) of a task carry"
+        f" it; unsafe: `{policy['unsafe']}`, personal data: `{policy['personal_data']}`,"
+        f" spam: `{policy['spam']}`, other flags: `{policy['other']}`"
+        " (see docs/data-pipeline.md).",
+        f"- Flagged texts exported as the `flags` shape: {flags['flag_rows']:,} rows (text,"
+        " flag, labels that attributed it, agreement).",
+        f"- Texts sent through the personal-data scrubber by a flag and changed:"
+        f" {flags['texts_scrubbed']:,}",
+    ]
+    below = flags["flagged_below_minimum"]
+    if below:
+        lines.append(
+            "- Tasks with a flag below the minimum (left as they were): "
+            + ", ".join(f"{flag} {n:,}" for flag, n in below.items())
+        )
+    names = sorted(set(flags["tasks_flagged"]) | set(flags["rows_removed"]))
+    if not names:
+        return [*lines, "", "No task reached the flag minimum."]
+    lines += ["", "| flag | tasks | rows removed | rows changed |", "| --- | ---: | --- | --- |"]
+    for flag in names:
+        lines.append(
+            f"| {flag} | {flags['tasks_flagged'].get(flag, 0):,} | "
+            f"{_shape_counts(flags['rows_removed'].get(flag))} | "
+            f"{_shape_counts(flags['rows_changed'].get(flag))} |"
+        )
+    return lines
+
+
+def _shape_counts(counts: dict | None) -> str:
+    return ", ".join(f"{shape} {n:,}" for shape, n in counts.items()) if counts else "none"
 
 
 def _table(header: tuple[str, str], rows) -> list[str]:

@@ -2,7 +2,8 @@
 
 A snapshot stores ``PipelineConfig.as_dict()``; ``from_dict`` rebuilds it exactly, and reads
 the configs older snapshots stored (their ``aggregation`` lacks the engine's Dawid-Skene knobs,
-which take their defaults and play no part in the snapshot policies).
+which take their defaults and play no part in the snapshot policies; without ``flags`` they
+were built ignoring flags, and ``from_dict`` keeps it so).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from rlhf.data.aggregate import POLICIES, AggregationConfig
 from rlhf.data.cleaning import CleaningConfig
+from rlhf.data.flags import FlagPolicy
 from rlhf.data.minhash import lsh_params
 from rlhf.data.splits import SplitConfig
 
@@ -63,6 +65,7 @@ class PipelineConfig:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    flags: FlagPolicy = field(default_factory=FlagPolicy)
 
     def __post_init__(self):
         if self.aggregation.policy not in POLICIES:
@@ -88,4 +91,5 @@ class PipelineConfig:
             dedup=DedupConfig(**(data.get("dedup") or {})),
             aggregation=AggregationConfig.from_dict(data.get("aggregation")),
             split=SplitConfig(**(data.get("split") or {})),
+            flags=FlagPolicy.from_dict(data.get("flags")),
         )

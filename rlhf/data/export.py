@@ -36,7 +36,8 @@ SCHEMAS = {
             ("chosen", _MESSAGES),
             ("rejected", _MESSAGES),
             ("margin", pa.float64()),
-            ("weight", pa.float64()),
+            # No "weight" column: the reward and DPO trainers take no per-row weight, so an
+            # exported one would only look as if it were used (docs/data-pipeline.md).
             ("source", pa.string()),
         ]
     ),
@@ -50,6 +51,41 @@ SCHEMAS = {
         ]
     ),
     "prompt_only": pa.schema([("id", pa.string()), ("prompt", _MESSAGES)]),
+    # One row per flagged response and flag (``rlhf.data.flags``): flagged_by labels of the
+    # task's ``labels`` attributed the flag to this answer; agreement = flagged_by / labels.
+    "flags": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", _MESSAGES),
+            ("completion", _MESSAGES),
+            ("flag", pa.string()),
+            ("flagged_by", pa.int64()),
+            ("labels", pa.int64()),
+            ("agreement", pa.float64()),
+        ]
+    ),
+    # Rubric labels (``rlhf.data.aggregate``): per dimension, a pair where two answers of a
+    # task have different mean scores (margin: the difference), and each answer's mean score.
+    "rubric_preference": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", _MESSAGES),
+            ("chosen", _MESSAGES),
+            ("rejected", _MESSAGES),
+            ("dimension", pa.string()),
+            ("margin", pa.float64()),
+        ]
+    ),
+    "score": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", _MESSAGES),
+            ("completion", _MESSAGES),
+            ("dimension", pa.string()),
+            ("score", pa.float64()),
+            ("labels", pa.int64()),
+        ]
+    ),
 }
 
 
@@ -228,7 +264,7 @@ def assemble_split(export_dir: str, part_dirs: list[str], shape: str, split: str
         pq.ParquetWriter(
             shape_dir / f"{split}.parquet",
             SCHEMAS[shape],
-            use_dictionary=["source"],
+            use_dictionary=["source", "flag", "dimension"],
             write_statistics=False,  # min/max of long free text: costly and never queried
         ) as parquet,
         pa.ipc.new_stream(str(split_dir / ".data.arrow"), _hf_schema(split_dir)) as arrow,

@@ -31,11 +31,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlhf.data.aggregate import fit_pooled
 from rlhf.data.config import DedupConfig, PipelineConfig
 from rlhf.data.export import assemble_export
 from rlhf.data.plan import StreamState
 from rlhf.data.records import SHAPES, SPLITS, LabelRecord
-from rlhf.data.shards import process_shard, write_shard
+from rlhf.data.shards import collect_votes, process_shard, write_shard
 from rlhf.data.truncation import TruncationConfig
 
 __all__ = ["BuildResult", "DedupConfig", "PipelineConfig", "build_dataset"]
@@ -92,7 +93,25 @@ def build_dataset(
     ):
         state = StreamState(Path(tmp), config)
         sources = shards if shards is not None else _chunks(records, chunk_labels)
-        jobs = ((index, source, config, tmp) for index, source in enumerate(sources))
+        pooled: list[dict | None] = []
+        if config.aggregation.pooled:
+            # A pooled policy learns from every comparison before deciding any: one more
+            # read of the sources (records are held in memory for it), then one fit.
+            sources = list(sources)
+            progress("fit", 0, total_labels)
+            jobs = ((index, source, config) for index, source in enumerate(sources))
+            shard_votes = list(_map_ordered(pool, collect_votes, jobs, workers))
+            decisions = fit_pooled(
+                {k: v for votes in shard_votes for k, v in votes.items()},
+                config=config.aggregation,
+            )
+            pooled = [{k: decisions[k] for k in votes} for votes in shard_votes]
+            del shard_votes, decisions
+            lap("fit_pooled")
+        jobs = (
+            (index, source, config, tmp, pooled[index] if pooled else None)
+            for index, source in enumerate(sources)
+        )
         for out in _map_ordered(pool, process_shard, jobs, workers):
             state.absorb(out)
             progress("read", state.labels, total_labels)

@@ -51,6 +51,7 @@ class StreamState:
         self.labels = 0
         self.groups = 0
         self.removed: Counter = Counter()
+        self.flag_counts: Counter = Counter()
         self.cleaning = {"texts": 0, "changed": Counter(), "pii": Counter(), "dropped": Counter()}
         self.stats = AggregationStats()
         self.prompt_hist = np.zeros(len(LENGTH_BINS), dtype=np.int64)
@@ -88,6 +89,7 @@ class StreamState:
             }
         )
         self.removed += out["removed"]
+        self.flag_counts += out["flag_counts"]
         self.cleaning["texts"] += out["cleaning"]["texts"]
         for key in ("changed", "pii", "dropped"):
             self.cleaning[key] += out["cleaning"][key]
@@ -209,6 +211,15 @@ class StreamState:
             "config": self.config.as_dict(),
             "cleaning": cleaning,
             "aggregation": {"policy": self.config.aggregation.policy, **self.stats.as_dict()},
+            "flags": self._flags_report(split_counts),
+            "adjudications": {
+                "tasks": self.stats.decisions["adjudicated_tasks"],
+                "comparisons_changed": self.stats.decisions["adjudication_changed"],
+            },
+            "adjudications_changed": self.stats.decisions["adjudication_changed"],
+            "rubric_rows_exported": {
+                shape: sum(split_counts[shape].values()) for shape in ("rubric_preference", "score")
+            },
             "dedup": plan.dedup,
             "removed": removed,
             "splits": split_counts,
@@ -221,9 +232,44 @@ class StreamState:
             "seconds": round(seconds, 3),
         }
 
+    def _flags_report(self, split_counts: dict) -> dict:
+        """What flags did: tasks whose flag counted (or fell short of ``min_flags``), rows
+        removed and changed per flag and shape, texts scrubbed, rows of the flags file."""
+        counts = self.flag_counts
+        removed: dict[str, dict[str, int]] = {}
+        for (shape, reason), n in sorted(
+            self.removed.items(), key=lambda kv: (kv[0][1], SHAPES.index(kv[0][0]))
+        ):
+            if reason.startswith("flag_") and n:
+                removed.setdefault(reason.removeprefix("flag_"), {})[shape] = n
+        changed: dict[str, dict[str, int]] = {}
+        for key, n in sorted(
+            (kv for kv in counts.items() if isinstance(kv[0], tuple) and kv[0][0] == "changed"),
+            key=lambda kv: (kv[0][1], SHAPES.index(kv[0][2])),
+        ):
+            if n:
+                changed.setdefault(key[1], {})[key[2]] = n
+        return {
+            "policy": self.config.flags.as_dict(),
+            "tasks_flagged": _by_flag(counts, "tasks"),
+            "flagged_below_minimum": _by_flag(counts, "below_minimum"),
+            "rows_removed": removed,
+            "rows_changed": changed,
+            "texts_scrubbed": counts["texts_scrubbed"],
+            "flag_rows": sum(split_counts["flags"].values()),
+        }
+
     def cleanup(self) -> None:
         self.prompts.cleanup()
         self.texts.cleanup()
+
+
+def _by_flag(counts: Counter, what: str) -> dict[str, int]:
+    return {
+        key[1]: n
+        for key, n in sorted(counts.items(), key=lambda kv: repr(kv[0]))
+        if isinstance(key, tuple) and key[0] == what and n
+    }
 
 
 _KEY_SALTS = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 Message = dict[str, str]
 
 KINDS = ("pairwise", "ranking", "rubric", "correction")
-SHAPES = ("preference", "sft", "kto", "prompt_only")
+SHAPES = ("preference", "sft", "kto", "prompt_only", "flags", "rubric_preference", "score")
 SPLITS = ("train", "validation", "test")
 EXPORT_FORMAT = "tandem-export/1"
 
@@ -36,4 +36,9 @@ class LabelRecord:
     prompt: list[Message]
     responses: dict[int, str]
     source: str = ""
+    # The flags the annotator raised on the task (``annotation.labels.FLAGS``), at the
+    # frozen version; what they do is ``rlhf.data.flags``.
     flags: tuple[str, ...] = field(default=())
+    # The canonical payload of the task's adjudication as the snapshot froze it (the same on
+    # every label of the task), or None: it decides the task whatever the votes were.
+    adjudication: dict | None = None

@@ -14,10 +14,19 @@ import numpy as np
 import orjson
 import xxhash
 
-from rlhf.data.aggregate import AggregationStats, aggregate_task
-from rlhf.data.cleaning import TextCleaner
+from rlhf.data.aggregate import AggregationStats, aggregate_task, comparison_votes
+from rlhf.data.cleaning import CleaningConfig, TextCleaner
 from rlhf.data.config import PipelineConfig
 from rlhf.data.export import PartWriter
+from rlhf.data.flags import (
+    DROP,
+    PERSONAL_DATA,
+    SCRUB,
+    TASK_DROPPING,
+    UNSAFE,
+    rows_after_unsafe,
+    task_flags,
+)
 from rlhf.data.minhash import MinHasher, band_keys
 from rlhf.data.records import SHAPES, SPLITS, LabelRecord
 from rlhf.data.truncation import TruncationConfig
@@ -33,16 +42,59 @@ def _prompt_text(messages: list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-def process_shard(index: int, source, config: PipelineConfig, workdir: str) -> dict:
+def collect_votes(index: int, source, config: PipelineConfig) -> dict:
+    """Pass 0, under a pooled policy only (in a worker): the votes of a shard's comparisons
+    (``rlhf.data.aggregate.comparison_votes``), which the main process fits on together."""
+    votes: dict = {}
+    for labels in _tasks(list(source() if callable(source) else source)):
+        votes.update(comparison_votes(labels, config=config.aggregation))
+    return votes
+
+
+def _tasks(records: list[LabelRecord]):
+    """The labels of each task in turn, their JSON columns read as text (the PostgreSQL
+    reader) parsed in place."""
+    start = 0
+    while start < len(records):
+        end = start + 1
+        while end < len(records) and records[end].task_id == records[start].task_id:
+            end += 1
+        labels = records[start:end]
+        for label in labels:
+            if isinstance(label.payload, (str, bytes)):
+                label.payload = orjson.loads(label.payload)
+            if isinstance(label.flags, (str, bytes)):
+                label.flags = tuple(orjson.loads(label.flags) or ())
+        yield labels
+        start = end
+
+
+def process_shard(
+    index: int, source, config: PipelineConfig, workdir: str, pooled: dict | None = None
+) -> dict:
     """Pass 1 for one shard (in a worker): its tasks go to a spill file of its own; the
-    compact results come back."""
+    compact results come back. ``pooled``: a pooled policy's decisions of its comparisons."""
     records = list(source() if callable(source) else source)
-    out = process_chunk(records, config)
+    out = process_chunk(records, config, pooled=pooled)
     spill_path = Path(workdir) / f"spill-{index:06d}.jsonl"
     spill_path.write_bytes(out.pop("spill"))
     out["spill_path"] = str(spill_path)
     out["index"] = index
     return out
+
+
+# Rows no de-duplication applies to, written as spilled: spill key -> (shape, the fields after
+# "id" and "prompt" in schema order); a field in _TEXT_FIELDS holds an index into the texts.
+_WRITTEN_AS_SPILLED = {
+    "flags": ("flags", ("completion", "flag", "flagged_by", "labels", "agreement")),
+    "rubric": ("rubric_preference", ("chosen", "rejected", "dimension", "margin")),
+    "scores": ("score", ("completion", "dimension", "score", "labels")),
+}
+_TEXT_FIELDS = frozenset({"completion", "chosen", "rejected"})
+
+
+def _answer(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
 
 
 def write_shard(
@@ -63,7 +115,7 @@ def write_shard(
             group = orjson.loads(line)
             split = split_names[group_index]
             prompt, texts = group["prompt"], group["texts"]
-            for row_id, c, r, margin, weight, source in group["pref"]:
+            for row_id, c, r, margin, _weight, source in group["pref"]:
                 if keep["preference"][cursor["preference"]]:
                     writer.write(
                         "preference",
@@ -74,7 +126,6 @@ def write_shard(
                             "chosen": [{"role": "assistant", "content": texts[c]}],
                             "rejected": [{"role": "assistant", "content": texts[r]}],
                             "margin": margin,
-                            "weight": weight,
                             "source": source,
                         },
                     )
@@ -104,6 +155,12 @@ def write_shard(
                         },
                     )
                 cursor["sft"] += 1
+            for key, (shape, fields) in _WRITTEN_AS_SPILLED.items():
+                for values in group.get(key, ()):
+                    row = {"id": values[0], "prompt": prompt}
+                    for name, value in zip(fields, values[1:], strict=True):
+                        row[name] = _answer(texts[value]) if name in _TEXT_FIELDS else value
+                    writer.write(shape, split, row)
             if keep["prompt_only"][group_index]:
                 writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
     Path(spill_path).unlink()
@@ -111,32 +168,37 @@ def write_shard(
     return {**done, "part_dir": part_dir, "groups": len(split_names), "index": index}
 
 
-def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
+def process_chunk(
+    records: list[LabelRecord], config: PipelineConfig, *, pooled: dict | None = None
+) -> dict:
     """Clean, aggregate and hash a list of whole tasks.
 
     Returns picklable plain data: the spill lines, per-occurrence hashes and signatures,
     row references local to the chunk, and the counters of what happened.
     """
     cleaner = TextCleaner(config.cleaning)
+    # The scrubber a personal-data flag calls for: every personal-data type, nothing else.
+    scrubber = TextCleaner(
+        CleaningConfig(
+            normalize_unicode=False,
+            strip_control=False,
+            strip_html=False,
+            normalize_whitespace=False,
+            min_chars=0,
+        )
+    )
+    policy = config.flags
     stats = AggregationStats()
     removed: Counter = Counter()
+    flag_counts: Counter = Counter()
     spill: list[bytes] = []
     prompt_strings: list[str] = []
     text_strings: list[str] = []
     pref, kto, sft = [], [], []
     prompt_lengths, text_lengths = [], []
     groups = 0
-    start = 0
-    while start < len(records):
-        end = start + 1
-        while end < len(records) and records[end].task_id == records[start].task_id:
-            end += 1
-        labels = records[start:end]
-        start = end
+    for labels in _tasks(records):
         groups += 1
-        for label in labels:
-            if isinstance(label.payload, (str, bytes)):
-                label.payload = orjson.loads(label.payload)
         first = labels[0]
         messages = (
             orjson.loads(first.prompt) if isinstance(first.prompt, (str, bytes)) else first.prompt
@@ -158,16 +220,58 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
             response_ids=response_ids,
             stats=stats,
             corrected_index=corrected_index,
+            pooled=pooled,
         )
+        flagged = task_flags(
+            labels, response_ids=response_ids, excluded=config.aggregation.exclude_annotators
+        )
+        counted = flagged.counted(policy)
+        for flag in flagged.counts:
+            flag_counts["tasks" if flag in counted else "below_minimum", flag] += 1
+        if PERSONAL_DATA in counted and policy.personal_data == SCRUB:
+            scrubbed = [scrubber.clean(m["content"]) for m in prompt]
+            scrubbed_texts = [scrubber.clean(text) for text in texts]
+            flag_counts["texts_scrubbed"] += sum(
+                a != b
+                for a, b in zip(
+                    [*scrubbed, *scrubbed_texts],
+                    [*(m["content"] for m in prompt), *texts],
+                    strict=True,
+                )
+            )
+            prompt = [{**m, "content": c} for m, c in zip(prompt, scrubbed, strict=True)]
+            prompt_string = _prompt_text(prompt)
+            texts = scrubbed_texts
         prompt_reason = cleaner.verdict("\n".join(m["content"] for m in prompt))
-        if prompt_reason:
-            reason = f"prompt_{prompt_reason}"
+        dropping = next(
+            (
+                f"flag_{flag}"
+                for flag in [
+                    *TASK_DROPPING,
+                    *(f for f in counted if f not in (UNSAFE, *TASK_DROPPING)),
+                ]
+                if flag in counted and policy.action(flag) == DROP
+            ),
+            None,
+        )
+        if prompt_reason or dropping:
+            reason = f"prompt_{prompt_reason}" if prompt_reason else dropping
             removed["prompt_only", reason] += 1
             for unit in units:
                 removed["preference", reason] += len(unit.pairs)
                 removed["kto", reason] += len(unit.kto)
                 removed["sft", reason] += len(unit.sft)
+                removed["rubric_preference", reason] += len(unit.rubric_pairs)
+                removed["score", reason] += len(unit.scores)
             continue
+        if UNSAFE in counted and policy.unsafe != "keep":
+            unsafe_rows: Counter = Counter()
+            rows_after_unsafe(units, set(flagged.attributed[UNSAFE]), policy.unsafe, unsafe_rows)
+            for (what, shape), n in unsafe_rows.items():
+                if what == "removed":
+                    removed[shape, "flag_unsafe"] += n
+                else:
+                    flag_counts["changed", UNSAFE, shape] += n
         verdicts = [cleaner.verdict(text) for text in texts]
         # task text index -> its index among the texts this task spills (first use first)
         used: dict[int, int] = {}
@@ -176,6 +280,7 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
         prompt_strings.append(prompt_string)
         prompt_lengths.append(len(prompt_string))
         group_pref, group_kto, group_sft = [], [], []
+        group_rubric, group_scores = [], []
         for unit in units:
             for pair in unit.pairs:
                 bad = verdicts[pair.chosen] or verdicts[pair.rejected]
@@ -207,6 +312,30 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
                     continue
                 t = used.setdefault(index, len(used))
                 group_sft.append([f"{unit.key}:{keys[index]}", t])
+            for higher, lower, dimension, margin in unit.rubric_pairs:
+                bad = verdicts[higher] or verdicts[lower]
+                if bad:
+                    removed["rubric_preference", f"answer_{bad}"] += 1
+                    continue
+                c = used.setdefault(higher, len(used))
+                r = used.setdefault(lower, len(used))
+                row_id = f"{unit.key}:{keys[higher]}>{keys[lower]}:{dimension}"
+                group_rubric.append([row_id, c, r, dimension, margin])
+            for index, dimension, score, n in unit.scores:
+                if verdicts[index]:
+                    removed["score", f"answer_{verdicts[index]}"] += 1
+                    continue
+                t = used.setdefault(index, len(used))
+                group_scores.append(
+                    [f"{unit.key}:{keys[index]}:{dimension}", t, dimension, score, n]
+                )
+        group_flags = []
+        for flag, attributed in sorted(flagged.attributed.items()):
+            for index, n in sorted(attributed.items()):
+                t = used.setdefault(index, len(used))
+                agreement = round(n / flagged.labels, 4)
+                row_id = f"T{first.task_id}:{keys[index]}:{flag}"
+                group_flags.append([row_id, t, flag, n, flagged.labels, agreement])
         order = sorted(used, key=used.get)
         text_base = len(text_strings)
         for index in order:
@@ -227,6 +356,9 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
                     "pref": group_pref,
                     "kto": group_kto,
                     "sft": group_sft,
+                    "flags": group_flags,
+                    "rubric": group_rubric,
+                    "scores": group_scores,
                 }
             )
         )
@@ -241,6 +373,7 @@ def process_chunk(records: list[LabelRecord], config: PipelineConfig) -> dict:
         "kto": np.asarray(kto, dtype=np.int64).reshape(-1, 3),
         "sft": np.asarray(sft, dtype=np.int64).reshape(-1, 2),
         "removed": removed,
+        "flag_counts": flag_counts,
         "stats": stats,
         "prompt_length_hist": np.histogram(prompt_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],
         "text_length_hist": np.histogram(text_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],

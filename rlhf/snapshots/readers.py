@@ -21,7 +21,8 @@ import numpy as np
 import psycopg
 from django.db import connection
 
-from annotation.models import Label, LabelRevision, TaskItem
+from annotation.models import Label, LabelRevision, TaskItem, TaskKind
+from annotation.quality.models import Adjudication
 from rlhf.data.records import LabelRecord
 
 
@@ -36,6 +37,7 @@ WITH frozen AS (
 )
 SELECT l.id, l.task_id, l.kind, l.annotator_id,
        CASE WHEN l.version = frozen.version THEN l.payload ELSE rev.payload END::text,
+       CASE WHEN l.version = frozen.version THEN l.flags ELSE rev.flags END::text,
        t.prompt_id, p.messages::text, p.source, items.ids, items.texts
 FROM frozen
 JOIN annotation_label l ON l.id = frozen.id
@@ -62,10 +64,31 @@ def connection_params() -> dict:
     }
 
 
+def freeze_adjudications(*, project_id: int) -> dict[str, dict]:
+    """The project's adjudications of pairwise and ranking tasks as they stand now,
+    ``{str(task id): canonical payload}``: a snapshot records them when it freezes its labels,
+    since an adjudication can be edited later."""
+    return {
+        str(task_id): payload
+        for task_id, payload in Adjudication.objects.filter(
+            project_id=project_id, task__kind__in=(TaskKind.PAIRWISE, TaskKind.RANKING)
+        )
+        .order_by("task_id")
+        .values_list("task_id", "payload")
+    }
+
+
 def iter_label_records(
-    ids: np.ndarray, versions: np.ndarray, *, batch: int = 5000, params: dict | None = None
+    ids: np.ndarray,
+    versions: np.ndarray,
+    *,
+    batch: int = 5000,
+    params: dict | None = None,
+    adjudications: dict[str, dict] | None = None,
 ) -> Iterator[LabelRecord]:
-    """Records for the given labels at the given versions, grouped by task."""
+    """Records for the given labels at the given versions, grouped by task; a task in
+    ``adjudications`` (frozen by ``freeze_adjudications``) carries its adjudication."""
+    adjudications = adjudications or {}
     params = params or connection_params()
     with (
         psycopg.connect(**params) as conn,
@@ -82,6 +105,7 @@ def iter_label_records(
             kind,
             annotator_id,
             payload,
+            flags,
             prompt_id,
             messages,
             source,
@@ -98,6 +122,8 @@ def iter_label_records(
                 prompt=messages,
                 responses=dict(zip(response_ids, texts, strict=True)),
                 source=source,
+                flags=flags,
+                adjudication=adjudications.get(str(task_id)),
             )
 
 
@@ -167,9 +193,12 @@ class LabelShard:
     params: dict
     ids: np.ndarray
     versions: np.ndarray
+    adjudications: dict | None = None
 
     def __call__(self) -> Iterator[LabelRecord]:
-        return iter_label_records(self.ids, self.versions, params=self.params)
+        return iter_label_records(
+            self.ids, self.versions, params=self.params, adjudications=self.adjudications
+        )
 
 
 _TASK_ORDER_SQL = """
@@ -181,14 +210,20 @@ ORDER BY l.task_id, f.id
 
 
 def label_shards(
-    ids: np.ndarray, versions: np.ndarray, *, workers: int = 2, labels_per_shard: int | None = None
+    ids: np.ndarray,
+    versions: np.ndarray,
+    *,
+    workers: int = 2,
+    labels_per_shard: int | None = None,
+    adjudications: dict[str, dict] | None = None,
 ):
     """Cut frozen labels into shards of whole tasks, in task order: small enough that every
-    worker gets several (so none idles at the end), at most 20,000 labels each."""
+    worker gets several (so none idles at the end), at most 20,000 labels each. Each shard
+    carries the frozen adjudications of its own tasks."""
     if labels_per_shard is None:
         labels_per_shard = int(np.clip(len(ids) // (4 * max(workers, 1)), 2_000, 20_000))
     if not parallel_reads_supported():
-        return [OrmLabelShard(ids, versions)] if len(ids) else []
+        return [OrmLabelShard(ids, versions, adjudications)] if len(ids) else []
     params = connection_params()
     columns: list[list[np.ndarray]] = [[], [], []]
     with (
@@ -210,7 +245,9 @@ def label_shards(
         # Extend to the end of the last task so no task is split across shards.
         while end < len(task_ids) and task_ids[end] == task_ids[end - 1]:
             end += 1
-        shards.append(LabelShard(params, label_ids[start:end], label_versions[start:end]))
+        tasks = {str(t) for t in np.unique(task_ids[start:end]).tolist()}
+        own = {t: p for t, p in (adjudications or {}).items() if t in tasks}
+        shards.append(LabelShard(params, label_ids[start:end], label_versions[start:end], own))
         start = end
     return shards
 
@@ -244,15 +281,21 @@ class OrmLabelShard:
 
     ids: np.ndarray
     versions: np.ndarray
+    adjudications: dict | None = None
 
     def __call__(self) -> Iterator[LabelRecord]:
-        return iter_label_records_orm(self.ids, self.versions)
+        return iter_label_records_orm(self.ids, self.versions, adjudications=self.adjudications)
 
 
 def iter_label_records_orm(
-    ids: np.ndarray, versions: np.ndarray, *, batch: int = 2000
+    ids: np.ndarray,
+    versions: np.ndarray,
+    *,
+    batch: int = 2000,
+    adjudications: dict[str, dict] | None = None,
 ) -> Iterator[LabelRecord]:
     """The ORM twin of ``iter_label_records``: same records, same (task, label) order."""
+    adjudications = adjudications or {}
     frozen = dict(zip(ids.tolist(), versions.tolist(), strict=True))
     order: list[tuple[int, int]] = []
     id_list = list(frozen)
@@ -270,13 +313,13 @@ def iter_label_records_orm(
             for label in Label.objects.filter(id__in=label_ids).select_related("task__prompt")
         }
         stale = [(i, frozen[i]) for i in label_ids if labels[i].version != frozen[i]]
-        old_payloads = {}
+        old_payloads, old_flags = {}, {}
         for label_id, version in stale:
-            old_payloads[label_id] = (
+            old_payloads[label_id], old_flags[label_id] = (
                 LabelRevision.objects.filter(label_id=label_id, version=version)
-                .values_list("payload", flat=True)
+                .values_list("payload", "flags")
                 .first()
-            )
+            ) or (None, [])
         task_ids = {labels[i].task_id for i in label_ids}
         items: dict[int, dict[int, str]] = {}
         for task_id, response_id, text in (
@@ -298,4 +341,6 @@ def iter_label_records_orm(
                 prompt=task.prompt.messages,
                 responses=items.get(task.pk, {}),
                 source=task.prompt.source,
+                flags=tuple(old_flags.get(label_id, label.flags) or ()),
+                adjudication=adjudications.get(str(task.pk)),
             )

@@ -2,8 +2,9 @@
 
 ``snapshot_create`` records the request (project, kinds, pipeline config, the newest label
 id) and enqueues the build once the transaction commits; the build freezes the exact label
-ids and versions, runs ``rlhf.data.build_dataset`` over them and writes the canonical export
-under ``TANDEM_ARTIFACT_ROOT/snapshots/<id>/export``. Nothing changes a ready snapshot.
+ids and versions and the project's adjudications, runs ``rlhf.data.build_dataset`` over
+them and writes the canonical export under ``TANDEM_ARTIFACT_ROOT/snapshots/<id>/export``.
+Nothing changes a ready snapshot.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from rlhf.data.idcodec import (
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
-from rlhf.snapshots.readers import freeze_label_ids, label_shards, parallel_reads_supported
+from rlhf.snapshots.readers import (
+    freeze_adjudications,
+    freeze_label_ids,
+    label_shards,
+    parallel_reads_supported,
+)
+from rlhf.snapshots.selectors import snapshot_flag_policy
 from rlhf.training.provenance import code_version
 
 logger = logging.getLogger(__name__)
@@ -71,6 +78,12 @@ def snapshot_create(
     if config is not None and not isinstance(config, dict):
         # A JSON field accepts any JSON: `true` or `[1]` was an AttributeError, a 500.
         raise ValidationFailed("config must be an object", code="invalid_config")
+    config = dict(config or {})
+    # The request's flag policy over the project's (``snapshot_flag_policy``), recorded whole.
+    requested_flags = config.get("flags")
+    if requested_flags is not None and not isinstance(requested_flags, dict):
+        raise ValidationFailed("config.flags must be an object", code="invalid_config")
+    config["flags"] = {**snapshot_flag_policy(project=project), **(requested_flags or {})}
     try:
         pipeline = PipelineConfig.from_dict(config)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -152,8 +165,10 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         snapshot.label_ids_sha256 = ids_sha256(ids, versions)
         snapshot.label_count = len(ids)
         snapshot.counts_by_kind = counts
+        snapshot.frozen_adjudications = freeze_adjudications(project_id=snapshot.project_id)
         snapshot.save(
             update_fields=[
+                "frozen_adjudications",
                 "label_ids",
                 "label_versions",
                 "label_ids_sha256",
@@ -186,7 +201,12 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
     if not parallel_reads_supported():
         workers = 0  # worker processes read PostgreSQL directly; elsewhere read in-process
     result = build_dataset(
-        shards=label_shards(ids, versions, workers=workers),
+        shards=label_shards(
+            ids,
+            versions,
+            workers=workers,
+            adjudications=snapshot.frozen_adjudications,
+        ),
         config=config,
         export_dir=export_dir,
         workers=workers,

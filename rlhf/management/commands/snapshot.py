@@ -31,7 +31,9 @@ class Command(BaseCommand):
         create.add_argument("--name", default="")
         create.add_argument("--config", type=Path, help="PipelineConfig as JSON.")
         create.add_argument("--kinds", default="", help="Comma-separated label kinds.")
-        create.add_argument("--policy", help="all | majority | unanimous | min_agreement")
+        create.add_argument(
+            "--policy", help="all | majority | unanimous | min_agreement | dawid_skene"
+        )
         create.add_argument("--min-agreement", type=float)
         create.add_argument("--exclude-annotators", default="", help="Comma-separated ids.")
         create.add_argument("--threshold", type=float, help="Near-duplicate Jaccard threshold.")

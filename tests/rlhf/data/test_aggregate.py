@@ -264,10 +264,10 @@ def test_an_old_snapshot_config_loads_and_keeps_its_aggregation():
     assert PipelineConfig.from_dict(config.as_dict()) == config
 
 
-def test_a_snapshot_refuses_a_policy_that_must_fit_every_label_first():
+def test_a_snapshot_takes_a_pooled_policy_and_refuses_an_unknown_one():
     from rlhf.data.config import PipelineConfig
 
-    with pytest.raises(ValueError, match="not available for snapshots"):
-        PipelineConfig.from_dict({"aggregation": {"policy": "dawid_skene"}})
+    pooled = PipelineConfig.from_dict({"aggregation": {"policy": "dawid_skene"}})
+    assert pooled.aggregation.pooled
     with pytest.raises(ValueError, match="policy"):
         PipelineConfig.from_dict({"aggregation": {"policy": "loudest"}})

@@ -205,7 +205,10 @@ def test_export_layout_formats_agree_and_hash_is_reproducible(tmp_path):
     manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
     assert manifest["format"] == "tandem-export/1"
     totals = {shape: sum(manifest["shapes"][shape].values()) for shape in SHAPES}
-    assert totals == {"preference": 20 + 3 + 1, "sft": 1, "kto": 40 + 2 + 2 + 2, "prompt_only": 24}
+    assert totals == {
+        "preference": 20 + 3 + 1, "sft": 1, "kto": 40 + 2 + 2 + 2, "prompt_only": 24, "flags": 0,
+        "rubric_preference": 0, "score": 0,
+    }  # fmt: skip
     for shape in SHAPES:
         hf = datasets.load_from_disk(str(tmp_path / "one" / shape / "hf"))
         assert list(hf) == list(SPLITS)
@@ -262,3 +265,35 @@ def test_worker_processes_give_the_same_result(tmp_path):
         records, config=config, export_dir=tmp_path / "b", chunk_labels=50, workers=2
     )
     assert inline.content_sha256 == pooled.content_sha256
+
+
+@pytest.mark.slow
+def test_dawid_skene_fits_on_every_shard_first_in_workers_as_inline(tmp_path):
+    # given 40 tasks in chunks of a few tasks: two careful annotators pick the better answer,
+    # three clickers always pick A (the better answer is A on even tasks, B on odd ones)
+    rng = random.Random(3)
+    records, label_id = [], 0
+    for task in range(40):
+        truth = "A" if task % 2 == 0 else "B"
+        texts = {2 * task + 1000: sentence(rng), 2 * task + 1001: sentence(rng)}
+        prompt = [{"role": "user", "content": sentence(rng)}]
+        for annotator, outcome in [(1, truth), (2, truth), (3, "A"), (4, "A"), (5, "A")]:
+            label_id += 1
+            records.append(
+                LabelRecord(label_id, task, "pairwise", annotator, {"outcome": outcome},
+                            task, prompt, texts)
+            )  # fmt: skip
+    config = PipelineConfig.from_dict({"aggregation": {"policy": "dawid_skene"}})
+
+    # when built inline and in two worker processes, 10 labels a chunk
+    inline = build_dataset(records, config=config, export_dir=tmp_path / "a", chunk_labels=10)
+    workers = build_dataset(
+        records, config=config, export_dir=tmp_path / "b", chunk_labels=10, workers=2
+    )
+
+    # then both export the careful annotators' side of every task, row for row
+    assert inline.content_sha256 == workers.content_sha256
+    rows = {r["id"]: r for s in SPLITS for r in iter_export_rows(tmp_path / "a", "preference", s)}
+    assert len(rows) == 40
+    assert sum(row_id.endswith(">r" + str(1000 + 2 * int(row_id[1:].split(":")[0])))
+               for row_id in rows) == 20  # fmt: skip
