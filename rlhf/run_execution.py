@@ -362,7 +362,7 @@ def _library_versions() -> dict:
 
 
 def _device(requested: str) -> str:
-    from rlhf.training.models import resolve_device
+    from rlhf.training.loading import resolve_device
 
     device = resolve_device(requested)
     if device == "cuda":

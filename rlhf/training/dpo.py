@@ -17,7 +17,7 @@ from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from rlhf.training import hf
-from rlhf.training.models import check_model_folder, load_causal_lm, load_tokenizer, lora_config
+from rlhf.training.loading import check_model_folder, load_causal_lm, load_tokenizer, lora_config
 from rlhf.training.tokens import chat_template_sha256, encode_decoder
 
 

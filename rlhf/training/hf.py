@@ -316,7 +316,7 @@ def save_policy(trainer, ctx: RunContext) -> Path:
     """
     from peft import PeftModel
 
-    from rlhf.training.models import is_adapter_folder
+    from rlhf.training.loading import is_adapter_folder
 
     parent = Path(ctx.config.base_model).resolve()
     if isinstance(trainer.model, PeftModel):

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from rlhf.training import checkpoints, hf, ppo_math
 from rlhf.training.config import PPOConfig
-from rlhf.training.models import (
+from rlhf.training.loading import (
     autocast,
     check_model_folder,
     load_causal_lm,
@@ -410,7 +410,7 @@ def train(ctx: hf.RunContext) -> dict:
 def _save(run: PPORun) -> Path:
     from peft import PeftModel
 
-    from rlhf.training.models import is_adapter_folder
+    from rlhf.training.loading import is_adapter_folder
 
     ctx = run.ctx
     ctx.reporter.check_stop(run.global_step)

@@ -22,7 +22,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from rlhf.training import head_probe, hf
 from rlhf.training.evaluation import pairwise_accuracy
-from rlhf.training.models import (
+from rlhf.training.loading import (
     HEAD_NAMES,
     load_sequence_classifier,
     load_tokenizer,

@@ -27,7 +27,7 @@ from rlhf.training import hf
 from rlhf.training.checkpoints import MANIFEST
 from rlhf.training.config import METHOD_TITLES, METHODS, TrainingConfig, config_from_dict
 from rlhf.training.data import DatasetSplits, load_splits
-from rlhf.training.models import quiet_transformers, resolve_device, resolve_precision
+from rlhf.training.loading import quiet_transformers, resolve_device, resolve_precision
 from rlhf.training.progress import ProgressEvent, Reporter
 
 

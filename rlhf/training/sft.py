@@ -16,7 +16,7 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from rlhf.training import hf
 from rlhf.training.evaluation import generation_scores, perplexity
-from rlhf.training.models import check_model_folder, load_causal_lm, load_tokenizer, lora_config
+from rlhf.training.loading import check_model_folder, load_causal_lm, load_tokenizer, lora_config
 from rlhf.training.tokens import chat_template_sha256, encode_decoder
 
 
