@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -221,7 +220,3 @@ def train(ctx: hf.RunContext) -> dict:
     model_dir = hf.save_final(trainer, ctx, meta={"kind": "reward_model"})
     ctx.extra["model_dir"] = str(model_dir)
     return metrics
-
-
-def model_dir_of(out_dir: Path) -> Path:
-    return Path(out_dir) / hf.MODEL_DIR
