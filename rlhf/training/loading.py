@@ -257,9 +257,9 @@ def load_for_inference(
     if kind == "causal_lm":
         model = load_causal_lm(folder, dtype=TORCH_DTYPES[precision], base=base)
     else:
+        # A folder without a trained one-output head gets a random one (model.tandem_new_head):
+        # evaluate-reward reports what such a model scores; a review round refuses it.
         model = load_sequence_classifier(folder, pad_token_id=tokenizer.pad_token_id)
-        if model.tandem_new_head:
-            raise ModelFolderError(f"{folder} is not a reward model: it has no trained scalar head")
     model.requires_grad_(False).eval().to(device)
     return LoadedModel(
         model=model,

@@ -119,11 +119,11 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
         peft_config=lora_config(config, task_type="CAUSAL_LM") if config.use_lora else None,
         callbacks=[hf.TandemCallback(ctx), *(callbacks or [])],
     )
-    ctx.extra["base_model"] = str(parent)
-    ctx.extra["reward_model"] = str(reward_dir)
+    ctx.method_result.base_model = str(parent)
+    ctx.method_result.reward_model = str(reward_dir)
     if config.kl_coef > 0:
         how = "LoRA adapter disabled" if config.use_lora else "loaded again, frozen"
-        ctx.extra["reference_model"] = f"{parent} (the parent: {how})"
+        ctx.method_result.reference_model = f"{parent} (the parent: {how})"
     return trainer
 
 
@@ -137,5 +137,5 @@ def train(ctx: hf.RunContext) -> dict:
             metrics["last_mean_reward"] = float(entry["reward"])
             break
     model_dir = hf.save_policy(trainer, ctx)
-    ctx.extra["model_dir"] = str(model_dir)
+    ctx.method_result.model_dir = str(model_dir)
     return metrics

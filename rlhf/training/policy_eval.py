@@ -172,8 +172,12 @@ def perplexity(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int = 8
 
 
 def load_reward_model(model_dir: Path, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """A reward model folder ready to score (``loading.load_for_inference``)."""
-    return load_for_inference(model_dir, kind="reward_model", device=device, precision=dtype)
+    """A reward model folder ready to score (``loading.load_for_inference``); a folder without
+    a trained one-output head is refused (its scores would be noise)."""
+    loaded = load_for_inference(model_dir, kind="reward_model", device=device, precision=dtype)
+    if loaded.model.tandem_new_head:
+        raise ValueError(f"{model_dir} is not a reward model: it has no trained one-output head")
+    return loaded
 
 
 def reward_model_input(

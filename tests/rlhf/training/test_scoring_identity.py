@@ -18,6 +18,7 @@ from rlhf.training.base_models import build_tiny_causal_lm, build_tiny_encoder
 from rlhf.training.evaluation import evaluate_reward, pairwise_accuracy
 from rlhf.training.generation import load_causal_lm
 from rlhf.training.loading import load_sequence_classifier, load_tokenizer
+from rlhf.training.methods import MethodSpec
 from rlhf.training.online import RewardModelScorer
 from rlhf.training.policy_eval import load_reward_model, score_rewards
 
@@ -129,13 +130,11 @@ def test_auto_precision_is_one_rule_in_training_and_evaluation(monkeypatch, tmp_
     reward_dir = build_reward_model(tmp_path / "reward", "decoder")
     seen = {}
 
-    class Probe:
-        @staticmethod
-        def train(ctx):
-            seen["training"] = ctx.precision
-            raise RuntimeError("probe: stop before training")
+    def probe(spec, ctx):
+        seen["training"] = ctx.precision
+        raise RuntimeError("probe: stop before training")
 
-    monkeypatch.setattr(runner, "_method_module", lambda method: Probe)
+    monkeypatch.setattr(MethodSpec, "train", probe)
     for capable, expected, dtype in (
         (True, "bf16", torch.bfloat16),
         (False, "fp32", torch.float32),
