@@ -35,11 +35,6 @@ def project_role(user, project_id) -> str | None:
     return membership.role if membership else None
 
 
-def user_can(user, project_id, capability: str) -> bool:
-    role = project_role(user, project_id)
-    return role is not None and role_can(role, capability)
-
-
 def access_project(user, project_id, *, capability: str = Capability.VIEW) -> Project:
     """The project, if ``user`` is a member with ``capability``; else 404 (or 403)."""
     membership = membership_for(user, project_id)

@@ -28,12 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
+from bench.shared_data import shared_data
 from rlhf.training.base_models import SMOLLM2_NAME, build_tiny_causal_lm, ensure_smollm2
 from rlhf.training.generation import GenerationConfig, generate_responses, load_causal_lm
 
-DEFAULT_PROMPTS = Path(
-    os.environ.get("TANDEM_MT_BENCH", "/work/shared/data/mt_bench_questions.jsonl")
-)
+DEFAULT_PROMPTS = shared_data("mt_bench_questions.jsonl")
 
 
 def mt_bench_first_turns(path: Path, count: int) -> list[str]:

@@ -34,6 +34,8 @@ for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_tem
     if (source / name).is_file():
         shutil.copy(source / name, target / name)
 PY
-# The benchmark's pairs: ../shared beside the checkout does not travel to the GPU machine.
-head -n 1024 ../shared/data/hh_harmless_dev.jsonl > .gpu-assets/hh_harmless_dev_1024.jsonl
+# The benchmark's pairs: the shared data folder (bench/shared_data.py) does not travel to the
+# GPU machine.
+head -n 1024 "$("$PY" bench/shared_data.py hh_harmless_dev.jsonl)" \
+  > .gpu-assets/hh_harmless_dev_1024.jsonl
 du -sh .whl .gpu-assets

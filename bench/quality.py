@@ -42,6 +42,7 @@ from django.utils import timezone  # noqa: E402
 from annotation import services  # noqa: E402
 from annotation.models import Label, Prompt, Response, Task, TaskItem  # noqa: E402
 from annotation.quality import services as quality  # noqa: E402
+from annotation.quality.models import QualityReport  # noqa: E402
 from annotation.roles import Role  # noqa: E402
 
 User = get_user_model()
@@ -373,7 +374,7 @@ def main() -> None:
     reviewer = User.objects.create_user(f"bench-reviewer-{project.pk}", password=None)
     services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
     p95_load, p95_page, p95_data = dashboard_p95(project, reviewer, args.requests)
-    size = len(quality.QualityReport.objects.get(project=project).report.__repr__())  # approx.
+    size = len(QualityReport.objects.get(project=project).report.__repr__())  # approx.
     log(
         f"dashboard p95 over {args.requests} loads: {p95_load:.1f} ms "
         f"(page {p95_page:.1f} ms, report JSON {p95_data:.1f} ms, ~{size // 1024} KiB)"

@@ -1,6 +1,7 @@
 """Reward-model accuracy through the platform's training path on real HH-RLHF pairs.
 
-    python bench/reward_accuracy.py --data ../shared/data/hh_harmless_dev.jsonl
+    python bench/reward_accuracy.py [--data PATH]   # default: hh_harmless_dev.jsonl of
+                                                    # bench/shared_data.py's folder
 
 Trains a reward model (all-MiniLM-L6-v2 encoder by default) on the first 600 pairs and scores
 the last 200 (pairwise accuracy, ties counted wrong). The last line printed is one JSON object:
@@ -27,6 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
+from bench.shared_data import shared_data
 from rlhf.training.base_models import ensure_smollm2
 from rlhf.training.config import RewardConfig
 from rlhf.training.data import DatasetSplits, read_jsonl
@@ -35,7 +37,7 @@ from rlhf.training.runner import run_training
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=shared_data("hh_harmless_dev.jsonl"))
     parser.add_argument("--backbone", choices=["encoder", "decoder"], default="encoder")
     parser.add_argument("--train-pairs", type=int, default=600)
     parser.add_argument("--eval-pairs", type=int, default=200)

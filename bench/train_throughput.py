@@ -42,27 +42,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 from transformers import TrainerCallback
 
+from bench.shared_data import shared_data
+from formats.preference import parse_preference_row
 from rlhf.training.base_models import ensure_smollm2
 from rlhf.training.config import DPOConfig, RewardConfig
 from rlhf.training.data import DatasetSplits, read_jsonl
-from rlhf.training.formats import parse_preference_row
 from rlhf.training.hf import CountingCollator
 from rlhf.training.runner import run_training
 
-REPO = Path(__file__).resolve().parents[1]
 # Dense bf16 peak of the chips MFU is quoted against (vendor figures, TFLOP/s).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
-
-
-def shared_data(name: str) -> Path:
-    """``../shared/data/<name>`` beside the checkout (or beside the main one, from a worktree)."""
-    candidates = [REPO.parent / "shared" / "data" / name]
-    git_common = REPO / ".git"
-    if git_common.is_file():  # a worktree: .git names the main repository's git folder
-        text = git_common.read_text().strip().removeprefix("gitdir: ")
-        main_checkout = Path(text).resolve().parents[2]
-        candidates.append(main_checkout.parent / "shared" / "data" / name)
-    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 def resolve_model(name: str, models_dir: Path, scratch: Path) -> Path:

@@ -9,6 +9,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.errors import DomainError
 
+# Every API 404 says the same, whatever was not found (foreign ids are 404s too).
+NOT_FOUND_BODY = {"error": "not_found", "detail": "Not found."}
+
 
 def exception_handler(exc, context):
     """Map domain errors raised by services to clear JSON errors with stable codes."""
@@ -35,5 +38,5 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if response.status_code == status.HTTP_404_NOT_FOUND:
-        response.data = {"error": "not_found", "detail": "Not found."}
+        response.data = dict(NOT_FOUND_BODY)
     return response

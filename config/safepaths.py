@@ -1,8 +1,9 @@
 """The one way a name or path from outside becomes a file on this machine.
 
 Every entry point that takes a file name, a path or an archive from a user, an upload or a
-stored record goes through here: imports today; model registration from a local folder,
-artifacts and checkpoints as they land. The rules (each refused with ``UnsafePath`` and a
+stored record goes through here: imports, artifacts and checkpoints; a model folder a user
+names (a model registered over HTTP, a run's model fields) through ``allowed_model_folder``,
+under ``settings.TANDEM_MODEL_ROOTS``. The rules (each refused with ``UnsafePath`` and a
 message that says which rule):
 
 - a relative name never climbs out of its root: no ``..``, no absolute path, no drive letter
@@ -113,25 +114,66 @@ def ensure_within(root: Path | str, path: Path | str) -> Path:
     return absolute
 
 
-def safe_local_folder(path: Path | str, *, allowed_roots) -> Path:
-    """A local folder offered by an operator (model registration from disk): it must be a
-    real folder inside one of ``allowed_roots``, and no file in it may be a link out of it."""
+class FolderNotAllowed(UnsafePath):
+    """A model folder outside the rule; ``reason`` says which part, for a form field."""
+
+    code = "folder_not_allowed"
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"refused folder {path[:200]!r}: {reason}")
+        self.reason = reason
+
+
+def model_roots() -> list[Path]:
+    """The folders a model may be named from: ``settings.TANDEM_MODEL_ROOTS``."""
+    from django.conf import settings
+
+    return [Path(root) for root in settings.TANDEM_MODEL_ROOTS]
+
+
+def allowed_model_folder(path: Path | str, *, roots=None) -> Path:
+    """The one rule for a model folder a user names (a model registered over HTTP, a run's
+    base, reward, reference or value model): an absolute path, inside one of the model roots
+    (``roots``, default ``model_roots()``) with no symbolic link on the way from the root, an
+    existing folder, and no link inside it pointing out of that root (or the registry would
+    hash and serve, and a run would load, a file from anywhere the server can read). Returns
+    the folder, resolved. Refused with ``FolderNotAllowed``, whose ``reason`` names the rule.
+    """
     text = str(path)
     if "\x00" in text:
-        _refuse(text, "NUL character")
+        raise FolderNotAllowed(text, "is not a valid folder path")
+    if not os.path.isabs(text):
+        raise FolderNotAllowed(text, "must be an absolute folder path")
     folder = Path(os.path.abspath(text))
-    roots = [Path(r).resolve() for r in allowed_roots]
-    root = next((r for r in roots if folder == r or r in folder.parents), None)
+    roots = model_roots() if roots is None else [Path(r) for r in roots]
+    # A root may itself be (or sit behind) a link: the folder is matched against the root as
+    # written and as resolved, and only the part below the root must be free of links.
+    root = next(
+        (
+            candidate
+            for r in roots
+            for candidate in (Path(os.path.abspath(r)), Path(r).resolve())
+            if folder == candidate or candidate in folder.parents
+        ),
+        None,
+    )
     if root is None:
-        _refuse(text, "not inside an allowed model folder (TANDEM_MODEL_IMPORT_ROOTS)")
-    _no_symlinks_between(root, folder)
+        raise FolderNotAllowed(text, f"must be a folder under {', '.join(str(r) for r in roots)}")
+    try:
+        _no_symlinks_between(root, folder)
+    except UnsafePath:
+        raise FolderNotAllowed(text, "has a symbolic link on its way from the model root") from None
     if not folder.is_dir():
-        _refuse(text, "not a folder")
+        raise FolderNotAllowed(text, "no such folder")
+    inside = root.resolve()
     for dirpath, dirnames, filenames in os.walk(folder):
         for entry in (*dirnames, *filenames):
-            if os.path.islink(os.path.join(dirpath, entry)):
-                _refuse(os.path.join(dirpath, entry), "symbolic link inside the folder")
-    return folder
+            link = Path(dirpath) / entry
+            if link.is_symlink() and not link.resolve().is_relative_to(inside):
+                raise FolderNotAllowed(
+                    text, f"holds a symbolic link out of its model root: {link.relative_to(folder)}"
+                )
+    return folder.resolve()
 
 
 def storage_key(*, kind: str, suffix: str = "") -> str:

@@ -136,14 +136,6 @@ STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = VAR_DIR / "media"
 TANDEM_ARTIFACT_ROOT = Path(os.environ.get("TANDEM_ARTIFACT_ROOT", VAR_DIR / "artifacts"))
 TANDEM_MODEL_CACHE = Path(os.environ.get("TANDEM_MODEL_CACHE", VAR_DIR / "models"))
-# Folders a model may be registered from (config.safepaths.safe_local_folder); colon-separated.
-TANDEM_MODEL_IMPORT_ROOTS = [
-    Path(p)
-    for p in os.environ.get(
-        "TANDEM_MODEL_IMPORT_ROOTS", f"{TANDEM_MODEL_CACHE}:{TANDEM_ARTIFACT_ROOT}"
-    ).split(":")
-    if p
-]
 
 # Uploads: refuse oversized payloads early with a clear error instead of buffering them.
 TANDEM_MAX_IMPORT_BYTES = int(os.environ.get("TANDEM_MAX_IMPORT_BYTES", 200 * 1024 * 1024))
@@ -222,18 +214,25 @@ TANDEM_SNAPSHOT_WORKERS = int(
     os.environ.get("TANDEM_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
 )
 
-# Training runs (rlhf.run_services, rlhf.run_execution). A worker heartbeats every
+# Training runs (rlhf.runs.services, rlhf.runs.execution). A worker heartbeats every
 # HEARTBEAT seconds; a running attempt silent for STALE seconds is presumed dead, and its run
-# is re-queued to resume from its last checkpoint. Model folders a run may start from must lie
-# under one of TANDEM_MODEL_ROOTS (safetensors only; remote code never runs).
+# is re-queued to resume from its last checkpoint.
 TANDEM_RUN_HEARTBEAT_SECONDS = float(os.environ.get("TANDEM_RUN_HEARTBEAT_SECONDS", 5))
 TANDEM_RUN_STALE_SECONDS = float(os.environ.get("TANDEM_RUN_STALE_SECONDS", 60))
 TANDEM_RUN_FLUSH_SECONDS = float(os.environ.get("TANDEM_RUN_FLUSH_SECONDS", 1))
 TANDEM_RUN_POLL_SECONDS = float(os.environ.get("TANDEM_RUN_POLL_SECONDS", 2))
+# The one list of folders a user may name a model folder from: a model registered over HTTP
+# and a run's base, reward, reference or value model (config.safepaths.allowed_model_folder;
+# safetensors only, remote code never runs). os.pathsep-separated.
+# Deprecated: TANDEM_MODEL_IMPORT_ROOTS, the registry's former list, is still read when set
+# (its folders are added to these) and will be dropped; set TANDEM_MODEL_ROOTS instead.
 TANDEM_MODEL_ROOTS = [
     Path(p)
-    for p in os.environ.get(
-        "TANDEM_MODEL_ROOTS", f"{TANDEM_MODEL_CACHE}{os.pathsep}{TANDEM_ARTIFACT_ROOT}"
-    ).split(os.pathsep)
+    for p in (
+        os.environ.get(
+            "TANDEM_MODEL_ROOTS", f"{TANDEM_MODEL_CACHE}{os.pathsep}{TANDEM_ARTIFACT_ROOT}"
+        ).split(os.pathsep)
+        + os.environ.get("TANDEM_MODEL_IMPORT_ROOTS", "").split(os.pathsep)
+    )
     if p
 ]

@@ -13,11 +13,11 @@ Safety rules:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rlhf.training.provenance import chat_template_sha256, sha256_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 TOKENIZER_FILES = (
@@ -32,7 +32,6 @@ TOKENIZER_FILES = (
     "chat_template.json",
 )
 CONFIG_FILES = ("config.json", "generation_config.json", "adapter_config.json")
-LIBRARIES = ("torch", "transformers", "peft", "trl", "safetensors", "tokenizers", "accelerate")
 
 
 class UnsafeModelFolder(ValueError):
@@ -62,14 +61,6 @@ class FolderInspection:
     num_labels: int | None = None
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def file_role(relative: str) -> str:
     name = relative.rsplit("/", 1)[-1]
     if name.startswith("adapter_model") and name.endswith(".safetensors"):
@@ -81,21 +72,6 @@ def file_role(relative: str) -> str:
     if name in CONFIG_FILES:
         return "config"
     return "other"
-
-
-def chat_template_text(folder: Path) -> str:
-    """The tokenizer's chat template as stored (jinja file first, then tokenizer_config)."""
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    config = folder / "tokenizer_config.json"
-    if config.is_file():
-        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-        if isinstance(template, str):
-            return template
-        if isinstance(template, list):  # named templates: [{"name", "template"}]
-            return json.dumps(template, sort_keys=True)
-    return ""
 
 
 def _read_json(path: Path) -> dict:
@@ -154,7 +130,6 @@ def inspect_model_folder(folder: Path) -> FolderInspection:
             "config.json asks for custom code (auto_map); trust_remote_code is off in Tandem"
         )
     architectures = model_config.get("architectures") or []
-    template = chat_template_text(folder)
     return FolderInspection(
         folder=folder,
         files=records,
@@ -162,7 +137,7 @@ def inspect_model_folder(folder: Path) -> FolderInspection:
         backbone=str(model_config.get("model_type", "")),
         is_adapter=is_adapter,
         adapter_base=adapter_base,
-        chat_template_sha256=hashlib.sha256(template.encode()).hexdigest() if template else "",
+        chat_template_sha256=chat_template_sha256(folder),
         ignored=ignored,
         num_labels=len(model_config["id2label"]) if "id2label" in model_config else None,
     )
@@ -177,13 +152,3 @@ def verify_files(folder: Path, expected: dict[str, str]) -> list[str]:
         if not path.is_file() or sha256_file(path) != sha:
             mismatched.append(relative)
     return mismatched
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions

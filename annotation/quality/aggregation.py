@@ -1,22 +1,37 @@
-"""From several labels per task to one final label: the aggregation policies snapshots use.
+"""From several labels per unit to one final label: the one aggregation engine.
 
-numpy only, no Django. Labels come in as ``{task: {annotator: value}}``; a policy returns one
-``Decision`` per task, with the final value (None when the policy cannot decide), its
-provenance and the weight each label carried.
+Both readers of labels decide through here: the quality pages (``final_labels``, one unit per
+task) and snapshots (``rlhf.data.aggregate``, one unit per compared pair of responses), so a
+policy means the same on the dashboard and in a training set. numpy only, no Django.
+
+Labels come in as ``{unit: {annotator: value}}``; a policy returns one ``Decision`` per unit,
+with the final value (None when the policy cannot decide), its provenance and the weight each
+label carried. Every policy is one entry of ``POLICY_TABLE``: ``fit`` sees all the labels
+first (a policy that learns from the whole crowd, as Dawid-Skene does, fits there; a vote
+ignores them) and returns the rule that decides one unit.
+
+The vote policies, on a unit with ``n >= min_labels`` labels:
+- ``majority``: the value more than half of the labels chose (a strict majority; a plurality
+  such as 2 of 5 is no majority, ``min_agreement`` is the knob for other shares);
+- ``unanimous``: the value every label chose;
+- ``min_agreement``: the most chosen value, when no other was chosen as often and its share
+  of the labels is at least ``min_agreement`` (default two thirds).
+A unit with a single label (and ``min_labels`` 1) is decided by that label under every vote
+policy: how many labels a decision needs is ``min_labels``'s business, not a policy's.
 
 Provenance of a final label:
 - ``unanimous``: every label agrees (at least two labels);
-- ``single``: the only label of a task labelled once (overlap 1): agreement is unknown;
-- ``majority``: a unique plurality (``majority`` policy) or a share ≥ threshold
-  (``min_agreement`` policy);
+- ``single``: the only label of a unit labelled once (overlap 1): agreement is unknown;
+- ``majority``: decided by ``majority`` or ``min_agreement`` without every label agreeing;
 - ``weighted``: decided by annotator-reliability weighting (Dawid-Skene);
 - ``adjudicated``: a reviewer's decision, which overrides every policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -31,21 +46,32 @@ POLICY_MAJORITY = "majority"
 POLICY_UNANIMOUS = "unanimous"
 POLICY_MIN_AGREEMENT = "min_agreement"
 POLICY_DAWID_SKENE = "dawid_skene"
-POLICIES = (POLICY_MAJORITY, POLICY_UNANIMOUS, POLICY_MIN_AGREEMENT, POLICY_DAWID_SKENE)
+# Not a policy: snapshots keep every label as its own row (weighted by its share of agreement),
+# so nothing is decided and there is no final label to show.
+KEEP_ALL = "all"
 
-TaskLabels = Mapping[Hashable, Mapping[Hashable, Hashable]]  # {task: {annotator: value}}
+TaskLabels = Mapping[Hashable, Mapping[Hashable, Hashable]]  # {unit: {annotator: value}}
+
+DEFAULT_MIN_AGREEMENT = 2 / 3
+# A share computed as k / n may sit one rounding step under a threshold written as a fraction.
+_SHARE_EPSILON = 1e-12
 
 
 @dataclass(frozen=True)
 class AggregationConfig:
-    """How a snapshot turns several labels per task into one; stored with the snapshot."""
+    """How several labels per unit become one; stored with a snapshot (``as_dict``)."""
 
-    # majority | unanimous | min_agreement | dawid_skene
+    # One of POLICIES (the keys of POLICY_TABLE), or KEEP_ALL (snapshots only).
     policy: str = POLICY_MAJORITY
-    # Tasks with fewer labels are left undecided. 1 keeps single-label tasks (overlap 1).
+    # min_agreement only: the winning value's share of the unit's labels, in (0, 1].
+    # Two thirds: with three labels, two must agree.
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    # Units with fewer labels (after exclusions) are left undecided. 1 keeps single-label
+    # tasks (overlap 1) under every policy.
     min_labels: int = 1
-    # min_agreement only: the winning value's share of the labels, in (0, 1].
-    threshold: float = 2 / 3
+    # Annotators whose labels are left out before any policy sees them (e.g. those failing
+    # gold checks).
+    exclude_annotators: frozenset = frozenset()
     # dawid_skene only: EM stops after this many iterations or when the log-likelihood
     # improves by less than ``tolerance`` (relative).
     max_iterations: int = 100
@@ -57,12 +83,34 @@ class AggregationConfig:
     min_posterior: float = 0.0
 
     def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, not {self.policy!r}")
-        if not 0 < self.threshold <= 1:
-            raise ValueError("threshold must be in (0, 1]")
+        if self.policy not in POLICY_TABLE and self.policy != KEEP_ALL:
+            raise ValueError(f"policy must be one of {(KEEP_ALL, *POLICIES)}, not {self.policy!r}")
+        if not 0 < self.min_agreement <= 1:
+            raise ValueError("min_agreement (threshold) must be in (0, 1]")
         if self.min_labels < 1:
             raise ValueError("min_labels must be at least 1")
+        object.__setattr__(self, "exclude_annotators", frozenset(self.exclude_annotators))
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the policy learns from every label before deciding any unit."""
+        return self.policy in POLICY_TABLE and POLICY_TABLE[self.policy].pooled
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["exclude_annotators"] = sorted(self.exclude_annotators)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping | None) -> AggregationConfig:
+        """From ``as_dict`` output, or an older shape: ``threshold`` was the quality pages'
+        name for ``min_agreement``."""
+        data = dict(data or {})
+        if "threshold" in data:
+            data.setdefault("min_agreement", data.pop("threshold"))
+        if "exclude_annotators" in data:
+            data["exclude_annotators"] = frozenset(data["exclude_annotators"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -77,6 +125,24 @@ class Decision:
     weights: dict = field(default_factory=dict)
 
 
+# One unit's decision: (unit, {annotator: value}) -> Decision.
+Decide = Callable[[Hashable, Mapping[Hashable, Hashable]], Decision]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One aggregation policy.
+
+    fit(labels, config, classes=..., gold=...) -> Decide: sees every unit's labels, returns
+        the rule for one unit.
+    pooled: fit learns from the labels (so a caller that streams units must first gather
+        them all); False for a vote, whose fit ignores them.
+    """
+
+    fit: Callable[..., Decide]
+    pooled: bool = False
+
+
 def _tally(labels: Mapping[Hashable, Hashable]) -> tuple[list, list[int]]:
     values, counts = [], []
     for v in labels.values():
@@ -88,49 +154,99 @@ def _tally(labels: Mapping[Hashable, Hashable]) -> tuple[list, list[int]]:
     return values, counts
 
 
-def _vote(task, labels, *, min_labels: int, threshold: float | None, unanimous_only: bool):
+def _vote(task, labels, *, min_labels: int, accept: Callable[[float, bool], bool]) -> Decision:
+    """Count the votes; ``accept(share, unique_top)`` says whether a split vote decides."""
     n = len(labels)
     weights = dict.fromkeys(labels, 1.0)
-    undecided = Decision(task, None, None, 0.0, n, weights)
     if n < min_labels or n == 0:
-        return undecided
+        return Decision(task, None, None, 0.0, n, weights)
     values, counts = _tally(labels)
     top = max(counts)
     share = top / n
-    if counts.count(top) > 1:
-        return Decision(task, None, None, share, n, weights)
-    value = values[counts.index(top)]
     if len(values) == 1:
-        return Decision(task, value, UNANIMOUS if n > 1 else SINGLE, 1.0, n, weights)
-    if unanimous_only or (threshold is not None and share < threshold):
+        return Decision(task, values[0], UNANIMOUS if n > 1 else SINGLE, 1.0, n, weights)
+    if not accept(share, counts.count(top) == 1):
         return Decision(task, None, None, share, n, weights)
-    return Decision(task, value, MAJORITY, share, n, weights)
+    return Decision(task, values[counts.index(top)], MAJORITY, share, n, weights)
+
+
+def _vote_policy(accept: Callable[[float, bool, AggregationConfig], bool]) -> Policy:
+    def fit(labels: TaskLabels, config: AggregationConfig, **_) -> Decide:
+        return functools.partial(
+            _vote,
+            min_labels=config.min_labels,
+            accept=lambda share, unique: accept(share, unique, config),
+        )
+
+    return Policy(fit=fit)
+
+
+def _fit_dawid_skene(labels: TaskLabels, config: AggregationConfig, *, classes=None, gold=None):
+    result = dawid_skene(
+        labels,
+        classes=classes,
+        gold=gold,
+        max_iterations=config.max_iterations,
+        tolerance=config.tolerance,
+        smoothing=config.smoothing,
+    )
+    fitted = result.decisions(labels, min_posterior=config.min_posterior)
+
+    def decide(task, task_labels) -> Decision:
+        if task_labels and len(task_labels) >= config.min_labels and task in fitted:
+            return fitted[task]
+        return Decision(task, None, None, 0.0, len(task_labels), dict.fromkeys(task_labels, 1.0))
+
+    return decide
+
+
+POLICY_TABLE: dict[str, Policy] = {
+    POLICY_MAJORITY: _vote_policy(lambda share, unique, config: share > 0.5),
+    POLICY_UNANIMOUS: _vote_policy(lambda share, unique, config: False),
+    POLICY_MIN_AGREEMENT: _vote_policy(
+        lambda share, unique, config: unique and share + _SHARE_EPSILON >= config.min_agreement
+    ),
+    POLICY_DAWID_SKENE: Policy(fit=_fit_dawid_skene, pooled=True),
+}
+POLICIES = tuple(POLICY_TABLE)
+
+
+@functools.cache
+def unit_rule(config: AggregationConfig) -> Decide:
+    """The rule that decides one unit, for callers that stream units (snapshots). Only for
+    policies that learn nothing from the other units."""
+    if config.policy == KEEP_ALL:
+        raise ValueError(f"policy {KEEP_ALL!r} keeps every label and decides nothing")
+    if config.pooled:
+        raise ValueError(f"policy {config.policy!r} must first fit every label; use aggregate")
+    return POLICY_TABLE[config.policy].fit({}, config)
+
+
+def _kept(labels: TaskLabels, excluded: Iterable[Hashable]) -> TaskLabels:
+    excluded = frozenset(excluded)
+    if not excluded:
+        return labels
+    return {t: {a: v for a, v in ls.items() if a not in excluded} for t, ls in labels.items()}
 
 
 def majority_vote(labels: TaskLabels, *, min_labels: int = 1) -> dict[Hashable, Decision]:
-    """The unique plurality value; a tie at the top leaves the task undecided."""
-    return {
-        t: _vote(t, ls, min_labels=min_labels, threshold=None, unanimous_only=False)
-        for t, ls in labels.items()
-    }
+    """The value more than half of the labels chose."""
+    return aggregate(labels, AggregationConfig(policy=POLICY_MAJORITY, min_labels=min_labels))
 
 
 def unanimous_only(labels: TaskLabels, *, min_labels: int = 2) -> dict[Hashable, Decision]:
-    """Only tasks where every label agrees (and at least ``min_labels`` were given)."""
-    return {
-        t: _vote(t, ls, min_labels=min_labels, threshold=None, unanimous_only=True)
-        for t, ls in labels.items()
-    }
+    """Only units where every label agrees (and at least ``min_labels`` were given)."""
+    return aggregate(labels, AggregationConfig(policy=POLICY_UNANIMOUS, min_labels=min_labels))
 
 
 def minimum_agreement(
-    labels: TaskLabels, *, threshold: float = 2 / 3, min_labels: int = 2
+    labels: TaskLabels, *, threshold: float = DEFAULT_MIN_AGREEMENT, min_labels: int = 2
 ) -> dict[Hashable, Decision]:
     """The plurality value when its share of the labels is at least ``threshold``."""
-    return {
-        t: _vote(t, ls, min_labels=min_labels, threshold=threshold, unanimous_only=False)
-        for t, ls in labels.items()
-    }
+    config = AggregationConfig(
+        policy=POLICY_MIN_AGREEMENT, min_agreement=threshold, min_labels=min_labels
+    )
+    return aggregate(labels, config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +407,7 @@ def dawid_skene(
 
 
 # --------------------------------------------------------------------------------------------
-# One entry point for snapshots
+# One entry point
 # --------------------------------------------------------------------------------------------
 
 
@@ -303,28 +419,12 @@ def aggregate(
     adjudicated: Mapping[Hashable, Hashable] | None = None,
     gold: Mapping[Hashable, Hashable] | None = None,
 ) -> dict[Hashable, Decision]:
-    """Apply ``config.policy`` to every task; a reviewer's decision replaces the policy's."""
-    if config.policy == POLICY_DAWID_SKENE:
-        result = dawid_skene(
-            labels,
-            classes=classes,
-            gold=gold,
-            max_iterations=config.max_iterations,
-            tolerance=config.tolerance,
-            smoothing=config.smoothing,
-        )
-        decisions = result.decisions(labels, min_posterior=config.min_posterior)
-        for t, ls in labels.items():
-            if len(ls) < config.min_labels or not ls:
-                decisions[t] = Decision(t, None, None, 0.0, len(ls), dict.fromkeys(ls, 1.0))
-    elif config.policy == POLICY_UNANIMOUS:
-        decisions = unanimous_only(labels, min_labels=max(config.min_labels, 2))
-    elif config.policy == POLICY_MIN_AGREEMENT:
-        decisions = minimum_agreement(
-            labels, threshold=config.threshold, min_labels=config.min_labels
-        )
-    else:
-        decisions = majority_vote(labels, min_labels=config.min_labels)
+    """Apply ``config.policy`` to every unit; a reviewer's decision replaces the policy's."""
+    if config.policy == KEEP_ALL:
+        raise ValueError(f"policy {KEEP_ALL!r} keeps every label and decides no final label")
+    labels = _kept(labels, config.exclude_annotators)
+    decide = POLICY_TABLE[config.policy].fit(labels, config, classes=classes, gold=gold)
+    decisions = {t: decide(t, ls) for t, ls in labels.items()}
     for t, value in (adjudicated or {}).items():
         task_labels = labels.get(t, {})
         agreeing = sum(1 for v in task_labels.values() if v == value)

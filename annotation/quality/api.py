@@ -11,7 +11,12 @@ from annotation.access import access_project
 from annotation.models import TaskKind
 from annotation.quality import selectors, services
 from annotation.quality.access import access_task_for
-from annotation.quality.aggregation import POLICIES, AggregationConfig
+from annotation.quality.aggregation import (
+    DEFAULT_MIN_AGREEMENT,
+    POLICIES,
+    POLICY_MAJORITY,
+    AggregationConfig,
+)
 from annotation.roles import Capability
 from config.errors import ValidationFailed
 
@@ -167,8 +172,8 @@ class FinalLabelsView(APIView):
         q = request.query_params
         try:
             config = AggregationConfig(
-                policy=q.get("policy", "majority"),
-                threshold=float(q.get("threshold", 2 / 3)),
+                policy=q.get("policy", POLICY_MAJORITY),
+                min_agreement=float(q.get("threshold", DEFAULT_MIN_AGREEMENT)),
                 min_labels=int(q.get("min_labels", 1)),
             )
         except ValueError as exc:
@@ -187,5 +192,7 @@ class FinalLabelsView(APIView):
             )
         except ValueError as exc:
             raise serializers.ValidationError({"policy": str(exc)}) from exc
-        return Response({"config": vars(config), "excluded_annotators": sorted(excluded),
+        # "threshold" is the query parameter's name for min_agreement; the answer keeps it.
+        config_data = {**config.as_dict(), "threshold": config.min_agreement}
+        return Response({"config": config_data, "excluded_annotators": sorted(excluded),
                          "tasks": rows})  # fmt: skip

@@ -162,16 +162,6 @@ def annotators_failing_gold(project: Project) -> set[int]:
     return failing
 
 
-def annotator_pause(project: Project, annotator) -> AnnotatorQuality | None:
-    return (
-        AnnotatorQuality.objects.filter(
-            project=project, annotator=annotator, paused_at__isnull=False
-        )
-        .only("paused_at", "pause_reason")
-        .first()
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Reviewer queue and adjudication
 # --------------------------------------------------------------------------------------------

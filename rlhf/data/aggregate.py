@@ -1,15 +1,12 @@
 """Label aggregation: from the labels of one task to training rows, by a chosen policy.
 
 Every comparison (a pairwise label, or each pair of responses a ranking orders) is a vote
-among "first better", "second better", "tie" and, for pairwise tasks, "both bad". A policy
-decides which outcome a task's votes yield:
-
-- ``all``: every label counts on its own (one unit per label); its ``weight`` is the share
-  of the task's labels that agree with it.
-- ``majority``: the outcome more than half of the labels chose.
-- ``unanimous``: the outcome every label chose.
-- ``min_agreement``: the most chosen outcome, if at least ``min_agreement`` of the labels
-  chose it (and no other outcome was chosen as often).
+among "first better", "second better", "tie" and, for pairwise tasks, "both bad". Which
+outcome a comparison's votes yield is decided by the one aggregation engine
+(``annotation.quality.aggregation``, the same rule the quality pages' final labels use), under
+its ``AggregationConfig``; besides the engine's policies a snapshot may keep ``all`` labels:
+every label counts on its own (one unit per label) and its ``weight`` is the share of the
+task's labels that agree with it.
 
 Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
 yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
@@ -26,41 +23,22 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from annotation.quality.aggregation import (
+    KEEP_ALL,
+    POLICY_TABLE,
+    AggregationConfig,
+    unit_rule,
+)
 from rlhf.data.records import LabelRecord
 
-POLICIES = ("all", "majority", "unanimous", "min_agreement")
+# What a snapshot can be built with: every label on its own, or an engine policy that decides
+# one task at a time (a pooled one, such as Dawid-Skene, needs every label fitted first).
+POLICIES = (KEEP_ALL, *(name for name, policy in POLICY_TABLE.items() if not policy.pooled))
 # Reward-model margin per pairwise strength (RewardTrainer subtracts it inside the
 # log-sigmoid, so a "strong" preference must be won by a wider reward gap).
 STRENGTH_MARGIN = {"slight": 0.25, "clear": 0.5, "strong": 1.0}
 FIRST, SECOND, TIE, BOTH_BAD = "first", "second", "tie", "both_bad"
 OUTCOMES = (FIRST, SECOND, TIE, BOTH_BAD)
-
-
-@dataclass(frozen=True)
-class AggregationConfig:
-    """How a task's labels become rows.
-
-    policy: one of ``POLICIES`` (see the module docstring).
-    min_agreement: for ``min_agreement``, the share of a task's labels (0 to 1] that must
-        agree on its outcome.
-    min_labels: tasks with fewer labels (after exclusions) yield nothing ("too_few_labels").
-    exclude_annotators: annotator ids whose labels are left out, e.g. those who failed
-        gold checks; counted as "excluded_annotator".
-    """
-
-    policy: str = "majority"
-    min_agreement: float = 0.66
-    min_labels: int = 1
-    exclude_annotators: frozenset[int] = frozenset()
-
-    def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}")
-        if not 0.0 < self.min_agreement <= 1.0:
-            raise ValueError("min_agreement must be in (0, 1]")
-        if self.min_labels < 1:
-            raise ValueError("min_labels must be >= 1")
-        object.__setattr__(self, "exclude_annotators", frozenset(self.exclude_annotators))
 
 
 @dataclass
@@ -186,7 +164,7 @@ def aggregate_task(
             stats.outcomes[f"{kind}:{outcome}"] += 1
         _kappa(stats, cast)
 
-    if config.policy == "all":
+    if config.policy == KEEP_ALL:
         units = []
         for label, label_votes, strength in zip(kept, votes, strengths, strict=True):
             unit = Unit(key=f"L{label.label_id}", label_ids=[label.label_id])
@@ -200,23 +178,17 @@ def aggregate_task(
         return units
 
     unit = Unit(key=f"T{kept[0].task_id}", label_ids=[label.label_id for label in kept])
+    decide = unit_rule(config)
     for pair in comparisons:
-        cast = [(v[pair], s) for v, s in zip(votes, strengths, strict=True) if pair in v]
-        counts = Counter(outcome for outcome, _ in cast)
-        (top, top_n), *rest = counts.most_common()
-        share = top_n / len(cast)
-        unique_top = not rest or rest[0][1] < top_n
-        if config.policy == "majority":
-            ok = top_n * 2 > len(cast)
-        elif config.policy == "unanimous":
-            ok = top_n == len(cast)
-        else:
-            ok = unique_top and share >= config.min_agreement
-        if not ok:
+        cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}  # {label index: outcome}
+        decision = decide(pair, cast)
+        if decision.value is None:
             stats.decisions["no_agreement"] += 1
             continue
-        margins = [STRENGTH_MARGIN[s] for o, s in cast if o == top and s in STRENGTH_MARGIN]
-        _decide(unit, pair, top, share, margins, source, stats)
+        top = decision.value
+        agreeing = [strengths[i] for i, outcome in cast.items() if outcome == top]
+        margins = [STRENGTH_MARGIN[s] for s in agreeing if s in STRENGTH_MARGIN]
+        _decide(unit, pair, top, decision.support, margins, source, stats)
     _derive_kto(unit)
     return [unit]
 
@@ -236,7 +208,7 @@ def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> li
     if outcome is None:
         return [Unit(key=f"T{label.task_id}", label_ids=[label.label_id])]
     stats.outcomes[f"pairwise:{outcome}"] += 1
-    key = f"L{label.label_id}" if config.policy == "all" else f"T{label.task_id}"
+    key = f"L{label.label_id}" if config.policy == KEEP_ALL else f"T{label.task_id}"
     unit = Unit(key=key, label_ids=[label.label_id])
     strength = label.payload.get("strength")
     margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []

@@ -1,13 +1,15 @@
 """The pipeline's configuration: one dataclass per step, gathered in ``PipelineConfig``.
 
-A snapshot stores ``PipelineConfig.as_dict()``; ``from_dict`` rebuilds it exactly.
+A snapshot stores ``PipelineConfig.as_dict()``; ``from_dict`` rebuilds it exactly, and reads
+the configs older snapshots stored (their ``aggregation`` lacks the engine's Dawid-Skene knobs,
+which take their defaults and play no part in the snapshot policies).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from rlhf.data.aggregate import AggregationConfig
+from rlhf.data.aggregate import POLICIES, AggregationConfig
 from rlhf.data.cleaning import CleaningConfig
 from rlhf.data.minhash import lsh_params
 from rlhf.data.splits import SplitConfig
@@ -62,9 +64,16 @@ class PipelineConfig:
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
+    def __post_init__(self):
+        if self.aggregation.policy not in POLICIES:
+            raise ValueError(
+                f"aggregation policy {self.aggregation.policy!r} is not available for snapshots"
+                f" (one of {POLICIES})"
+            )
+
     def as_dict(self) -> dict:
         data = asdict(self)
-        data["aggregation"]["exclude_annotators"] = sorted(self.aggregation.exclude_annotators)
+        data["aggregation"] = self.aggregation.as_dict()
         data["cleaning"]["pii_types"] = list(self.cleaning.pii_types)
         return data
 
@@ -74,12 +83,9 @@ class PipelineConfig:
         cleaning = dict(data.get("cleaning") or {})
         if "pii_types" in cleaning:
             cleaning["pii_types"] = tuple(cleaning["pii_types"])
-        aggregation = dict(data.get("aggregation") or {})
-        if "exclude_annotators" in aggregation:
-            aggregation["exclude_annotators"] = frozenset(aggregation["exclude_annotators"])
         return cls(
             cleaning=CleaningConfig(**cleaning),
             dedup=DedupConfig(**(data.get("dedup") or {})),
-            aggregation=AggregationConfig(**aggregation),
+            aggregation=AggregationConfig.from_dict(data.get("aggregation")),
             split=SplitConfig(**(data.get("split") or {})),
         )

@@ -13,13 +13,14 @@ Nothing here reaches a model hub; nothing here imports Django.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from rlhf.training.provenance import sha256_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -63,14 +64,6 @@ def minilm_path() -> Path:
     if not (path / "model.safetensors").is_file():
         raise BaseModelUnavailable(f"{path} holds no model.safetensors")
     return path
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def ensure_smollm2(cache_dir: Path) -> Path:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhf.training.base_models import sha256_file
+from rlhf.training.provenance import sha256_file
 
 MANIFEST = "tandem-checkpoint.json"
 FORMAT = "tandem-checkpoint/1"

@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from formats.preference import FormatError, as_conversation, parse_preference_row
 from rlhf.training.config import METHOD_SPECS
-from rlhf.training.formats import FormatError, as_conversation, parse_preference_row
 
 EXPORT_FORMAT = "tandem-export/1"
 SPLITS = ("train", "validation", "test")

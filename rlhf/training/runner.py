@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from rlhf.training.data import DatasetSplits, load_splits
 from rlhf.training.loading import quiet_transformers, resolve_device, resolve_precision
 from rlhf.training.methods import result_details
 from rlhf.training.progress import ProgressEvent, Reporter
+from rlhf.training.provenance import library_versions
 
 
 @dataclass
@@ -74,18 +74,6 @@ class TrainingResult:
     # value_model_init (PPO), ...
     details: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
-
-
-def library_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "safetensors"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def run_training(

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from annotation import services
 from annotation.models import Label, Lease, LeaseState, TaskStatus
+from annotation.services import claims, hooks
 from config.errors import Conflict
 
 
@@ -161,14 +162,14 @@ def test_a_claim_rechecks_the_task_under_its_lock(project, member, make_task, mo
     task, spare = make_task(), make_task()
     a, b, c = member(), member(), member()
     services.task_claim_next(project=project, annotator=a)
-    real = services._leases_under_lock
+    real = claims._leases_under_lock
 
     def slot_taken_meanwhile(task_, annotator, now):
         if task_.pk == task.pk and not Lease.objects.filter(task=task, annotator=b).exists():
-            services._grant_lease(task_, b, now, None)
+            claims._grant_lease(task_, b, now, None)
         return real(task_, annotator, now)
 
-    monkeypatch.setattr(services, "_leases_under_lock", slot_taken_meanwhile)
+    monkeypatch.setattr(claims, "_leases_under_lock", slot_taken_meanwhile)
     # when a third annotator claims
     lease = services.task_claim_next(project=project, annotator=c)
     # then they are moved on to the next task, and the full one keeps exactly k leases
@@ -182,8 +183,8 @@ def test_claim_and_submit_stay_within_their_query_budget(
     # The annotation loop's cost is mostly round trips to the database; pin them so a change
     # that adds one per request is a decision, not an accident (bench/annotation_load.py).
     # Hooks (quality control) bring their own queries and are pinned by their own tests.
-    for hooks in ("claim_guards", "claim_preemptors", "label_submitted_hooks"):
-        monkeypatch.setattr(services, hooks, [])
+    for name in ("claim_guards", "claim_preemptors", "label_submitted_hooks"):
+        monkeypatch.setattr(hooks, name, [])
     make_task(), make_task()
     # held, candidate, task, leases, items, insert, and the two statements opening and closing
     # the transaction (a savepoint here, inside the test's transaction)

@@ -1,15 +1,14 @@
 """Imports: whole files or nothing, line numbers in errors, no duplicates on re-import."""
 
 import json
-from pathlib import Path
+import re
 
 import pytest
 
 from annotation.importers import import_file
 from annotation.models import ImportBatch, Label, Prompt, Response, Task, TaskKind, TaskStatus
 from config.errors import PayloadTooLarge, ValidationFailed
-
-HH_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh_harmless_dev.jsonl"
+from tests.hh_dialogues import EDGE_ROWS, hh_jsonl
 
 
 def jsonl(*rows) -> bytes:
@@ -22,14 +21,14 @@ def counts():
 
 
 def test_hh_rlhf_pairs_import_as_labels_by_an_external_annotator(project, admin_user):
-    # given the HH-RLHF harmless-base sample (800 labelled pairs)
-    data = HH_FILE.read_bytes()
+    # given 800 labelled pairs in the HH-RLHF harmless-base shape
+    data = hh_jsonl()
     rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
     # when it is imported as preferences
     project.overlap = 1
     project.save()
     batch = import_file(
-        project=project, data=data, filename=HH_FILE.name, kind="preferences",
+        project=project, data=data, filename="hh_harmless.jsonl", kind="preferences",
         created_by=admin_user, annotator_name="hh-rlhf crowd",
     )  # fmt: skip
     # then every distinct pair became a done pairwise task with one label naming the chosen side
@@ -47,6 +46,46 @@ def test_hh_rlhf_pairs_import_as_labels_by_an_external_annotator(project, admin_
     # and the chosen side is not always canonical position A
     outcomes = set(Label.objects.values_list("payload__outcome", flat=True))
     assert outcomes == {"A", "B"}
+
+
+def test_hh_edge_rows_import_as_written(project, admin_user):
+    # given the HH-shaped rows that carry edge cases, in one file
+    data = "\n".join(json.dumps(row) for row in EDGE_ROWS.values()).encode()
+    # when they are imported as preferences
+    batch = import_file(project=project, data=data, filename="edges.jsonl", kind="preferences",
+                        created_by=admin_user)  # fmt: skip
+    # then every row became a labelled pairwise task
+    assert batch.counts["tasks_created"] == Label.objects.count() == len(EDGE_ROWS)
+
+    def winner(index):
+        prompt = Prompt.objects.get(messages=_hh_prompt(EDGE_ROWS[index]))
+        label = Label.objects.get(task__prompt=prompt)
+        return Response.objects.get(pk=label.payload["winner"]).text
+
+    # an empty chosen answer is an empty response, and it is the one the label chose
+    assert winner(11) == winner(701) == ""
+    # two Assistant turns in a row stay two turns of the prompt
+    assert [m["role"] for m in _hh_prompt(EDGE_ROWS[17])] == [
+        "user", "assistant", "assistant", "user",
+    ]  # fmt: skip
+    assert Prompt.objects.filter(messages=_hh_prompt(EDGE_ROWS[17])).exists()
+    # "human:" inside a turn is text of that turn
+    assert Prompt.objects.get(messages=_hh_prompt(EDGE_ROWS[23])).messages[1]["content"] == (
+        "Actually, human: I can't watch television, but I can talk about films."
+    )
+    # answers one character apart are two responses; paragraphs and lists are kept as written
+    assert winner(31).endswith("yours to open.")
+    assert "\n\n1. Talk to them when you're both calm.\n2. Label" in winner(97)
+    assert winner(333).startswith("Entiendo que estés molesto")
+    # the 23-turn prompt keeps all its turns
+    assert len(Prompt.objects.get(messages=_hh_prompt(EDGE_ROWS[555])).messages) == 23
+
+
+def _hh_prompt(row: dict) -> list[dict]:
+    """The shared turns of an HH row, read independently of the importer."""
+    parts = re.split(r"\n\n(Human|Assistant): ", row["chosen"])[1:-2]  # ["", role, text, ...]
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[r], "content": t} for r, t in zip(parts[::2], parts[1::2], strict=True)]
 
 
 def test_hh_prompts_keep_every_turn_but_the_last(project, admin_user):

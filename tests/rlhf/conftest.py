@@ -1,17 +1,12 @@
 """Fixtures for snapshot tests: projects with members and imported or built labels."""
 
-from pathlib import Path
-
 import pytest
 from django.contrib.auth import get_user_model
 
 from annotation import services as annotation_services
 from annotation.importers import import_file
 from annotation.roles import Role
-
-HH_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh_harmless_dev.jsonl"
-if not HH_FILE.exists():  # worktrees live one level deeper than the main checkout
-    HH_FILE = Path("/work/shared/data/hh_harmless_dev.jsonl")
+from tests.hh_dialogues import hh_jsonl
 
 IMMEDIATE_TASKS = {
     "default": {
@@ -58,8 +53,8 @@ def project(engineer):
 def hh_project(project, engineer):
     import_file(
         project=project,
-        data=HH_FILE.read_bytes(),
-        filename=HH_FILE.name,
+        data=hh_jsonl(),
+        filename="hh_harmless.jsonl",
         kind="preferences",
         created_by=engineer,
         annotator_name="hh-crowd",
@@ -70,10 +65,9 @@ def hh_project(project, engineer):
 @pytest.fixture
 def small_project(project, engineer):
     """The first 40 HH pairs, imported as labels."""
-    data = "\n".join(HH_FILE.read_text().splitlines()[:40]).encode()
     import_file(
         project=project,
-        data=data,
+        data=hh_jsonl(40),
         filename="hh40.jsonl",
         kind="preferences",
         created_by=engineer,

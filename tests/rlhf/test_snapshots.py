@@ -11,11 +11,11 @@ from django.http import Http404
 from annotation import services as annotation_services
 from annotation.models import Label
 from annotation.roles import Role
-from rlhf import selectors, services
 from rlhf.data.idcodec import decode_ids, decode_versions
 from rlhf.models import DatasetSnapshot, SnapshotStatus
-from rlhf.readers import iter_label_records
-from tests.rlhf.conftest import HH_FILE
+from rlhf.snapshots import selectors, services
+from rlhf.snapshots.readers import iter_label_records
+from tests.hh_dialogues import hh_lines
 
 pytestmark = pytest.mark.postgres
 
@@ -32,7 +32,7 @@ def hh_snapshot(hh_project, engineer, snapshot_settings):
 
 def test_hh_import_snapshot_counts_match_the_file(hh_snapshot):
     # given the 800 HH pairs imported as labels and snapshotted
-    rows_in_file = len(HH_FILE.read_text().splitlines())
+    rows_in_file = len(hh_lines())
     snapshot = hh_snapshot
 
     # then the job finished, froze every label and accounted for every pair
@@ -133,3 +133,38 @@ def test_invalid_config_is_refused_and_nothing_is_created(project, engineer, sna
             project=project, created_by=engineer, config={"aggregation": {"policy": "loudest"}}
         )
     assert DatasetSnapshot.objects.count() == 0
+
+
+def test_a_snapshot_recorded_before_the_one_aggregation_engine_still_builds(
+    small_project, engineer, snapshot_settings
+):
+    # given a snapshot row whose config has the shape snapshots stored before the engine was
+    # shared (no Dawid-Skene knobs, min_agreement 0.66)
+    old_config = {
+        "cleaning": {},
+        "dedup": {"exact": True, "near": True, "threshold": 0.8, "num_perm": 64},
+        "aggregation": {
+            "policy": "min_agreement",
+            "min_agreement": 0.66,
+            "min_labels": 1,
+            "exclude_annotators": [],
+        },
+        "split": {"seed": 1},
+        "excluded_eval_prompt_ids": [],
+    }
+    snapshot = DatasetSnapshot.objects.create(
+        project=small_project,
+        created_by=engineer,
+        max_label_id=Label.objects.order_by("-id").values_list("id", flat=True).first(),
+        config=old_config,
+        split_seed=1,
+    )
+
+    # when it is built (as a retried or re-queued build would)
+    built = services.snapshot_build(snapshot_id=snapshot.pk)
+
+    # then it builds under its recorded policy and threshold, and its record is unchanged
+    assert built.status == SnapshotStatus.READY
+    assert built.report["aggregation"]["policy"] == "min_agreement"
+    assert sum(built.row_counts["preference"].values()) > 0
+    assert DatasetSnapshot.objects.get(pk=snapshot.pk).config == old_config

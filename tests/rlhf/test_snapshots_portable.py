@@ -8,10 +8,11 @@ import pytest
 
 from annotation import services as annotation_services
 from annotation.models import Label
-from rlhf import services
+from formats.preference import parse_hh_pair
 from rlhf.models import SnapshotStatus
-from rlhf.readers import iter_label_records, iter_label_records_orm
-from tests.rlhf.conftest import HH_FILE
+from rlhf.snapshots import services
+from rlhf.snapshots.readers import iter_label_records, iter_label_records_orm
+from tests.hh_dialogues import hh_rows
 
 
 def test_a_snapshot_builds_on_the_current_database(small_project, engineer, snapshot_settings):
@@ -53,7 +54,10 @@ def test_the_orm_reader_matches_the_postgres_reader(small_project, engineer):
     assert portable == fast
     assert len(fast) == 40
     assert fast[0][4]["outcome"] != choice
-    assert HH_FILE.exists()
+    # and what they read is the 40 imported pairs' prompts
+    assert sorted(json.dumps(r[6]) for r in fast) == sorted(
+        json.dumps(parse_hh_pair(row).prompt) for row in hh_rows(40)
+    )
 
 
 def test_gold_items_and_paused_annotators_stay_out_of_snapshots(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from config.safepaths import (
     ensure_within,
     safe_extract_zip,
     safe_join,
-    safe_local_folder,
     safe_relative,
     storage_key,
 )
@@ -95,21 +95,6 @@ def test_a_stored_path_outside_its_root_is_refused(tmp_path):
     with pytest.raises(UnsafePath):
         ensure_within(root, str(root / ".." / "other"))
     assert ensure_within(root, root / "x") == root.resolve() / "x"
-
-
-def test_model_registration_from_a_local_folder_stays_inside_the_allowed_roots(tmp_path):
-    allowed = tmp_path / "models"
-    good = allowed / "policy-v1"
-    good.mkdir(parents=True)
-    (good / "model.safetensors").write_bytes(b"")
-    assert safe_local_folder(good, allowed_roots=[allowed]) == good
-    with pytest.raises(UnsafePath, match="not inside"):
-        safe_local_folder("/etc", allowed_roots=[allowed])
-    with pytest.raises(UnsafePath, match="not inside"):
-        safe_local_folder(f"{good}/../../..", allowed_roots=[allowed])
-    (good / "config.json").symlink_to("/etc/passwd")
-    with pytest.raises(UnsafePath, match="symbolic link"):
-        safe_local_folder(good, allowed_roots=[allowed])
 
 
 def _zip(members: dict, *, symlink: str | None = None) -> bytes:
@@ -249,14 +234,14 @@ def test_traversal_in_an_upload_name_never_becomes_a_path(importer, tmp_path, mo
 def test_registering_a_model_from_a_folder_outside_the_allowed_roots_is_refused(
     importer, tmp_path, settings
 ):
-    """An engineer names a folder on the server; only TANDEM_MODEL_IMPORT_ROOTS may be read
+    """An engineer names a folder on the server; only TANDEM_MODEL_ROOTS may be read
     (else any folder the server can read, another project's artifacts included, becomes a
     "model")."""
     assert any(r.name == "api-model-register" for r in http_routes())
     from rlhf.training.base_models import build_tiny_causal_lm
 
     client, project = importer
-    settings.TANDEM_MODEL_IMPORT_ROOTS = [tmp_path / "allowed"]
+    settings.TANDEM_MODEL_ROOTS = [tmp_path / "allowed"]
     outside = build_tiny_causal_lm(tmp_path / "elsewhere", seed=0)
     before = db_checksum()
     for folder in (str(outside), str(tmp_path / "allowed" / ".." / "elsewhere"), "/etc"):
@@ -294,3 +279,63 @@ def test_path_traversal_in_artifact_paths_of_a_training_run_is_a_404(world, db, 
     ok = client.get(f"/api/runs/{ids['run_id']}/artifacts/{ids['path']}")
     assert ok.status_code == 200
     assert b"".join(ok.streaming_content) == b"weights"
+
+
+def test_a_model_folder_is_registered_over_http_only_inside_the_model_roots(
+    importer, tmp_path, settings
+):
+    """The model-folder rule production applies (``config.safepaths.allowed_model_folder``),
+    on the registry's routes, under the one setting runs also launch from
+    (TANDEM_MODEL_ROOTS): inside is registered; outside, relative, climbing out, or holding a
+    link to a file outside is a 400 and writes nothing."""
+    from rlhf.training.base_models import build_tiny_causal_lm
+
+    client, project = importer
+    allowed = tmp_path / "models"
+    settings.TANDEM_MODEL_ROOTS = [allowed]
+    good = allowed / "policy-v1"
+    build_tiny_causal_lm(good, seed=0)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"api_key": "do not serve"}')
+    linked = allowed / "linked"
+    shutil.copytree(good, linked)
+    (linked / "notes.json").symlink_to(secret)
+
+    def register(route, folder):
+        return client.post(
+            f"/api/projects/{project.pk}/models/{route}/",
+            {"folder": str(folder), "name": f"m{route}"},
+            content_type="application/json",
+        )
+
+    before = db_checksum()
+    for folder in ("/etc", f"{good}/../../..", linked, "policy-v1"):
+        for route in ("register", "base"):
+            refused = register(route, folder)
+            assert refused.status_code == 400, (route, folder, refused.content)
+            assert refused.json()["error"] == "folder_not_allowed", (route, folder)
+    assert changed_tables(before, db_checksum()) == []
+    for route in ("base", "register"):
+        assert register(route, good).status_code == 201
+
+
+def test_the_deprecated_registry_roots_setting_is_still_read(tmp_path):
+    """TANDEM_MODEL_IMPORT_ROOTS (the registry's former list) adds its folders to the one
+    list, TANDEM_MODEL_ROOTS, so a deployment that set it keeps registering from them."""
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "TANDEM_MODEL_ROOTS": "/srv/models",
+        "TANDEM_MODEL_IMPORT_ROOTS": f"/srv/old-models{os.pathsep}/srv/more",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "import config.settings as s; print(*s.TANDEM_MODEL_ROOTS)"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["/srv/models", "/srv/old-models", "/srv/more"]

@@ -12,7 +12,6 @@ route uses. A route that lands with a new parameter (``run_id``, ``version_id``.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import tempfile
 from dataclasses import dataclass, field
 from functools import cache
@@ -72,15 +71,6 @@ def _label_then_hold(project, user) -> dict:
     return {"task_id": held.task_id, "label_id": label.pk}
 
 
-def _landed(module: str):
-    """An app module once it has been merged, else None: factories for objects of apps that
-    land later stay dormant until then."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
 @cache
 def _tiny_model_folder() -> Path:
     from rlhf.training.base_models import build_tiny_causal_lm
@@ -88,36 +78,41 @@ def _tiny_model_folder() -> Path:
     return build_tiny_causal_lm(Path(tempfile.mkdtemp(prefix="security-model-")), seed=0)
 
 
-def _objects_of_later_apps(project, creator) -> dict:
-    """Snapshots (rlhf), model versions, aliases and generation jobs (models_registry)."""
-    out: dict = {}
-    snapshots = _landed("rlhf.services")
-    if snapshots is not None and hasattr(snapshots, "snapshot_create"):
-        snapshot = snapshots.snapshot_create(project=project, created_by=creator, enqueue=False)
-        out["snapshot_id"] = snapshot.pk
-    runs = _landed("rlhf.models")
-    if "snapshot_id" in out and runs is not None and hasattr(runs, "TrainingRun"):
-        artifact_dir = Path(tempfile.mkdtemp(prefix="security-run-"))
-        (artifact_dir / "weights.safetensors").write_bytes(b"weights")
-        run = runs.TrainingRun.objects.create(
-            project=project, name="matrix run", method="dpo", method_title="DPO", config={},
-            dataset_snapshot_id=out["snapshot_id"], data_path=str(artifact_dir),
-            created_by=creator, artifact_dir=str(artifact_dir),
-            artifacts=[{"path": "weights.safetensors", "sha256": "", "bytes": 7}],
-        )  # fmt: skip
-        out.update(run_id=run.pk, path="weights.safetensors")
-    registry = _landed("models_registry.services")
-    if registry is not None and hasattr(registry, "base_model_register"):
-        version = registry.base_model_register(
-            project=project, registered_by=creator, folder=_tiny_model_folder(),
-            name=f"base-{project.pk}",
-        )  # fmt: skip
-        prompt_id = project.prompts.order_by("pk").values_list("pk", flat=True).first()
-        job = registry.generation_job_create(
-            version=version, prompt_ids=[prompt_id], created_by=creator
-        )
-        out.update(version_id=version.pk, job_id=job.pk, name="champion")
-    return out
+def _objects_of_other_apps(project, creator) -> dict:
+    """Snapshots and runs (rlhf), model versions, aliases and generation jobs (models_registry).
+
+    Imported plainly: a module that moves or breaks fails the world, never thins it out.
+    """
+    from models_registry import generation
+    from models_registry import services as registry
+    from rlhf.models import TrainingRun
+    from rlhf.snapshots import services as snapshots
+
+    snapshot = snapshots.snapshot_create(project=project, created_by=creator, enqueue=False)
+    artifact_dir = Path(tempfile.mkdtemp(prefix="security-run-"))
+    (artifact_dir / "weights.safetensors").write_bytes(b"weights")
+    run = TrainingRun.objects.create(
+        project=project, name="matrix run", method="dpo", method_title="DPO", config={},
+        dataset_snapshot_id=snapshot.pk, data_path=str(artifact_dir),
+        created_by=creator, artifact_dir=str(artifact_dir),
+        artifacts=[{"path": "weights.safetensors", "sha256": "", "bytes": 7}],
+    )  # fmt: skip
+    version = registry.model_version_register_base(
+        project=project, registered_by=creator, folder=_tiny_model_folder(),
+        name=f"base-{project.pk}",
+    )  # fmt: skip
+    prompt_id = project.prompts.order_by("pk").values_list("pk", flat=True).first()
+    job = generation.generation_job_create(
+        version=version, prompt_ids=[prompt_id], created_by=creator
+    )
+    return {
+        "snapshot_id": snapshot.pk,
+        "run_id": run.pk,
+        "path": "weights.safetensors",
+        "version_id": version.pk,
+        "job_id": job.pk,
+        "name": "champion",
+    }
 
 
 def build_world() -> World:
@@ -144,8 +139,8 @@ def build_world() -> World:
     _pairwise(foreign, 3, FOREIGN_MARKER)
 
     world = World(own=own, foreign=foreign, users=users)
-    later = {"own": _objects_of_later_apps(own, staff), "foreign": {}}
-    later["foreign"] = _objects_of_later_apps(foreign, staff)
+    others = {"own": _objects_of_other_apps(own, staff), "foreign": {}}
+    others["foreign"] = _objects_of_other_apps(foreign, staff)
     held = {role: _label_then_hold(own, users[role]) for role in ("annotator", "reviewer", "admin")}
     held["engineer"] = held["annotator"]  # an engineer labels nothing: it is shown others' objects
     for role in PROJECT_ROLES:
@@ -153,14 +148,14 @@ def build_world() -> World:
             "project_id": own.pk,
             "user_id": spare.pk,
             **held[role],
-            **later["own"],
+            **others["own"],
         }
     foreign_held = _label_then_hold(foreign, foreign_annotator)
     world.objects[("foreign", "any")] = {
         "project_id": foreign.pk,
         "user_id": foreign_annotator.pk,
         **foreign_held,
-        **later["foreign"],
+        **others["foreign"],
     }
     for values in world.objects.values():
         values["project"] = values["project_id"]  # the same id, as a query parameter

@@ -1,10 +1,9 @@
 // Quality dashboard: fetches the stored report (one JSON document) and draws it with Chart.js.
 // No inline scripts or styles (the site's CSP): everything is built with DOM calls here.
-(function () {
-  "use strict";
+// Chart.js is the vendored UMD build, loaded by a classic script before this module runs.
+import { el, getJson, svgEl } from "./dom.js";
 
-  const root = document.getElementById("quality");
-  if (!root || typeof Chart === "undefined") return;
+function start(root) {
   const statusLine = document.getElementById("quality-status");
   const OUTCOME_NAMES = { A: "A better", B: "B better", tie: "Tie", both_bad: "Both bad" };
   const BLUE = "#2f6fdb", GREEN = "#1f8a4c", RED = "#c0392b", GREY = "#98a2b3", AMBER = "#b7791f";
@@ -20,13 +19,6 @@
   function pct(value) {
     return value === null || value === undefined ? "–" : (100 * value).toFixed(0) + "%";
   }
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
   function kpis(report) {
     const box = document.getElementById("kpis");
     const pairwise = report.kinds.pairwise || {};
@@ -179,23 +171,13 @@
   }
 
   function sparkline(values) {
-    const ns = "http://www.w3.org/2000/svg";
     const width = 120, height = 24;
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("width", width);
-    svg.setAttribute("height", height);
-    svg.setAttribute("class", "sparkline");
-    svg.setAttribute("role", "img");
+    const svg = svgEl("svg", { width, height, class: "sparkline", role: "img" });
     const max = Math.max(1, ...values);
     const step = values.length > 1 ? width / (values.length - 1) : width;
     const points = values.map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - (v / max) * (height - 4)).toFixed(1)}`);
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", points.join(" "));
-    line.setAttribute("fill", "none");
-    line.setAttribute("stroke", BLUE);
-    line.setAttribute("stroke-width", "1.5");
-    svg.appendChild(line);
-    const title = document.createElementNS(ns, "title");
+    svg.appendChild(svgEl("polyline", { points: points.join(" "), fill: "none", stroke: BLUE, "stroke-width": "1.5" }));
+    const title = svgEl("title");
     title.textContent = `labels per day, last ${values.length} days (max ${max})`;
     svg.appendChild(title);
     return svg;
@@ -228,12 +210,7 @@
     });
   }
 
-  fetch(root.dataset.reportUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-    .then((response) => {
-      if (response.status === 404) throw new Error("No quality data yet: it appears once labels arrive.");
-      if (!response.ok) throw new Error(`Could not load the report (${response.status}).`);
-      return response.json();
-    })
+  getJson(root.dataset.reportUrl)
     .then((report) => {
       const when = report.computed_at ? new Date(report.computed_at).toLocaleString() : "";
       statusLine.textContent = `Computed ${when} · refreshed incrementally as labels arrive.`;
@@ -249,7 +226,16 @@
       root.dataset.rendered = "1";
     })
     .catch((error) => {
-      statusLine.textContent = error.message;
+      statusLine.textContent = reportError(error);
       statusLine.classList.add("error");
     });
-})();
+}
+
+function reportError(error) {
+  if (error.status === 404) return "No quality data yet: it appears once labels arrive.";
+  if (error.status) return `Could not load the report (${error.status}).`;
+  return error.message;
+}
+
+const root = document.getElementById("quality");
+if (root && typeof Chart !== "undefined") start(root);

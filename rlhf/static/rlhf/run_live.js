@@ -6,11 +6,9 @@
 // reports a new attempt (the run resumed after a lost worker) triggers a full resync too,
 // since points after the resumed checkpoint were replaced. Charts are plain SVG built here
 // (no library, no inline script or style: the page runs under a strict CSP).
-(() => {
-  "use strict";
-  const root = document.getElementById("run-live");
-  if (!root) return;
-  const SVG = "http://www.w3.org/2000/svg";
+import { el, getJson, svgEl } from "../frontend/dom.js";
+
+function start(root) {
   const W = 480, H = 220, PAD = { left: 52, right: 10, top: 10, bottom: 24 };
   const CHARTS = {
     loss: (n) => /(^|[/_])loss$/.test(n),
@@ -88,12 +86,6 @@
   }
 
   // ------------------------------------------------------------------ charts
-  function svgEl(tag, attrs) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    return node;
-  }
-
   function drawChart(key) {
     const svg = root.querySelector(`[data-chart=${key}]`);
     const legend = root.querySelector(`[data-legend=${key}]`);
@@ -129,12 +121,7 @@
       const points = series.get(name);
       const d = points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
       svg.append(svgEl("polyline", { points: d, class: `line series-${i}`, "data-series": name }));
-      const item = document.createElement("li");
-      item.className = `series-${i}`;
-      const label = document.createElement("span");
-      label.textContent = `${name} ${fmt(points[points.length - 1][1])}`;
-      item.append(label);
-      legend.append(item);
+      legend.append(el("li", { class: `series-${i}` }, el("span", { text: `${name} ${fmt(points[points.length - 1][1])}` })));
     });
   }
 
@@ -149,24 +136,13 @@
       body.replaceChildren();
       for (const name of [...series.keys()].sort()) {
         const points = series.get(name);
-        const row = document.createElement("tr");
-        for (const text of [name, `step ${points[points.length - 1][0]}`, fmt(points[points.length - 1][1])]) {
-          const cell = document.createElement("td");
-          cell.textContent = text;
-          row.append(cell);
-        }
-        body.append(row);
+        const cells = [name, `step ${points[points.length - 1][0]}`, fmt(points[points.length - 1][1])];
+        body.append(el("tr", {}, ...cells.map((text) => el("td", { text }))));
       }
     });
   }
 
   // ------------------------------------------------------------------ sync
-  async function getJson(url) {
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`${url}: ${response.status}`);
-    return response.json();
-  }
-
   function apply(message) {
     if (attempt !== null && message.run.attempt !== attempt) {
       resync();
@@ -233,4 +209,7 @@
 
   resync();
   connect();
-})();
+}
+
+const root = document.getElementById("run-live");
+if (root) start(root);

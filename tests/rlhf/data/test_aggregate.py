@@ -177,3 +177,97 @@ def test_fleiss_kappa_of_perfect_and_split_agreement():
     assert merged.percent_agreement() == 0.5
     # p(A) = 3/4, p(B) = 1/4: expected 0.625, observed 0.5
     assert merged.fleiss_kappa() == pytest.approx((0.5 - 0.625) / (1 - 0.625))
+
+
+# -- one rule: the dashboard's final labels and a snapshot's rows decide alike -------------------
+
+AGREEMENT_CASES = {
+    "single": ["A"],
+    "unanimous": ["B", "B"],
+    "split": ["A", "B"],
+    "two_of_three": ["A", "A", "B"],
+    "plurality_of_five": ["A", "A", "B", "tie", "both_bad"],
+    "two_ties_one_a": ["tie", "tie", "A"],
+    "two_both_bad_one_b": ["both_bad", "both_bad", "B"],
+    "tied_top": ["A", "A", "B", "B", "tie"],
+    "33_of_50": ["A"] * 33 + ["B"] * 17,
+}
+
+
+def _snapshot_outcome(outcomes, config) -> str | None:
+    labels = [pairwise(i + 1, outcome) for i, outcome in enumerate(outcomes)]
+    stats = AggregationStats()
+    units = aggregate_task(
+        labels, config=config, response_ids=list(RESPONSES), stats=stats, corrected_index={}
+    )
+    if not units:  # too few labels
+        return None
+    (unit,) = units
+    if unit.pairs:
+        return "AB"[unit.pairs[0].chosen]
+    if stats.decisions["pairwise_tie"]:
+        return "tie"
+    if stats.decisions["both_bad"]:
+        return "both_bad"
+    return None
+
+
+@pytest.mark.parametrize("min_labels", [1, 2])
+@pytest.mark.parametrize("policy", ["majority", "unanimous", "min_agreement"])
+def test_dashboard_and_snapshot_aggregate_the_same_labels_alike(policy, min_labels):
+    # given the same pairwise labels, read by the quality dashboard and by a snapshot
+    from annotation.quality import aggregation as quality
+
+    settings = {"policy": policy, "min_labels": min_labels}
+    labels = {
+        case: {f"annotator{i}": o for i, o in enumerate(outcomes)}
+        for case, outcomes in AGREEMENT_CASES.items()
+    }
+
+    # when each aggregates them under the same policy and defaults
+    dashboard = quality.aggregate(labels, quality.AggregationConfig(**settings))
+    snapshot = {
+        case: _snapshot_outcome(outcomes, AggregationConfig(**settings))
+        for case, outcomes in AGREEMENT_CASES.items()
+    }
+
+    # then every task gets the same final outcome (or none) from both
+    assert {case: d.value for case, d in dashboard.items()} == snapshot
+
+
+def test_an_old_snapshot_config_loads_and_keeps_its_aggregation():
+    # given the config a snapshot stored before the one engine (no Dawid-Skene knobs)
+    from rlhf.data.config import PipelineConfig
+
+    stored = {
+        "aggregation": {
+            "policy": "min_agreement",
+            "min_agreement": 0.66,
+            "min_labels": 2,
+            "exclude_annotators": [7, 3],
+        },
+        "split": {"seed": 4},
+    }
+
+    # when it is read back
+    config = PipelineConfig.from_dict(stored)
+
+    # then it decides as it did, and is stored again with the same values
+    assert config.aggregation == AggregationConfig(
+        policy="min_agreement", min_agreement=0.66, min_labels=2, exclude_annotators={3, 7}
+    )
+    again = config.as_dict()["aggregation"]
+    assert {k: again[k] for k in stored["aggregation"]} == {
+        **stored["aggregation"],
+        "exclude_annotators": [3, 7],
+    }
+    assert PipelineConfig.from_dict(config.as_dict()) == config
+
+
+def test_a_snapshot_refuses_a_policy_that_must_fit_every_label_first():
+    from rlhf.data.config import PipelineConfig
+
+    with pytest.raises(ValueError, match="not available for snapshots"):
+        PipelineConfig.from_dict({"aggregation": {"policy": "dawid_skene"}})
+    with pytest.raises(ValueError, match="policy"):
+        PipelineConfig.from_dict({"aggregation": {"policy": "loudest"}})

@@ -1,15 +1,13 @@
 """Every export shape loads into the TRL trainer that consumes it and trains one step."""
 
-import json
-
 import datasets
 import pytest
 
+from formats.preference import parse_hh_pair
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.records import LabelRecord
 from rlhf.data.splits import SplitConfig
-from rlhf.training.formats import parse_hh_pair
-from tests.rlhf.conftest import HH_FILE
+from tests.hh_dialogues import hh_rows
 from tests.rlhf.trl_steps import dpo_step, grpo_step, kto_step, reward_step, sft_step
 
 pytest.importorskip("trl")
@@ -21,9 +19,9 @@ def export_dir(tmp_path_factory):
     # given 40 HH pairs as pairwise labels, 10 of them also as corrections and 5 both-bad
 
     records = []
-    lines = HH_FILE.read_text().splitlines()[:40]
-    for i, line in enumerate(lines, start=1):
-        pair = parse_hh_pair(json.loads(line))
+    rows = hh_rows(40)
+    for i, row in enumerate(rows, start=1):
+        pair = parse_hh_pair(row)
         prompt = pair.prompt[-1:]  # keep rows short for the tiny model
         outcome = "both_bad" if i % 8 == 0 else "A"
         records.append(
@@ -34,8 +32,8 @@ def export_dir(tmp_path_factory):
                 responses={2 * i: pair.chosen, 2 * i + 1: pair.rejected},
             )
         )  # fmt: skip
-    for i, line in enumerate(lines[:10], start=100):
-        pair = parse_hh_pair(json.loads(line))
+    for i, row in enumerate(rows[:10], start=100):
+        pair = parse_hh_pair(row)
         records.append(
             LabelRecord(
                 label_id=i, task_id=i, kind="correction", annotator_id=2,

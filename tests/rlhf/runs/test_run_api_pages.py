@@ -9,9 +9,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from models_registry.services import model_version_register
-from rlhf import run_services
 from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
-from rlhf.run_selectors import training_run_metrics
+from rlhf.runs import services as run_services
+from rlhf.runs.selectors import training_run_metrics
 from rlhf.training.config import config_schema
 
 
@@ -71,6 +71,35 @@ def test_api_refuses_an_invalid_config_with_the_fields_at_fault(
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_config"
     assert response.json()["fields"] == {"lora_r": "must be >= 1"}
+    assert TrainingRun.objects.count() == 0
+
+
+def test_api_refuses_a_base_model_folder_that_links_out_of_its_model_root(
+    api, project, snapshot, reward_config, tiny_models, tmp_path
+):
+    # given a folder under a model root whose weights are a link to a file outside every root
+    import shutil
+
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(tiny_models["encoder"], outside)
+    linked = tiny_models["root"] / "linked-encoder"
+    shutil.copytree(tiny_models["encoder"], linked)
+    (linked / "model.safetensors").unlink()
+    (linked / "model.safetensors").symlink_to(outside / "model.safetensors")
+
+    # when a run is launched from it over HTTP
+    response = api.post(
+        f"/api/projects/{project.pk}/runs/",
+        {"method": "reward", "snapshot": snapshot.pk,
+         "config": {**reward_config, "base_model": str(linked)}},
+        format="json",
+    )  # fmt: skip
+
+    # then the model-folder rule refuses it, as the registry would, and nothing is created
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"] == {
+        "base_model": "holds a symbolic link out of its model root: model.safetensors"
+    }
     assert TrainingRun.objects.count() == 0
 
 

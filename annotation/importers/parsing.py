@@ -1,0 +1,162 @@
+"""Reading a whole import file: bytes to records to validated rows, or every bad line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from django.conf import settings
+
+from annotation.importers.rows import MAX_TEXT_CHARS, _Row, _row_from_record, _RowError
+from annotation.models import Project
+from config.errors import PayloadTooLarge, ValidationFailed
+
+IMPORT_KINDS = ("prompts", "responses", "preferences")
+MAX_ERRORS_REPORTED = 20
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValidationFailed(
+            f"line {line}: the file is not valid UTF-8", code="bad_encoding", line=line
+        ) from None
+
+
+# Python's json accepts what PostgreSQL's jsonb and text columns refuse (NaN, Infinity, a
+# \u0000 escape): a row holding one must be refused with its line, not fail the INSERT.
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _holds_nul(value) -> bool:
+    stack = [value]  # iterative, so no nesting the decoder accepted can exhaust the stack
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _records(text: str, fmt: str):
+    """Yield (line number, record) pairs; a parse error yields (line, _RowError)."""
+    if fmt == "jsonl":
+        for number, raw in enumerate(text.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+            except json.JSONDecodeError as exc:
+                yield number, _RowError(f"not valid JSON ({exc.msg})")
+            except ValueError as exc:  # NaN, Infinity, 1e999, an integer of 4,300+ digits
+                yield number, _RowError(f"not valid JSON ({exc})")
+            except RecursionError:
+                yield number, _RowError("not valid JSON (nested too deeply)")
+            else:
+                if _holds_nul(record):
+                    yield number, _RowError("contains a NUL character (\\u0000)")
+                else:
+                    yield number, record
+        return
+    csv.field_size_limit(MAX_TEXT_CHARS * 4)
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        yield 1, _RowError("the CSV file has no header row")
+        return
+    try:
+        for record in reader:
+            yield reader.line_num, _csv_record(record)
+    except csv.Error as exc:
+        yield reader.line_num, _RowError(f"not valid CSV ({exc})")
+
+
+def _csv_record(record: dict) -> dict:
+    out: dict = {}
+    prompt = record.get("prompt")
+    if record.get("system"):
+        out["messages"] = [
+            {"role": "system", "content": record["system"]},
+            {"role": "user", "content": prompt or ""},
+        ]
+    else:
+        out["prompt"] = prompt
+    responses = [
+        record[k]
+        for k in sorted(
+            (k for k in record if k and k.startswith("response_")),
+            key=lambda k: (len(k), k),
+        )
+        if record[k]
+    ]
+    if responses:
+        out["responses"] = responses
+    for key in ("chosen", "rejected", "source"):
+        if record.get(key):
+            out[key] = record[key]
+    if "chosen" in out:
+        out["prompt"] = prompt
+    return out
+
+
+def detect_format(filename: str, head: bytes) -> str:
+    name = filename.lower()
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".csv"):
+        return "csv"
+    return "jsonl" if head.lstrip()[:1] in (b"{", b"[") else "csv"
+
+
+def parse_import(
+    *, project: Project, data: bytes, filename: str, kind: str, task_kinds=None
+) -> list[_Row]:
+    """Validate a whole file; raise ValidationFailed listing the first bad lines."""
+    if kind not in IMPORT_KINDS:
+        raise ValidationFailed(f"kind must be one of {list(IMPORT_KINDS)}", field="kind")
+    if len(data) > settings.TANDEM_MAX_IMPORT_BYTES:
+        raise PayloadTooLarge(f"the file is larger than {settings.TANDEM_MAX_IMPORT_BYTES} bytes")
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise ValidationFailed(f"line {line}: the file contains a NUL byte", line=line)
+    fmt = detect_format(filename, data[:64])
+    text = _decode(data)
+    rows, errors = [], []
+    for line, record in _records(text, fmt):
+        if isinstance(record, _RowError):
+            errors.append({"line": line, "reason": str(record)})
+        else:
+            try:
+                rows.append(
+                    _row_from_record(kind, record, line, list(project.task_kinds), task_kinds)
+                )
+            except _RowError as exc:
+                errors.append({"line": line, "reason": str(exc)})
+        if len(errors) >= MAX_ERRORS_REPORTED:
+            break
+    if errors:
+        first = errors[0]
+        raise ValidationFailed(
+            f"line {first['line']}: {first['reason']} (nothing was imported)",
+            code="bad_file",
+            errors=errors,
+        )
+    if not rows:
+        raise ValidationFailed("the file holds no rows", code="empty_file")
+    return rows

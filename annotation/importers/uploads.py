@@ -1,0 +1,78 @@
+"""What an upload may be (gzip yes; archives and pickles never), and the whole import."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+
+from annotation.importers.parsing import detect_format, parse_import
+from annotation.importers.writing import import_rows
+from annotation.models import ImportBatch, Project
+from config.errors import ValidationFailed
+from config.safepaths import bounded_gunzip, display_filename
+
+# Leading bytes of files that are refused outright, with the reason a person can act on.
+_REFUSED_MAGIC = (
+    (b"PK\x03\x04", "a zip archive"),
+    (b"PK\x05\x06", "a zip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"BZh", "a bzip2 file"),
+    (b"\xfd7zXZ\x00", "an xz file"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file"),
+    (b"\x80\x02", "a Python pickle"),
+    (b"\x80\x03", "a Python pickle"),
+    (b"\x80\x04", "a Python pickle"),
+    (b"\x80\x05", "a Python pickle"),
+)
+GZIP_MAX_RATIO = 200
+
+
+def unpack_upload(data: bytes, filename: str) -> tuple[bytes, str]:
+    """The file as text rows: gzip is expanded (bounded, so a bomb is refused); archives and
+    pickles are refused with a clear reason (nothing in an upload is ever unpickled)."""
+    filename = display_filename(filename)
+    if data[:2] == b"\x1f\x8b":
+        data = bounded_gunzip(
+            data, max_bytes=settings.TANDEM_MAX_IMPORT_BYTES, max_ratio=GZIP_MAX_RATIO
+        )
+        filename = filename[:-3] if filename.lower().endswith(".gz") else filename
+    for magic, what in _REFUSED_MAGIC:
+        if data.startswith(magic):
+            raise ValidationFailed(
+                f"{filename} is {what}; upload JSONL or CSV (optionally gzip-compressed)",
+                code="unsupported_file",
+            )
+    if len(data) > 262 and data[257:262] == b"ustar":
+        raise ValidationFailed(
+            f"{filename} is a tar archive; upload JSONL or CSV (optionally gzip-compressed)",
+            code="unsupported_file",
+        )
+    return data, filename
+
+
+def import_file(
+    *,
+    project: Project,
+    data: bytes,
+    filename: str,
+    kind: str,
+    created_by,
+    annotator_name: str | None = None,
+    task_kinds: list[str] | None = None,
+) -> ImportBatch:
+    """Validate then import a whole file (the service behind the API, page and CLI)."""
+    data, filename = unpack_upload(data, filename)
+    rows = parse_import(
+        project=project, data=data, filename=filename, kind=kind, task_kinds=task_kinds
+    )
+    return import_rows(
+        project=project,
+        rows=rows,
+        kind=kind,
+        created_by=created_by,
+        filename=filename,
+        sha256=hashlib.sha256(data).hexdigest(),
+        fmt=detect_format(filename, data[:64]),
+        annotator_name=annotator_name,
+    )

@@ -1,0 +1,42 @@
+"""A reviewer's final decision on a disputed task."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Task
+from annotation.quality.models import Adjudication, GoldTask
+from annotation.quality.services.gold import _expected_payload
+from config.errors import Conflict, ValidationFailed
+
+MAX_REASON_CHARS = 5_000
+
+
+@transaction.atomic
+def adjudication_decide(*, task: Task, reviewer, payload: dict, reason: str) -> Adjudication:
+    """Record a reviewer's final decision on ``task``; its labels can no longer be edited."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("write the reason for the decision", field="reason")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValidationFailed(f"reason is longer than {MAX_REASON_CHARS} characters", "reason")
+    task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+    if GoldTask.objects.filter(task=task).exists():
+        raise Conflict("gold tasks are decided by their expected answer", code="gold_task")
+    labels = list(task.labels.values_list("id", "version"))
+    if not labels:
+        raise Conflict("this task has no labels to adjudicate", code="no_labels")
+    decision = _expected_payload(task, payload)
+    adjudication, _ = Adjudication.objects.update_or_create(
+        task=task,
+        defaults={
+            "project": task.project,
+            "reviewer": reviewer,
+            "payload": decision,
+            "reason": reason,
+            "labels_seen": {str(i): v for i, v in labels},
+        },
+    )
+    task.labels.filter(reviewed_at__isnull=True).update(reviewed_at=timezone.now())
+    return adjudication

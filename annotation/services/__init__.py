@@ -1,0 +1,74 @@
+"""Everything that changes annotation state. Views, the API and commands call these.
+
+One module per entity: ``projects``, ``members`` (memberships and accounts), ``tasks``,
+``claims`` (leases, heartbeats, skips), ``labels`` (submit, edit), ``hashing`` (content
+hashes) and ``hooks`` (the extension points other apps register). This package re-exports
+their public names, so callers write ``services.label_submit(...)``.
+
+Concurrency model (the part peers get wrong):
+- All changes to a task's leases and labels happen while holding that task's row lock
+  (``SELECT ... FOR UPDATE``). The invariant ``labels + unexpired active leases <= k`` is
+  checked under that lock, so no task ever receives more than ``k`` labels.
+- ``task_claim_next`` finds a candidate with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (claimers
+  never queue behind each other), then re-checks the counts with fresh statements after the
+  lock is held (a READ COMMITTED snapshot taken before the lock can miss a lease that was
+  committed just before it). On SQLite, transactions are IMMEDIATE (see settings), which
+  serialises writers and makes the same code correct.
+- ``label_submit`` is one transaction; the response is sent only after it commits. A unique
+  constraint on (task, annotator) backs the check, and an ``Idempotency-Key`` makes retries
+  safe: the same key and body return the stored result, the same key with another body is 422.
+"""
+
+from annotation.services.claims import (
+    lease_heartbeat,
+    task_claim_next,
+    task_skip,
+)
+from annotation.services.hashing import (
+    canonical_json,
+    content_hash,
+    prompt_messages_hash,
+    task_content_hash,
+    text_hash,
+)
+from annotation.services.hooks import (
+    claim_guards,
+    claim_preemptors,
+    label_submitted_hooks,
+    task_changed_hooks,
+)
+from annotation.services.labels import SubmitResult, label_edit, label_submit
+from annotation.services.members import (
+    membership_remove,
+    membership_set,
+    user_create,
+    user_external_get_or_create,
+)
+from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
+from annotation.services.tasks import task_create
+
+__all__ = [
+    "EDITABLE_PROJECT_FIELDS",
+    "SubmitResult",
+    "canonical_json",
+    "claim_guards",
+    "claim_preemptors",
+    "content_hash",
+    "label_edit",
+    "label_submit",
+    "label_submitted_hooks",
+    "lease_heartbeat",
+    "membership_remove",
+    "membership_set",
+    "project_create",
+    "project_update",
+    "prompt_messages_hash",
+    "task_changed_hooks",
+    "task_claim_next",
+    "task_content_hash",
+    "task_create",
+    "task_skip",
+    "text_hash",
+    "user_create",
+    "user_external_get_or_create",
+]

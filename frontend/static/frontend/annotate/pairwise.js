@@ -1,0 +1,78 @@
+// Pairwise: which of two responses is better, and by how much.
+//
+// Every kind module exports the same three functions over a view { task, state, box }:
+// render(view) -> Node, payload(view) -> the label's payload (throws Error to ask for more),
+// keys(view, key, event) for this kind's keys. `state` is fresh per task; `box` is the task box.
+import { el } from "../dom.js";
+import { responseCard } from "./cards.js";
+
+const STRENGTHS = ["slight", "clear", "strong"];
+const CHOICES = [["left", "1 · Left is better"], ["right", "2 · Right is better"], ["tie", "0 · Tie"], ["both_bad", "B · Both bad"]];
+const CHOICE_KEYS = { 1: "left", 2: "right", 0: "tie", t: "tie", b: "both_bad" };
+
+export function render(view) {
+  const { task, state } = view;
+  Object.assign(state, { choice: null, strength: "clear", rationale: "" });
+  const [left, right] = task.responses;
+  const pair = el("div", { class: "pair" }, responseCard(left, "1 · left"), responseCard(right, "2 · right"));
+  const buttons = el("div", { class: "controls", "data-testid": "pairwise-controls" });
+  for (const [choice, text] of CHOICES) {
+    const button = el("button", { type: "button", text, "data-choice": choice });
+    button.addEventListener("click", () => choose(view, choice));
+    buttons.append(button);
+  }
+  const strength = el("div", { class: "strength", "data-testid": "strength" }, el("span", { text: "Strength (↑/↓):" }));
+  for (const value of STRENGTHS) {
+    const button = el("button", { type: "button", text: value, "data-strength": value });
+    button.addEventListener("click", () => setStrength(view, value));
+    strength.append(button);
+  }
+  const rationale = el("textarea", { rows: 2, placeholder: "Why? (optional)", maxLength: 5000 });
+  rationale.setAttribute("data-testid", "rationale");
+  rationale.addEventListener("input", () => (state.rationale = rationale.value));
+  setTimeout(() => paint(view), 0);
+  return el("div", {}, pair, buttons, strength, rationale);
+}
+
+export function payload({ state }) {
+  if (!state.choice) throw new Error("Choose 1, 2, 0 (tie) or B (both bad) first.");
+  return { choice: state.choice, strength: isDecisive(state) ? state.strength : null, rationale: state.rationale };
+}
+
+export function keys(view, key, event) {
+  if (CHOICE_KEYS[key]) { choose(view, CHOICE_KEYS[key]); return; }
+  const i = STRENGTHS.indexOf(view.state.strength);
+  if (key === "ArrowUp") { event.preventDefault(); setStrength(view, STRENGTHS[Math.min(i + 1, 2)]); }
+  if (key === "ArrowDown") { event.preventDefault(); setStrength(view, STRENGTHS[Math.max(i - 1, 0)]); }
+}
+
+function isDecisive(state) {
+  return state.choice === "left" || state.choice === "right";
+}
+
+function choose(view, choice) {
+  view.state.choice = choice;
+  paint(view);
+}
+
+function setStrength(view, value) {
+  view.state.strength = value;
+  paint(view);
+}
+
+function paint({ state, box }) {
+  const cards = box.querySelectorAll(".response");
+  cards.forEach((card, i) => {
+    card.classList.toggle("chosen", (state.choice === "left" && i === 0) || (state.choice === "right" && i === 1));
+    card.classList.toggle("tied", state.choice === "tie");
+    card.classList.toggle("both-bad", state.choice === "both_bad");
+  });
+  box.querySelectorAll("[data-choice]").forEach((b) => b.classList.toggle("chosen-button", b.dataset.choice === state.choice));
+  const decisive = isDecisive(state);
+  box.querySelectorAll("[data-strength]").forEach((b) => {
+    b.classList.toggle("on", decisive && b.dataset.strength === state.strength);
+    b.disabled = !decisive;
+  });
+  box.dataset.choice = state.choice || "";
+  box.dataset.strength = decisive ? state.strength : "";
+}
