@@ -356,7 +356,7 @@ def _fail_unclaimed(run_id: int, attempt: int, error: str) -> bool:
 
 
 def _device(requested: str) -> str:
-    from rlhf.training.models import resolve_device
+    from rlhf.training.loading import resolve_device
 
     device = resolve_device(requested)
     if device == "cuda":

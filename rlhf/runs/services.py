@@ -36,14 +36,19 @@ from config.safepaths import FolderNotAllowed, allowed_model_folder
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
 from rlhf.runs import versions
 from rlhf.runs.selectors import folder_of_another_projects_run
-from rlhf.training.config import METHOD_TITLES, METHODS, ConfigError, config_from_dict
-from rlhf.training.data import SHAPE_FOR_METHOD
+from rlhf.training.config import (
+    METHOD_SPECS,
+    METHOD_TITLES,
+    METHODS,
+    ConfigError,
+    config_from_dict,
+)
 
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 200
 LOG_TAIL_CHARS = 20_000
-ONLINE_METHODS = ("ppo", "rloo", "grpo")
+ONLINE_METHODS = tuple(name for name, spec in METHOD_SPECS.items() if spec.samples_answers)
 # Config fields that name a model folder; each follows config.safepaths.allowed_model_folder.
 MODEL_FOLDER_FIELDS = ("base_model", "reward_model", "reference_model", "value_model")
 
@@ -186,9 +191,7 @@ def training_run_launch(
         raise ValidationFailed("the snapshot belongs to another project", code="foreign_snapshot")
     if snapshot.status != SnapshotStatus.READY or not snapshot.export_path:
         raise ValidationFailed("the snapshot is not ready", code="snapshot_not_ready")
-    shapes = [SHAPE_FOR_METHOD[method]]
-    if method in ONLINE_METHODS:  # online methods may take the prompts of any shape
-        shapes += ["preference", "sft"]
+    shapes = METHOD_SPECS[method].accepted_shapes  # online: the prompts of any shape
     if not any((snapshot.row_counts or {}).get(s, {}).get("train") for s in shapes):
         raise ValidationFailed(
             f"the snapshot has no training rows for {method} (shape {shapes[0]})",

@@ -54,6 +54,7 @@ def _evaluate_reward(args) -> int:
         max_length=args.max_length,
         batch_size=args.batch_size,
         device=args.device,
+        precision=args.precision,
     )
     print(json.dumps(result))
     return 0
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--max-length", type=int, default=512)
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    evaluate.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="auto: bf16 where the hardware computes it natively (as in training)",
+    )
     evaluate.set_defaults(run=_evaluate_reward)
     schema = commands.add_parser("schema", help="print a method's config fields as JSON")
     schema.add_argument("method", choices=METHODS)

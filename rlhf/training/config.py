@@ -19,17 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-METHODS = ("sft", "reward", "dpo", "ppo", "rloo", "grpo")
-
-# How each method is named to people: runs, registry and UI show these, never a vaguer word.
-METHOD_TITLES = {
-    "sft": "Supervised fine-tuning (TRL SFTTrainer)",
-    "reward": "Reward model, Bradley-Terry pairwise loss (TRL RewardTrainer)",
-    "dpo": "Direct Preference Optimization (TRL DPOTrainer)",
-    "ppo": "PPO with a value model (Tandem's own implementation)",
-    "rloo": "REINFORCE Leave-One-Out (TRL RLOOTrainer)",
-    "grpo": "Group Relative Policy Optimization (TRL GRPOTrainer)",
-}
+from rlhf.training.methods import MethodSpec, PPOResult, RewardModelResult
 
 
 class ConfigError(ValueError):
@@ -539,13 +529,72 @@ class GRPOConfig(RLOOConfig):
     )
 
 
+# The method table: every fact about a method that more than one module needs.
+METHOD_SPECS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec(
+            name="sft",
+            title="Supervised fine-tuning (TRL SFTTrainer)",
+            config_class=SFTConfig,
+            data_shape="sft",
+            trainer_module="rlhf.training.sft",
+        ),
+        MethodSpec(
+            name="reward",
+            title="Reward model, Bradley-Terry pairwise loss (TRL RewardTrainer)",
+            config_class=RewardConfig,
+            data_shape="preference",
+            trainer_module="rlhf.training.reward",
+            result_class=RewardModelResult,
+            paired_data=True,
+        ),
+        MethodSpec(
+            name="dpo",
+            title="Direct Preference Optimization (TRL DPOTrainer)",
+            config_class=DPOConfig,
+            data_shape="preference",
+            trainer_module="rlhf.training.dpo",
+            paired_data=True,
+            needs_reference=True,
+        ),
+        MethodSpec(
+            name="ppo",
+            title="PPO with a value model (Tandem's own implementation)",
+            config_class=PPOConfig,
+            data_shape="prompt_only",
+            trainer_module="rlhf.training.ppo",
+            result_class=PPOResult,
+            samples_answers=True,
+            needs_reward_model=True,
+            needs_reference=True,
+        ),
+        MethodSpec(
+            name="rloo",
+            title="REINFORCE Leave-One-Out (TRL RLOOTrainer)",
+            config_class=RLOOConfig,
+            data_shape="prompt_only",
+            trainer_module="rlhf.training.online",
+            samples_answers=True,
+            needs_reward_model=True,
+            needs_reference=True,
+        ),
+        MethodSpec(
+            name="grpo",
+            title="Group Relative Policy Optimization (TRL GRPOTrainer)",
+            config_class=GRPOConfig,
+            data_shape="prompt_only",
+            trainer_module="rlhf.training.online",
+            samples_answers=True,
+            needs_reward_model=True,
+            needs_reference=True,
+        ),
+    )
+}
+METHODS = tuple(METHOD_SPECS)
+METHOD_TITLES = {name: spec.title for name, spec in METHOD_SPECS.items()}
 CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {
-    "sft": SFTConfig,
-    "reward": RewardConfig,
-    "dpo": DPOConfig,
-    "ppo": PPOConfig,
-    "rloo": RLOOConfig,
-    "grpo": GRPOConfig,
+    name: spec.config_class for name, spec in METHOD_SPECS.items()
 }
 
 

@@ -19,19 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from formats.preference import FormatError, as_conversation, parse_preference_row
+from rlhf.training.config import METHOD_SPECS
 
 EXPORT_FORMAT = "tandem-export/1"
 SPLITS = ("train", "validation", "test")
 
-# Which export shape each method reads.
-SHAPE_FOR_METHOD = {
-    "sft": "sft",
-    "reward": "preference",
-    "dpo": "preference",
-    "ppo": "prompt_only",
-    "rloo": "prompt_only",
-    "grpo": "prompt_only",
-}
+# Which export shape each method reads (from the method table).
+SHAPE_FOR_METHOD = {name: spec.data_shape for name, spec in METHOD_SPECS.items()}
 
 
 class DataError(ValueError):
@@ -161,7 +155,7 @@ def load_splits(
         return _require_train(result, method)
     path = Path(data)
     if path.is_dir():
-        return _require_train(_load_export(path, shape, method), method)
+        return _require_train(_load_export(path, method), method)
     if path.is_file():
         raw = read_jsonl(path)
         rows, bad = canonical_rows(shape, raw)
@@ -173,7 +167,7 @@ def load_splits(
     raise DataError(f"{path} is neither an export folder nor a .jsonl file")
 
 
-def _load_export(root: Path, shape: str, method: str) -> DatasetSplits:
+def _load_export(root: Path, method: str) -> DatasetSplits:
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
         raise DataError(f"{root} has no manifest.json: not a Tandem export")
@@ -182,8 +176,9 @@ def _load_export(root: Path, shape: str, method: str) -> DatasetSplits:
         raise DataError(f"{manifest_path}: format {manifest.get('format')!r}, need {EXPORT_FORMAT}")
     # Online methods sample their own answers, so any prompt will do: fall back on the
     # prompts of preference pairs when the export has no prompt-only shape.
-    candidates = [shape, "preference", "sft"] if shape == "prompt_only" else [shape]
-    for candidate in candidates:
+    spec = METHOD_SPECS[method]
+    shape = spec.data_shape
+    for candidate in spec.accepted_shapes:
         folder = root / candidate
         if (folder / "train.jsonl").is_file():
             result = DatasetSplits(source=str(root))

@@ -17,7 +17,7 @@ from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from rlhf.training import hf
-from rlhf.training.models import check_model_folder, load_causal_lm, load_tokenizer, lora_config
+from rlhf.training.loading import check_model_folder, load_causal_lm, load_tokenizer, lora_config
 from rlhf.training.tokens import chat_template_sha256, encode_decoder
 
 
@@ -62,11 +62,11 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     reference_path = Path(config.reference_model).resolve() if config.reference_model else parent
     ref_model = None
     if config.use_lora and reference_path == parent:
-        ctx.extra["reference_model"] = f"{parent} (the parent: LoRA adapter disabled)"
+        ctx.method_result.reference_model = f"{parent} (the parent: LoRA adapter disabled)"
     else:
         ref_model = load_causal_lm(reference_path)
         ref_model.requires_grad_(False)
-        ctx.extra["reference_model"] = str(reference_path)
+        ctx.method_result.reference_model = str(reference_path)
     peft_config = lora_config(config, task_type="CAUSAL_LM") if config.use_lora else None
 
     args = TRLDPOConfig(
@@ -104,7 +104,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
                 strict=True,
             )
         ]
-    ctx.extra["base_model"] = str(parent)
+    ctx.method_result.base_model = str(parent)
     return trainer, collator, tokenizer
 
 
@@ -116,5 +116,5 @@ def train(ctx: hf.RunContext) -> dict:
         evaluation = trainer.evaluate()
         metrics["validation"] = {k: float(v) for k, v in evaluation.items()}
     model_dir = hf.save_policy(trainer, ctx)
-    ctx.extra["model_dir"] = str(model_dir)
+    ctx.method_result.model_dir = str(model_dir)
     return metrics

@@ -7,20 +7,14 @@ an evaluation loss of 0.69 or more raises the ``nothing_learned`` flag.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
 from rlhf.training import rollout
 from rlhf.training.data import canonical_rows, read_jsonl
-from rlhf.training.models import (
-    load_sequence_classifier,
-    load_tokenizer,
-    resolve_device,
-    resolve_precision,
-)
-from rlhf.training.tokens import chat_template_sha256, encode_decoder, encode_for_scoring
+from rlhf.training.loading import load_for_inference
+from rlhf.training.tokens import chat_template_sha256, encode_decoder
 
 # ln 2 = 0.6931 is chance; 0.69 leaves no room for "learned a little, by luck".
 NOTHING_LEARNED_LOSS = 0.69
@@ -39,23 +33,18 @@ def pairwise_accuracy(
     """Accuracy (ties wrong), ties, mean Bradley-Terry loss and margin over canonical pairs."""
     if not rows:
         return {"pairs": 0, "accuracy": None, "ties": 0, "loss": None, "nothing_learned": None}
-    sequences, truncated = [], 0
-    for row in rows:
-        (chosen, rejected), cut = encode_for_scoring(
-            tokenizer, row["prompt"], [row["chosen"], row["rejected"]], max_length
-        )
-        sequences += [chosen, rejected]
-        truncated += cut
-    scores = rollout.score(
+    scores, truncated = rollout.score_answers(
         model,
-        sequences,
-        pad_id=tokenizer.pad_token_id,
+        tokenizer,
+        [row["prompt"] for row in rows],
+        [[row["chosen"], row["rejected"]] for row in rows],
+        max_length=max_length,
         device=device,
         precision=precision,
         batch_size=batch_size,
     )
-    chosen = torch.tensor(scores[0::2], dtype=torch.float64)
-    rejected = torch.tensor(scores[1::2], dtype=torch.float64)
+    chosen = torch.tensor([pair[0] for pair in scores], dtype=torch.float64)
+    rejected = torch.tensor([pair[1] for pair in scores], dtype=torch.float64)
     diff = chosen - rejected
     loss = float(-torch.nn.functional.logsigmoid(diff).mean())
     return {
@@ -79,28 +68,25 @@ def evaluate_reward(
     precision: str = "auto",
 ) -> dict:
     """Score a reward model folder on a preference .jsonl (HH-RLHF or TRL shape)."""
-    device = resolve_device(device)
-    precision = resolve_precision(precision, device)
-    tokenizer = load_tokenizer(model_dir)
-    model = load_sequence_classifier(model_dir, pad_token_id=tokenizer.pad_token_id).to(device)
-    if not getattr(tokenizer, "chat_template", None):
-        max_length = min(max_length, 512)
+    loaded = load_for_inference(model_dir, kind="reward_model", device=device, precision=precision)
     rows, unreadable = canonical_rows("preference", read_jsonl(Path(data_file)))
     result = pairwise_accuracy(
-        model,
-        tokenizer,
+        loaded.model,
+        loaded.tokenizer,
         rows,
-        max_length=max_length,
-        device=device,
-        precision=precision,
+        max_length=rollout.scoring_max_length(loaded.tokenizer, loaded.model, max_length),
+        device=loaded.device,
+        precision=loaded.precision,
         batch_size=batch_size,
     )
     result["unreadable_rows"] = unreadable
-    result["chat_template_sha256"] = chat_template_sha256(tokenizer)
+    result["chat_template_sha256"] = chat_template_sha256(loaded.tokenizer)
+    result["device"] = loaded.device
+    result["precision"] = loaded.precision
+    result["batch_size"] = batch_size
     return result
 
 
-@torch.no_grad()
 def perplexity(
     model,
     tokenizer,
@@ -112,30 +98,23 @@ def perplexity(
     batch_size: int = 8,
 ) -> float | None:
     """exp(mean NLL) of the final assistant answers given their conversations."""
-    if not rows:
-        return None
-    total_nll, total_tokens = 0.0, 0
-    model.eval()
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        sequences, masks = [], []
-        for row in batch:
-            encoded = encode_decoder(
-                tokenizer, row["messages"][:-1], [row["messages"][-1]["content"]], max_length
-            )
-            sequences.append(encoded.prompt_ids + encoded.completion_ids[0])
-            masks.append([0] * len(encoded.prompt_ids) + [1] * len(encoded.completion_ids[0]))
-        ids, attention = rollout.pad_right(sequences, tokenizer.pad_token_id)
-        loss_mask, _ = rollout.pad_right(masks, 0)
-        ids, attention, loss_mask = ids.to(device), attention.to(device), loss_mask.to(device)
-        with rollout.autocast(device, precision):
-            logits = model(input_ids=ids, attention_mask=attention).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, seq-1, vocab)
-        token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        target_mask = loss_mask[:, 1:].float()
-        total_nll -= float((token_logp * target_mask).sum())
-        total_tokens += int(target_mask.sum())
-    return math.exp(total_nll / total_tokens) if total_tokens else None
+    contexts, answers = [], []
+    for row in rows:
+        encoded = encode_decoder(
+            tokenizer, row["messages"][:-1], [row["messages"][-1]["content"]], max_length
+        )
+        contexts.append(encoded.prompt_ids)
+        answers.append(encoded.completion_ids[0])
+    log_probs = rollout.continuation_log_probs(
+        model,
+        contexts,
+        answers,
+        pad_id=tokenizer.pad_token_id,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+    )
+    return rollout.perplexity(log_probs)
 
 
 def generation_scores(

@@ -26,12 +26,14 @@ CUDA device is present; it is never required.
 from __future__ import annotations
 
 import importlib.util
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # torch loads on first use: the web process imports GenerationConfig only
+    from rlhf.training.loading import LoadedModel
 
 Message = dict[str, str]
 Prompt = str | Sequence[Message]
@@ -112,117 +114,21 @@ class GenerationResult:
 # Loading
 
 
-@dataclass
-class LoadedCausalLM:
-    """A model ready to generate or score, with the tokenizer that belongs to it."""
-
-    model: Any  # transformers.PreTrainedModel, in eval mode, on `device`
-    tokenizer: Any
-    device: Any  # torch.device
-    model_dir: Path
-    is_adapter: bool
-
-
-def resolve_device(device: str = "auto"):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device) -> Any:
-    """ "auto" is bfloat16 on a GPU that supports it and float32 everywhere else."""
-    import torch
-
-    if dtype == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype)
-
-
-def require_safetensors(folder: Path) -> None:
-    """Refuse a folder without safetensors weights: pickle formats can run code when loaded."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
-    if not any(folder.glob("*.safetensors")):
-        raise ValueError(
-            f"{folder} holds no *.safetensors weights; pickle formats (.bin, .pt) are refused"
-        )
-
-
-def adapter_base_dir(adapter_dir: Path) -> Path:
-    """The local base-model folder a PEFT adapter was trained on (from adapter_config.json)."""
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
-    base = config.get("base_model_name_or_path")
-    if not base or not Path(base).is_dir():
-        raise ValueError(
-            f"the adapter in {adapter_dir} names base model {base!r}, which is not a local "
-            "folder; pass base_model_dir explicitly"
-        )
-    return Path(base)
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
-
-
 def load_causal_lm(
     model_dir: Path,
     *,
     base_model_dir: Path | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    merge_adapter: bool = True,
-) -> LoadedCausalLM:
-    """Load a causal LM folder. A folder with ``adapter_config.json`` is a PEFT adapter: its base
-    is loaded first (``base_model_dir`` or the path recorded in the adapter config), then the
-    adapter, merged into the weights by default since merged weights generate faster.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+) -> LoadedModel:
+    """A policy folder ready to generate (``loading.load_for_inference``). A folder with
+    ``adapter_config.json`` is a PEFT adapter, merged into its base (``base_model_dir`` or the
+    folder its config names), since merged weights generate faster. ``dtype``: a precision
+    ("auto", "bf16", ...) or a torch dtype name ("float32", ...)."""
+    from rlhf.training.loading import load_for_inference
 
-    model_dir = Path(model_dir)
-    is_adapter = (model_dir / "adapter_config.json").is_file()
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
-    load_kwargs = {
-        "dtype": torch_dtype,
-        "use_safetensors": True,
-        "trust_remote_code": False,
-        "local_files_only": True,
-    }
-    if is_adapter:
-        from peft import PeftModel
-
-        if not (model_dir / "adapter_model.safetensors").is_file():
-            raise ValueError(f"{model_dir} holds no adapter_model.safetensors")
-        base_dir = Path(base_model_dir) if base_model_dir else adapter_base_dir(model_dir)
-        require_safetensors(base_dir)
-        base = AutoModelForCausalLM.from_pretrained(base_dir, **load_kwargs)
-        model = PeftModel.from_pretrained(base, model_dir, is_trainable=False)
-        if merge_adapter:
-            model = model.merge_and_unload()
-        tokenizer_dir = model_dir if _has_tokenizer(model_dir) else base_dir
-    else:
-        require_safetensors(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **load_kwargs)
-        tokenizer_dir = model_dir
-    tokenizer = AutoTokenizer.from_pretrained(
-        tokenizer_dir, trust_remote_code=False, local_files_only=True
-    )
-    if tokenizer.pad_token_id is None:
-        # Padding positions are masked out, so any id works; EOS is the conventional choice.
-        tokenizer.pad_token = tokenizer.eos_token
-    model.to(torch_device)
-    model.eval()
-    return LoadedCausalLM(
-        model=model,
-        tokenizer=tokenizer,
-        device=torch_device,
-        model_dir=model_dir,
-        is_adapter=is_adapter,
+    return load_for_inference(
+        model_dir, kind="causal_lm", device=device, precision=dtype, base=base_model_dir
     )
 
 
@@ -243,17 +149,20 @@ def encode_prompts(tokenizer, prompts: Sequence[Prompt], system_prompt: str | No
     """Token ids of each prompt with the chat template applied, ready for the assistant turn."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("the tokenizer has no chat template; a chat model is required")
-    encoded: list[list[int]] = []
-    for prompt in prompts:
-        text = tokenizer.apply_chat_template(
+    if not prompts:
+        return []
+    texts = [
+        tokenizer.apply_chat_template(
             as_messages(prompt, system_prompt), add_generation_prompt=True, tokenize=False
         )
-        # The template already wrote the special tokens; adding BOS again would shift the model.
-        encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return encoded
+        for prompt in prompts
+    ]
+    # One batched call (the fast tokenizer splits the work); the template already wrote the
+    # special tokens, and adding BOS again would shift the model.
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def eos_token_ids(loaded: LoadedCausalLM) -> list[int]:
+def eos_token_ids(loaded: LoadedModel) -> list[int]:
     ids: set[int] = set()
     if loaded.tokenizer.eos_token_id is not None:
         ids.add(int(loaded.tokenizer.eos_token_id))
@@ -265,26 +174,6 @@ def eos_token_ids(loaded: LoadedCausalLM) -> list[int]:
     if not ids:
         raise ValueError("the model declares no end-of-sequence token")
     return sorted(ids)
-
-
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device):
-    """Stack id lists into (batch, max_len) ids and attention mask, padding on the left."""
-    import torch
-
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        if ids:
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Prompt indices grouped into batches, longest prompts first (stable for equal lengths)."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def trim_at_eos(new_ids: Sequence[int], eos_ids: Sequence[int]) -> tuple[list[int], FinishReason]:
@@ -359,7 +248,7 @@ def _transformers_generation_config(config: GenerationConfig, eos_ids: list[int]
 
 
 def generate_responses(
-    loaded: LoadedCausalLM,
+    loaded: LoadedModel,
     prompts: Sequence[Prompt],
     config: GenerationConfig,
     *,
@@ -368,6 +257,8 @@ def generate_responses(
     """Generate one response per prompt with ``transformers``; results in the prompts' order."""
     import torch
     from transformers import LogitsProcessorList
+
+    from rlhf.training.rollout import batches_by_length, pad_left
 
     started = time.perf_counter()
     tokenizer, model = loaded.tokenizer, loaded.model
@@ -379,7 +270,7 @@ def generate_responses(
     results: dict[int, GeneratedResponse] = {}
     done = 0
     for batch in batches_by_length([len(ids) for ids in encoded], config.batch_size):
-        input_ids, attention_mask = left_pad([encoded[i] for i in batch], pad_id, loaded.device)
+        input_ids, attention_mask = pad_left([encoded[i] for i in batch], pad_id, loaded.device)
         processors = LogitsProcessorList()
         if not config.greedy:
             generators = []
@@ -446,15 +337,13 @@ def generate_with_vllm(
     on_progress: ProgressCallback | None = None,
 ) -> GenerationResult:
     """The fast path: vLLM schedules all prompts itself (continuous batching on the GPU)."""
-    from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
+    from rlhf.training.loading import check_model_folder, load_tokenizer
+
     started = time.perf_counter()
-    model_dir = Path(model_dir)
-    require_safetensors(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_dir, trust_remote_code=False, local_files_only=True
-    )
+    model_dir = check_model_folder(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     encoded = encode_prompts(tokenizer, prompts, config.system_prompt)
     llm = LLM(model=str(model_dir), trust_remote_code=False, load_format="safetensors")
     sampling = [

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rlhf.training import rollout
-from rlhf.training.models import HEAD_NAMES
+from rlhf.training.loading import HEAD_NAMES
 
 L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)  # standardised features
 FOLDS = 5

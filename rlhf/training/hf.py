@@ -21,6 +21,7 @@ from transformers import TrainerCallback
 from rlhf.training import checkpoints
 from rlhf.training.config import TrainingConfig
 from rlhf.training.data import DatasetSplits
+from rlhf.training.methods import MethodResult
 from rlhf.training.progress import Reporter, TrainingStopped
 from rlhf.training.sampling import LengthGroupedSampler
 
@@ -49,7 +50,7 @@ class RunContext:
     refused_checkpoints: list = field(default_factory=list)
     resume_checked: bool = False  # resume_point looked (hashes are verified once)
     last_checkpoint: checkpoints.CheckpointInfo | None = None
-    extra: dict = field(default_factory=dict)  # method-specific facts for the result
+    method_result: MethodResult = field(default_factory=MethodResult)  # facts for the result
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -268,7 +269,7 @@ def train(trainer, ctx: RunContext) -> None:
     """Run ``trainer`` from the newest valid checkpoint (or from scratch)."""
     silence(trainer)
     trainer.train(resume_from_checkpoint=resume_point(ctx))
-    ctx.extra["global_step"] = trainer.state.global_step
+    ctx.method_result.global_step = trainer.state.global_step
     shutil.rmtree(ctx.out_dir / HF_STAGING, ignore_errors=True)
 
 
@@ -316,7 +317,7 @@ def save_policy(trainer, ctx: RunContext) -> Path:
     """
     from peft import PeftModel
 
-    from rlhf.training.models import is_adapter_folder
+    from rlhf.training.loading import is_adapter_folder
 
     parent = Path(ctx.config.base_model).resolve()
     if isinstance(trainer.model, PeftModel):
@@ -327,5 +328,5 @@ def save_policy(trainer, ctx: RunContext) -> Path:
             kind = "lora_adapter"
     else:
         kind = "full_weights"
-    ctx.extra["artifact_kind"] = kind
+    ctx.method_result.artifact_kind = kind
     return save_final(trainer, ctx, meta={"kind": kind, "parent": str(parent)})

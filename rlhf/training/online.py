@@ -19,15 +19,15 @@ from datasets import Dataset
 
 from rlhf.training import hf, rollout
 from rlhf.training.config import ConfigError
-from rlhf.training.models import (
+from rlhf.training.loading import (
     check_model_folder,
     is_adapter_folder,
     load_causal_lm,
-    load_sequence_classifier,
+    load_for_inference,
     load_tokenizer,
     lora_config,
 )
-from rlhf.training.tokens import chat_template_sha256, encode_for_scoring, fit_prompt
+from rlhf.training.tokens import chat_template_sha256, fit_prompt
 
 
 class RewardModelScorer:
@@ -36,26 +36,26 @@ class RewardModelScorer:
     __name__ = "reward_model"
 
     def __init__(self, model_dir, *, device: str, precision: str, max_length: int = 512):
-        self.tokenizer = load_tokenizer(model_dir)
-        self.model = load_sequence_classifier(model_dir, pad_token_id=self.tokenizer.pad_token_id)
-        self.model.requires_grad_(False).eval().to(device)
-        self.device, self.precision = device, precision
-        self.max_length = max_length if self.tokenizer.chat_template else min(max_length, 512)
+        self.loaded = load_for_inference(
+            model_dir, kind="reward_model", device=device, precision=precision
+        )
+        self.max_length = rollout.scoring_max_length(
+            self.loaded.tokenizer, self.loaded.model, max_length
+        )
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        sequences = []
-        for prompt, completion in zip(prompts, completions, strict=True):
-            answer = completion[-1]["content"] if isinstance(completion, list) else completion
-            messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-            (ids,), _ = encode_for_scoring(self.tokenizer, messages, [answer], self.max_length)
-            sequences.append(ids)
-        return rollout.score(
-            self.model,
-            sequences,
-            pad_id=self.tokenizer.pad_token_id,
-            device=self.device,
-            precision=self.precision,
+        messages = [p if isinstance(p, list) else [{"role": "user", "content": p}] for p in prompts]
+        answers = [[c[-1]["content"] if isinstance(c, list) else c] for c in completions]
+        scores, _ = rollout.score_answers(
+            self.loaded.model,
+            self.loaded.tokenizer,
+            messages,
+            answers,
+            max_length=self.max_length,
+            device=self.loaded.device,
+            precision=self.loaded.precision,
         )
+        return [group[0] for group in scores]
 
 
 def _trainer_classes(method: str):
@@ -119,11 +119,11 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
         peft_config=lora_config(config, task_type="CAUSAL_LM") if config.use_lora else None,
         callbacks=[hf.TandemCallback(ctx), *(callbacks or [])],
     )
-    ctx.extra["base_model"] = str(parent)
-    ctx.extra["reward_model"] = str(reward_dir)
+    ctx.method_result.base_model = str(parent)
+    ctx.method_result.reward_model = str(reward_dir)
     if config.kl_coef > 0:
         how = "LoRA adapter disabled" if config.use_lora else "loaded again, frozen"
-        ctx.extra["reference_model"] = f"{parent} (the parent: {how})"
+        ctx.method_result.reference_model = f"{parent} (the parent: {how})"
     return trainer
 
 
@@ -137,5 +137,5 @@ def train(ctx: hf.RunContext) -> dict:
             metrics["last_mean_reward"] = float(entry["reward"])
             break
     model_dir = hf.save_policy(trainer, ctx)
-    ctx.extra["model_dir"] = str(model_dir)
+    ctx.method_result.model_dir = str(model_dir)
     return metrics

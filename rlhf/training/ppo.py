@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from rlhf.training import checkpoints, hf, ppo_math
 from rlhf.training.config import PPOConfig
-from rlhf.training.models import (
+from rlhf.training.loading import (
     autocast,
     check_model_folder,
     load_causal_lm,
@@ -94,10 +94,10 @@ class PPORun:
 
             policy = get_peft_model(policy, lora_config(config, task_type="CAUSAL_LM"))
             self.reference = None  # the adapter disabled is the parent
-            ctx.extra["reference_model"] = f"{parent} (the parent: LoRA adapter disabled)"
+            ctx.method_result.reference_model = f"{parent} (the parent: LoRA adapter disabled)"
         else:
             self.reference = load_causal_lm(parent).requires_grad_(False).eval().to(self.device)
-            ctx.extra["reference_model"] = str(parent)
+            ctx.method_result.reference_model = str(parent)
         self.policy = policy.to(self.device)
         self.policy.config.use_cache = True
 
@@ -111,17 +111,17 @@ class PPORun:
         value_dir = Path(config.value_model).resolve() if config.value_model else reward_dir
         value_tokenizer = load_tokenizer(value_dir)
         if value_tokenizer.chat_template and _same_tokenizer(value_tokenizer, self.tokenizer):
-            ctx.extra["value_model_init"] = str(value_dir)
+            ctx.method_result.value_model_init = str(value_dir)
         else:
             value_dir = parent
-            ctx.extra["value_model_init"] = (
+            ctx.method_result.value_model_init = (
                 f"{parent} with a new head (the reward model does not share the policy's tokens)"
             )
         torch.manual_seed(config.seed)
         classifier = load_sequence_classifier(value_dir, pad_token_id=self.pad_id)
         self.value = ValueModel(classifier).to(self.device)
-        ctx.extra["base_model"] = str(parent)
-        ctx.extra["reward_model"] = str(reward_dir)
+        ctx.method_result.base_model = str(parent)
+        ctx.method_result.reward_model = str(reward_dir)
 
         self.prompts, self.prompt_messages, truncated = [], [], 0
         for row in ctx.splits.train:
@@ -401,16 +401,16 @@ def train(ctx: hf.RunContext) -> dict:
         reporter.step(run.global_step, loss=loss, metrics=stats)
         if config.checkpoint_every_steps and run.global_step % config.checkpoint_every_steps == 0:
             run.save_checkpoint()
-    ctx.extra["global_step"] = run.global_step
+    ctx.method_result.global_step = run.global_step
     model_dir = _save(run)
-    ctx.extra["model_dir"] = str(model_dir)
+    ctx.method_result.model_dir = str(model_dir)
     return {"last": stats}
 
 
 def _save(run: PPORun) -> Path:
     from peft import PeftModel
 
-    from rlhf.training.models import is_adapter_folder
+    from rlhf.training.loading import is_adapter_folder
 
     ctx = run.ctx
     ctx.reporter.check_stop(run.global_step)
@@ -427,5 +427,5 @@ def _save(run: PPORun) -> Path:
     run.tokenizer.save_pretrained(staging)
     value_dir = staging / "value_model"
     run.value.classifier.save_pretrained(value_dir, safe_serialization=True)
-    ctx.extra["artifact_kind"] = kind
+    ctx.method_result.artifact_kind = kind
     return hf.publish_model(staging, ctx, meta={"kind": kind, "parent": str(run.parent)})

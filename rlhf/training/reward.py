@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -22,7 +21,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from rlhf.training import head_probe, hf
 from rlhf.training.evaluation import pairwise_accuracy
-from rlhf.training.models import (
+from rlhf.training.loading import (
     HEAD_NAMES,
     load_sequence_classifier,
     load_tokenizer,
@@ -108,7 +107,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
 
     torch.manual_seed(config.seed)  # the new scalar head is initialised here
     model = load_sequence_classifier(source, pad_token_id=tokenizer.pad_token_id)
-    ctx.extra["head_init"] = _init_head(ctx, model, train_columns, tokenizer.pad_token_id)
+    ctx.method_result.head_init = _init_head(ctx, model, train_columns, tokenizer.pad_token_id)
     peft_config = None
     if config.use_lora:
         encoder = not getattr(tokenizer, "chat_template", None)
@@ -144,8 +143,8 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
             max(len(c), len(r))
             for c, r in zip(train_columns["chosen_ids"], train_columns["rejected_ids"], strict=True)
         ]
-    ctx.extra["reward_backbone"] = config.backbone
-    ctx.extra["base_model"] = str(source)
+    ctx.method_result.reward_backbone = config.backbone
+    ctx.method_result.base_model = str(source)
     return trainer, collator, tokenizer
 
 
@@ -219,9 +218,5 @@ def train(ctx: hf.RunContext) -> dict:
             metrics[split] = result
             ctx.reporter.emit("eval", step=trainer.state.global_step, metrics={split: result})
     model_dir = hf.save_final(trainer, ctx, meta={"kind": "reward_model"})
-    ctx.extra["model_dir"] = str(model_dir)
+    ctx.method_result.model_dir = str(model_dir)
     return metrics
-
-
-def model_dir_of(out_dir: Path) -> Path:
-    return Path(out_dir) / hf.MODEL_DIR

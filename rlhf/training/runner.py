@@ -24,9 +24,10 @@ from pathlib import Path
 
 from rlhf.training import hf
 from rlhf.training.checkpoints import MANIFEST
-from rlhf.training.config import METHOD_TITLES, METHODS, TrainingConfig, config_from_dict
+from rlhf.training.config import METHOD_SPECS, METHODS, TrainingConfig, config_from_dict
 from rlhf.training.data import DatasetSplits, load_splits
-from rlhf.training.models import quiet_transformers, resolve_device, resolve_precision
+from rlhf.training.loading import quiet_transformers, resolve_device, resolve_precision
+from rlhf.training.methods import result_details
 from rlhf.training.progress import ProgressEvent, Reporter
 from rlhf.training.provenance import library_versions
 
@@ -75,21 +76,6 @@ class TrainingResult:
     config: dict = field(default_factory=dict)
 
 
-def _method_module(method: str):
-    # Imported on demand: each pulls in TRL trainers that take seconds to import.
-    if method == "sft":
-        from rlhf.training import sft as module
-    elif method == "reward":
-        from rlhf.training import reward as module
-    elif method == "dpo":
-        from rlhf.training import dpo as module
-    elif method == "ppo":
-        from rlhf.training import ppo as module
-    else:
-        from rlhf.training import online as module
-    return module
-
-
 def run_training(
     method: str,
     config: TrainingConfig | dict,
@@ -104,6 +90,7 @@ def run_training(
     """Train ``method`` and return its result; raises ``TrainingStopped`` when stopped."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    spec = METHOD_SPECS[method]
     if isinstance(config, dict):
         config = config_from_dict(method, config)
     config.validate()
@@ -123,13 +110,14 @@ def run_training(
         precision=resolve_precision(config.precision, device),
         resume=resume,
         trusted_checkpoints=trusted_checkpoints,
+        method_result=spec.result_class(),
     )
     hf.prepare_out_dir(ctx)
     ctx.reporter.check_stop()
     _write_json(out_dir / "config.json", {"method": method, **asdict(config)})
     started = time.monotonic()
     with quiet_transformers():
-        metrics = _method_module(method).train(ctx)
+        metrics = spec.train(ctx)
     result = _result(ctx, metrics, time.monotonic() - started)
     ctx.reporter.check_stop(result.global_step)
     _write_json(out_dir / "result.json", asdict(result))
@@ -138,7 +126,8 @@ def run_training(
 
 
 def _result(ctx: hf.RunContext, metrics: dict, seconds: float) -> TrainingResult:
-    model_dir = Path(ctx.extra.get("model_dir", ctx.out_dir / hf.MODEL_DIR))
+    facts = ctx.method_result
+    model_dir = Path(facts.model_dir or ctx.out_dir / hf.MODEL_DIR)
     artifacts = []
     manifest_path = model_dir / MANIFEST
     if manifest_path.is_file():
@@ -156,8 +145,8 @@ def _result(ctx: hf.RunContext, metrics: dict, seconds: float) -> TrainingResult
     last = ctx.last_checkpoint
     return TrainingResult(
         method=ctx.method,
-        method_title=METHOD_TITLES[ctx.method],
-        global_step=int(ctx.extra.get("global_step", 0)),
+        method_title=METHOD_SPECS[ctx.method].title,
+        global_step=int(facts.global_step),
         metrics=metrics,
         artifacts=artifacts,
         model_dir=str(model_dir),
@@ -168,9 +157,9 @@ def _result(ctx: hf.RunContext, metrics: dict, seconds: float) -> TrainingResult
         dropped_rows=ctx.dropped_rows,
         unreadable_rows=ctx.splits.unreadable_rows,
         chat_template_sha256=ctx.chat_template_sha256,
-        base_model=str(ctx.extra.get("base_model", ctx.config.base_model)),
-        reference_model=ctx.extra.get("reference_model"),
-        reward_model=ctx.extra.get("reward_model"),
+        base_model=str(facts.base_model or ctx.config.base_model),
+        reference_model=facts.reference_model,
+        reward_model=facts.reward_model,
         device=ctx.device,
         precision=ctx.precision,
         distributed=ctx.config.distributed,
@@ -188,12 +177,9 @@ def _result(ctx: hf.RunContext, metrics: dict, seconds: float) -> TrainingResult
         tokens=reporter.tokens,
         tokens_per_s=rate,
         library_versions=library_versions(),
-        details={k: v for k, v in ctx.extra.items() if k not in _RESULT_FIELDS},
+        details=result_details(facts),
         config=asdict(ctx.config),
     )
-
-
-_RESULT_FIELDS = {"model_dir", "global_step", "base_model", "reference_model", "reward_model"}
 
 
 def _write_json(path: Path, value: dict) -> None:

@@ -16,7 +16,7 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from rlhf.training import hf
 from rlhf.training.evaluation import generation_scores, perplexity
-from rlhf.training.models import check_model_folder, load_causal_lm, load_tokenizer, lora_config
+from rlhf.training.loading import check_model_folder, load_causal_lm, load_tokenizer, lora_config
 from rlhf.training.tokens import chat_template_sha256, encode_decoder
 
 
@@ -72,7 +72,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     )
     if config.group_by_length:
         trainer.tandem_lengths = [len(ids) for ids in columns["input_ids"]]
-    ctx.extra["base_model"] = str(parent)
+    ctx.method_result.base_model = str(parent)
     return trainer, tokenizer
 
 
@@ -108,5 +108,5 @@ def train(ctx: hf.RunContext) -> dict:
         metrics["generation"]["references"] = "corrections" if corrections else "held-out answers"
     ctx.reporter.emit("eval", step=trainer.state.global_step, metrics=metrics)
     model_dir = hf.save_policy(trainer, ctx)
-    ctx.extra["model_dir"] = str(model_dir)
+    ctx.method_result.model_dir = str(model_dir)
     return metrics

@@ -139,13 +139,6 @@ def encode_for_scoring(
     return encode_encoder(tokenizer, prompt, answers, max_length)
 
 
-@dataclass
-class TokenStats:
-    rows: int = 0
-    truncated_rows: int = 0
-    dropped_rows: int = 0
-
-
 def fit_prompt(tokenizer, prompt: list[dict], max_length: int) -> tuple[list[dict], bool]:
     """The prompt's messages, oldest turns dropped until it renders within ``max_length``.
 

@@ -125,7 +125,7 @@ def test_a_pickle_uploaded_as_a_dataset_is_refused_and_never_unpickled(canary, d
 
 
 def test_engine_model_loading_refuses_pickle_weights(canary, tmp_path):
-    from rlhf.training import models
+    from rlhf.training import loading as models
 
     marker, data = canary
     only_pickles = _pickle_weights_folder(tmp_path / "a", data)

@@ -7,12 +7,17 @@ import pytest
 
 from rlhf.training.config import (
     CONFIG_CLASSES,
+    METHOD_SPECS,
+    METHOD_TITLES,
+    METHODS,
     ConfigError,
     RewardConfig,
     RLOOConfig,
     config_from_dict,
     config_schema,
 )
+from rlhf.training.data import SHAPE_FOR_METHOD
+from rlhf.training.methods import MethodResult, result_details
 
 
 @pytest.mark.parametrize("method", sorted(CONFIG_CLASSES))
@@ -74,3 +79,29 @@ def test_schema_lists_each_field_with_default_and_help():
     assert schema["clip_range"]["default"] == 0.2
     assert schema["precision"]["choices"] == ["auto", "bf16", "fp16", "fp32"]
     assert "GAE" in schema["lam"]["help"]
+
+
+def test_the_method_table_is_the_one_source_of_method_facts():
+    # given the table, then every derived name agrees with it, in the table's order
+    assert METHODS == ("sft", "reward", "dpo", "ppo", "rloo", "grpo")
+    for name, spec in METHOD_SPECS.items():
+        assert (CONFIG_CLASSES[name], METHOD_TITLES[name]) == (spec.config_class, spec.title)
+        assert SHAPE_FOR_METHOD[name] == spec.data_shape
+        # a method needs a reward model exactly when its config has a folder for one
+        names = {f.name for f in fields(spec.config_class)}
+        assert ("reward_model" in names) == spec.needs_reward_model
+        assert spec.paired_data == (spec.data_shape == "preference")
+    online = [name for name, spec in METHOD_SPECS.items() if spec.samples_answers]
+    assert online == ["ppo", "rloo", "grpo"]
+    assert METHOD_SPECS["ppo"].accepted_shapes == ("prompt_only", "preference", "sft")
+    assert METHOD_SPECS["dpo"].accepted_shapes == ("preference",)
+
+
+def test_a_method_result_puts_only_its_own_facts_in_the_details():
+    result = METHOD_SPECS["reward"].result_class(
+        model_dir="m", global_step=3, base_model="b", head_init={"mode": "random"}
+    )
+    assert result_details(result) == {"head_init": {"mode": "random"}}
+    assert result_details(MethodResult(artifact_kind="lora_adapter")) == {
+        "artifact_kind": "lora_adapter"
+    }

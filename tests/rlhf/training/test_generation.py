@@ -12,13 +12,13 @@ from rlhf.training import generation
 from rlhf.training.base_models import build_tiny_causal_lm
 from rlhf.training.generation import (
     GenerationConfig,
-    batches_by_length,
     generate_from_folder,
     generate_responses,
-    left_pad,
     load_causal_lm,
     trim_at_eos,
 )
+from rlhf.training.rollout import batches_by_length
+from rlhf.training.rollout import pad_left as left_pad
 
 PROMPTS = [
     "hi",

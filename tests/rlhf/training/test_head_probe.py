@@ -7,7 +7,7 @@ import torch
 
 from rlhf.training import DatasetSplits, RewardConfig, head_probe, rollout, run_training
 from rlhf.training.data import canonical_rows
-from rlhf.training.models import load_sequence_classifier, load_tokenizer
+from rlhf.training.loading import load_sequence_classifier, load_tokenizer
 from rlhf.training.tokens import encode_for_scoring
 
 from .conftest import FAST, preference_rows

@@ -205,12 +205,15 @@ def test_an_encoder_scores_a_prompt_longer_than_its_positions_by_its_tail(tmp_pa
     limit = model.config.max_position_embeddings
     # when scoring two responses to it
     stats = score_rewards(reward_model, [long_prompt, long_prompt], ["Bake it.", "No."])
-    # then each is scored (no position overflow) on the first token and the last 511 tokens,
-    # which hold the whole response: the scores differ by response
+    # then each is scored (no position overflow) on its last 512 tokens, the layout training
+    # reads (the prompt's start gives way, tokens.encode_for_scoring), which hold the whole
+    # response: the scores differ by response
     assert all(math.isfinite(r) for r in stats.rewards)
     assert stats.rewards[0] != stats.rewards[1]
-    full = reward_model_input(reward_model.tokenizer, long_prompt, "Bake it.")
-    kept = {k: torch.tensor([v[:1] + v[len(v) - limit + 1 :]]) for k, v in full.items()}
+    full = reward_model_input(reward_model.tokenizer, long_prompt, "Bake it.")["input_ids"]
+    kept = reward_model_input(reward_model.tokenizer, long_prompt, "Bake it.", limit)["input_ids"]
+    assert len(full) > limit
+    assert kept == full[len(full) - limit :]
     with torch.inference_mode():
-        expected = model(**kept).logits[0, 0].item()
+        expected = model(input_ids=torch.tensor([kept])).logits[0, 0].item()
     assert stats.rewards[0] == pytest.approx(expected, abs=1e-5)

@@ -3,6 +3,11 @@
 A model folder is either full weights (``*.safetensors`` + ``config.json``) or a LoRA adapter
 (``adapter_config.json`` + ``adapter_model.safetensors``) over a local base folder; an adapter is
 merged into its base on load, so the returned model *is* the parent version.
+
+Training and inference share one device rule (``resolve_device``) and one precision rule
+(``resolve_precision``): "auto" means bf16 where the hardware computes it natively, on a GPU or
+a CPU, for a training run, ``evaluate-reward``, generation and a review round alike.
+``load_for_inference`` is the one loader of a model that only answers or scores.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
@@ -67,11 +74,13 @@ def adapter_base(path: Path) -> Path:
     return check_model_folder(base)
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, *, base: str | Path | None = None):
     from transformers import AutoTokenizer
 
     folder = check_model_folder(path)
-    source = adapter_base(folder) if is_adapter_folder(folder) else folder
+    source = folder
+    if is_adapter_folder(folder):
+        source = check_model_folder(base) if base else adapter_base(folder)
     # An adapter folder may carry the tokenizer it was trained with; prefer it.
     if (folder / "tokenizer_config.json").is_file():
         source = folder
@@ -82,8 +91,11 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def load_causal_lm(path: str | Path, *, dtype=torch.float32):
-    """A causal LM from full weights, or a base with its LoRA adapter merged in."""
+def load_causal_lm(path: str | Path, *, dtype=torch.float32, base: str | Path | None = None):
+    """A causal LM from full weights, or a base with its LoRA adapter merged in.
+
+    ``base``: the adapter's base folder when it is not the one its adapter_config.json names.
+    """
     from transformers import AutoModelForCausalLM
 
     folder = check_model_folder(path)
@@ -91,10 +103,13 @@ def load_causal_lm(path: str | Path, *, dtype=torch.float32):
         if is_adapter_folder(folder):
             from peft import PeftModel
 
-            base = AutoModelForCausalLM.from_pretrained(
-                adapter_base(folder), dtype=dtype, use_safetensors=True, trust_remote_code=False
+            if not (folder / "adapter_model.safetensors").is_file():
+                raise ModelFolderError(f"{folder} holds no adapter_model.safetensors")
+            base_folder = check_model_folder(base) if base else adapter_base(folder)
+            base_model = AutoModelForCausalLM.from_pretrained(
+                base_folder, dtype=dtype, use_safetensors=True, trust_remote_code=False
             )
-            model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+            model = PeftModel.from_pretrained(base_model, folder).merge_and_unload()
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 folder, dtype=dtype, use_safetensors=True, trust_remote_code=False
@@ -165,6 +180,7 @@ def lora_config(config, *, task_type: str, modules_to_save: list[str] | None = N
 
 
 def resolve_device(requested: str) -> str:
+    """'cuda' or 'cpu' ('auto': CUDA when visible); a CUDA request without a GPU is refused."""
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
@@ -180,8 +196,19 @@ def bf16_supported(device: str) -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
+# Inference callers name precisions as torch dtypes ("float32"); the engine's configs do not.
+PRECISION_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def resolve_precision(requested: str, device: str) -> str:
-    """'bf16', 'fp16' or 'fp32'; 'auto' picks bf16 where the hardware computes it natively."""
+    """'bf16', 'fp16' or 'fp32'; 'auto' picks bf16 where the hardware computes it natively.
+
+    The one rule for "auto", in training and in every kind of evaluation.
+    """
+    requested = PRECISION_ALIASES.get(requested, requested)
+    if requested not in ("auto", *TORCH_DTYPES):
+        raise ModelFolderError(f"unknown precision {requested!r}")
     if requested == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if requested == "fp16" and device == "cpu":
@@ -194,3 +221,51 @@ def autocast(device: str, precision: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device, dtype=dtype)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to answer or score, with the tokenizer and settings that belong to it."""
+
+    model: Any  # transformers PreTrainedModel, in eval mode, on `device`, no gradients
+    tokenizer: Any
+    device: str  # "cpu" or "cuda"
+    precision: str  # "fp32", "bf16" or "fp16", as resolve_precision decided
+    model_dir: Path
+    is_adapter: bool
+
+
+def load_for_inference(
+    path: str | Path,
+    *,
+    kind: Literal["causal_lm", "reward_model"],
+    device: str = "auto",
+    precision: str = "auto",
+    base: str | Path | None = None,
+) -> LoadedModel:
+    """The one loader of a model that only generates or scores (never trains).
+
+    A causal LM's weights are stored in the resolved precision (generation is bandwidth-bound,
+    so bf16 weights halve the bytes read per token). A reward model keeps fp32 weights and
+    computes under autocast at that precision, exactly as training-time evaluation scores it,
+    so its number on the decision page is its number at the end of training.
+    """
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    folder = check_model_folder(path)
+    tokenizer = load_tokenizer(folder, base=base)
+    if kind == "causal_lm":
+        model = load_causal_lm(folder, dtype=TORCH_DTYPES[precision], base=base)
+    else:
+        # A folder without a trained one-output head gets a random one (model.tandem_new_head):
+        # evaluate-reward reports what such a model scores; a review round refuses it.
+        model = load_sequence_classifier(folder, pad_token_id=tokenizer.pad_token_id)
+    model.requires_grad_(False).eval().to(device)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        precision=precision,
+        model_dir=folder,
+        is_adapter=is_adapter_folder(folder),
+    )
