@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rlhf', '0003_versions_move_to_the_registry'),
+        ('rlhf', '0004_task_selection_score'),
     ]
 
     operations = [
