@@ -13,6 +13,7 @@ from annotation import importers, selectors, services
 from annotation.access import access_label, access_project, access_task
 from annotation.api import serializers as s
 from annotation.models import LabelSource
+from annotation.opaque import task_id_from_ref, task_ref
 from annotation.roles import Capability
 from config.errors import Forbidden, PayloadTooLarge
 
@@ -140,7 +141,7 @@ class NextTaskView(APIView):
         lease = services.task_claim_next(
             project=project,
             annotator=request.user,
-            exclude_task_ids=data.validated_data.get("exclude", []),
+            exclude_task_ids=[task_id_from_ref(t) for t in data.validated_data.get("exclude", [])],
         )
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -193,7 +194,9 @@ class SkipView(APIView):
         lease = services.task_skip(
             task=task, annotator=request.user, reason=data.validated_data.get("reason", "")
         )
-        return Response({"task_id": task.pk, "state": lease.state, "expires_at": lease.expires_at})
+        return Response(
+            {"task_id": task_ref(task.pk), "state": lease.state, "expires_at": lease.expires_at}
+        )
 
 
 class HeartbeatView(APIView):
@@ -201,7 +204,9 @@ class HeartbeatView(APIView):
     def post(self, request, task_id: int):
         task = access_task(request.user, task_id)
         lease = services.lease_heartbeat(task=task, annotator=request.user)
-        return Response({"task_id": task.pk, "state": lease.state, "expires_at": lease.expires_at})
+        return Response(
+            {"task_id": task_ref(task.pk), "state": lease.state, "expires_at": lease.expires_at}
+        )
 
 
 class LabelListView(APIView):
