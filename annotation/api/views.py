@@ -129,6 +129,21 @@ class ProgressView(APIView):
         return Response(selectors.project_progress(project, user=request.user))
 
 
+class ProjectSettingsView(APIView):
+    """The annotation lead's settings (``services.project_settings``): gold checks,
+    aggregation, flags, the label edit window and the rubric."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        return Response(services.project_settings(project))
+
+    @extend_schema(request=dict, responses={200: dict})
+    def patch(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        return Response(services.project_settings_update(project=project, changes=request.data))
+
+
 class NextTaskView(APIView):
     @extend_schema(
         request=s.NextTaskRequestSerializer,

@@ -33,6 +33,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-member", "delete"): ADMIN,
     ("api-imports", "post"): ADMIN,
     ("api-progress", "get"): EVERY_ROLE,
+    ("api-project-settings", "get"): DATA,
+    ("api-project-settings", "patch"): ADMIN,
     ("api-task-next", "post"): ANNOTATING,
     ("api-task", "get"): ANNOTATING,
     ("api-label-submit", "post"): ANNOTATING,
