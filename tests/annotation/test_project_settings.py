@@ -154,3 +154,55 @@ def test_a_label_is_edited_within_the_window_only(project, annotator, make_task)
     assert refused.value.code == "edit_window_closed"
     label.refresh_from_db()
     assert (label.version, label.payload["outcome"]) == (2, "B")
+
+
+def _manage_form(**overrides):
+    form = {
+        "action": "annotation_settings",
+        "gold_rate": "0.1",
+        "gold_threshold": "0.9",
+        "gold_min_answers": "4",
+        "policy": "unanimous",
+        "min_agreement": "",
+        "min_labels": "3",
+        "allowed_flags": ["unsafe", "personal_data"],
+        "edit_window_hours": "48",
+        "rubric": "",
+    }
+    return {**form, **overrides}
+
+
+def test_the_manage_page_saves_through_the_same_service_and_the_api_reads_it(
+    project, admin_user, api_as, client
+):
+    # given the manage page shows the settings form
+    client.force_login(admin_user)
+    page = client.get(f"/projects/{project.pk}/manage/").content.decode()
+    assert 'data-testid="annotation-settings"' in page
+    assert 'name="gold_rate"' in page
+    # when the admin saves it (unsafe_as_chosen unchecked)
+    response = client.post(f"/projects/{project.pk}/manage/", _manage_form())
+    # then the API reads what the page saved
+    assert response.status_code == 302
+    body = api_as(admin_user).get(f"/api/projects/{project.pk}/settings/").json()
+    assert body["quality"] == {"gold_rate": 0.1, "gold_threshold": 0.9, "gold_min_answers": 4}
+    assert body["aggregation"] == {
+        "policy": "unanimous",
+        "min_agreement": DEFAULT_MIN_AGREEMENT,
+        "min_labels": 3,
+    }
+    assert body["flags"] == {"allowed": ["unsafe", "personal_data"], "unsafe_as_chosen": False}
+    assert body["labels"] == {"edit_window_hours": 48}
+
+
+def test_a_bad_value_on_the_manage_page_names_the_field_and_changes_nothing(
+    project, admin_user, client
+):
+    client.force_login(admin_user)
+    before = dict(project.options or {})
+    response = client.post(
+        f"/projects/{project.pk}/manage/", _manage_form(gold_rate="2"), follow=True
+    )
+    assert "quality.gold_rate must be from 0 to 1" in response.content.decode()
+    project.refresh_from_db()
+    assert (project.options or {}) == before
