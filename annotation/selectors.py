@@ -192,10 +192,17 @@ def label_view(label: Label) -> dict:
     }
 
 
-def label_list_for_annotator(user, *, project_id=None):
+def label_list_for_annotator(user, *, project_id=None, kind=None, since=None, until=None):
+    """The user's own labels, newest first; ``since``/``until`` are dates, both included."""
     labels = Label.objects.filter(annotator=user).order_by("-id")
     if project_id is not None:
         labels = labels.filter(task__project_id=project_id)
+    if kind:
+        labels = labels.filter(kind=kind)
+    if since is not None:
+        labels = labels.filter(created_at__date__gte=since)
+    if until is not None:
+        labels = labels.filter(created_at__date__lte=until)
     return labels
 
 

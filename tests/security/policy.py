@@ -52,6 +52,10 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:login", "post"): PUBLIC,
     ("frontend:login", "put"): PUBLIC,  # Django's FormView treats PUT as POST
     ("frontend:logout", "post"): AUTHENTICATED,
+    ("frontend:my-labels", "get"): AUTHENTICATED,  # the user's own labels only
+    ("frontend:my-labels", "post"): AUTHENTICATED,  # 405
+    ("frontend:my-label", "get"): ANNOTATING,  # own label only (others' are 404)
+    ("frontend:my-label", "post"): ANNOTATING,  # 405
     ("frontend:annotate", "get"): ANNOTATING,
     ("frontend:annotate", "post"): ANNOTATING,  # 405
     ("frontend:project-manage", "get"): ADMIN,
