@@ -62,6 +62,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:project-manage", "post"): ADMIN,
     # label quality (annotation.quality)
     ("api-quality", "get"): DATA,
+    ("api-quality-refresh", "get"): DATA,
     ("api-quality-refresh", "post"): ADMIN,
     ("api-quality-reinstate", "post"): ADMIN,
     ("api-review-queue", "get"): REVIEW,

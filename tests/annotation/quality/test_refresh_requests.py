@@ -80,3 +80,30 @@ def test_a_pending_flag_without_a_request_time_is_reclaimed(enqueues, project):
     # when a refresh is requested, then it is enqueued
     assert quality.quality_request_refresh(project_id=project.pk) is True
     assert enqueues["ok"] == [project.pk]
+
+
+def test_the_refresh_api_says_what_waits_and_queues_a_refresh(
+    enqueues, project, admin_user, make_task
+):
+    from rest_framework.test import APIClient
+
+    # given a computed report and one task changed since
+    task = make_task()
+    quality.quality_refresh(project_id=project.pk)
+    quality.quality_mark_dirty(project_id=project.pk, task_ids=[task.pk])
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    url = f"/api/projects/{project.pk}/quality/refresh/"
+    before = client.get(url).json()
+    assert (before["pending"], before["changed_tasks"], before["stale"]) == (False, 1, False)
+    assert before["computed_at"] is not None
+    # when the button's request queues a refresh, then it is enqueued and shown as waiting
+    queued = client.post(f"{url}?queue=1").json()
+    assert enqueues["ok"] == [project.pk]
+    assert (queued["pending"], queued["changed_tasks"]) == (True, 1)
+    # and when the queue is down, the answer is a 503 and nothing is left waiting
+    QualityRefreshState.objects.filter(project=project).update(pending=False)
+    enqueues["fail"] = 1
+    refused = client.post(f"{url}?queue=1")
+    assert refused.status_code == 503
+    assert client.get(url).json()["pending"] is False
