@@ -11,16 +11,6 @@ from annotation.opaque import item_ref, task_ref
 from annotation.roles import Role
 
 
-@pytest.fixture
-def client_for():
-    def make(user):
-        client = APIClient()
-        client.force_authenticate(user)
-        return client
-
-    return make
-
-
 def test_anonymous_requests_are_refused(project):
     response = APIClient().get(f"/api/projects/{project.pk}/")
     assert response.status_code in (401, 403)

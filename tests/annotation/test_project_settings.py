@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from annotation import services
 from annotation.models import Label, Project
@@ -12,16 +11,6 @@ from annotation.quality.aggregation import DEFAULT_MIN_AGREEMENT
 from config.errors import Conflict, ValidationFailed
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def api_as():
-    def make(user):
-        client = APIClient()
-        client.force_authenticate(user)
-        return client
-
-    return make
 
 
 def test_defaults_are_what_the_engines_use_without_settings(project):
@@ -38,7 +27,7 @@ def test_defaults_are_what_the_engines_use_without_settings(project):
     }
 
 
-def test_an_admin_changes_every_section_through_the_api(project, admin_user, api_as):
+def test_an_admin_changes_every_section_through_the_api(project, admin_user, client_for):
     # given the project's admin
     rubric = [{"name": "honesty", "min": 1, "max": 5}]
     changes = {
@@ -49,7 +38,7 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, api
         "rubric": rubric,
     }
     # when they patch the settings
-    response = api_as(admin_user).patch(
+    response = client_for(admin_user).patch(
         f"/api/projects/{project.pk}/settings/", changes, format="json"
     )
     # then every value is stored (flags in their canonical order) and read back
@@ -80,12 +69,12 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, api
     ],
 )
 def test_a_bad_value_is_a_400_naming_its_field_and_nothing_changes(
-    project, admin_user, api_as, changes, field
+    project, admin_user, client_for, changes, field
 ):
     before = (dict(project.options or {}), project.rubric)
     # a valid change beside the bad one is not applied either
     body = {"labels": {"edit_window_hours": 5}, **changes}
-    response = api_as(admin_user).patch(
+    response = client_for(admin_user).patch(
         f"/api/projects/{project.pk}/settings/", body, format="json"
     )
     assert response.status_code == 400
@@ -113,8 +102,8 @@ def test_other_options_are_left_as_they_were(project):
     }
 
 
-def test_an_annotator_reads_nothing_and_changes_nothing(project, annotator, api_as):
-    client = api_as(annotator)
+def test_an_annotator_reads_nothing_and_changes_nothing(project, annotator, client_for):
+    client = client_for(annotator)
     assert client.get(f"/api/projects/{project.pk}/settings/").status_code == 403
     response = client.patch(
         f"/api/projects/{project.pk}/settings/", {"quality": {"gold_rate": 1}}, format="json"
@@ -173,7 +162,7 @@ def _manage_form(**overrides):
 
 
 def test_the_manage_page_saves_through_the_same_service_and_the_api_reads_it(
-    project, admin_user, api_as, client
+    project, admin_user, client_for, client
 ):
     # given the manage page shows the settings form
     client.force_login(admin_user)
@@ -184,7 +173,7 @@ def test_the_manage_page_saves_through_the_same_service_and_the_api_reads_it(
     response = client.post(f"/projects/{project.pk}/manage/", _manage_form())
     # then the API reads what the page saved
     assert response.status_code == 302
-    body = api_as(admin_user).get(f"/api/projects/{project.pk}/settings/").json()
+    body = client_for(admin_user).get(f"/api/projects/{project.pk}/settings/").json()
     assert body["quality"] == {"gold_rate": 0.1, "gold_threshold": 0.9, "gold_min_answers": 4}
     assert body["aggregation"] == {
         "policy": "unanimous",

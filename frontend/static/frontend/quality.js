@@ -264,14 +264,15 @@ function setUpRefresh(line) {
   let timer = null;
 
   function show(state) {
-    out.textContent = refreshText(state);
-    line.dataset.pending = state.pending ? "1" : "0";
     if (shownAt === null) shownAt = state.computed_at;
     if (state.computed_at && state.computed_at !== shownAt) {
-      out.textContent += " A newer report is stored: reloading.";
+      if (timer !== null) { clearInterval(timer); timer = null; }
+      out.textContent = "A newer report is stored: reloading.";
       window.location.reload();
       return;
     }
+    out.textContent = refreshText(state);
+    line.dataset.pending = state.pending ? "1" : "0";
     if (state.pending && timer === null) timer = setInterval(poll, 3000);
     if (!state.pending && timer !== null) { clearInterval(timer); timer = null; }
   }
