@@ -219,7 +219,7 @@ TANDEM_SNAPSHOT_WORKERS = int(
     os.environ.get("TANDEM_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
 )
 
-# Training runs (rlhf.run_services, rlhf.run_execution). A worker heartbeats every
+# Training runs (rlhf.runs.services, rlhf.runs.execution). A worker heartbeats every
 # HEARTBEAT seconds; a running attempt silent for STALE seconds is presumed dead, and its run
 # is re-queued to resume from its last checkpoint.
 TANDEM_RUN_HEARTBEAT_SECONDS = float(os.environ.get("TANDEM_RUN_HEARTBEAT_SECONDS", 5))

@@ -22,6 +22,12 @@ class ArtifactSerializer(serializers.ModelSerializer):
 class ModelVersionSerializer(serializers.ModelSerializer):
     label = serializers.CharField(read_only=True)
     aliases = serializers.SerializerMethodField()
+    training_run_ref = serializers.IntegerField(
+        source="training_run_id", read_only=True, allow_null=True
+    )
+    dataset_snapshot_ref = serializers.IntegerField(
+        source="dataset_snapshot_id", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ModelVersion
@@ -85,8 +91,12 @@ class RegisterSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,99}$")
     kind = serializers.ChoiceField(choices=VersionKind.choices, default=VersionKind.POLICY)
     parent_id = serializers.IntegerField(required=False)
-    training_run_ref = serializers.IntegerField(required=False)
-    dataset_snapshot_ref = serializers.IntegerField(required=False)
+    training_run_ref = serializers.IntegerField(
+        required=False, help_text="A training run of the project (else 400)."
+    )
+    dataset_snapshot_ref = serializers.IntegerField(
+        required=False, help_text="A dataset snapshot of the project (else 400)."
+    )
     config = serializers.JSONField(required=False)
     metrics = serializers.JSONField(required=False)
     data_card = serializers.JSONField(required=False)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlhf.data.minhash import _mix64
-from rlhf.data.records import SPLITS
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,3 @@ def assign_splits(content_hashes: np.ndarray, config: SplitConfig) -> np.ndarray
     out[u >= 1.0 - config.validation - config.test] = 1
     out[u >= 1.0 - config.test] = 2
     return out
-
-
-def split_name(index: int) -> str:
-    return SPLITS[index]

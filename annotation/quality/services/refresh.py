@@ -70,7 +70,7 @@ def quality_request_refresh(*, project_id: int) -> bool:
     before the error propagates, so the next request tries again. A second job for the same
     project is harmless: refreshes take the report's row lock and apply only dirty tasks.
     """
-    from annotation.quality.tasks import quality_refresh_task
+    from annotation.quality.tasks import quality_refresh_job
 
     QualityRefreshState.objects.get_or_create(project_id=project_id)
     now = timezone.now()
@@ -83,7 +83,7 @@ def quality_request_refresh(*, project_id: int) -> bool:
     if not claimed:
         return False
     try:
-        quality_refresh_task.enqueue(project_id)
+        quality_refresh_job.enqueue(project_id)
     except Exception:
         # Only this request's flag is cleared: a later request may have claimed it since.
         QualityRefreshState.objects.filter(

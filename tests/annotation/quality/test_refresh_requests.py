@@ -26,7 +26,7 @@ def enqueues(monkeypatch, queued_tasks):
         calls["ok"].append(project_id)
 
     # The task object is a frozen dataclass: the module's name is replaced by a stand-in.
-    monkeypatch.setattr(quality_tasks, "quality_refresh_task", SimpleNamespace(enqueue=enqueue))
+    monkeypatch.setattr(quality_tasks, "quality_refresh_job", SimpleNamespace(enqueue=enqueue))
     return calls
 
 

@@ -1,6 +1,6 @@
 """The worker side of a training run: claim, heartbeat, report progress, finish.
 
-``training_run_execute(run_id, attempt)`` runs inside the training job (``rlhf.tasks``), in a
+``training_run_execute(run_id, attempt)`` runs inside the training job (``rlhf.runs.tasks``), in a
 worker process (``manage.py db_worker``), never in a web or websocket process. It claims the
 run for its attempt, starts a heartbeat thread, and runs the engine
 (``rlhf.training.runner.run_training``) with two callbacks:
@@ -36,7 +36,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
-from rlhf.run_services import (
+from rlhf.runs.services import (
     json_safe,
     log_line,
     log_lines_append,
@@ -277,7 +277,7 @@ def training_run_execute(*, run_id: int, attempt: int) -> str:
 
 
 def _claim(run_id: int, attempt: int) -> TrainingRun | None:
-    from rlhf.tasks import training_run_watchdog_job
+    from rlhf.runs.tasks import training_run_watchdog_job
 
     row = TrainingRun.objects.filter(pk=run_id).values("config", "attempt", "status").first()
     if row is None or row["attempt"] != attempt or row["status"] != RunStatus.QUEUED:

@@ -34,7 +34,7 @@ from rlhf.data.idcodec import (
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
-from rlhf.readers import freeze_label_ids, label_shards, parallel_reads_supported
+from rlhf.snapshots.readers import freeze_label_ids, label_shards, parallel_reads_supported
 from rlhf.training.provenance import code_version
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def snapshot_create(
     can be rebuilt exactly.
     """
     from annotation.quality.selectors import annotators_failing_gold
-    from rlhf.tasks import snapshot_build_job
+    from rlhf.snapshots.tasks import snapshot_build_job
 
     if config is not None and not isinstance(config, dict):
         # A JSON field accepts any JSON: `true` or `[1]` was an AttributeError, a 500.
@@ -232,7 +232,7 @@ def snapshot_export_enqueue(
     *, snapshot: DatasetSnapshot, name: str, max_prompt_chars: int | None = None
 ) -> None:
     """Check an export request now, write it in the background (queue "snapshots")."""
-    from rlhf.tasks import snapshot_export_job
+    from rlhf.snapshots.tasks import snapshot_export_job
 
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict("the snapshot is not ready", code="snapshot_not_ready")

@@ -15,8 +15,9 @@ from annotation.access import access_project
 from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability
 from config.errors import DomainError
-from rlhf import selectors, services
 from rlhf.data.aggregate import POLICIES
+from rlhf.runs import versions as run_versions
+from rlhf.snapshots import selectors, services
 
 CHART_WIDTH = 360
 
@@ -119,6 +120,6 @@ def snapshot_page(request, snapshot_id: int):
             "cleaning": report.get("cleaning"),
             "leakage": report.get("leakage"),
             "exports": selectors.snapshot_exports(snapshot=snapshot),
-            "runs": snapshot.training_runs.order_by("id"),
+            "runs": run_versions.annotate_runs(snapshot.training_runs.order_by("id")),
         },
     )

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from rlhf.models import TrainingRun
+from rlhf.runs import versions
 from rlhf.training.config import METHODS
 
 SUMMARY_FIELDS = [
@@ -17,18 +18,35 @@ DETAIL_FIELDS = [
 ]  # fmt: skip
 
 
-class TrainingRunSummarySerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+class _VersionIdsSerializer(serializers.ModelSerializer):
+    """A run with the ids of the registered versions it started from, scored with and became
+    (told by the registry through ``rlhf.runs.versions``; None without one)."""
 
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    base_model_version = serializers.IntegerField(
+        source="base_model_version_id", read_only=True, allow_null=True
+    )
+    reward_model_version = serializers.IntegerField(
+        source="reward_model_version_id", read_only=True, allow_null=True
+    )
+    candidate_version = serializers.IntegerField(
+        source="candidate_version_id", read_only=True, allow_null=True
+    )
+
+    def to_representation(self, instance):
+        if not hasattr(instance, "candidate_version_id"):
+            versions.annotate_runs([instance])  # lists annotate all their runs at once
+        return super().to_representation(instance)
+
+
+class TrainingRunSummarySerializer(_VersionIdsSerializer):
     class Meta:
         model = TrainingRun
         fields = SUMMARY_FIELDS
         read_only_fields = SUMMARY_FIELDS
 
 
-class TrainingRunDetailSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
+class TrainingRunDetailSerializer(_VersionIdsSerializer):
     class Meta:
         model = TrainingRun
         fields = DETAIL_FIELDS

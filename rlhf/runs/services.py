@@ -3,14 +3,16 @@
 A run is launched into ``queued`` and its job is enqueued once the transaction commits. The
 job carries ``(run_id, attempt)``: ``attempt`` is the fencing token, and every re-queue bumps
 it, so a worker that lost its run (presumed dead, then alive again) can no longer write. The
-worker's side lives in ``rlhf.run_execution``.
+worker's side lives in ``rlhf.runs.execution``.
 
 Dead workers are found without a cron: ``training_run_requeue_stale`` runs when any training
 job starts, when a run is launched, from a per-attempt watchdog job that the worker schedules
 on the training queue (``training_run_watchdog_job``), and from ``manage.py train reap``.
 
-Other code reacts to a finished run through ``training_run_succeeded_hooks``; the first one
-registers the trained model in the model registry as a candidate version.
+Other code reacts to a finished run through ``training_run_succeeded_hooks``; the model
+registry (the layer above, which rlhf never imports) appends the one that registers the
+trained model as a candidate version. Registered versions reach a launch through
+``rlhf.runs.versions``, which the registry fills.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
 from config.safepaths import FolderNotAllowed, allowed_model_folder
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
-from rlhf.run_selectors import folder_of_another_projects_run
+from rlhf.runs import versions
+from rlhf.runs.selectors import folder_of_another_projects_run
 from rlhf.training.config import METHOD_TITLES, METHODS, ConfigError, config_from_dict
 from rlhf.training.data import SHAPE_FOR_METHOD
 
@@ -45,9 +47,9 @@ ONLINE_METHODS = ("ppo", "rloo", "grpo")
 # Config fields that name a model folder; each follows config.safepaths.allowed_model_folder.
 MODEL_FOLDER_FIELDS = ("base_model", "reward_model", "reference_model", "value_model")
 
-# Called with the run once its success has committed. ``rlhf.run_registration`` appends the
-# one that registers the trained model as a candidate ModelVersion (rlhf/apps.py); others may
-# follow. A hook that raises is logged; the run stays succeeded.
+# Called with the run once its success has committed. The model registry appends (in its
+# AppConfig.ready) the one that registers the trained model as a candidate version; others
+# may follow. A hook that raises is logged; the run stays succeeded.
 training_run_succeeded_hooks: list[Callable[[TrainingRun], None]] = []
 
 
@@ -107,7 +109,7 @@ def run_dir(run_id: int) -> Path:
 
 
 def _enqueue(run_id: int, attempt: int) -> None:
-    from rlhf.tasks import training_run_job
+    from rlhf.runs.tasks import training_run_job
 
     transaction.on_commit(lambda: training_run_job.enqueue(run_id=run_id, attempt=attempt))
 
@@ -141,15 +143,14 @@ def run_model_dir(run: TrainingRun) -> str:
 
 
 def _source_version(version, project: Project, kind: str | None) -> str:
-    from models_registry.models import VersionState
-
+    """The folder of a registered version (see ``rlhf.runs.versions``) a run may start from."""
     if version.project_id != project.pk:
         raise ValidationFailed(
             "the model version belongs to another project", code="foreign_version"
         )
     if kind is not None and version.kind != kind:
         raise ValidationFailed(f"version {version.label} is not a {kind} model", code="wrong_kind")
-    if version.state in (VersionState.REJECTED, VersionState.ARCHIVED):
+    if version.is_retired:
         raise ValidationFailed(
             f"version {version.label} is {version.state}", code="retired_version"
         )
@@ -244,25 +245,29 @@ def training_run_launch(
         raise ValidationFailed("invalid training config", code="invalid_config", fields=errors)
 
     training_run_requeue_stale()
-    run = TrainingRun.objects.create(
-        project=project,
-        name=name[:200],
-        method=method,
-        method_title=METHOD_TITLES[method],
-        config=json_safe(asdict(parsed)),
-        dataset_snapshot=snapshot,
-        data_path=snapshot.export_path,
-        base_model_version=base_model_version,
-        base_model_run=base_model_run,
-        reward_model_version=reward_model_version,
-        reward_model_run=reward_model_run,
-        max_attempts=max_attempts,
-        created_by=created_by,
-        log_tail=log_line(
-            f"queued by {getattr(created_by, 'username', 'system')}: {METHOD_TITLES[method]} "
-            f"on snapshot {snapshot.pk}"
-        ),
-    )
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project,
+            name=name[:200],
+            method=method,
+            method_title=METHOD_TITLES[method],
+            config=json_safe(asdict(parsed)),
+            dataset_snapshot=snapshot,
+            data_path=snapshot.export_path,
+            base_model_run=base_model_run,
+            reward_model_run=reward_model_run,
+            max_attempts=max_attempts,
+            created_by=created_by,
+            log_tail=log_line(
+                f"queued by {getattr(created_by, 'username', 'system')}: {METHOD_TITLES[method]} "
+                f"on snapshot {snapshot.pk}"
+            ),
+        )
+        versions.run_launched(
+            run=run,
+            base_model_version=base_model_version,
+            reward_model_version=reward_model_version,
+        )
     _enqueue(run.pk, run.attempt)
     return run
 
@@ -376,7 +381,7 @@ def _release_lost_attempt(run: TrainingRun, now) -> None:
 
 def training_run_watch(*, run_id: int, attempt: int) -> str:
     """The watchdog job's body: reap stale runs; while this attempt runs, look again later."""
-    from rlhf.tasks import training_run_watchdog_job
+    from rlhf.runs.tasks import training_run_watchdog_job
 
     training_run_requeue_stale()
     run = TrainingRun.objects.filter(pk=run_id).only("status", "attempt", "heartbeat_at").first()
@@ -388,18 +393,7 @@ def training_run_watch(*, run_id: int, attempt: int) -> str:
     return "watching"
 
 
-# --------------------------------------------------------------------------- registry hook
-def training_run_set_candidate(*, run: TrainingRun, version) -> None:
-    """Record the model version registered from a succeeded run."""
-    updated = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.SUCCEEDED).update(
-        candidate_version=version, revision=F("revision") + 1
-    )
-    if not updated:
-        raise Conflict("only a succeeded run has a candidate version", code="run_not_succeeded")
-    run.candidate_version = version
-    training_run_notify(run.pk)
-
-
+# --------------------------------------------------------------------------- succeeded-hooks
 def training_run_succeeded(run: TrainingRun) -> None:
     """Run every succeeded-hook on a committed, succeeded run; one failing spares the others."""
     for hook in list(training_run_succeeded_hooks):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rlhf import pages
+from rlhf.snapshots import pages
 
 app_name = "rlhf-pages"
 

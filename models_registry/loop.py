@@ -5,7 +5,7 @@ registered (the run's succeeded-hooks) → review round: both versions answer th
 fresh prompts, blind review tasks queued, evaluation recorded. Everything goes through the
 same services the pages and workers use: ``snapshot_create``/``snapshot_build``,
 ``training_run_launch``/``training_run_execute`` (the worker's own entry point, called here),
-``loop_round_prepare``/``review_round_evaluate`` (the generation queue's jobs, called here).
+``loop_round_prepare``/``loop_round_evaluate`` (the generation queue's jobs, called here).
 The jobs that those services also enqueue find their work done when a worker picks them up
 (they are idempotent).
 
@@ -28,10 +28,12 @@ from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
 from models_registry import review_cycle, selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind
-from models_registry.services import base_model_register
-from rlhf import run_services, services
+from models_registry.run_versions import training_run_candidate
+from models_registry.services import model_version_register_base
 from rlhf.models import ACTIVE_RUN_STATUSES, DatasetSnapshot, RunStatus, TrainingRun
-from rlhf.run_execution import training_run_execute
+from rlhf.runs import services as run_services
+from rlhf.runs.execution import training_run_execute
+from rlhf.snapshots import services
 
 TINY_LM = "tiny-loop-lm"
 TINY_ENCODER = "tiny-loop-encoder"
@@ -87,7 +89,7 @@ def _champion(project: Project, *, tiny: bool, say) -> ModelVersion:
     # Registered as "system": the operator running this command holds the server; over the API
     # only a project admin may register a base model.
     folder = _tiny_models()["lm"] if tiny else None
-    version = base_model_register(
+    version = model_version_register_base(
         project=project, registered_by=None, folder=folder, name=TINY_LM if tiny else None
     )
     say(f"registered the base model {version.label} as champion")
@@ -143,7 +145,7 @@ def loop_run(
         config=size["dpo"], base_model_version=champion, name="loop policy",
     )  # fmt: skip
     policy_run = _execute(policy_run, say)
-    candidate = policy_run.candidate_version
+    candidate = training_run_candidate(run=policy_run)
     if candidate is None:
         raise Conflict(f"run {policy_run.pk} registered no candidate: see its log")
     review_round = (
@@ -154,6 +156,6 @@ def loop_run(
     say(f"candidate {candidate.label}: review round {review_round.pk} against {champion.label}")
     review_round = review_cycle.loop_round_prepare(round_id=review_round.pk)
     say(f"{len(review_round.task_ids)} blind review tasks queued")
-    review_round = review_cycle.review_round_evaluate(round_id=review_round.pk)
+    review_round = review_cycle.loop_round_evaluate(round_id=review_round.pk)
     candidate.refresh_from_db()
     return LoopOutcome(snapshot, reward_run, policy_run, candidate, review_round)

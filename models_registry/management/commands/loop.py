@@ -1,7 +1,7 @@
 """One whole round of the human-feedback loop: ``python manage.py loop --project demo [--tiny]``.
 
 snapshot → reward model → DPO from the champion → candidate → responses → blind review tasks,
-then prints where the reviewer goes next. See ``rlhf.loop``.
+then prints where the reviewer goes next. See ``models_registry.loop``.
 """
 
 from django.contrib.auth import get_user_model
@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
-from rlhf.loop import loop_run
+from models_registry.loop import loop_run
 
 
 class Command(BaseCommand):

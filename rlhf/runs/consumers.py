@@ -23,9 +23,9 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from rlhf import run_selectors
-from rlhf.access import access_training_run
-from rlhf.run_services import run_group
+from rlhf.runs import selectors
+from rlhf.runs.access import access_training_run
+from rlhf.runs.services import run_group
 
 CLOSE_NOT_FOUND = 4404
 CLOSE_FORBIDDEN = 4403
@@ -43,11 +43,11 @@ def _allowed(user, run_id) -> int | None:
 
 
 def _update(run_id: int, after_id: int, log_tail: str | None) -> dict | None:
-    state = run_selectors.training_run_state(run_id=run_id)
+    state = selectors.training_run_state(run_id=run_id)
     if state is None:
         return None
     tail = state.pop("log_tail")
-    points = run_selectors.training_run_points_after(run_id=run_id, after_id=after_id)
+    points = selectors.training_run_points_after(run_id=run_id, after_id=after_id)
     message = {"type": "run.update", "run": state, "points": points}
     if tail != log_tail:
         message["log_tail"] = tail
@@ -64,7 +64,7 @@ class TrainingRunConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = run_group(self.run_id)
         self.lock = asyncio.Lock()
-        self.cursor = await database_sync_to_async(run_selectors.training_run_last_point_id)(
+        self.cursor = await database_sync_to_async(selectors.training_run_last_point_id)(
             run_id=self.run_id
         )
         self.revision = None
@@ -96,7 +96,7 @@ class TrainingRunConsumer(AsyncJsonWebsocketConsumer):
     async def poll(self, seconds: float):
         while True:
             await asyncio.sleep(seconds)
-            revision = await database_sync_to_async(run_selectors.training_run_revision)(
+            revision = await database_sync_to_async(selectors.training_run_revision)(
                 run_id=self.run_id
             )
             if revision != self.revision:

@@ -8,15 +8,16 @@ from rest_framework.views import APIView
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from models_registry.access import access_model_version
-from rlhf import run_selectors, run_services, selectors
-from rlhf.api import run_serializers as s
+from rlhf.runs import selectors, services, versions
+from rlhf.runs.api import serializers as s
+from rlhf.snapshots import selectors as snapshot_selectors
 
 
 class TrainingRunListView(APIView):
     @extend_schema(responses=s.TrainingRunSummarySerializer(many=True))
     def get(self, request, project_id: int):
-        runs = run_selectors.training_run_list(user=request.user, project_id=project_id)
+        runs = selectors.training_run_list(user=request.user, project_id=project_id)
+        versions.annotate_runs(runs)
         return Response(s.TrainingRunSummarySerializer(runs, many=True).data)
 
     @extend_schema(
@@ -27,16 +28,16 @@ class TrainingRunListView(APIView):
         data = s.TrainingRunLaunchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        snapshot = selectors.snapshot_get(user=request.user, snapshot_id=values.pop("snapshot"))
+        snapshot = snapshot_selectors.snapshot_get(
+            user=request.user, snapshot_id=values.pop("snapshot")
+        )
         for field in ("base_model_run", "reward_model_run"):
             if values.get(field) is not None:
-                values[field] = run_selectors.training_run_get(
-                    user=request.user, run_id=values[field]
-                )
+                values[field] = selectors.training_run_get(user=request.user, run_id=values[field])
         for field in ("base_model_version", "reward_model_version"):
             if values.get(field) is not None:
-                values[field] = access_model_version(request.user, values[field])
-        run = run_services.training_run_launch(
+                values[field] = versions.version_get(version_id=values[field], user=request.user)
+        run = services.training_run_launch(
             project=project, created_by=request.user, snapshot=snapshot, **values
         )
         return Response(s.TrainingRunDetailSerializer(run).data, status=status.HTTP_202_ACCEPTED)
@@ -45,27 +46,27 @@ class TrainingRunListView(APIView):
 class TrainingRunDetailView(APIView):
     @extend_schema(responses=s.TrainingRunDetailSerializer)
     def get(self, request, run_id: int):
-        run = run_selectors.training_run_get(user=request.user, run_id=run_id)
+        run = selectors.training_run_get(user=request.user, run_id=run_id)
         return Response(s.TrainingRunDetailSerializer(run).data)
 
 
 class TrainingRunCancelView(APIView):
     @extend_schema(request=None, responses=s.TrainingRunDetailSerializer)
     def post(self, request, run_id: int):
-        run = run_selectors.training_run_get(
+        run = selectors.training_run_get(
             user=request.user, run_id=run_id, capability=Capability.TRAIN
         )
-        run = run_services.training_run_cancel(run=run, cancelled_by=request.user)
+        run = services.training_run_cancel(run=run, cancelled_by=request.user)
         return Response(s.TrainingRunDetailSerializer(run).data)
 
 
 class TrainingRunRetryView(APIView):
     @extend_schema(request=None, responses={202: s.TrainingRunDetailSerializer})
     def post(self, request, run_id: int):
-        run = run_selectors.training_run_get(
+        run = selectors.training_run_get(
             user=request.user, run_id=run_id, capability=Capability.TRAIN
         )
-        run = run_services.training_run_retry(run=run, retried_by=request.user)
+        run = services.training_run_retry(run=run, retried_by=request.user)
         return Response(s.TrainingRunDetailSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -79,7 +80,7 @@ class TrainingRunMetricsView(APIView):
         responses=s.MetricsSerializer,
     )
     def get(self, request, run_id: int):
-        run = run_selectors.training_run_get(user=request.user, run_id=run_id)
+        run = selectors.training_run_get(user=request.user, run_id=run_id)
         try:
             after = max(0, int(request.query_params.get("after") or 0))
             max_points = max(0, int(request.query_params.get("max_points") or 0))
@@ -88,7 +89,7 @@ class TrainingRunMetricsView(APIView):
                 {"error": "invalid", "detail": "after and max_points are whole numbers"},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        metrics = run_selectors.training_run_metrics(
+        metrics = selectors.training_run_metrics(
             run=run,
             after_id=after,
             names=request.query_params.getlist("name") or None,
@@ -100,8 +101,8 @@ class TrainingRunMetricsView(APIView):
 class TrainingRunArtifactView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request, run_id: int, path: str):
-        run = run_selectors.training_run_get(user=request.user, run_id=run_id)
-        file = run_selectors.training_run_artifact_path(run=run, relative=path)
+        run = selectors.training_run_get(user=request.user, run_id=run_id)
+        file = selectors.training_run_artifact_path(run=run, relative=path)
         if file is None:
             raise Http404("No such artifact.")
         return FileResponse(open(file, "rb"), as_attachment=True, filename=file.name)
@@ -110,4 +111,4 @@ class TrainingRunArtifactView(APIView):
 class TrainingMethodListView(APIView):
     @extend_schema(responses=s.TrainingMethodSerializer(many=True))
     def get(self, request):
-        return Response(run_selectors.training_methods())
+        return Response(selectors.training_methods())

@@ -10,8 +10,9 @@ from django.conf import settings
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from rlhf.access import access_training_run
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun, TrainingRunMetric
+from rlhf.runs import versions as run_versions
+from rlhf.runs.access import access_training_run
 from rlhf.training.config import METHOD_TITLES, METHODS, config_schema
 from rlhf.training.data import SHAPE_FOR_METHOD
 
@@ -136,13 +137,7 @@ def training_run_launch_choices(*, project) -> dict:
             "id", "name", "method", "artifact_dir"
         )
     )
-    from models_registry.models import ModelVersion, VersionState
-
-    versions = list(
-        ModelVersion.objects.filter(project=project)
-        .exclude(state__in=[VersionState.REJECTED, VersionState.ARCHIVED])
-        .only("id", "name", "version", "kind", "state")
-    )
+    versions = run_versions.launch_choices(project=project)
     return {
         "policy_versions": [v for v in versions if v.kind == "policy"],
         "reward_versions": [v for v in versions if v.kind == "reward"],

@@ -20,8 +20,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotation.access import access_project
 from annotation.roles import Capability, role_can
 from config.errors import DomainError, ValidationFailed
-from rlhf import run_selectors, run_services
 from rlhf.models import DatasetSnapshot, TrainingRun
+from rlhf.runs import selectors, services
+from rlhf.runs import versions as run_versions
 from rlhf.training.base_models import SMOLLM2_NAME
 from rlhf.training.config import (
     METHOD_TITLES,
@@ -92,7 +93,7 @@ def parse_config(method: str, post) -> tuple[dict, dict]:
 
 @login_required
 def run_list_page(request, project_id: int):
-    runs = run_selectors.training_run_list(user=request.user, project_id=project_id)
+    runs = selectors.training_run_list(user=request.user, project_id=project_id)
     project = access_project(request.user, project_id, capability=Capability.DATA)
     return render(
         request,
@@ -125,7 +126,8 @@ def run_new_page(request, project_id: int):
     method = request.POST.get("method") or request.GET.get("method") or "reward"
     if method not in METHODS:
         method = "reward"
-    choices = run_selectors.training_run_launch_choices(project=project)
+    choices = selectors.training_run_launch_choices(project=project)
+    listed = choices["policy_versions"] + choices["reward_versions"]
     values = {"base_model": default_base_model()}
     errors: dict = {}
     chosen = {k: request.POST.get(k, "") for k in ("snapshot", "base_source", "reward_source")}
@@ -135,7 +137,7 @@ def run_new_page(request, project_id: int):
             errors = {**_range_errors(method, values, errors), **errors}
         else:
             try:
-                run = run_services.training_run_launch(
+                run = services.training_run_launch(
                     project=project,
                     created_by=request.user,
                     method=method,
@@ -143,8 +145,8 @@ def run_new_page(request, project_id: int):
                     or _missing_snapshot(),
                     config=values,
                     name=request.POST.get("name", ""),
-                    **_sources(chosen["base_source"], "base_model", project),
-                    **_sources(chosen["reward_source"], "reward_model", project),
+                    **_sources(chosen["base_source"], "base_model", project, listed),
+                    **_sources(chosen["reward_source"], "reward_model", project, listed),
                 )
             except DomainError as exc:
                 errors = exc.extra.get("fields") or {}
@@ -165,7 +167,7 @@ def run_new_page(request, project_id: int):
             "chosen": chosen,
             "base_options": _model_options(choices["policy_versions"], choices["model_runs"]),
             "reward_options": _model_options(choices["reward_versions"], choices["reward_runs"]),
-            "online": method in run_services.ONLINE_METHODS,
+            "online": method in services.ONLINE_METHODS,
         },
         status=400 if request.method == "POST" else 200,
     )
@@ -191,13 +193,14 @@ def _model_options(versions, runs) -> list[tuple[str, list[dict]]]:
     return [(name, options) for name, options in groups if options]
 
 
-def _sources(choice: str, prefix: str, project) -> dict:
+def _sources(choice: str, prefix: str, project, listed_versions) -> dict:
     """``version:<id>`` or ``run:<id>`` from the form's model select, as launch arguments."""
-    from models_registry.models import ModelVersion
-
     kind, _, pk = choice.partition(":")
     if kind == "version":
-        return {f"{prefix}_version": _pick(ModelVersion, pk, project)}
+        found = next((v for v in listed_versions if str(v.pk) == pk), None)
+        if found is None:
+            raise ValidationFailed("choose one of the listed options", code="invalid_choice")
+        return {f"{prefix}_version": found}
     if kind == "run":
         return {f"{prefix}_run": _pick(TrainingRun, pk, project)}
     return {}
@@ -218,7 +221,8 @@ def _missing_snapshot():
 
 @login_required
 def run_page(request, run_id: int):
-    run = run_selectors.training_run_get(user=request.user, run_id=run_id)
+    run = selectors.training_run_get(user=request.user, run_id=run_id)
+    run_versions.annotate_runs([run])
     return render(
         request,
         "rlhf/run.html",
@@ -234,15 +238,13 @@ def run_page(request, run_id: int):
 @login_required
 @require_POST
 def run_action_page(request, run_id: int, action: str):
-    run = run_selectors.training_run_get(
-        user=request.user, run_id=run_id, capability=Capability.TRAIN
-    )
+    run = selectors.training_run_get(user=request.user, run_id=run_id, capability=Capability.TRAIN)
     try:
         if action == "cancel":
-            run_services.training_run_cancel(run=run, cancelled_by=request.user)
+            services.training_run_cancel(run=run, cancelled_by=request.user)
             messages.success(request, "Cancel requested.")
         else:
-            run_services.training_run_retry(run=run, retried_by=request.user)
+            services.training_run_retry(run=run, retried_by=request.user)
             messages.success(request, "Run queued again.")
     except DomainError as exc:
         messages.error(request, exc.message)

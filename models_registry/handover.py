@@ -1,7 +1,9 @@
-"""A succeeded run's model becomes a candidate version in the model registry.
+"""The hand-over from a succeeded run to the model registry: its model becomes a candidate
+version, and a candidate policy goes up for review.
 
-``training_run_register_candidate`` is the first of ``run_services.training_run_succeeded_hooks``
-(appended in ``RlhfConfig.ready``). It registers the run's model folder (weights or LoRA
+``training_run_register_candidate`` is the first of ``rlhf.runs.services.
+training_run_succeeded_hooks`` (appended in ``ModelsRegistryConfig.ready``: the registry sits
+above rlhf, which never imports it). It registers the run's model folder (weights or LoRA
 adapter, with its tokenizer) under the run's name, or ``reward-model`` / ``policy``, with the
 run as its source: config, metrics, snapshot, launcher, and as parent the version the run
 started from (or the registered version whose folder it started from). A refusal (an adapter
@@ -18,15 +20,11 @@ from django.db.models import F
 
 from config.errors import DomainError
 from models_registry.models import ModelVersion, VersionKind
+from models_registry.review_cycle import loop_round_start_review
+from models_registry.run_versions import run_versions_of, training_run_set_candidate
 from models_registry.services import model_version_register
 from rlhf.models import TrainingRun
-from rlhf.run_services import (
-    log_line,
-    log_lines_append,
-    run_model_dir,
-    training_run_notify,
-    training_run_set_candidate,
-)
+from rlhf.runs.services import log_line, log_lines_append, run_model_dir, training_run_notify
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +35,9 @@ def candidate_name(run: TrainingRun) -> str:
 
 
 def _parent(run: TrainingRun) -> ModelVersion | None:
-    if run.base_model_version_id:
-        return run.base_model_version
+    base = run_versions_of(run=run).base_model_version
+    if base is not None:
+        return base
     folder = run.config.get("base_model") or ""
     if not folder:
         return None
@@ -54,8 +53,9 @@ def _parent(run: TrainingRun) -> ModelVersion | None:
 def training_run_register_candidate(run: TrainingRun) -> ModelVersion | None:
     """Register the run's model as a candidate version (once; a second call returns it)."""
     run = TrainingRun.objects.select_related("project", "created_by").get(pk=run.pk)
-    if run.candidate_version_id:
-        return run.candidate_version
+    registered = run_versions_of(run=run).candidate_version
+    if registered is not None:
+        return registered
     snapshot = run.dataset_snapshot
     try:
         version = model_version_register(
@@ -66,8 +66,8 @@ def training_run_register_candidate(run: TrainingRun) -> ModelVersion | None:
             registered_by=None,
             parent=_parent(run),
             source=f"training run {run.pk} ({run.method_title})",
-            training_run_ref=run.pk,
-            dataset_snapshot_ref=snapshot.pk,
+            training_run=run,
+            dataset_snapshot=snapshot,
             launched_by=run.created_by,
             config={"method": run.method, **run.config},
             metrics=run.metrics,
@@ -95,14 +95,12 @@ def training_run_start_review(run: TrainingRun) -> None:
     """Second succeeded-hook: the run's new candidate policy goes up for blind review against the
     champion (``models_registry.review_cycle``). A reward model, a project without a champion or
     without prompts starts nothing; the reason is written to the run's log."""
-    from models_registry.review_cycle import review_round_start
-
-    run = TrainingRun.objects.select_related("candidate_version").get(pk=run.pk)
-    version = run.candidate_version
+    run = TrainingRun.objects.get(pk=run.pk)
+    version = run_versions_of(run=run).candidate_version
     if version is None or version.kind != VersionKind.POLICY:
         return
     try:
-        loop_round = review_round_start(version=version, actor=None)
+        loop_round = loop_round_start_review(version=version, actor=None)
     except DomainError as exc:
         message = f"no review round for {version.label}: {exc.message}"
     else:

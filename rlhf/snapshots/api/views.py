@@ -8,8 +8,8 @@ from rest_framework.views import APIView
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from rlhf import selectors, services
-from rlhf.api import serializers as s
+from rlhf.snapshots import selectors, services
+from rlhf.snapshots.api import serializers as s
 
 
 class SnapshotListView(APIView):
