@@ -13,6 +13,7 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404
 
 from annotation.models import Label, Lease, LeaseState, Membership, Project, Task
+from annotation.opaque import task_id_from_ref
 from annotation.roles import Capability, role_can
 
 
@@ -71,7 +72,7 @@ def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task
                 viewer_leased=Exists(leased),
                 viewer_labelled=Exists(labelled),
             )
-            .get(pk=int(task_id))
+            .get(pk=task_id_from_ref(task_id))
         )
     except (Task.DoesNotExist, TypeError, ValueError):
         raise Http404("No such task.") from None

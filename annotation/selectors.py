@@ -15,6 +15,7 @@ from annotation.models import (
     TaskItem,
     TaskStatus,
 )
+from annotation.opaque import item_ref, task_ref
 from annotation.rendering import markdown_to_safe_html
 
 
@@ -90,7 +91,7 @@ def task_view_for_annotator(lease: Lease) -> dict:
     if lease.state != LeaseState.ACTIVE:
         label = Label.objects.filter(task=task, annotator_id=lease.annotator_id).first()
     return {
-        "task_id": task.pk,
+        "task_id": task_ref(task.pk),
         "project_id": project.pk,
         "kind": task.kind,
         "prompt": [_message_view(m) for m in task.prompt.messages],
@@ -115,8 +116,9 @@ def annotator_ids(task: Task) -> dict[int, int]:
     Response ids follow the order answers were written in; a review round writes the
     candidate's answers before the champion's, so a response id would tell an annotator
     which side is the candidate. Task items are created in the task's position order, which
-    a review round draws at random per prompt, so their ids say nothing about the models."""
-    return {item.response_id: item.pk for item in task_items(task)}
+    a review round draws at random per prompt, so their ids say nothing about the models; and
+    they are shown as refs (``annotation.opaque``), so their age does not mark gold tasks."""
+    return {item.response_id: item_ref(item.pk) for item in task_items(task)}
 
 
 def label_views_for_annotator(labels: list[Label]) -> list[dict]:
@@ -124,7 +126,7 @@ def label_views_for_annotator(labels: list[Label]) -> list[dict]:
     ids: dict[int, dict[int, int]] = {}
     rows = TaskItem.objects.filter(task_id__in={label.task_id for label in labels})
     for task_id, response_id, item_id in rows.values_list("task_id", "response_id", "pk"):
-        ids.setdefault(task_id, {})[response_id] = item_id
+        ids.setdefault(task_id, {})[response_id] = item_ref(item_id)
     return [label_view_for_annotator(label, ids.get(label.task_id, {})) for label in labels]
 
 
@@ -133,6 +135,7 @@ def label_view_for_annotator(label: Label, ids: dict[int, int] | None = None) ->
     if ids is None:
         ids = annotator_ids(label.task)
     view = label_view(label)
+    view["task_id"] = task_ref(label.task_id)
     view["payload"] = ids_translated(label.kind, label.payload, ids, strict=False)
     if label.shown_order is not None:
         view["shown_order"] = [ids.get(i, i) for i in label.shown_order]
@@ -191,10 +194,17 @@ def label_view(label: Label) -> dict:
     }
 
 
-def label_list_for_annotator(user, *, project_id=None):
+def label_list_for_annotator(user, *, project_id=None, kind=None, since=None, until=None):
+    """The user's own labels, newest first; ``since``/``until`` are dates, both included."""
     labels = Label.objects.filter(annotator=user).order_by("-id")
     if project_id is not None:
         labels = labels.filter(task__project_id=project_id)
+    if kind:
+        labels = labels.filter(kind=kind)
+    if since is not None:
+        labels = labels.filter(created_at__date__gte=since)
+    if until is not None:
+        labels = labels.filter(created_at__date__lte=until)
     return labels
 
 

@@ -225,6 +225,11 @@ LOGGING = {
 
 # Annotation defaults (a project may override its own).
 TANDEM_DEFAULT_LEASE_SECONDS = 600
+# A quality refresh marked waiting for longer than this is presumed lost (its job never ran):
+# the next request enqueues another one. Seconds; a refresh normally starts within a few.
+TANDEM_QUALITY_REFRESH_STALE_SECONDS = float(
+    os.environ.get("TANDEM_QUALITY_REFRESH_STALE_SECONDS", 600)
+)
 TANDEM_MAX_ACTIVE_LEASES_PER_ANNOTATOR = 2
 
 if os.environ.get("TANDEM_ENV") == "production":

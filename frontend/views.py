@@ -1,5 +1,7 @@
 """Server-rendered pages. Each view: one access gate, one service or selector, a template."""
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -8,10 +10,12 @@ from django.views.decorators.http import require_http_methods
 
 from annotation import importers, selectors, services
 from annotation.access import access_project
+from annotation.labels import FLAGS
 from annotation.models import TaskKind
+from annotation.quality.aggregation import POLICIES
 from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability, Role, role_can
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
 
 User = get_user_model()
 
@@ -55,6 +59,44 @@ def review_settings(project) -> dict:
     return read(project)
 
 
+def _annotation_settings_form(request) -> dict:
+    """The manage page's form as ``project_settings_update`` changes (empty: the default)."""
+
+    def number(key, kind):
+        text = request.POST.get(key, "").strip()
+        if not text:
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValidationFailed(f"{key} must be a number", field=key) from None
+
+    try:
+        rubric = json.loads(request.POST.get("rubric") or "null")
+    except ValueError:
+        raise ValidationFailed("the rubric must be JSON", field="rubric") from None
+    changes = {
+        "quality": {
+            "gold_rate": number("gold_rate", float),
+            "gold_threshold": number("gold_threshold", float),
+            "gold_min_answers": number("gold_min_answers", int),
+        },
+        "aggregation": {
+            "policy": request.POST.get("policy") or None,
+            "min_agreement": number("min_agreement", float),
+            "min_labels": number("min_labels", int),
+        },
+        "flags": {
+            "allowed": request.POST.getlist("allowed_flags"),
+            "unsafe_as_chosen": request.POST.get("unsafe_as_chosen") == "on",
+        },
+        "labels": {"edit_window_hours": number("edit_window_hours", int)},
+    }
+    if rubric is not None:
+        changes["rubric"] = rubric
+    return changes
+
+
 def _manage_post(request, project):
     action = request.POST.get("action")
     if action == "settings":
@@ -83,6 +125,11 @@ def _manage_post(request, project):
             annotation_round_prompts=number("annotation_round_prompts", int),
         )
         messages.success(request, "Review settings saved.")
+    elif action == "annotation_settings":
+        services.project_settings_update(
+            project=project, changes=_annotation_settings_form(request)
+        )
+        messages.success(request, "Label and quality settings saved.")
     elif action == "member":
         user = User.objects.filter(username=request.POST.get("username", ""), is_active=True)
         user = user.first()
@@ -133,5 +180,9 @@ def project_manage(request, project_id: int):
             "imports": project.imports.all()[:20],
             "progress": selectors.project_progress(project, user=request.user),
             "review": review_settings(project),
+            "lead": services.project_settings(project),
+            "policies": POLICIES,
+            "flags": FLAGS,
+            "rubric_json": json.dumps(project.rubric, indent=1) if project.rubric else "",
         },
     )

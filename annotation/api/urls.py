@@ -24,6 +24,11 @@ urlpatterns = [
     path("projects/<int:project_id>/imports/", views.ImportView.as_view(), name="api-imports"),
     path("projects/<int:project_id>/progress/", views.ProgressView.as_view(), name="api-progress"),
     path(
+        "projects/<int:project_id>/settings/",
+        views.ProjectSettingsView.as_view(),
+        name="api-project-settings",
+    ),
+    path(
         "projects/<int:project_id>/tasks/next/", views.NextTaskView.as_view(), name="api-task-next"
     ),
     path("tasks/<int:task_id>/", views.TaskDetailView.as_view(), name="api-task"),

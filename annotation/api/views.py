@@ -15,6 +15,7 @@ from annotation import importers, selectors, services
 from annotation.access import access_label, access_project, access_task
 from annotation.api import serializers as s
 from annotation.models import LabelSource
+from annotation.opaque import task_id_from_ref, task_ref
 from annotation.roles import Capability
 from config.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from config.untrusted import int64_problem
@@ -134,6 +135,21 @@ class ProgressView(APIView):
         return Response(selectors.project_progress(project, user=request.user))
 
 
+class ProjectSettingsView(APIView):
+    """The annotation lead's settings (``services.project_settings``): gold checks,
+    aggregation, flags, the label edit window and the rubric."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        return Response(services.project_settings(project))
+
+    @extend_schema(request=dict, responses={200: dict})
+    def patch(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        return Response(services.project_settings_update(project=project, changes=request.data))
+
+
 class NextTaskView(APIView):
     @extend_schema(
         request=s.NextTaskRequestSerializer,
@@ -143,7 +159,7 @@ class NextTaskView(APIView):
         project = access_project(request.user, project_id, capability=Capability.ANNOTATE)
         data = s.NextTaskRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        exclude = list(data.validated_data.get("exclude", []))
+        exclude = [task_id_from_ref(t) for t in data.validated_data.get("exclude", [])]
         # The lease is committed before the task is shown: a task that cannot be shown
         # would otherwise come back to its holder on every try. It is skipped (for this
         # annotator; the log says why) and the next one claimed.
@@ -212,7 +228,9 @@ class SkipView(APIView):
         lease = services.task_skip(
             task=task, annotator=request.user, reason=data.validated_data.get("reason", "")
         )
-        return Response({"task_id": task.pk, "state": lease.state, "expires_at": lease.expires_at})
+        return Response(
+            {"task_id": task_ref(task.pk), "state": lease.state, "expires_at": lease.expires_at}
+        )
 
 
 class HeartbeatView(APIView):
@@ -220,7 +238,9 @@ class HeartbeatView(APIView):
     def post(self, request, task_id: int):
         task = access_task(request.user, task_id)
         lease = services.lease_heartbeat(task=task, annotator=request.user)
-        return Response({"task_id": task.pk, "state": lease.state, "expires_at": lease.expires_at})
+        return Response(
+            {"task_id": task_ref(task.pk), "state": lease.state, "expires_at": lease.expires_at}
+        )
 
 
 class LabelListView(APIView):

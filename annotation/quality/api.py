@@ -1,5 +1,7 @@
 """Quality API: parse, call one access gate and one service or selector, render."""
 
+import logging
+
 from django.contrib.auth import get_user_model
 from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,6 +23,8 @@ from annotation.roles import Capability
 from config.api import CheckedJSONField
 from config.errors import ValidationFailed
 from config.untrusted import int64_problem
+
+logger = logging.getLogger(__name__)
 
 User = get_user_model()
 
@@ -59,9 +63,35 @@ class QualityReportView(APIView):
 
 
 class QualityRefreshView(APIView):
-    @extend_schema(request=None, responses={200: OpenApiResponse(description="Refreshed.")})
+    @extend_schema(
+        responses={200: OpenApiResponse(description="When computed; whether a refresh waits.")}
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        return Response(selectors.quality_refresh_status(project))
+
+    @extend_schema(
+        request=None,
+        parameters=[
+            OpenApiParameter("full", int, description="1: rebuild everything from the labels"),
+            OpenApiParameter("queue", int, description="1: enqueue a refresh for a worker"),
+        ],
+        responses={200: OpenApiResponse(description="Refreshed, or queued.")},
+    )
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        if request.query_params.get("queue") == "1":
+            # The dashboard's button: the refresh runs in a worker, not in this request.
+            try:
+                services.quality_request_refresh(project_id=project.pk)
+            except Exception:
+                # Logged; the request cleared its waiting flag, so pressing again retries.
+                logger.exception("could not enqueue a quality refresh for project %s", project.pk)
+                return Response(
+                    {"error": "queue_unavailable", "detail": "The job queue is unavailable."},
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                )
+            return Response(selectors.quality_refresh_status(project))
         if request.query_params.get("full") == "1":
             result = services.quality_recompute(project_id=project.pk)
         else:

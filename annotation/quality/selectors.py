@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, F, OuterRef, TextField
 from django.db.models.functions import Cast
+from django.utils import timezone
 
 from annotation.models import Label, Lease, LeaseState, Project, Task, TaskItem, TaskKind
 from annotation.quality import contributions
@@ -17,6 +20,8 @@ from annotation.quality.models import (
     Adjudication,
     AnnotatorQuality,
     GoldTask,
+    QualityDirty,
+    QualityRefreshState,
     QualityReport,
     TaskQuality,
 )
@@ -122,6 +127,30 @@ def task_facts(task_ids: Iterable[int]) -> dict[int, dict]:
 # --------------------------------------------------------------------------------------------
 # Report and annotators
 # --------------------------------------------------------------------------------------------
+
+
+def quality_refresh_status(project: Project) -> dict:
+    """When the stored report was computed, and whether a refresh is waiting: queued (the
+    ``pending`` flag and when it was requested) or owed (tasks changed since, still dirty)."""
+    computed_at = (
+        QualityReport.objects.filter(project=project).values_list("computed_at", flat=True).first()
+    )
+    state = QualityRefreshState.objects.filter(project=project).first()
+    pending = bool(state and state.pending)
+    requested_at = state.requested_at if state else None
+    stale = pending and (
+        requested_at is None
+        or timezone.now() - requested_at
+        > timedelta(seconds=settings.TANDEM_QUALITY_REFRESH_STALE_SECONDS)
+    )
+    return {
+        "computed_at": computed_at,
+        "pending": pending,
+        "requested_at": requested_at if pending else None,
+        # A waiting flag past the bound is taken over by the next request (refresh.py).
+        "stale": stale,
+        "changed_tasks": QualityDirty.objects.filter(project=project).count(),
+    }
 
 
 def quality_report_json(project: Project) -> str | None:

@@ -44,6 +44,13 @@ from annotation.services.members import (
     user_create,
     user_external_get_or_create,
 )
+from annotation.services.project_settings import (
+    project_aggregation_config,
+    project_allowed_flags,
+    project_label_edit_window,
+    project_settings,
+    project_settings_update,
+)
 from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
 from annotation.services.tasks import task_create
 
@@ -60,7 +67,12 @@ __all__ = [
     "lease_heartbeat",
     "membership_remove",
     "membership_set",
+    "project_aggregation_config",
+    "project_allowed_flags",
     "project_create",
+    "project_label_edit_window",
+    "project_settings",
+    "project_settings_update",
     "project_update",
     "prompt_messages_hash",
     "task_changed_hooks",

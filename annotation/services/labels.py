@@ -21,6 +21,7 @@ from annotation.services import hooks
 from annotation.services.claims import _room_for
 from annotation.services.hashing import content_hash
 from annotation.services.hooks import _after_commit_task_changed
+from annotation.services.project_settings import project_allowed_flags, project_label_edit_window
 from config.errors import Conflict, Unprocessable, ValidationFailed
 
 
@@ -159,7 +160,7 @@ def _label_submit_locked(
         kind=task.kind,
         payload=canonical,
         shown_order=lease.shown_order,
-        flags=clean_flags(flags),
+        flags=_project_flags(task.project, flags),
         duration_ms=duration_ms,
         server_elapsed_ms=int((now - lease.created_at).total_seconds() * 1000),
         source=source,
@@ -198,6 +199,11 @@ def label_edit(*, label: Label, editor, payload: dict, flags=None) -> Label:
         raise Conflict("only the author can edit a label", code="not_author")
     if label.reviewed_at is not None:
         raise Conflict("this label was reviewed and can no longer be edited", code="reviewed")
+    window = project_label_edit_window(label.task.project)
+    if window is not None and timezone.now() > label.created_at + window:
+        raise Conflict(
+            "the project's edit window for this label has closed", code="edit_window_closed"
+        )
     item_ids, texts = _task_context(label.task)
     canonical = canonical_payload(
         label.kind,
@@ -216,8 +222,22 @@ def label_edit(*, label: Label, editor, payload: dict, flags=None) -> Label:
     )
     label.payload = canonical
     if flags is not None:
-        label.flags = clean_flags(flags)
+        label.flags = _project_flags(label.task.project, flags)
     label.version += 1
     label.save(update_fields=["payload", "flags", "version", "updated_at"])
     _after_commit_task_changed(label.task.project_id, label.task_id)
     return label
+
+
+def _project_flags(project, flags) -> list[str]:
+    """``clean_flags``, then only the flags the project allows (its ``flags.allowed`` setting)."""
+    cleaned = clean_flags(flags)
+    allowed = project_allowed_flags(project)
+    refused = [f for f in cleaned if f not in allowed]
+    if refused:
+        raise ValidationFailed(
+            f"this project does not use the flags {refused}; it allows {list(allowed)}",
+            code="invalid_label",
+            field="flags",
+        )
+    return cleaned

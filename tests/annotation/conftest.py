@@ -2,12 +2,25 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
 from annotation import services
 from annotation.models import TaskKind
 from annotation.roles import Role
 
 User = get_user_model()
+
+
+@pytest.fixture
+def client_for():
+    """An API client signed in as ``user``."""
+
+    def make(user):
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return make
 
 
 @pytest.fixture

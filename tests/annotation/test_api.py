@@ -7,17 +7,8 @@ from rest_framework.test import APIClient
 
 from annotation import services
 from annotation.models import Label, Project, Response, Task, TaskItem, TaskKind
+from annotation.opaque import item_ref, task_ref
 from annotation.roles import Role
-
-
-@pytest.fixture
-def client_for():
-    def make(user):
-        client = APIClient()
-        client.force_authenticate(user)
-        return client
-
-    return make
 
 
 def test_anonymous_requests_are_refused(project):
@@ -72,7 +63,7 @@ def test_next_then_submit_with_idempotency_key(project, annotator, client_for, m
     task = make_task()
     client = client_for(annotator)
     shown = client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json").json()
-    assert shown["task_id"] == task.pk
+    assert shown["task_id"] == task_ref(task.pk)
     assert "model_name" not in json.dumps(shown)
     body = {"payload": {"choice": "left", "strength": "slight"}, "duration_ms": 1500}
     url = f"/api/tasks/{task.pk}/labels/"
@@ -214,14 +205,14 @@ def test_an_annotator_names_responses_by_task_item_ids_never_response_ids(
     # given a ranking task whose response ids differ from its task items' ids
     _ids_apart(make_task, admin_user)
     task = make_task(TaskKind.RANKING)
-    items = {i.pk: i.response_id for i in TaskItem.objects.filter(task=task)}
+    items = {item_ref(i.pk): i.response_id for i in TaskItem.objects.filter(task=task)}
     assert not set(items) & set(items.values())
     client = client_for(annotator)
     # when the annotator claims it
     view = client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json").json()
-    assert view["task_id"] == task.pk
+    assert view["task_id"] == task_ref(task.pk)
     shown = [r["id"] for r in view["responses"]]
-    # then the responses are named by their task items' ids
+    # then the responses are named by their task items' ids (as refs, see annotation.opaque)
     assert sorted(shown) == sorted(items)
     url = f"/api/tasks/{task.pk}/labels/"
     # and a ranking naming a response id is refused, with nothing stored

@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 
 from annotation import services
 from annotation.models import Label
+from annotation.opaque import task_ref
 from annotation.roles import Role
 
 
@@ -23,7 +24,7 @@ def open_page(page, login, project):
 
 
 def label_by_keyboard(page, task, choice_key="1"):
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{task.pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(task.pk)}']")
     page.keyboard.press(choice_key)
     page.keyboard.press("Enter")
 

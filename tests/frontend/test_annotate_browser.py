@@ -6,6 +6,7 @@ from playwright.sync_api import expect
 
 from annotation import services
 from annotation.models import Label, TaskItem
+from annotation.opaque import item_ref, task_ref
 from annotation.roles import Role
 
 XSS = '<script>window.__xss = 1; alert("xss")</script><img src=x onerror="window.__xss = 2">'
@@ -46,7 +47,7 @@ def test_annotator_labels_pairwise_by_keyboard_ranking_by_drag_and_a_correction(
     login("ann", "ann-pass-123")
     page.goto(f"/projects/{project.pk}/annotate/")
     task_box = page.locator("[data-testid=task]")
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{pair.pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(pair.pk)}']")
 
     # then the hostile prompt and response are shown as text and run nothing
     assert page.locator("[data-testid=prompt]").inner_text().count("<script>") == 1
@@ -62,7 +63,7 @@ def test_annotator_labels_pairwise_by_keyboard_ranking_by_drag_and_a_correction(
     page.keyboard.press("Enter")
 
     # and rank by dragging the last response to the top
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{ranking.pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(ranking.pk)}']")
     items = page.locator("[data-testid=rank-item]")
     before = [int(items.nth(i).get_attribute("data-response-id")) for i in range(3)]
     items.nth(2).drag_to(items.nth(0))
@@ -71,7 +72,7 @@ def test_annotator_labels_pairwise_by_keyboard_ranking_by_drag_and_a_correction(
     page.keyboard.press("Enter")
 
     # and rewrite the response in the correction editor
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{correction.pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(correction.pk)}']")
     editor = page.locator("[data-testid=correction-editor]")
     editor.fill("The capital of France is Paris.")
     assert "capital" in page.locator("[data-testid=diff] ins").first.inner_text()
@@ -82,8 +83,8 @@ def test_annotator_labels_pairwise_by_keyboard_ranking_by_drag_and_a_correction(
     expect(page.locator("[data-testid=outbox-status]")).to_have_attribute("data-pending", "0")
     labels = {label.task_id: label for label in Label.objects.filter(annotator=annotator)}
     assert set(labels) == {pair.pk, ranking.pk, correction.pk}
-    # (the page names responses by task item ids; labels store response ids)
-    response_of = dict(TaskItem.objects.values_list("pk", "response_id"))
+    # (the page names responses by task item ids, as refs; labels store response ids)
+    response_of = {item_ref(pk): r for pk, r in TaskItem.objects.values_list("pk", "response_id")}
     pair_label = labels[pair.pk]
     assert pair_label.shown_order[0] == response_of[left_id]
     assert pair_label.payload["winner"] == response_of[left_id]
@@ -107,7 +108,7 @@ def test_a_label_made_offline_is_kept_and_sent_when_back_online(page, login, set
     project, annotator, pair, _ranking, _correction = setup_project
     login("ann", "ann-pass-123")
     page.goto(f"/projects/{project.pk}/annotate/")
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{pair.pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(pair.pk)}']")
     # given the connection drops before the annotator submits
     page.context.set_offline(True)
     page.keyboard.press("2")

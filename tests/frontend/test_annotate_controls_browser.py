@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from annotation import services
 from annotation.models import Label
+from annotation.opaque import task_ref
 
 from .annotate_helpers import label_by_keyboard, open_page, page_errors, pending, stored_task_ids
 
@@ -16,14 +17,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_enter_after_clicking_a_choice_submits_the_label(page, login, pairwise_project):
     project, annotator, tasks = pairwise_project
     open_page(page, login, project)
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[0].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[0].pk)}']")
     # given the annotator clicks "2 · Right is better" and then a strength, with the mouse
     page.click("button[data-choice=right]")
     page.click("button[data-strength=strong]")
     # when they press Enter, as the submit button says
     page.keyboard.press("Enter")
     # then the label is submitted, once, and the next task shows
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[1].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[1].pk)}']")
     expect(pending(page)).to_have_attribute("data-pending", "0")
     label = Label.objects.get(annotator=annotator)
     assert (label.task_id, label.payload["chosen_side"], label.payload["strength"]) == (
@@ -35,7 +36,7 @@ def test_enter_after_clicking_a_choice_submits_the_label(page, login, pairwise_p
     page.click("button[data-choice=left]")
     page.focus("[data-testid=submit]")
     page.keyboard.press("Enter")
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[2].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[2].pk)}']")
     expect(pending(page)).to_have_attribute("data-pending", "0")
     assert stored_task_ids(annotator) == sorted(t.pk for t in tasks[:2])
     assert page_errors(page) == []
@@ -81,7 +82,7 @@ def test_ranking_items_are_reached_and_moved_with_the_keyboard(page, login, pair
         priority=100, responses=[{"text": t, "origin": "model", "model_name": "m"} for t in "xyz"],
     )  # fmt: skip
     open_page(page, login, project)
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{ranking.pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(ranking.pk)}']")
     task_box = page.locator("[data-testid=task]")
     before = task_box.get_attribute("data-order").split(",")
     # when the annotator tabs to the first response and moves it down

@@ -5,6 +5,7 @@ from playwright.sync_api import expect
 
 from annotation import services
 from annotation.models import Label, TaskItem
+from annotation.opaque import item_ref, task_ref
 
 from .annotate_helpers import project_with_annotator
 
@@ -44,7 +45,7 @@ def test_each_kind_renders_from_its_module_and_takes_its_keys(page, login, one_t
     task_box = page.locator("[data-testid=task]")
 
     # given the pairwise task, when the annotator flags it and calls both responses bad
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks['pairwise'].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks['pairwise'].pk)}']")
     assert task_box.get_attribute("data-kind") == "pairwise"
     page.keyboard.press("b")
     assert task_box.get_attribute("data-choice") == "both_bad"
@@ -53,7 +54,7 @@ def test_each_kind_renders_from_its_module_and_takes_its_keys(page, login, one_t
     page.locator("[data-testid=submit]").click()
 
     # and selects the third ranked response, moves it up and ties it with the first
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks['ranking'].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks['ranking'].pk)}']")
     items = page.locator("[data-testid=rank-item]")
     first, second, third = (int(items.nth(i).get_attribute("data-response-id")) for i in range(3))
     page.keyboard.press("3")
@@ -64,18 +65,18 @@ def test_each_kind_renders_from_its_module_and_takes_its_keys(page, login, one_t
     page.keyboard.press("Enter")
 
     # and submits the rubric before scoring it, then scores each dimension by digit
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks['rubric'].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks['rubric'].pk)}']")
     expect(page.locator("[data-testid=rubric] tr.rubric-row")).to_have_count(3)
     page.keyboard.press("Enter")
     expect(page.locator("[data-testid=status]")).to_have_text("Score helpfulness first.")
-    assert task_box.get_attribute("data-task-id") == str(tasks["rubric"].pk)
+    assert task_box.get_attribute("data-task-id") == str(task_ref(tasks["rubric"].pk))
     for digit in ("5", "3", "1"):
         page.keyboard.press(digit)
     expect(page.locator("[data-testid=rubric] input:checked")).to_have_count(3)
     page.keyboard.press("Enter")
 
     # and rewrites the correction
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks['correction'].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks['correction'].pk)}']")
     editor = page.locator("[data-testid=correction-editor]")
     editor.fill("The capital of France is Paris.")
     editor.press("Control+Enter")
@@ -84,7 +85,7 @@ def test_each_kind_renders_from_its_module_and_takes_its_keys(page, login, one_t
     page.wait_for_selector("[data-testid=no-task]")
     expect(page.locator("[data-testid=outbox-status]")).to_have_attribute("data-pending", "0")
     labels = {label.task_id: label for label in Label.objects.filter(annotator=annotator)}
-    response_of = dict(TaskItem.objects.values_list("pk", "response_id"))
+    response_of = {item_ref(pk): r for pk, r in TaskItem.objects.values_list("pk", "response_id")}
     pair = labels[tasks["pairwise"].pk]
     assert (pair.payload["outcome"], pair.payload["strength"], pair.flags) == (
         "both_bad",
@@ -147,7 +148,7 @@ def test_a_label_the_old_script_left_in_the_outbox_is_sent(page, login, one_task
     page.goto(f"/projects/{project.pk}/annotate/")
     # then the label is sent once, and the queued task is not shown again
     expect(page.locator("[data-testid=outbox-status]")).to_have_attribute("data-pending", "0")
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks['ranking'].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks['ranking'].pk)}']")
     label = Label.objects.get(annotator=annotator)
     assert (label.task_id, label.payload["chosen_side"], label.payload["strength"]) == (
         tasks["pairwise"].pk,

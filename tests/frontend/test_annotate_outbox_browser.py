@@ -6,6 +6,7 @@ from django.contrib.sessions.models import Session
 from playwright.sync_api import expect
 
 from annotation.models import Label, Task
+from annotation.opaque import task_ref
 
 from .annotate_helpers import label_by_keyboard, open_page, page_errors, pending, stored_task_ids
 
@@ -72,7 +73,7 @@ def test_a_refused_label_waits_in_the_attention_tray_with_its_reason_until_disca
     item = page.locator("[data-testid=attention-item]")
     expect(item).to_have_count(1)
     expect(item).to_contain_text("this task already has all the labels it needs")
-    expect(item).to_have_attribute("data-task-id", str(tasks[0].pk))
+    expect(item).to_have_attribute("data-task-id", str(task_ref(tasks[0].pk)))
     expect(pending(page)).to_have_attribute("data-pending", "0")
 
     # and it survives a reload
@@ -92,7 +93,7 @@ def test_a_refused_label_waits_in_the_attention_tray_with_its_reason_until_disca
 def test_a_server_error_on_one_label_does_not_hold_back_the_others(page, login, pairwise_project):
     project, annotator, tasks = pairwise_project
     failing = tasks[0]
-    failing_url = f"**/api/tasks/{failing.pk}/labels/"
+    failing_url = f"**/api/tasks/{task_ref(failing.pk)}/labels/"
     open_page(page, login, project)
     # given the server fails on one label's request
     page.route(
@@ -122,7 +123,7 @@ def test_a_refused_label_is_fixed_by_reopening_its_task_and_labelling_it_again(
     page, login, pairwise_project
 ):
     project, annotator, tasks = pairwise_project
-    url = f"**/api/tasks/{tasks[0].pk}/labels/"
+    url = f"**/api/tasks/{task_ref(tasks[0].pk)}/labels/"
     open_page(page, login, project)
     # given the server refuses the first label as invalid
     page.route(
@@ -139,13 +140,13 @@ def test_a_refused_label_is_fixed_by_reopening_its_task_and_labelling_it_again(
     page.unroute(url)
 
     # when the annotator re-opens the task from the tray and labels it again
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[1].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[1].pk)}']")
     item.locator("[data-testid=attention-reopen]").click()
     label_by_keyboard(page, tasks[0], choice_key="2")
 
     # then the new label is stored, the refused one left the tray, and the task that was on
     # screen comes back next
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[1].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[1].pk)}']")
     expect(pending(page)).to_have_attribute("data-pending", "0")
     expect(item).to_have_count(0)
     label = Label.objects.get(annotator=annotator)
@@ -167,7 +168,7 @@ def test_a_label_whose_request_hangs_is_retried_while_the_others_are_sent(
 
     open_page(page, login, project)
     # given the first label's request hangs
-    page.route(f"**/api/tasks/{tasks[0].pk}/labels/", hang_the_first_request)
+    page.route(f"**/api/tasks/{task_ref(tasks[0].pk)}/labels/", hang_the_first_request)
     # when the annotator labels all three tasks, then the page keeps up
     for task in tasks:
         label_by_keyboard(page, task)

@@ -3,6 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
+from annotation.opaque import task_ref
+
 from .annotate_helpers import label_by_keyboard, open_page, page_errors, pending, stored_task_ids
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -13,7 +15,7 @@ def test_after_two_labels_made_offline_the_page_loads_the_next_task_when_back_on
 ):
     project, annotator, tasks = pairwise_project
     open_page(page, login, project)
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[0].pk}']")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[0].pk)}']")
     # given the connection drops and the annotator submits twice
     page.context.set_offline(True)
     label_by_keyboard(page, tasks[0])
@@ -27,7 +29,9 @@ def test_after_two_labels_made_offline_the_page_loads_the_next_task_when_back_on
     page.context.set_offline(False)
 
     # then both labels are stored exactly once, the next task shows, and keys work again
-    page.wait_for_selector(f"[data-testid=task][data-task-id='{tasks[2].pk}']", timeout=30_000)
+    page.wait_for_selector(
+        f"[data-testid=task][data-task-id='{task_ref(tasks[2].pk)}']", timeout=30_000
+    )
     expect(pending(page)).to_have_attribute("data-pending", "0")
     expect(connection).to_be_hidden()
     assert stored_task_ids(annotator) == sorted(t.pk for t in tasks[:2])

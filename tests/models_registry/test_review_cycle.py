@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
 from annotation.models import Prompt, Task, TaskItem
+from annotation.opaque import item_ref, task_id_from_ref, task_ref
 from annotation.services import prompt_messages_hash
 from config.errors import Conflict, ValidationFailed
 from models_registry import review_cycle, review_selectors, review_settings, selectors, services
@@ -154,7 +155,7 @@ def test_preparing_a_round_queues_one_blind_task_per_prompt_with_random_recorded
         assert response.status_code == 200
         payload = response.json()
         payloads.append(json.dumps(payload))
-        task = Task.objects.get(pk=payload["task_id"])
+        task = Task.objects.get(pk=task_id_from_ref(payload["task_id"]))
         annotation_services.label_submit(
             task=task, annotator=annotator, payload={"choice": "A", "strength": "clear"}
         )
@@ -162,7 +163,7 @@ def test_preparing_a_round_queues_one_blind_task_per_prompt_with_random_recorded
     blob = "\n".join(payloads)
     for secret in (candidate.name, base_version.name, candidate.response_model_name, "tiny-"):
         assert secret not in blob
-    assert {json.loads(p)["task_id"] for p in payloads} == set(prepared.task_ids)
+    assert {json.loads(p)["task_id"] for p in payloads} == {task_ref(t) for t in prepared.task_ids}
     # and the labels count as review comparisons against the champion
     summary = selectors.review_summary(candidate=candidate)
     assert summary.labels == 5
@@ -188,15 +189,18 @@ def test_the_ids_an_annotator_sees_do_not_tell_the_candidate_from_the_champion(
     for _ in prepared.task_ids:
         shown = client.post(f"/api/projects/{loop_project.pk}/tasks/next/", {}, format="json")
         view = shown.json()
-        task_items = {i.pk: i for i in items if i.task_id == view["task_id"]}
-        # then each response is named by its task item's id, not its response id
+        task_id = task_id_from_ref(view["task_id"])
+        task_items = {item_ref(i.pk): i for i in items if i.task_id == task_id}
+        # then each response is named by its task item's id (as a ref), not its response id
         assert sorted(r["id"] for r in view["responses"]) == sorted(task_items)
         names = {task_items[r["id"]].response.model_name: r["id"] for r in view["responses"]}
-        # and which id is lower says only what the side drawn at random for the task says
+        # and which item id is lower says only what the side drawn at random for the task says
+        # (the refs shown carry no order at all, see annotation.opaque)
         candidate_first = (
-            names[candidate.response_model_name] < names[base_version.response_model_name]
+            task_items[names[candidate.response_model_name]].pk
+            < task_items[names[base_version.response_model_name]].pk
         )
-        position = prepared.candidate_positions[str(view["task_id"])]
+        position = prepared.candidate_positions[str(task_id)]
         assert candidate_first == (position == 0)
         client.post(f"/api/tasks/{view['task_id']}/skip/", {}, format="json")
 

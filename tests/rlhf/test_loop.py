@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
 from annotation.models import Task, TaskItem
+from annotation.opaque import item_ref, task_ref
 from annotation.roles import Role
 from models_registry import review_cycle, review_settings, selectors
 from models_registry.models import AuditEvent, LoopRound, RoundKind, RoundStatus
@@ -106,13 +107,14 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     client = APIClient()
     client.force_authenticate(annotator)
     items = TaskItem.objects.filter(task_id__in=review.task_ids).select_related("response")
-    model_by_shown_id = {i.pk: i.response.model_name for i in items}  # annotators see item ids
+    # annotators see item ids, as refs (annotation.opaque)
+    model_by_shown_id = {item_ref(i.pk): i.response.model_name for i in items}
     payloads = [
         _claim_and_prefer(client, project, candidate.response_model_name, model_by_shown_id)
         for _ in review.task_ids
     ]
     # then the annotator saw only the review tasks, never a model name
-    assert sorted(p["task_id"] for p in payloads) == sorted(review.task_ids)
+    assert sorted(p["task_id"] for p in payloads) == sorted(task_ref(t) for t in review.task_ids)
     blob = json.dumps(payloads)
     for secret in (candidate.name, base.name, candidate.response_model_name, "@v"):
         assert secret not in blob

@@ -33,6 +33,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-member", "delete"): ADMIN,
     ("api-imports", "post"): ADMIN,
     ("api-progress", "get"): EVERY_ROLE,
+    ("api-project-settings", "get"): DATA,
+    ("api-project-settings", "patch"): ADMIN,
     ("api-task-next", "post"): ANNOTATING,
     ("api-task", "get"): ANNOTATING,
     ("api-label-submit", "post"): ANNOTATING,
@@ -50,12 +52,17 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:login", "post"): PUBLIC,
     ("frontend:login", "put"): PUBLIC,  # Django's FormView treats PUT as POST
     ("frontend:logout", "post"): AUTHENTICATED,
+    ("frontend:my-labels", "get"): AUTHENTICATED,  # the user's own labels only
+    ("frontend:my-labels", "post"): AUTHENTICATED,  # 405
+    ("frontend:my-label", "get"): ANNOTATING,  # own label only (others' are 404)
+    ("frontend:my-label", "post"): ANNOTATING,  # 405
     ("frontend:annotate", "get"): ANNOTATING,
     ("frontend:annotate", "post"): ANNOTATING,  # 405
     ("frontend:project-manage", "get"): ADMIN,
     ("frontend:project-manage", "post"): ADMIN,
     # label quality (annotation.quality)
     ("api-quality", "get"): DATA,
+    ("api-quality-refresh", "get"): DATA,
     ("api-quality-refresh", "post"): ADMIN,
     ("api-quality-reinstate", "post"): ADMIN,
     ("api-review-queue", "get"): REVIEW,

@@ -70,6 +70,7 @@ def _body(route, method, world, ids) -> dict:
         ("api-review-task", "post"): {"outcome": "A", "reason": "matrix"},
         ("api-eval-prompts", "post"): {"prompts": [[{"role": "user", "content": "pinned"}]]},
         ("api-review-settings", "patch"): {"review_min_labels": 3},
+        ("api-project-settings", "patch"): {"quality": {"gold_rate": 0.1}},
     }.get((route.name, method), {})
     if route.name == "api-imports":
         upload = SimpleUploadedFile("rows.jsonl", b'{"prompt": "imported by the matrix"}\n')

@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from annotation import importers, services
+from annotation.opaque import task_id_from_ref
 from annotation.roles import Role
 from tests.security.routes import http_routes
 
@@ -247,7 +248,7 @@ def test_hostile_tasks_render_inert_on_the_annotation_page(page, login, hostile)
     for _ in range(len(tasks)):
         page.wait_for_selector("[data-testid=task][data-task-id]")
         task_id = page.locator("[data-testid=task]").get_attribute("data-task-id")
-        seen.append(int(task_id))
+        seen.append(task_id_from_ref(int(task_id)))
         _assert_inert(page, f"annotate task {task_id}")
         # the corpus is shown as the literal text the model produced
         assert "onerror=alert(" in page.locator("[data-testid=task]").inner_text()

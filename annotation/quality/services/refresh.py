@@ -19,9 +19,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotation.models import Label, Lease, LeaseState, Project, Task
@@ -60,18 +63,33 @@ def quality_request_refresh(*, project_id: int) -> bool:
 
     Call after the change is committed and marked dirty: the refresh clears the flag before
     it looks for dirty tasks, so a mark made while it runs always gets a refresh of its own.
+
+    The flag can never stall the project's refreshes: a flag older than
+    ``TANDEM_QUALITY_REFRESH_STALE_SECONDS`` (its job was lost, or its worker died before it
+    started) is taken over by the next request, and a failed enqueue clears the flag it set
+    before the error propagates, so the next request tries again. A second job for the same
+    project is harmless: refreshes take the report's row lock and apply only dirty tasks.
     """
     from annotation.quality.tasks import quality_refresh_job
 
-    state, _ = QualityRefreshState.objects.get_or_create(project_id=project_id)
-    if state.pending:
-        return False
-    claimed = QualityRefreshState.objects.filter(project_id=project_id, pending=False).update(
-        pending=True, requested_at=timezone.now()
+    QualityRefreshState.objects.get_or_create(project_id=project_id)
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.TANDEM_QUALITY_REFRESH_STALE_SECONDS)
+    claimed = (
+        QualityRefreshState.objects.filter(project_id=project_id)
+        .filter(Q(pending=False) | Q(requested_at__isnull=True) | Q(requested_at__lt=stale_before))
+        .update(pending=True, requested_at=now)
     )
     if not claimed:
         return False
-    quality_refresh_job.enqueue(project_id)
+    try:
+        quality_refresh_job.enqueue(project_id)
+    except Exception:
+        # Only this request's flag is cleared: a later request may have claimed it since.
+        QualityRefreshState.objects.filter(
+            project_id=project_id, pending=True, requested_at=now
+        ).update(pending=False)
+        raise
     return True
 
 
@@ -96,6 +114,8 @@ def _changed_in_transaction(task: Task) -> None:
 
 
 def _request_refresh_quietly(project_id: int) -> None:
+    # The failed request has cleared its flag (see quality_request_refresh), so the next
+    # change, or the CLI, enqueues the refresh this one could not.
     try:
         quality_request_refresh(project_id=project_id)
     except Exception:

@@ -1,7 +1,7 @@
 // Quality dashboard: fetches the stored report (one JSON document) and draws it with Chart.js.
 // No inline scripts or styles (the site's CSP): everything is built with DOM calls here.
 // Chart.js is the vendored UMD build, loaded by a classic script before this module runs.
-import { el, getJson, svgEl } from "./dom.js";
+import { api, el, getJson, svgEl } from "./dom.js";
 
 function start(root) {
   const statusLine = document.getElementById("quality-status");
@@ -214,6 +214,7 @@ function start(root) {
     .then((report) => {
       const when = report.computed_at ? new Date(report.computed_at).toLocaleString() : "";
       statusLine.textContent = `Computed ${when} · refreshed incrementally as labels arrive.`;
+      root.dataset.computedAt = report.computed_at || "";
       kpis(report);
       if (Object.keys(report.kinds).length) {
         progressChart(report);
@@ -239,3 +240,58 @@ function reportError(error) {
 
 const root = document.getElementById("quality");
 if (root && typeof Chart !== "undefined") start(root);
+
+// The refresh line: when the report was computed, whether a refresh is waiting, and (for
+// managers) a button that queues one; once a newer report is stored the page reloads it.
+const refreshLine = document.getElementById("quality-refresh");
+if (refreshLine) setUpRefresh(refreshLine);
+
+function refreshText(state) {
+  const when = state.computed_at ? new Date(state.computed_at).toLocaleString() : "never";
+  let text = `Last computed: ${when}.`;
+  if (state.pending && state.stale) text += " A refresh was requested but has not run; press Refresh to request it again.";
+  else if (state.pending) text += " A refresh is waiting for a worker.";
+  else if (state.changed_tasks) text += ` ${state.changed_tasks} changed task(s) wait for the next refresh.`;
+  else text += " Up to date.";
+  return text;
+}
+
+function setUpRefresh(line) {
+  const url = line.dataset.refreshUrl;
+  const out = line.querySelector("[data-testid=refresh-status]");
+  const button = line.querySelector("[data-testid=refresh-button]");
+  let shownAt = null;
+  let timer = null;
+
+  function show(state) {
+    if (shownAt === null) shownAt = state.computed_at;
+    if (state.computed_at && state.computed_at !== shownAt) {
+      if (timer !== null) { clearInterval(timer); timer = null; }
+      out.textContent = "A newer report is stored: reloading.";
+      window.location.reload();
+      return;
+    }
+    out.textContent = refreshText(state);
+    line.dataset.pending = state.pending ? "1" : "0";
+    if (state.pending && timer === null) timer = setInterval(poll, 3000);
+    if (!state.pending && timer !== null) { clearInterval(timer); timer = null; }
+  }
+
+  function poll() {
+    getJson(url).then(show).catch((error) => { out.textContent = `Could not read the refresh state (${error.status || error.message}).`; });
+  }
+
+  if (button) {
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const result = await api("POST", `${url}?queue=1`);
+      button.disabled = false;
+      if (result.status !== 200) {
+        out.textContent = `The refresh was not queued: ${(result.data && result.data.detail) || result.status}`;
+        return;
+      }
+      show(result.data);
+    });
+  }
+  poll();
+}
