@@ -13,6 +13,7 @@ from annotation.access import access_project
 from annotation.labels import FLAGS
 from annotation.models import TaskKind
 from annotation.quality.aggregation import POLICIES
+from annotation.quality.flag_policy import ACTIONS as FLAG_ACTIONS
 from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability, Role, role_can
 from config.errors import DomainError, ValidationFailed
@@ -88,7 +89,8 @@ def _annotation_settings_form(request) -> dict:
         },
         "flags": {
             "allowed": request.POST.getlist("allowed_flags"),
-            "unsafe_as_chosen": request.POST.get("unsafe_as_chosen") == "on",
+            "min_flags": number("min_flags", int),
+            **{flag: request.POST.get(f"flag_{flag}") or None for flag in FLAG_ACTIONS},
         },
         "labels": {"edit_window_hours": number("edit_window_hours", int)},
     }
@@ -169,6 +171,7 @@ def project_manage(request, project_id: int):
         except (DomainError, ValueError) as exc:
             messages.error(request, getattr(exc, "message", None) or str(exc))
         return redirect("frontend:project-manage", project_id=project.pk)
+    lead = services.project_settings(project)
     return render(
         request,
         "frontend/manage.html",
@@ -180,9 +183,12 @@ def project_manage(request, project_id: int):
             "imports": project.imports.all()[:20],
             "progress": selectors.project_progress(project, user=request.user),
             "review": review_settings(project),
-            "lead": services.project_settings(project),
+            "lead": lead,
             "policies": POLICIES,
             "flags": FLAGS,
+            "flag_actions": [
+                (flag, actions, lead["flags"][flag]) for flag, actions in FLAG_ACTIONS.items()
+            ],
             "rubric_json": json.dumps(project.rubric, indent=1) if project.rubric else "",
         },
     )

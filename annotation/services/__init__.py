@@ -47,6 +47,7 @@ from annotation.services.members import (
 from annotation.services.project_settings import (
     project_aggregation_config,
     project_allowed_flags,
+    project_flag_policy,
     project_label_edit_window,
     project_settings,
     project_settings_update,
@@ -70,6 +71,7 @@ __all__ = [
     "project_aggregation_config",
     "project_allowed_flags",
     "project_create",
+    "project_flag_policy",
     "project_label_edit_window",
     "project_settings",
     "project_settings_update",

@@ -6,8 +6,9 @@ Stored in ``Project.options`` (the rubric is a column, validated by ``project_up
 - ``aggregation``: ``policy``, ``min_agreement``, ``min_labels`` of the one aggregation engine's
   ``AggregationConfig`` (the project's default; a snapshot still records its own);
 - ``flags``: ``allowed`` (which content flags annotators may set; a flag left out is refused at
-  submit) and ``unsafe_as_chosen`` (whether a response flagged unsafe may be exported as the
-  chosen one; snapshots are to honour it);
+  submit) and the project's snapshot flag policy, the fields of
+  ``annotation.quality.flag_policy.FlagPolicy`` (``min_flags``; the action for ``unsafe``,
+  ``personal_data``, ``spam`` and ``other`` flags), which every new snapshot records and applies;
 - ``labels``: ``edit_window_hours``, how long after submitting an annotator may edit a label
   (absent: no limit, as before the setting existed).
 A value sent as ``None`` clears the setting back to its default.
@@ -23,6 +24,7 @@ from annotation.labels import FLAGS
 from annotation.models import Project
 from annotation.quality.aggregation import POLICIES, AggregationConfig
 from annotation.quality.config import QualityConfig
+from annotation.quality.flag_policy import ACTIONS, FlagPolicy
 from annotation.services.projects import project_update
 from config.errors import ValidationFailed
 
@@ -40,14 +42,19 @@ SETTINGS: dict[str, dict[str, tuple]] = {
     },
     "flags": {
         "allowed": (list, None, None),
-        "unsafe_as_chosen": (bool, None, None),
+        "min_flags": (int, 1, 1_000),
+        **{flag: (str, None, None) for flag in ACTIONS},
     },
     "labels": {
         "edit_window_hours": (int, 1, 24 * 366),
     },
 }
-CHOICES = {("aggregation", "policy"): POLICIES, ("flags", "allowed"): FLAGS}
-FLAG_DEFAULTS = {"allowed": list(FLAGS), "unsafe_as_chosen": True}
+CHOICES = {
+    ("aggregation", "policy"): POLICIES,
+    ("flags", "allowed"): FLAGS,
+    **{("flags", flag): actions for flag, actions in ACTIONS.items()},
+}
+POLICY_FIELDS = tuple(FlagPolicy().as_dict())
 
 
 def project_settings(project: Project) -> dict:
@@ -55,11 +62,13 @@ def project_settings(project: Project) -> dict:
     options = project.options or {}
     quality = QualityConfig.from_options(options)
     aggregation = AggregationConfig.from_dict(options.get("aggregation"))
-    flags = {**FLAG_DEFAULTS, **(options.get("flags") or {})}
     return {
         "quality": {key: getattr(quality, key) for key in SETTINGS["quality"]},
         "aggregation": {key: getattr(aggregation, key) for key in SETTINGS["aggregation"]},
-        "flags": {"allowed": list(flags["allowed"]), "unsafe_as_chosen": flags["unsafe_as_chosen"]},
+        "flags": {
+            "allowed": list(project_allowed_flags(project)),
+            **project_flag_policy(project).as_dict(),
+        },
         "labels": {"edit_window_hours": (options.get("labels") or {}).get("edit_window_hours")},
         "rubric": project.rubric,
     }
@@ -73,6 +82,12 @@ def project_aggregation_config(project: Project) -> AggregationConfig:
 def project_allowed_flags(project: Project) -> tuple[str, ...]:
     allowed = ((project.options or {}).get("flags") or {}).get("allowed")
     return tuple(FLAGS if allowed is None else allowed)
+
+
+def project_flag_policy(project: Project) -> FlagPolicy:
+    """The flag policy the project's new snapshots apply: its setting over the defaults."""
+    stored = (project.options or {}).get("flags") or {}
+    return FlagPolicy(**{key: stored[key] for key in POLICY_FIELDS if key in stored})
 
 
 def project_label_edit_window(project: Project) -> timedelta | None:
@@ -147,6 +162,12 @@ def project_settings_update(*, project: Project, changes: dict) -> dict:
     for section, build in (
         ("quality", lambda: QualityConfig.from_options(options)),
         ("aggregation", lambda: AggregationConfig.from_dict(options.get("aggregation"))),
+        (
+            "flags",
+            lambda: FlagPolicy(
+                **{k: v for k, v in (options.get("flags") or {}).items() if k in POLICY_FIELDS}
+            ),
+        ),
     ):
         try:
             build()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from annotation.quality.flag_policy import FlagPolicy
 from rlhf.data.aggregate import POLICIES, AggregationConfig
 from rlhf.data.cleaning import CleaningConfig
-from rlhf.data.flags import FlagPolicy
 from rlhf.data.minhash import lsh_params
 from rlhf.data.splits import SplitConfig
 

@@ -14,19 +14,12 @@ import numpy as np
 import orjson
 import xxhash
 
+from annotation.quality.flag_policy import DROP, PERSONAL_DATA, SCRUB, TASK_DROPPING, UNSAFE
 from rlhf.data.aggregate import AggregationStats, aggregate_task, comparison_votes
 from rlhf.data.cleaning import CleaningConfig, TextCleaner
 from rlhf.data.config import PipelineConfig
 from rlhf.data.export import PartWriter
-from rlhf.data.flags import (
-    DROP,
-    PERSONAL_DATA,
-    SCRUB,
-    TASK_DROPPING,
-    UNSAFE,
-    rows_after_unsafe,
-    task_flags,
-)
+from rlhf.data.flags import rows_after_unsafe, task_flags
 from rlhf.data.minhash import MinHasher, band_keys
 from rlhf.data.records import SHAPES, SPLITS, LabelRecord
 from rlhf.data.truncation import TruncationConfig

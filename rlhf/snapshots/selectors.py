@@ -9,7 +9,7 @@ from django.http import Http404
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from rlhf.data.flags import FlagPolicy
+from annotation.services import project_flag_policy
 from rlhf.models import DatasetSnapshot
 
 
@@ -58,15 +58,8 @@ def snapshot_exports(*, snapshot: DatasetSnapshot) -> list[dict]:
     return out
 
 
-# Where a project keeps its flag policy: ``Project.options["flag_policy"]``, a partial
-# ``rlhf.data.flags.FlagPolicy`` (missing fields take FlagPolicy's defaults: one flag counts;
-# unsafe, personal-data and spam tasks are dropped; other flags are kept).
-FLAG_POLICY_OPTION = "flag_policy"
-
-
 def snapshot_flag_policy(*, project) -> dict:
     """The flag policy a new snapshot of ``project`` is built with, unless its request names
-    one: the project's setting over the documented defaults. The one reader of the setting
-    (the manage page and the API show and edit it through here)."""
-    setting = (project.options or {}).get(FLAG_POLICY_OPTION) or {}
-    return FlagPolicy.from_dict({**FlagPolicy().as_dict(), **setting}).as_dict()
+    one: the project's ``flags`` setting (``annotation.services.project_flag_policy``, edited
+    on the manage page and the settings API) over ``FlagPolicy``'s documented defaults."""
+    return project_flag_policy(project).as_dict()

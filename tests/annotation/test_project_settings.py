@@ -21,7 +21,14 @@ def test_defaults_are_what_the_engines_use_without_settings(project):
             "min_agreement": DEFAULT_MIN_AGREEMENT,
             "min_labels": 1,
         },
-        "flags": {"allowed": ["unsafe", "personal_data", "spam"], "unsafe_as_chosen": True},
+        "flags": {
+            "allowed": ["unsafe", "personal_data", "spam"],
+            "min_flags": 1,
+            "unsafe": "drop",
+            "personal_data": "drop",
+            "spam": "drop",
+            "other": "keep",
+        },
         "labels": {"edit_window_hours": None},
         "rubric": project.rubric,
     }
@@ -33,7 +40,14 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, cli
     changes = {
         "quality": {"gold_rate": 0.2, "gold_threshold": 0.8, "gold_min_answers": 3},
         "aggregation": {"policy": "min_agreement", "min_agreement": 0.75, "min_labels": 2},
-        "flags": {"allowed": ["spam", "unsafe"], "unsafe_as_chosen": False},
+        "flags": {
+            "allowed": ["spam", "unsafe"],
+            "min_flags": 2,
+            "unsafe": "reject",
+            "personal_data": "scrub",
+            "spam": "keep",
+            "other": "drop",
+        },
         "labels": {"edit_window_hours": 24},
         "rubric": rubric,
     }
@@ -44,7 +58,7 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, cli
     # then every value is stored (flags in their canonical order) and read back
     assert response.status_code == 200, response.json()
     project.refresh_from_db()
-    expected = {**changes, "flags": {"allowed": ["unsafe", "spam"], "unsafe_as_chosen": False}}
+    expected = {**changes, "flags": {**changes["flags"], "allowed": ["unsafe", "spam"]}}
     assert response.json() == expected
     assert services.project_settings(project) == expected
     assert services.project_aggregation_config(project).min_labels == 2
@@ -62,7 +76,10 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, cli
         ({"aggregation": {"min_agreement": 0}}, "aggregation.min_agreement"),
         ({"aggregation": {"min_labels": 0}}, "aggregation.min_labels"),
         ({"flags": {"allowed": ["rude"]}}, "flags.allowed"),
-        ({"flags": {"unsafe_as_chosen": "no"}}, "flags.unsafe_as_chosen"),
+        ({"flags": {"unsafe_as_chosen": False}}, "flags.unsafe_as_chosen"),
+        ({"flags": {"unsafe": "scrub"}}, "flags.unsafe"),
+        ({"flags": {"spam": "reject"}}, "flags.spam"),
+        ({"flags": {"min_flags": 0}}, "flags.min_flags"),
         ({"labels": {"edit_window_hours": 0}}, "labels.edit_window_hours"),
         ({"rubric": []}, "rubric"),
         ({"colour": "blue"}, "colour"),
@@ -155,6 +172,11 @@ def _manage_form(**overrides):
         "min_agreement": "",
         "min_labels": "3",
         "allowed_flags": ["unsafe", "personal_data"],
+        "min_flags": "2",
+        "flag_unsafe": "reject",
+        "flag_personal_data": "scrub",
+        "flag_spam": "drop",
+        "flag_other": "keep",
         "edit_window_hours": "48",
         "rubric": "",
     }
@@ -169,7 +191,7 @@ def test_the_manage_page_saves_through_the_same_service_and_the_api_reads_it(
     page = client.get(f"/projects/{project.pk}/manage/").content.decode()
     assert 'data-testid="annotation-settings"' in page
     assert 'name="gold_rate"' in page
-    # when the admin saves it (unsafe_as_chosen unchecked)
+    # when the admin saves it (unsafe flags rejected, personal data scrubbed, two flags needed)
     response = client.post(f"/projects/{project.pk}/manage/", _manage_form())
     # then the API reads what the page saved
     assert response.status_code == 302
@@ -180,7 +202,14 @@ def test_the_manage_page_saves_through_the_same_service_and_the_api_reads_it(
         "min_agreement": DEFAULT_MIN_AGREEMENT,
         "min_labels": 3,
     }
-    assert body["flags"] == {"allowed": ["unsafe", "personal_data"], "unsafe_as_chosen": False}
+    assert body["flags"] == {
+        "allowed": ["unsafe", "personal_data"],
+        "min_flags": 2,
+        "unsafe": "reject",
+        "personal_data": "scrub",
+        "spam": "drop",
+        "other": "keep",
+    }
     assert body["labels"] == {"edit_window_hours": 48}
 
 

@@ -146,7 +146,7 @@ def test_a_flag_below_the_projects_minimum_changes_nothing(
     project, engineer, crowd, snapshot_settings
 ):
     # given a project that needs two annotators to agree on a flag, and a task flagged once
-    project.options = {**project.options, "flag_policy": {"min_flags": 2}}
+    project.options = {**project.options, "flags": {"min_flags": 2}}
     project.save(update_fields=["options"])
     flagged_by_the_minority(project, crowd)
 
@@ -231,7 +231,7 @@ def test_the_flag_policy_is_read_through_one_selector_with_a_documented_default(
         "spam": "drop",
         "other": "keep",
     }
-    project.options = {**project.options, "flag_policy": {"unsafe": "reject"}}
+    project.options = {**project.options, "flags": {"unsafe": "reject"}}
     assert snapshot_flag_policy(project=project)["unsafe"] == "reject"
     assert snapshot_flag_policy(project=project)["spam"] == "drop"
 
