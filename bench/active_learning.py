@@ -54,7 +54,7 @@ from bench.shared_data import shared_data
 from rlhf.training import active
 from rlhf.training.base_models import minilm_path
 from rlhf.training.data import canonical_rows, read_jsonl
-from rlhf.training.models import load_sequence_classifier, load_tokenizer, quiet_transformers
+from rlhf.training.loading import load_sequence_classifier, load_tokenizer, quiet_transformers
 
 REWARD_MODEL = "linear probe (Bradley-Terry head, CV-chosen L2) on frozen all-MiniLM-L6-v2"
 

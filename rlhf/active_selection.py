@@ -22,7 +22,7 @@ from django.db import transaction
 from annotation.models import Label, Project, Task, TaskItem, TaskKind, TaskStatus
 from rlhf.models import TaskSelectionScore
 from rlhf.training import active, head_probe
-from rlhf.training.models import (
+from rlhf.training.loading import (
     check_model_folder,
     load_sequence_classifier,
     load_tokenizer,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlhf.training import active
-from rlhf.training.models import load_sequence_classifier, load_tokenizer
+from rlhf.training.loading import load_sequence_classifier, load_tokenizer
 
 
 def test_uncertainty_ranks_the_smallest_reward_gap_first():
