@@ -68,7 +68,7 @@ def pair_features(path: Path, *, max_length: int, cache_dir: Path) -> tuple[torc
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     cached = cache_dir / f"minilm-{digest}-{max_length}.pt"
     if cached.exists():
-        return tuple(torch.load(cached))
+        return tuple(torch.load(cached, weights_only=True))
     rows, bad = canonical_rows("preference", read_jsonl(path))
     if bad:
         log(f"{path.name}: {bad} rows could not be read and are left out")
