@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from annotation.labels import ids_translated
 from annotation.models import (
@@ -16,6 +18,7 @@ from annotation.models import (
     TaskStatus,
 )
 from annotation.rendering import markdown_to_safe_html
+from annotation.tokens import ApiToken
 
 
 def project_by_ref(ref: str) -> Project | None:
@@ -202,3 +205,34 @@ def held_lease(task: Task, user) -> Lease | None:
         .filter(task=task, annotator=user)
         .first()
     )
+
+
+def api_token_list_for_user(user):
+    """The user's own tokens, newest first (revoked and expired ones too, marked by state)."""
+    return ApiToken.objects.filter(user=user).order_by("-created_at", "-pk")
+
+
+def api_token_state(token: ApiToken, *, user=None) -> str:
+    """live, expired, revoked, or password_changed (issued before the current password)."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at <= timezone.now():
+        return "expired"
+    owner = user or token.user
+    if not constant_time_compare(token.password_fingerprint, owner.get_session_auth_hash()):
+        return "password_changed"
+    return "live"
+
+
+def api_token_view(token: ApiToken) -> dict:
+    return {
+        "id": token.pk,
+        "name": token.name,
+        "scope": token.scope,
+        "prefix": token.prefix,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "last_used_at": token.last_used_at,
+        "revoked_at": token.revoked_at,
+        "state": api_token_state(token),
+    }

@@ -1,10 +1,11 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
-from annotation.api import views
+from annotation.api import tokens, views
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", tokens.ObtainTokenView.as_view(), name="api-token"),
+    path("tokens/", tokens.TokenListView.as_view(), name="api-tokens"),
+    path("tokens/<int:token_id>/", tokens.TokenDetailView.as_view(), name="api-token-detail"),
     path("me/", views.MeView.as_view(), name="api-me"),
     path("projects/", views.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailView.as_view(), name="api-project"),

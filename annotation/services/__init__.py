@@ -46,10 +46,20 @@ from annotation.services.members import (
 )
 from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
 from annotation.services.tasks import task_create
+from annotation.services.tokens import (
+    IssuedToken,
+    api_token_create,
+    api_token_revoke,
+    api_tokens_revoke_all,
+)
 
 __all__ = [
     "EDITABLE_PROJECT_FIELDS",
+    "IssuedToken",
     "SubmitResult",
+    "api_token_create",
+    "api_token_revoke",
+    "api_tokens_revoke_all",
     "canonical_json",
     "claim_guards",
     "claim_preemptors",

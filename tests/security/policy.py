@@ -23,6 +23,9 @@ STAFF = "staff"
 POLICY: dict[tuple[str, str], object] = {
     # annotation API
     ("api-token", "post"): PUBLIC,
+    ("api-tokens", "get"): AUTHENTICATED,  # one's own tokens
+    ("api-tokens", "post"): AUTHENTICATED,
+    ("api-token-detail", "delete"): AUTHENTICATED,  # one's own token; another's is 404
     ("api-me", "get"): AUTHENTICATED,
     ("api-projects", "get"): AUTHENTICATED,
     ("api-projects", "post"): STAFF,
@@ -127,3 +130,36 @@ POLICY: dict[tuple[str, str], object] = {
     ("runs:retry", "post"): TRAIN,
     ("runs:retry", "get"): TRAIN,  # 405
 }
+
+# What an API token's scope adds to reading (every scope may call GET on any route its role
+# may call; a page never accepts a token). ``admin`` may call everything the role may; a
+# write not listed here is refused to the narrower scopes.
+TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
+    "read": frozenset(),
+    "annotate": frozenset(
+        {
+            ("api-task-next", "post"),
+            ("api-label-submit", "post"),
+            ("api-task-skip", "post"),
+            ("api-heartbeat", "post"),
+            ("api-label", "patch"),
+        }
+    ),
+    "train": frozenset(
+        {
+            ("api-snapshots", "post"),
+            ("api-snapshot-exports", "post"),
+            ("api-runs", "post"),
+            ("api-run-cancel", "post"),
+            ("api-run-retry", "post"),
+            ("api-model-register", "post"),
+            ("api-model-generate", "post"),
+        }
+    ),
+}
+
+
+def token_scope_allows(scope: str, route_name: str, method: str) -> bool:
+    if scope == "admin" or method == "get":
+        return True
+    return (route_name, method) in TOKEN_SCOPE_WRITES[scope]
