@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import quality_views, views
+from frontend import account_views, quality_views, views
 
 app_name = "frontend"
 
@@ -13,6 +13,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", account_views.account, name="account"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/manage/", views.project_manage, name="project-manage"),
     path(

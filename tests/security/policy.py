@@ -53,6 +53,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:login", "post"): PUBLIC,
     ("frontend:login", "put"): PUBLIC,  # Django's FormView treats PUT as POST
     ("frontend:logout", "post"): AUTHENTICATED,
+    ("frontend:account", "get"): AUTHENTICATED,  # one's own tokens
+    ("frontend:account", "post"): AUTHENTICATED,
     ("frontend:annotate", "get"): ANNOTATING,
     ("frontend:annotate", "post"): ANNOTATING,  # 405
     ("frontend:project-manage", "get"): ADMIN,
