@@ -6,6 +6,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from annotation.invitations import Invitation, InvitationState, invitee_keys_of
 from annotation.labels import ids_translated
 from annotation.models import (
     Label,
@@ -236,3 +237,30 @@ def api_token_view(token: ApiToken) -> dict:
         "revoked_at": token.revoked_at,
         "state": api_token_state(token),
     }
+
+
+def invitation_list_for_user(user) -> list[dict]:
+    """Pending invitations addressed to the user, oldest first, as the home page shows them."""
+    invitations = (
+        Invitation.objects.filter(state=InvitationState.PENDING, invitee__in=invitee_keys_of(user))
+        .select_related("project", "invited_by")
+        .order_by("created_at", "pk")
+    )
+    return [
+        {
+            "id": i.pk,
+            "project_id": i.project_id,
+            "project_name": i.project.name,
+            "role": i.role,
+            "invited_by": i.invited_by.username if i.invited_by else None,
+            "created_at": i.created_at,
+        }
+        for i in invitations
+    ]
+
+
+def invitation_list_for_project(project) -> list[Invitation]:
+    """The project's pending invitations, for its admins."""
+    return list(
+        project.invitations.filter(state=InvitationState.PENDING).order_by("created_at", "pk")
+    )

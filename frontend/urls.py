@@ -14,6 +14,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", account_views.account, name="account"),
+    path("invitations/<int:invitation_id>/", views.invitation_answer, name="invitation"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/manage/", views.project_manage, name="project-manage"),
     path(

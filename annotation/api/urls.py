@@ -15,6 +15,12 @@ urlpatterns = [
         views.MemberDetailView.as_view(),
         name="api-member",
     ),
+    path("invitations/", views.InvitationListView.as_view(), name="api-invitations"),
+    path(
+        "invitations/<int:invitation_id>/",
+        views.InvitationAnswerView.as_view(),
+        name="api-invitation",
+    ),
     path("projects/<int:project_id>/imports/", views.ImportView.as_view(), name="api-imports"),
     path("projects/<int:project_id>/progress/", views.ProgressView.as_view(), name="api-progress"),
     path(

@@ -37,6 +37,12 @@ from annotation.services.hooks import (
     label_submitted_hooks,
     task_changed_hooks,
 )
+from annotation.services.invitations import (
+    invitation_answer,
+    invitation_create,
+    member_add_by_staff,
+    member_add_or_invite,
+)
 from annotation.services.labels import SubmitResult, label_edit, label_submit
 from annotation.services.members import (
     membership_remove,
@@ -64,10 +70,14 @@ __all__ = [
     "claim_guards",
     "claim_preemptors",
     "content_hash",
+    "invitation_answer",
+    "invitation_create",
     "label_edit",
     "label_submit",
     "label_submitted_hooks",
     "lease_heartbeat",
+    "member_add_by_staff",
+    "member_add_or_invite",
     "membership_remove",
     "membership_set",
     "project_create",

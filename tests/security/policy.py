@@ -27,6 +27,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-tokens", "post"): AUTHENTICATED,
     ("api-token-detail", "delete"): AUTHENTICATED,  # one's own token; another's is 404
     ("api-me", "get"): AUTHENTICATED,
+    ("api-invitations", "get"): AUTHENTICATED,  # one's own pending invitations
+    ("api-invitation", "post"): AUTHENTICATED,  # answer one's own; another's is 404
     ("api-projects", "get"): AUTHENTICATED,
     ("api-projects", "post"): STAFF,
     ("api-project", "get"): EVERY_ROLE,
@@ -55,6 +57,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:logout", "post"): AUTHENTICATED,
     ("frontend:account", "get"): AUTHENTICATED,  # one's own tokens
     ("frontend:account", "post"): AUTHENTICATED,
+    ("frontend:invitation", "post"): AUTHENTICATED,  # one's own invitation; another's is 404
+    ("frontend:invitation", "get"): AUTHENTICATED,  # 405
     ("frontend:annotate", "get"): ANNOTATING,
     ("frontend:annotate", "post"): ANNOTATING,  # 405
     ("frontend:project-manage", "get"): ADMIN,

@@ -67,6 +67,7 @@ def _body(route, method, world, ids) -> dict:
         ("api-label", "patch"): {"payload": {"choice": "B", "strength": "strong"}},
         ("api-token", "post"): {"username": "annotator-own", "password": "wrong"},
         ("api-tokens", "post"): {"name": "matrix", "scope": "read"},
+        ("api-invitation", "post"): {"answer": "accept"},
         ("api-snapshots", "post"): {"name": "matrix"},
         ("api-snapshot-exports", "post"): {"name": "matrix", "shape": "preference"},
         ("api-model-transition", "post"): {"to_state": "rejected", "reason": "matrix"},
@@ -85,6 +86,8 @@ def _body(route, method, world, ids) -> dict:
     if route.name == "frontend:project-manage" and method == "post":
         form = {"action": "settings", "name": "Renamed", "overlap": "2", "lease_seconds": "600"}
         return {"data": {**form, "task_kinds": ["pairwise"], "guidelines": "g"}}
+    if route.name == "frontend:invitation" and method == "post":
+        return {"data": {"answer": "accept"}}
     if route.name == "frontend:login" and method == "post":
         return {"data": {"username": "annotator-own", "password": "wrong"}}
     if route.is_api and method != "get":

@@ -162,7 +162,15 @@ def build_world() -> World:
             world.tokens[(role, scope)] = issued.secret
         spare_token = services.api_token_create(user=users[role], name="spare", scope="read")
         world.objects[("own", role)]["token_id"] = spare_token.token.pk
+        # An invitation to the role the member already has: answering it changes no role.
+        invitation = services.invitation_create(
+            project=own, invited_by=staff, invitee=users[role].username, role=role
+        )
+        world.objects[("own", role)]["invitation_id"] = invitation.pk
     foreign_token = services.api_token_create(user=foreign_annotator, name="f", scope="read")
+    foreign_invitation = services.invitation_create(
+        project=foreign, invited_by=staff, invitee=foreign_annotator.username, role="reviewer"
+    )
     foreign_held = _label_then_hold(foreign, foreign_annotator)
     world.objects[("foreign", "any")] = {
         "project_id": foreign.pk,
@@ -170,6 +178,7 @@ def build_world() -> World:
         **foreign_held,
         **others["foreign"],
         "token_id": foreign_token.token.pk,
+        "invitation_id": foreign_invitation.pk,
     }
     for values in world.objects.values():
         values["project"] = values["project_id"]  # the same id, as a query parameter
@@ -178,7 +187,7 @@ def build_world() -> World:
 
 KNOWN_PARAMS = {
     "project_id", "task_id", "label_id", "user_id", "project",
-    "snapshot_id", "version_id", "job_id", "name", "run_id", "path", "token_id",
+    "snapshot_id", "version_id", "job_id", "name", "run_id", "path", "token_id", "invitation_id",
 }  # fmt: skip
 
 
