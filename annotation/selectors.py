@@ -210,7 +210,7 @@ def held_lease(task: Task, user) -> Lease | None:
 
 def api_token_list_for_user(user):
     """The user's own tokens, newest first (revoked and expired ones too, marked by state)."""
-    return ApiToken.objects.filter(user=user).order_by("-created_at", "-pk")
+    return ApiToken.objects.filter(user=user).select_related("user").order_by("-created_at", "-pk")
 
 
 def api_token_state(token: ApiToken, *, user=None) -> str:

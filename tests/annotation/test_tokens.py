@@ -172,3 +172,24 @@ def test_a_bad_token_header_is_401(project, header):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
     assert _refused_as_unauthenticated(client.get(f"/api/projects/{project.pk}/"))
+
+
+def test_the_migration_drops_drf_plaintext_tokens(db):
+    import importlib
+
+    migration = importlib.import_module("annotation.migrations.0004_api_tokens")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id int)")
+        cursor.execute("INSERT INTO authtoken_token VALUES ('a-plaintext-key', 1)")
+        cursor.execute(
+            "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, %s)",
+            ["authtoken", "0001_initial", timezone.now()],
+        )
+
+    with connection.schema_editor() as editor:
+        migration.drop_plaintext_drf_tokens(None, editor)
+
+    assert "authtoken_token" not in connection.introspection.table_names()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM django_migrations WHERE app = 'authtoken'")
+        assert cursor.fetchone()[0] == 0
