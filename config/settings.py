@@ -169,6 +169,7 @@ SPECTACULAR_SETTINGS = {
         "SnapshotStatusEnum": "rlhf.models.SnapshotStatus",
         "GenerationJobStatusEnum": "models_registry.models.JobStatus",
         "RunStatusEnum": "rlhf.models.RunStatus",
+        "ProjectRoleEnum": "annotation.roles.ROLE_VALUES",
     },
 }
 
