@@ -207,7 +207,9 @@ def ids_translated(kind: str, payload, mapping: dict[int, int], *, strict: bool)
         for key, value in out["scores"].items():
             # Keys of per-response objects are ids; a one-response task may be scored by
             # dimension name directly ({"helpful": 4}), whose keys are left alone.
-            number = int(key) if isinstance(key, str) and key.isdigit() else None
+            # isascii: "²".isdigit() is True, and int("²") raises.
+            is_number = isinstance(key, str) and key.isascii() and key.isdigit()
+            number = int(key) if is_number else None
             is_id = number is not None and isinstance(value, dict)
             scores[str(one(number)) if is_id else key] = value
         out["scores"] = scores

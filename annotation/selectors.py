@@ -26,7 +26,9 @@ def project_by_ref(ref: str) -> Project | None:
     """The project a command line names: an id when ``ref`` is all digits, else (or when no
     project has that id) a slug. For operators' commands, which act outside any user's scope."""
     ref = str(ref)
-    project = Project.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
+    project = (
+        Project.objects.filter(pk=int(ref)).first() if ref.isascii() and ref.isdigit() else None
+    )
     return project or Project.objects.filter(slug=ref).first()
 
 

@@ -266,7 +266,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from rlhf import services
+    from rlhf.snapshots import services
 
     if args.project:
         project_id = args.project

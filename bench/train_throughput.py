@@ -43,10 +43,10 @@ import torch
 from transformers import TrainerCallback
 
 from bench.shared_data import shared_data
+from formats.preference import parse_preference_row
 from rlhf.training.base_models import ensure_smollm2
 from rlhf.training.config import DPOConfig, RewardConfig
 from rlhf.training.data import DatasetSplits, read_jsonl
-from rlhf.training.formats import parse_preference_row
 from rlhf.training.hf import CountingCollator
 from rlhf.training.runner import run_training
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from rlhf.consumers import TrainingRunConsumer
+from rlhf.runs.consumers import TrainingRunConsumer
 
 websocket_urlpatterns: list = [
     path("ws/runs/<int:run_id>/", TrainingRunConsumer.as_asgi()),

@@ -10,10 +10,12 @@ Everything that differs between a laptop, CI and production comes from the envir
 - ``TANDEM_DB_PREPARED_STATEMENTS=1``: prepared statements on PostgreSQL (see below).
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TANDEM_VAR_DIR", BASE_DIR / "var"))
@@ -58,6 +60,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "frontend.middleware.LoginThrottleMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.untrusted.BoundedPathIdsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -118,6 +121,18 @@ TANDEM_LOGIN_MAX_FAILURES_PER_USER = int(os.environ.get("TANDEM_LOGIN_MAX_FAILUR
 TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = int(
     os.environ.get("TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS", 100)
 )
+# Reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For is believed: a
+# request from one of them is counted under the right-most forwarded address that is not a
+# trusted proxy (frontend.login_throttle.client_address). Empty: REMOTE_ADDR only, so behind
+# a proxy every client shares the proxy's address limit.
+TANDEM_TRUSTED_PROXIES = [
+    p.strip() for p in os.environ.get("TANDEM_TRUSTED_PROXIES", "").split(",") if p.strip()
+]
+for _proxy in TANDEM_TRUSTED_PROXIES:
+    try:  # a typo stops the start, not every login
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"TANDEM_TRUSTED_PROXIES: {_exc}") from None
 LOGIN_URL = "frontend:login"
 LOGIN_REDIRECT_URL = "frontend:home"
 LOGOUT_REDIRECT_URL = "frontend:login"
@@ -148,6 +163,12 @@ REST_FRAMEWORK = {
         "annotation.authentication.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON that no database stores (lone surrogates, 64-bit overflow, deep nesting) is a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.api.CheckedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -215,7 +236,7 @@ TANDEM_SNAPSHOT_WORKERS = int(
     os.environ.get("TANDEM_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
 )
 
-# Training runs (rlhf.run_services, rlhf.run_execution). A worker heartbeats every
+# Training runs (rlhf.runs.services, rlhf.runs.execution). A worker heartbeats every
 # HEARTBEAT seconds; a running attempt silent for STALE seconds is presumed dead, and its run
 # is re-queued to resume from its last checkpoint.
 TANDEM_RUN_HEARTBEAT_SECONDS = float(os.environ.get("TANDEM_RUN_HEARTBEAT_SECONDS", 5))

@@ -6,15 +6,16 @@ api_patterns = [
     path("", include("annotation.api.urls")),
     path("", include("annotation.quality.urls")),
     path("", include("models_registry.api.urls")),
-    path("", include("rlhf.api.urls")),
+    path("", include("rlhf.snapshots.api.urls")),
+    path("", include("rlhf.runs.api.urls")),
 ]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("data/", include("rlhf.page_urls")),
-    path("runs/", include("rlhf.run_page_urls")),
+    path("data/", include("rlhf.snapshots.page_urls")),
+    path("runs/", include("rlhf.runs.page_urls")),
     path("models/", include("models_registry.page_urls")),
     path("", include("frontend.urls")),
 ]

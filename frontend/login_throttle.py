@@ -14,7 +14,9 @@ Wired in as the authentication backend, so every caller of ``django.contrib.auth
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 from datetime import timedelta
 
 from django.conf import settings
@@ -49,16 +51,44 @@ def _reserve(key: str, now) -> int:
         return cursor.fetchone()[0]
 
 
-def _client_address(request) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is set by the client unless a trusted proxy strips it.
-    return (getattr(request, "META", None) or {}).get("REMOTE_ADDR") or "unknown"
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
+
+
+def _is_trusted(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(request) -> str:
+    """The address a login attempt is counted under.
+
+    REMOTE_ADDR, unless it is one of ``TANDEM_TRUSTED_PROXIES``: then the right-most
+    X-Forwarded-For entry that is not a trusted proxy. Each proxy appends the address it saw,
+    so entries right of the client's are the proxies' own; anything left of it was written
+    by the client and is never believed. With no trusted proxies (the default) the header is
+    ignored: a client could otherwise pick a fresh address for every guess."""
+    meta = getattr(request, "META", None) or {}
+    remote = meta.get("REMOTE_ADDR") or "unknown"
+    networks = _networks(tuple(settings.TANDEM_TRUSTED_PROXIES))
+    if not networks or not _is_trusted(remote, networks):
+        return remote
+    for entry in reversed(meta.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        entry = entry.strip()
+        if entry and not _is_trusted(entry, networks):
+            return entry
+    return remote
 
 
 def login_attempt_begin(*, username: str, request) -> tuple[str, str]:
     """Reserve an attempt for the account and the address; refuse when either is spent."""
     now = timezone.now()
     user_key = _key("user", (username or "").casefold())
-    address_key = _key("ip", _client_address(request))
+    address_key = _key("ip", client_address(request))
     per_user = _reserve(user_key, now)
     per_address = _reserve(address_key, now)
     if per_user > settings.TANDEM_LOGIN_MAX_FAILURES_PER_USER or (

@@ -45,7 +45,9 @@ def _decision_payload(kind: str, post) -> dict:
             payload["strength"] = post["strength"]
         return payload
     if kind == TaskKind.RANKING:
-        order = [int(x) for x in post.get("ranking", "").replace(",", " ").split() if x.isdigit()]
+        words = post.get("ranking", "").replace(",", " ").split()
+        # isascii: "²".isdigit() is True, and int("²") raises.
+        order = [int(x) for x in words if x.isascii() and x.isdigit()]
         return {"ranking": [[i] for i in order]}
     raise DomainError("adjudicate this kind of task through the API", code="unsupported_kind")
 

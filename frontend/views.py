@@ -51,7 +51,7 @@ def annotate(request, project_id: int):
 
 
 def review_settings(project) -> dict:
-    from models_registry.review_cycle import review_settings as read
+    from models_registry.review_selectors import review_settings as read
 
     return read(project)
 
@@ -96,7 +96,7 @@ def _manage_post(request, project):
         )
         messages.success(request, "Settings saved.")
     elif action == "review":
-        from models_registry.review_cycle import review_settings_update
+        from models_registry.review_settings import review_settings_update
 
         def number(key, kind):
             text = request.POST.get(key, "").strip()

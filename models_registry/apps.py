@@ -7,8 +7,16 @@ class ModelsRegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self):
-        from models_registry import review_cycle, services
+        # The registry sits above rlhf: it hooks into runs instead of rlhf importing it.
+        from models_registry import handover, review_cycle, run_versions, services
+        from rlhf.runs import services as run_services
+        from rlhf.runs import versions
 
-        hook = review_cycle.next_round_on_approval
+        hook = review_cycle.loop_round_start_next
         if hook not in services.version_approved_hooks:
             services.version_approved_hooks.append(hook)
+        versions.install(run_versions.RunVersionRegistry())
+        # Order matters: the candidate is registered before its review round starts.
+        for hook in (handover.training_run_register_candidate, handover.training_run_start_review):
+            if hook not in run_services.training_run_succeeded_hooks:
+                run_services.training_run_succeeded_hooks.append(hook)

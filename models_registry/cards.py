@@ -84,7 +84,7 @@ def model_card_markdown(version: ModelVersion) -> str:
     )
 
     parts.append("\n## Lineage\n")
-    ancestors = selectors.version_ancestors(version)
+    ancestors = selectors.model_version_ancestors(version)
     if ancestors:
         chain = " → ".join(_code(v.label) for v in reversed(ancestors))
         parts.append(f"- Parents: {chain} → **{_code(version.label)}**\n")
@@ -98,9 +98,9 @@ def model_card_markdown(version: ModelVersion) -> str:
             "(PEFT `merge_and_unload`) to use it.\n"
         )
     parts.append(
-        f"- Training run: {_code(version.training_run_ref) if version.training_run_ref else '—'}\n"
+        f"- Training run: {_code(version.training_run_id) if version.training_run_id else '—'}\n"
         f"- Dataset snapshot: "
-        f"{_code(version.dataset_snapshot_ref) if version.dataset_snapshot_ref else '—'}\n"
+        f"{_code(version.dataset_snapshot_id) if version.dataset_snapshot_id else '—'}\n"
     )
     children = list(version.children.order_by("id"))
     if children:

@@ -71,10 +71,23 @@ class ModelVersion(models.Model):
     is_adapter = models.BooleanField(
         default=False, help_text="A LoRA adapter: merge onto base_model's weights to use it."
     )
-    # The training run and dataset snapshot live in the rlhf app, which is built alongside this
-    # one; plain ids now, foreign keys once those models exist.
-    training_run_ref = models.BigIntegerField(null=True, blank=True)
-    dataset_snapshot_ref = models.BigIntegerField(null=True, blank=True)
+    # Where the weights came from (rlhf, the layer below, knows nothing of versions).
+    training_run = models.ForeignKey(
+        "rlhf.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The training run whose result this version is.",
+    )
+    dataset_snapshot = models.ForeignKey(
+        "rlhf.DatasetSnapshot",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The dataset snapshot it was trained on.",
+    )
     launched_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -123,9 +136,54 @@ class ModelVersion(models.Model):
         return f"{self.name} v{self.version}"
 
     @property
+    def is_retired(self) -> bool:
+        """Rejected or archived: no run may start from it any more."""
+        return self.state in (VersionState.REJECTED, VersionState.ARCHIVED)
+
+    @property
     def response_model_name(self) -> str:
         """What ``annotation.Response.model_name`` holds for responses this version wrote."""
         return f"{self.name}@v{self.version}"
+
+
+class TrainingRunVersions(models.Model):
+    """The registry's side of a training run: the registered versions it started from and
+    scored with, and the candidate registered from its result. The run (``rlhf``, the layer
+    below) records folders only; a run launched from folders or other runs has no row."""
+
+    run = models.OneToOneField(
+        "rlhf.TrainingRun",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="registry_versions",
+    )
+    base_model_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The parent version the run starts from.",
+    )
+    reward_model_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reward model online methods (ppo, rloo, grpo) score with.",
+    )
+    candidate_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The candidate version registered from this run's result.",
+    )
+
+    def __str__(self):
+        return f"versions of run {self.run_id}"
 
 
 class ArtifactRole(models.TextChoices):

@@ -30,7 +30,7 @@ def version_list_page(request, project_id: int):
         "models_registry/versions.html",
         {
             "project": project,
-            "versions": selectors.version_list(project=project),
+            "versions": selectors.model_version_list(project=project),
             "champion": selectors.alias_target(project=project),
             "rounds": LoopRound.objects.filter(project=project).select_related("version")[:20],
             "can_review": role_can(project.viewer_role, Capability.REVIEW),
@@ -47,8 +47,8 @@ def version_page(request, version_id: int):
         {
             "project": version.project,
             "version": version,
-            "lineage": review_selectors.version_lineage(version),
-            "tree": selectors.version_tree(project=version.project),
+            "lineage": review_selectors.model_version_lineage(version),
+            "tree": selectors.model_version_tree(project=version.project),
             "can_review": role_can(version.viewer_role, Capability.REVIEW),
         },
     )

@@ -1,7 +1,8 @@
 """The automatic human-review cycle: pinned evaluation prompts, review rounds, the next round.
 
-1. ``eval_prompts_pin`` fixes the project's evaluation prompt set (``options["eval_prompt_ids"]``).
-2. When a training run's candidate policy is registered, ``review_round_start`` records a
+1. ``review_settings.eval_prompts_pin`` fixes the project's evaluation prompt set
+   (``options["eval_prompt_ids"]``).
+2. When a training run's candidate policy is registered, ``loop_round_start_review`` records a
    review round (pinned prompts + a sample of fresh ones, against the champion as it is now),
    moves the candidate to ``in_review`` (audited) and enqueues ``loop_round_prepare`` after
    commit.
@@ -9,12 +10,12 @@
    through ordinary generation jobs, then queues one blind pairwise task per prompt: the
    candidate's canonical side is drawn at random per task and recorded on the round; each
    annotator sees the two answers in an order of their own (the lease's shown order), with no
-   model name. It then enqueues ``review_round_evaluate``: reward-model score, KL to the parent
+   model name. It then enqueues ``loop_round_evaluate``: reward-model score, KL to the parent
    and length statistics on the same prompts (``rlhf.training.policy_eval``).
 4. Reviewers decide on the decision page (``model_version_approve`` / ``_transition``). An
-   approval runs ``annotation_round_start`` inside the approval's transaction (an approved-hook):
-   the new champion answers fresh prompts twice, with different seeds, and those pairs become
-   the next annotation tasks.
+   approval runs ``loop_round_start_annotation`` inside the approval's transaction (the
+   approved-hook ``loop_round_start_next``): the new champion answers fresh prompts twice,
+   with different seeds, and those pairs become the next annotation tasks.
 
 Jobs receive ids, are enqueued on commit and are idempotent: a round that is ready is returned
 as is; its generation jobs are reused; tasks are found by content hash, never duplicated.
@@ -38,9 +39,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Project, Prompt, Response, TaskKind
-from annotation.services import prompt_messages_hash, task_create
+from annotation.services import task_create
 from config.errors import Conflict, DomainError, ValidationFailed
 from models_registry import selectors
+from models_registry.generation import generation_job_create, generation_job_run
 from models_registry.models import (
     GenerationJob,
     LoopRound,
@@ -50,130 +52,22 @@ from models_registry.models import (
     VersionKind,
     VersionState,
 )
-from models_registry.services import (
-    generation_job_create,
-    generation_job_run,
-    model_version_transition,
+from models_registry.review_selectors import (
+    DEFAULT_ANNOTATION_PROMPTS,
+    DEFAULT_FRESH_PROMPTS,
+    eval_prompt_ids,
+    review_option_int,
+    review_reward_model,
 )
+from models_registry.services import model_version_transition
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FRESH_PROMPTS = 4
-DEFAULT_ANNOTATION_PROMPTS = 16
 DEFAULT_GENERATION = {"max_new_tokens": 128, "temperature": 0.7, "top_p": 0.95}
 # Review tasks jump the queue: a candidate waits on them, ordinary tasks wait on nothing.
 REVIEW_PRIORITY = 10
 # The two samples of an annotation round differ by this much in their seeds.
 SECOND_SAMPLE_SEED_OFFSET = 1_000_003
-
-
-# --------------------------------------------------------------------------- pinned prompts
-
-
-def eval_prompt_ids(project: Project) -> list[int]:
-    return [int(i) for i in (project.options or {}).get("eval_prompt_ids", [])]
-
-
-@transaction.atomic
-def eval_prompts_pin(
-    *,
-    project: Project,
-    prompt_ids: list[int] | None = None,
-    conversations: list[list[dict]] | None = None,
-    replace: bool = False,
-) -> list[int]:
-    """Pin prompts (existing ids, or conversations stored as prompts) as the evaluation set.
-
-    Returns the pinned ids, in pinning order. ``replace`` drops the earlier pins first."""
-    project = Project.objects.select_for_update().get(pk=project.pk)
-    ids = [int(i) for i in (prompt_ids or [])]
-    found = set(Prompt.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True))
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise ValidationFailed(
-            f"prompts not in this project: {missing[:10]}", code="foreign_prompts"
-        )
-    for messages in conversations or []:
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(
-                isinstance(m, dict)
-                and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str)
-                for m in messages
-            )
-        ):
-            raise ValidationFailed(
-                "each prompt is a list of {role, content} messages", code="invalid_prompt"
-            )
-        cleaned = [{"role": m["role"], "content": m["content"]} for m in messages]
-        prompt, _ = Prompt.objects.get_or_create(
-            project=project,
-            content_hash=prompt_messages_hash(cleaned),
-            defaults={"messages": cleaned, "source": "eval-pin"},
-        )
-        ids.append(prompt.pk)
-    if not ids:
-        raise ValidationFailed("no prompts given", code="no_prompts")
-    pinned = [] if replace else eval_prompt_ids(project)
-    pinned = list(dict.fromkeys([*pinned, *ids]))
-    project.options = {**(project.options or {}), "eval_prompt_ids": pinned}
-    project.save(update_fields=["options", "updated_at"])
-    return pinned
-
-
-REVIEW_SETTINGS = {
-    "review_min_labels": (int, 0, 100_000),
-    "review_min_win_rate": (float, 0.0, 1.0),
-    "review_fresh_prompts": (int, 0, 10_000),
-    "annotation_round_prompts": (int, 0, 10_000),
-}
-
-
-def review_settings(project: Project) -> dict:
-    options = project.options or {}
-    return {
-        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
-        "review_min_win_rate": options.get("review_min_win_rate"),
-        "review_fresh_prompts": _int_option(project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS),
-        "annotation_round_prompts": _int_option(
-            project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS
-        ),
-        "eval_prompt_ids": eval_prompt_ids(project),
-    }
-
-
-@transaction.atomic
-def review_settings_update(*, project: Project, **fields) -> dict:
-    """Set the approval thresholds and round sizes in ``Project.options`` (None clears one)."""
-    unknown = set(fields) - set(REVIEW_SETTINGS)
-    if unknown:
-        raise ValidationFailed(f"unknown review settings: {sorted(unknown)}", code="invalid_field")
-    project = Project.objects.select_for_update().get(pk=project.pk)
-    options = dict(project.options or {})
-    for key, value in fields.items():
-        kind, low, high = REVIEW_SETTINGS[key]
-        if value is None:
-            options.pop(key, None)
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationFailed(f"{key} must be a number", field=key)
-        if kind is int and value != int(value):
-            raise ValidationFailed(f"{key} must be a whole number", field=key)
-        if not low <= value <= high:
-            raise ValidationFailed(f"{key} must be from {low} to {high}", field=key)
-        options[key] = kind(value)
-    project.options = options
-    project.save(update_fields=["options", "updated_at"])
-    return review_settings(project)
-
-
-def _int_option(project: Project, key: str, default: int) -> int:
-    try:
-        return max(0, int((project.options or {}).get(key, default)))
-    except (TypeError, ValueError):
-        return default
 
 
 def _generation_config(project: Project) -> dict:
@@ -211,16 +105,16 @@ def _enqueue_prepare(round_id: int) -> None:
 
 
 def _enqueue_evaluate(round_id: int) -> None:
-    from models_registry.tasks import review_round_evaluate_job
+    from models_registry.tasks import loop_round_evaluate_job
 
-    review_round_evaluate_job.enqueue(round_id)
+    loop_round_evaluate_job.enqueue(round_id)
 
 
 # --------------------------------------------------------------------------- starting rounds
 
 
 @transaction.atomic
-def review_round_start(*, version: ModelVersion, actor=None) -> LoopRound:
+def loop_round_start_review(*, version: ModelVersion, actor=None) -> LoopRound:
     """Put a candidate policy up for blind review against the champion (see the module doc)."""
     version = ModelVersion.objects.select_for_update().select_related("project").get(pk=version.pk)
     project = version.project
@@ -235,7 +129,7 @@ def review_round_start(*, version: ModelVersion, actor=None) -> LoopRound:
     fresh = _fresh_sample(
         project,
         kind=RoundKind.REVIEW,
-        count=_int_option(project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS),
+        count=review_option_int(project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS),
         seed=version.pk,
     )
     if not pinned and not fresh:
@@ -265,7 +159,7 @@ def review_round_start(*, version: ModelVersion, actor=None) -> LoopRound:
 
 
 @transaction.atomic
-def annotation_round_start(*, version: ModelVersion, actor=None) -> LoopRound | None:
+def loop_round_start_annotation(*, version: ModelVersion, actor=None) -> LoopRound | None:
     """The champion answers fresh prompts twice; the pairs become annotation tasks (after
     commit, in a worker). None when no fresh prompt is left."""
     version = ModelVersion.objects.select_related("project").get(pk=version.pk)
@@ -276,7 +170,7 @@ def annotation_round_start(*, version: ModelVersion, actor=None) -> LoopRound | 
     fresh = _fresh_sample(
         project,
         kind=RoundKind.ANNOTATION,
-        count=_int_option(project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS),
+        count=review_option_int(project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS),
         seed=version.pk,
     )
     if not fresh:
@@ -293,11 +187,11 @@ def annotation_round_start(*, version: ModelVersion, actor=None) -> LoopRound | 
     return loop_round
 
 
-def next_round_on_approval(version: ModelVersion, actor) -> None:
+def loop_round_start_next(version: ModelVersion, actor) -> None:
     """``services.version_approved_hooks`` entry: the new champion starts the next round.
     A round that cannot start (a bad ``review_generation`` option) does not undo the approval."""
     try:
-        annotation_round_start(version=version, actor=actor)
+        loop_round_start_annotation(version=version, actor=actor)
     except DomainError as exc:
         logger.warning("no annotation round after approving %s: %s", version.pk, exc.message)
 
@@ -451,18 +345,6 @@ def loop_round_prepare(*, round_id: int) -> LoopRound:
 # --------------------------------------------------------------------------- evaluation
 
 
-def review_reward_model(project: Project) -> ModelVersion | None:
-    chosen = (project.options or {}).get("review_reward_model_version")
-    versions = ModelVersion.objects.filter(project=project, kind=VersionKind.REWARD)
-    if chosen:
-        return versions.filter(pk=int(chosen)).first()
-    return (
-        versions.exclude(state__in=[VersionState.REJECTED, VersionState.ARCHIVED])
-        .order_by("-id")
-        .first()
-    )
-
-
 def _folder(version: ModelVersion | None) -> Path | None:
     return Path(version.artifact_dir) if version is not None else None
 
@@ -492,7 +374,7 @@ def _evaluation_record(evaluation) -> dict:
     return out
 
 
-def review_round_evaluate(*, round_id: int) -> LoopRound:
+def loop_round_evaluate(*, round_id: int) -> LoopRound:
     """Reward, KL to the parent and lengths of both versions on the round's prompts (worker;
     idempotent). The same generation settings and seeds as the review tasks, so on the
     transformers backend the evaluated answers are the ones reviewers see."""

@@ -1,4 +1,5 @@
-"""Reads for the reviewer's decision page and the lineage page.
+"""Reads of the review cycle: the project's review settings and pinned prompts, the reward
+model reviews score with, and the reviewer's decision page and the lineage page.
 
 What a decision rests on, in one place: the blind win rate against the champion (Wilson 95%
 interval, ties half a win), the Bradley-Terry leaderboard, the review round's evaluation
@@ -13,11 +14,56 @@ from dataclasses import dataclass, field
 from annotation.models import Label, Project, Task, TaskItem, TaskStatus
 from annotation.rendering import markdown_to_safe_html
 from models_registry import selectors
-from models_registry.models import LoopRound, ModelVersion, RoundKind
-from models_registry.review_cycle import eval_prompt_ids
+from models_registry.models import LoopRound, ModelVersion, RoundKind, VersionKind, VersionState
 
+DEFAULT_FRESH_PROMPTS = 4
+DEFAULT_ANNOTATION_PROMPTS = 16
 SAMPLE_PAIRS = 6
 LEADERBOARD_BOOTSTRAP = 300
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def eval_prompt_ids(project: Project) -> list[int]:
+    return [int(i) for i in (project.options or {}).get("eval_prompt_ids", [])]
+
+
+def review_settings(project: Project) -> dict:
+    options = project.options or {}
+    return {
+        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
+        "review_min_win_rate": options.get("review_min_win_rate"),
+        "review_fresh_prompts": review_option_int(
+            project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS
+        ),
+        "annotation_round_prompts": review_option_int(
+            project, "annotation_round_prompts", DEFAULT_ANNOTATION_PROMPTS
+        ),
+        "eval_prompt_ids": eval_prompt_ids(project),
+    }
+
+
+def review_option_int(project: Project, key: str, default: int) -> int:
+    try:
+        return max(0, int((project.options or {}).get(key, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def review_reward_model(project: Project) -> ModelVersion | None:
+    chosen = (project.options or {}).get("review_reward_model_version")
+    versions = ModelVersion.objects.filter(project=project, kind=VersionKind.REWARD)
+    if chosen:
+        return versions.filter(pk=int(chosen)).first()
+    return (
+        versions.exclude(state__in=[VersionState.REJECTED, VersionState.ARCHIVED])
+        .order_by("-id")
+        .first()
+    )
+
+
+# --------------------------------------------------------------------------- evidence
 
 
 def thresholds(project: Project) -> dict:
@@ -75,21 +121,8 @@ def sample_pairs(loop_round: LoopRound, *, limit: int = SAMPLE_PAIRS) -> list[di
 
 
 def _run_and_snapshot(version: ModelVersion):
-    from rlhf.models import DatasetSnapshot, TrainingRun
-
-    run = (
-        TrainingRun.objects.filter(pk=version.training_run_ref, project=version.project).first()
-        if version.training_run_ref
-        else None
-    )
-    snapshot = (
-        DatasetSnapshot.objects.filter(
-            pk=version.dataset_snapshot_ref, project=version.project
-        ).first()
-        if version.dataset_snapshot_ref
-        else None
-    )
-    return run, snapshot
+    """The run and snapshot the version came from (registration kept them in its project)."""
+    return version.training_run, version.dataset_snapshot
 
 
 @dataclass
@@ -105,13 +138,13 @@ class Lineage:
     aliases: list[str] = field(default_factory=list)
 
 
-def version_lineage(version: ModelVersion) -> Lineage:
+def model_version_lineage(version: ModelVersion) -> Lineage:
     """Snapshot → run → version → evaluations → review → approval, and the parent chain."""
     run, snapshot = _run_and_snapshot(version)
     card = snapshot.data_card if snapshot is not None else ""
     return Lineage(
         version=version,
-        ancestors=selectors.version_ancestors(version),
+        ancestors=selectors.model_version_ancestors(version),
         children=list(version.children.order_by("id")),
         run=run,
         snapshot=snapshot,
@@ -146,6 +179,6 @@ def decision_evidence(version: ModelVersion) -> dict:
         "evaluation": review.evaluation if review else {},
         "pairs": sample_pairs(review) if review else [],
         "chart": chart,
-        "lineage": version_lineage(version),
+        "lineage": model_version_lineage(version),
         "pinned_prompts": len(eval_prompt_ids(project)),
     }

@@ -18,7 +18,7 @@ from models_registry.models import AuditEvent, ModelAlias, ModelVersion
 CHAMPION = "champion"
 
 
-def version_list(*, project: Project, kind: str | None = None) -> list[ModelVersion]:
+def model_version_list(*, project: Project, kind: str | None = None) -> list[ModelVersion]:
     versions = ModelVersion.objects.filter(project=project).select_related("parent")
     if kind:
         versions = versions.filter(kind=kind)
@@ -38,7 +38,7 @@ def aliases_of(version: ModelVersion) -> list[str]:
     return list(version.aliases.values_list("name", flat=True))
 
 
-def version_ancestors(version: ModelVersion) -> list[ModelVersion]:
+def model_version_ancestors(version: ModelVersion) -> list[ModelVersion]:
     """Parent, grandparent, ... up to the root (nearest first)."""
     chain, seen = [], {version.pk}
     current = version.parent
@@ -49,9 +49,9 @@ def version_ancestors(version: ModelVersion) -> list[ModelVersion]:
     return chain
 
 
-def version_tree(*, project: Project) -> list[dict]:
+def model_version_tree(*, project: Project) -> list[dict]:
     """Roots with nested children: ``[{"version": v, "children": [...]}, ...]``."""
-    versions = version_list(project=project)
+    versions = model_version_list(project=project)
     children: dict[int | None, list[ModelVersion]] = {}
     for v in versions:
         children.setdefault(v.parent_id, []).append(v)
@@ -80,7 +80,7 @@ def review_comparisons(
     *, project: Project, versions: list[ModelVersion] | None = None
 ) -> list[stats.Comparison]:
     """Every pairwise label between two versions of the project, as version-id comparisons."""
-    versions = versions if versions is not None else version_list(project=project)
+    versions = versions if versions is not None else model_version_list(project=project)
     by_model_name = {v.response_model_name: v.pk for v in versions}
     if len(by_model_name) < 2:
         return []
@@ -149,7 +149,7 @@ def review_summary(
 
 def leaderboard(*, project: Project, bootstrap_samples: int = 1000) -> list[dict]:
     """Bradley-Terry rows for every version with reviews, strongest first."""
-    versions = {v.pk: v for v in version_list(project=project, kind="policy")}
+    versions = {v.pk: v for v in model_version_list(project=project, kind="policy")}
     rows = stats.leaderboard(
         review_comparisons(project=project, versions=list(versions.values())),
         bootstrap_samples=bootstrap_samples,

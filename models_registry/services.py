@@ -23,10 +23,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
-from annotation.models import Project, Prompt, Response, ResponseOrigin
-from annotation.services import text_hash
+from annotation.models import Project
 from config.errors import Conflict, Forbidden, ValidationFailed
 from models_registry import selectors
 from models_registry.artifacts import (
@@ -39,14 +37,13 @@ from models_registry.models import (
     TRANSITIONS,
     AuditAction,
     AuditEvent,
-    GenerationJob,
-    JobStatus,
     ModelAlias,
     ModelArtifact,
     ModelVersion,
     VersionKind,
     VersionState,
 )
+from rlhf.models import DatasetSnapshot, TrainingRun
 from rlhf.training.provenance import code_version, library_versions
 
 # Called inside ``model_version_approve``'s transaction once a policy became champion:
@@ -88,7 +85,7 @@ def _audit(
     )
 
 
-def model_card_refresh(*, version: ModelVersion) -> str:
+def model_version_refresh_card(*, version: ModelVersion) -> str:
     card = model_card_markdown(version)
     ModelVersion.objects.filter(pk=version.pk).update(model_card=card)
     version.model_card = card
@@ -127,8 +124,8 @@ def model_version_register(
     parent: ModelVersion | None = None,
     base_model: ModelVersion | None = None,
     source: str = "folder",
-    training_run_ref: int | None = None,
-    dataset_snapshot_ref: int | None = None,
+    training_run: TrainingRun | None = None,
+    dataset_snapshot: DatasetSnapshot | None = None,
     launched_by=None,
     config: dict | None = None,
     metrics: dict | None = None,
@@ -150,6 +147,13 @@ def model_version_register(
     for related in (parent, base_model):
         if related is not None and related.project_id != project.pk:
             raise ValidationFailed("lineage stays inside one project", code="foreign_version")
+    for field, related in (("training_run", training_run), ("dataset_snapshot", dataset_snapshot)):
+        if related is not None and related.project_id != project.pk:
+            raise ValidationFailed(
+                f"the {field.replace('_', ' ')} belongs to another project",
+                code=f"foreign_{field.split('_')[-1]}",
+                fields={f"{field}_ref": "not one of this project's"},
+            )
     try:
         inspection = inspect_model_folder(Path(folder))
     except UnsafeModelFolder as exc:
@@ -181,8 +185,8 @@ def model_version_register(
         source=source,
         artifact_dir=str(inspection.folder),
         is_adapter=inspection.is_adapter,
-        training_run_ref=training_run_ref,
-        dataset_snapshot_ref=dataset_snapshot_ref,
+        training_run=training_run,
+        dataset_snapshot=dataset_snapshot,
         launched_by=launched_by,
         registered_by=registered_by,
         config=config or {},
@@ -212,11 +216,11 @@ def model_version_register(
             "source": source,
         },
     )
-    model_card_refresh(version=version)
+    model_version_refresh_card(version=version)
     return version
 
 
-def base_model_register(
+def model_version_register_base(
     *,
     project: Project,
     registered_by,
@@ -265,7 +269,7 @@ def base_model_register(
     return version
 
 
-def artifacts_verify(*, version: ModelVersion) -> list[str]:
+def model_version_verify_artifacts(*, version: ModelVersion) -> list[str]:
     """Paths whose bytes no longer match the sha256 recorded at registration."""
     expected = dict(version.artifacts.values_list("path", "sha256"))
     return verify_files(Path(version.artifact_dir), expected)
@@ -358,7 +362,7 @@ def model_version_transition(
         reason=reason,
         evidence=recorded,
     )
-    model_card_refresh(version=version)
+    model_version_refresh_card(version=version)
     return version
 
 
@@ -428,7 +432,7 @@ def alias_set(
     )
     for touched in (version, previous):
         if touched is not None:
-            model_card_refresh(version=touched)
+            model_version_refresh_card(version=touched)
     return alias
 
 
@@ -456,135 +460,3 @@ def alias_rollback(*, project: Project, name: str, actor, reason: str) -> ModelA
         evidence={"rolled_back_from": last_move.version_id, "undoes_event": last_move.pk},
         _action=AuditAction.ROLLBACK,
     )
-
-
-# --------------------------------------------------------------------------- generation
-
-
-def generation_job_create(
-    *,
-    version: ModelVersion,
-    prompt_ids: list[int],
-    config: dict | None = None,
-    created_by=None,
-    enqueue: bool = True,
-) -> GenerationJob:
-    """Queue a job that makes ``version`` answer the prompts; enqueued after commit
-    (``enqueue=False``: the caller runs ``generation_job_run`` itself, as a loop round does)."""
-    from rlhf.training.generation import GenerationConfig, config_record
-
-    if version.kind != VersionKind.POLICY:
-        raise ValidationFailed("only a policy generates responses", code="not_a_policy")
-    if version.state in (VersionState.REJECTED, VersionState.ARCHIVED):
-        raise Conflict(f"a {version.state} version does not generate", code="version_retired")
-    prompt_ids = list(dict.fromkeys(int(i) for i in prompt_ids))
-    if not prompt_ids:
-        raise ValidationFailed("no prompts given", code="no_prompts")
-    found = set(
-        Prompt.objects.filter(project_id=version.project_id, pk__in=prompt_ids).values_list(
-            "pk", flat=True
-        )
-    )
-    missing = [i for i in prompt_ids if i not in found]
-    if missing:
-        raise ValidationFailed(
-            f"prompts not in this project: {missing[:10]}", code="foreign_prompts"
-        )
-    try:
-        generation_config = GenerationConfig(**(config or {}))
-    except (TypeError, ValueError) as exc:
-        raise ValidationFailed(f"invalid generation config: {exc}", code="invalid_config") from exc
-    with transaction.atomic():
-        job = GenerationJob.objects.create(
-            project_id=version.project_id,
-            version=version,
-            prompt_ids=prompt_ids,
-            config=config_record(generation_config),
-            total=len(prompt_ids),
-            created_by=created_by,
-        )
-        if enqueue:
-            transaction.on_commit(lambda: _enqueue_generation(job.pk))
-    return job
-
-
-def _enqueue_generation(job_id: int) -> None:
-    from models_registry.tasks import generate_responses_for_job
-
-    result = generate_responses_for_job.enqueue(job_id)
-    GenerationJob.objects.filter(pk=job_id, task_result_id="").update(task_result_id=str(result.id))
-
-
-def generation_job_run(*, job_id: int) -> GenerationJob:
-    """Run a generation job (in a worker). Idempotent: a finished job is returned as is, and
-    responses are stored with get-or-create, so a retried job never duplicates rows."""
-    from rlhf.training.generation import GenerationConfig, generate_from_folder
-
-    with transaction.atomic():
-        job = GenerationJob.objects.select_for_update().get(pk=job_id)
-        if job.status == JobStatus.SUCCEEDED:
-            return job
-        job.status = JobStatus.RUNNING
-        job.started_at = timezone.now()
-        job.error = ""
-        job.save(update_fields=["status", "started_at", "error"])
-    version = ModelVersion.objects.select_related("base_model").get(pk=job.version_id)
-    prompts = Prompt.objects.in_bulk(job.prompt_ids)
-    ordered = [prompts[i] for i in job.prompt_ids if i in prompts]
-
-    def on_progress(done: int, total: int) -> None:
-        GenerationJob.objects.filter(pk=job.pk).update(done=min(done, job.total))
-
-    try:
-        config = GenerationConfig(**job.config)
-        base_dir = (
-            Path(version.base_model.artifact_dir)
-            if version.is_adapter and version.base_model
-            else None
-        )
-        result = generate_from_folder(
-            Path(version.artifact_dir),
-            [p.messages for p in ordered],
-            config,
-            base_model_dir=base_dir,
-            on_progress=on_progress,
-        )
-        created = 0
-        with transaction.atomic():
-            for prompt, response in zip(ordered, result.responses, strict=True):
-                # A sampled NUL byte is no text anyone can read, and PostgreSQL refuses it.
-                text = response.text.replace("\x00", "\ufffd")
-                _, was_created = Response.objects.get_or_create(
-                    prompt=prompt,
-                    origin=ResponseOrigin.MODEL,
-                    model_name=version.response_model_name,
-                    content_hash=text_hash(text),
-                    defaults={
-                        "text": text,
-                        "generation": {
-                            **response.params,
-                            "model_version_id": version.pk,
-                            "generation_job_id": job.pk,
-                            "prompt_tokens": response.prompt_tokens,
-                            "new_tokens": response.new_tokens,
-                            "finish_reason": response.finish_reason,
-                        },
-                    },
-                )
-                created += was_created
-            GenerationJob.objects.filter(pk=job.pk).update(
-                status=JobStatus.SUCCEEDED,
-                done=job.total,
-                responses_created=created,
-                backend=result.backend,
-                finished_at=timezone.now(),
-            )
-    except Exception as exc:
-        GenerationJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
-        raise
-    job.refresh_from_db()
-    return job

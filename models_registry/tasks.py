@@ -5,13 +5,13 @@ Jobs receive ids, never objects, are enqueued on commit by the services, and are
 
 from django_tasks import task
 
-from models_registry import services
+from models_registry import generation
 
 
 @task(queue_name="generation")
-def generate_responses_for_job(job_id: int) -> int:
+def generation_job_run_job(job_id: int) -> int:
     """Returns how many new responses were stored."""
-    return services.generation_job_run(job_id=job_id).responses_created
+    return generation.generation_job_run(job_id=job_id).responses_created
 
 
 @task(queue_name="generation")
@@ -23,7 +23,7 @@ def loop_round_prepare_job(round_id: int) -> int:
 
 
 @task(queue_name="generation")
-def review_round_evaluate_job(round_id: int) -> None:
-    from models_registry.review_cycle import review_round_evaluate
+def loop_round_evaluate_job(round_id: int) -> None:
+    from models_registry.review_cycle import loop_round_evaluate
 
-    review_round_evaluate(round_id=round_id)
+    loop_round_evaluate(round_id=round_id)

@@ -3,12 +3,12 @@
 A snapshot freezes exactly which labels (id and version) it holds, with the pipeline config
 that turned them into rows, the code version, and what came out: counts, content hash, report
 and data card. Training runs reference a snapshot, never the live label tables. Nothing edits
-a snapshot after it is built; its fields are written once by ``rlhf.services``.
+a snapshot after it is built; its fields are written once by ``rlhf.snapshots.services``.
 
 A training run records a method, its whole config (``asdict``), the snapshot and models it
 starts from, and everything its worker reports: status, heartbeats, metric points, log tail,
-checkpoints, artifacts. Runs change only through ``rlhf.run_services`` (people) and
-``rlhf.run_execution`` (the worker, whose every write is fenced by ``attempt``).
+checkpoints, artifacts. Runs change only through ``rlhf.runs.services`` (people) and
+``rlhf.runs.execution`` (the worker, whose every write is fenced by ``attempt``).
 """
 
 from django.conf import settings
@@ -100,37 +100,14 @@ class TrainingRun(models.Model):
         DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs"
     )
     data_path = models.CharField(max_length=500, help_text="The export folder trained on.")
-    # Models the run starts from: a registered version, or another run's output, or a folder.
-    # The folder is always recorded too (config.base_model, config.reward_model).
-    base_model_version = models.ForeignKey(
-        "models_registry.ModelVersion",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="The parent version the run starts from.",
-    )
+    # Models the run starts from: another run's output, or a folder (always recorded too, as
+    # config.base_model and config.reward_model). Registered versions a run starts from, and
+    # the one registered from its result, are the registry's record (TrainingRunVersions).
     base_model_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    reward_model_version = models.ForeignKey(
-        "models_registry.ModelVersion",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="The reward model online methods (ppo, rloo, grpo) score with.",
-    )
     reward_model_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    candidate_version = models.ForeignKey(
-        "models_registry.ModelVersion",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="The candidate version registered from this run's result.",
     )
 
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
@@ -219,3 +196,28 @@ class TrainingRunMetric(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["run", "id"], name="runmetric_run_id")]
+
+
+class TaskSelectionScore(models.Model):
+    """Why an open task got its ``Task.priority``: the strategy, its score and the reward model.
+
+    Written by ``rlhf.active_selection.task_priorities_assign`` (one row per task and
+    assignment; the newest row is the one in force). Never shown to annotators: a priority or
+    a reward gap beside a pair would anchor their judgement.
+    """
+
+    task = models.ForeignKey(
+        "annotation.Task", on_delete=models.CASCADE, related_name="selection_scores"
+    )
+    strategy = models.CharField(max_length=16)
+    score = models.FloatField(null=True, blank=True, help_text="informativeness; null for random")
+    priority = models.IntegerField()
+    reward_model = models.CharField(
+        max_length=500, blank=True, help_text="folder of the reward model that scored the pair"
+    )
+    config = models.JSONField(default=dict, blank=True, help_text="asdict(SelectionConfig)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "-id"], name="selectionscore_task_newest")]

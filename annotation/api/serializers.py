@@ -5,6 +5,8 @@ from rest_framework import serializers
 
 from annotation.models import ImportBatch, Project, TaskKind
 from annotation.roles import Role
+from config.api import CheckedJSONField
+from config.untrusted import INT64_MAX
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -30,7 +32,7 @@ class ProjectCreateSerializer(serializers.Serializer):
         child=serializers.ChoiceField(choices=TaskKind.values), required=False, min_length=1
     )
     overlap = serializers.IntegerField(min_value=1, max_value=50, required=False)
-    rubric = serializers.JSONField(required=False)
+    rubric = CheckedJSONField(required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=86_400, required=False)
 
 
@@ -41,7 +43,7 @@ class ProjectUpdateSerializer(serializers.Serializer):
         child=serializers.ChoiceField(choices=TaskKind.values), required=False, min_length=1
     )
     overlap = serializers.IntegerField(min_value=1, max_value=50, required=False)
-    rubric = serializers.JSONField(required=False)
+    rubric = CheckedJSONField(required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=86_400, required=False)
 
 
@@ -86,7 +88,9 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
 class NextTaskRequestSerializer(serializers.Serializer):
     exclude = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, max_length=10
+        child=serializers.IntegerField(min_value=1, max_value=INT64_MAX),
+        required=False,
+        max_length=10,
     )
 
 
@@ -129,14 +133,14 @@ class TaskViewSerializer(serializers.Serializer):
 
 
 class LabelSubmitSerializer(serializers.Serializer):
-    payload = serializers.JSONField()
+    payload = CheckedJSONField()
     flags = serializers.ListField(child=serializers.CharField(max_length=32), required=False,
                                   max_length=10)  # fmt: skip
     duration_ms = serializers.IntegerField(min_value=0, max_value=86_400_000, required=False)
 
 
 class LabelEditSerializer(serializers.Serializer):
-    payload = serializers.JSONField()
+    payload = CheckedJSONField()
     flags = serializers.ListField(child=serializers.CharField(max_length=32), required=False,
                                   max_length=10)  # fmt: skip
 

@@ -1,5 +1,7 @@
 """Annotation API: parse the request, call one access gate and one service, render."""
 
+import logging
+
 from django.contrib.auth import get_user_model
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,9 +16,13 @@ from annotation.access import access_invitation, access_label, access_project, a
 from annotation.api import serializers as s
 from annotation.models import LabelSource
 from annotation.roles import Capability
-from config.errors import Forbidden, PayloadTooLarge
+from config.errors import Forbidden, PayloadTooLarge, ValidationFailed
+from config.untrusted import int64_problem
 
 User = get_user_model()
+logger = logging.getLogger(__name__)
+UNSHOWABLE_TASKS_SKIPPED = 3
+UNSHOWABLE_REASON = "could not be shown (a server error, reported in the log)"
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -175,14 +181,27 @@ class NextTaskView(APIView):
         project = access_project(request.user, project_id, capability=Capability.ANNOTATE)
         data = s.NextTaskRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        lease = services.task_claim_next(
-            project=project,
-            annotator=request.user,
-            exclude_task_ids=data.validated_data.get("exclude", []),
-        )
-        if lease is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(selectors.task_view_for_annotator(lease))
+        exclude = list(data.validated_data.get("exclude", []))
+        # The lease is committed before the task is shown: a task that cannot be shown
+        # would otherwise come back to its holder on every try. It is skipped (for this
+        # annotator; the log says why) and the next one claimed.
+        for attempt in range(UNSHOWABLE_TASKS_SKIPPED + 1):
+            lease = services.task_claim_next(
+                project=project, annotator=request.user, exclude_task_ids=exclude
+            )
+            if lease is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            try:
+                return Response(selectors.task_view_for_annotator(lease))
+            except Exception:
+                if attempt == UNSHOWABLE_TASKS_SKIPPED:
+                    raise
+                logger.exception("task %s could not be shown; skipped", lease.task_id)
+                services.task_skip(
+                    task=lease.task, annotator=request.user, reason=UNSHOWABLE_REASON
+                )
+                exclude.append(lease.task_id)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class TaskDetailView(APIView):
@@ -250,6 +269,9 @@ class LabelListView(APIView):
     def get(self, request):
         project_id = request.query_params.get("project")
         if project_id is not None:
+            problem = int64_problem(project_id)
+            if problem:
+                raise ValidationFailed(f"project {problem}", field="project")
             access_project(request.user, project_id)
         labels = selectors.label_list_for_annotator(request.user, project_id=project_id)[:200]
         return Response(selectors.label_views_for_annotator(list(labels)))

@@ -12,6 +12,7 @@ from django.conf import settings
 from annotation.importers.rows import MAX_TEXT_CHARS, _Row, _row_from_record, _RowError
 from annotation.models import Project
 from config.errors import PayloadTooLarge, ValidationFailed
+from config.untrusted import json_value_problem
 
 IMPORT_KINDS = ("prompts", "responses", "preferences")
 MAX_ERRORS_REPORTED = 20
@@ -70,8 +71,11 @@ def _records(text: str, fmt: str):
             except RecursionError:
                 yield number, _RowError("not valid JSON (nested too deeply)")
             else:
+                problem = json_value_problem(record)
                 if _holds_nul(record):
                     yield number, _RowError("contains a NUL character (\\u0000)")
+                elif problem:  # a lone surrogate, an integer past 64 bits, deep nesting
+                    yield number, _RowError(f"{problem[0] or 'the row'} {problem[1]}")
                 else:
                     yield number, record
         return

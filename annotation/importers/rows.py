@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from annotation.models import TaskKind
-from rlhf.training.formats import FormatError, as_conversation, parse_preference_row
+from formats.preference import FormatError, as_conversation, parse_preference_row
 
 MAX_TEXT_CHARS = 200_000
 MAX_MESSAGES = 200

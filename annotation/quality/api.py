@@ -18,13 +18,15 @@ from annotation.quality.aggregation import (
     AggregationConfig,
 )
 from annotation.roles import Capability
+from config.api import CheckedJSONField
 from config.errors import ValidationFailed
+from config.untrusted import int64_problem
 
 User = get_user_model()
 
 
 class AdjudicationSerializer(serializers.Serializer):
-    payload = serializers.JSONField(
+    payload = CheckedJSONField(
         help_text="As an annotator sends it, e.g. {'choice': 'B'}, naming responses by "
         "their response ids (leads see them; annotators see task item ids instead).",
     )
@@ -32,7 +34,7 @@ class AdjudicationSerializer(serializers.Serializer):
 
 
 class GoldSerializer(serializers.Serializer):
-    payload = serializers.JSONField(
+    payload = CheckedJSONField(
         help_text="The expected answer, as an annotator sends it, naming responses by their "
         "response ids (leads see them; annotators see task item ids instead)."
     )
@@ -72,10 +74,10 @@ def _int_param(request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be a whole number", field=name) from None
+    problem = int64_problem(raw)
+    if problem:  # "²" and numbers past 64 bits were 500s too
+        raise ValidationFailed(f"{name} {problem}", field=name)
+    return int(raw)
 
 
 class ReviewQueueView(APIView):

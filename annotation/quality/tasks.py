@@ -8,6 +8,6 @@ from annotation.quality import services
 
 
 @task(queue_name="default")
-def quality_refresh_task(project_id: int) -> dict:
+def quality_refresh_job(project_id: int) -> dict:
     """Apply the project's dirty tasks to its caches and store a fresh report."""
     return asdict(services.quality_refresh(project_id=project_id))

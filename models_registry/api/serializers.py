@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from config.api import CheckedJSONField
 from models_registry.models import (
     AuditEvent,
     GenerationJob,
@@ -22,6 +23,12 @@ class ArtifactSerializer(serializers.ModelSerializer):
 class ModelVersionSerializer(serializers.ModelSerializer):
     label = serializers.CharField(read_only=True)
     aliases = serializers.SerializerMethodField()
+    training_run_ref = serializers.IntegerField(
+        source="training_run_id", read_only=True, allow_null=True
+    )
+    dataset_snapshot_ref = serializers.IntegerField(
+        source="dataset_snapshot_id", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ModelVersion
@@ -85,17 +92,21 @@ class RegisterSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,99}$")
     kind = serializers.ChoiceField(choices=VersionKind.choices, default=VersionKind.POLICY)
     parent_id = serializers.IntegerField(required=False)
-    training_run_ref = serializers.IntegerField(required=False)
-    dataset_snapshot_ref = serializers.IntegerField(required=False)
-    config = serializers.JSONField(required=False)
-    metrics = serializers.JSONField(required=False)
-    data_card = serializers.JSONField(required=False)
+    training_run_ref = serializers.IntegerField(
+        required=False, help_text="A training run of the project (else 400)."
+    )
+    dataset_snapshot_ref = serializers.IntegerField(
+        required=False, help_text="A dataset snapshot of the project (else 400)."
+    )
+    config = CheckedJSONField(required=False)
+    metrics = CheckedJSONField(required=False)
+    data_card = CheckedJSONField(required=False)
 
 
 class TransitionSerializer(serializers.Serializer):
     to_state = serializers.ChoiceField(choices=VersionState.values)
     reason = serializers.CharField(allow_blank=True, default="", max_length=10_000)
-    evidence = serializers.JSONField(required=False)
+    evidence = CheckedJSONField(required=False)
 
 
 class AliasMoveSerializer(serializers.Serializer):
@@ -109,7 +120,7 @@ class RollbackSerializer(serializers.Serializer):
 
 class GenerateSerializer(serializers.Serializer):
     prompt_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1)
-    config = serializers.JSONField(required=False, help_text="GenerationConfig fields.")
+    config = CheckedJSONField(required=False, help_text="GenerationConfig fields.")
 
 
 class GenerationJobSerializer(serializers.ModelSerializer):

@@ -12,10 +12,18 @@ from annotation.access import access_project
 from annotation.roles import Capability
 from config.errors import ValidationFailed
 from config.safepaths import allowed_model_folder
-from models_registry import review_cycle, selectors, services
+from models_registry import (
+    generation,
+    review_selectors,
+    review_settings,
+    selectors,
+    services,
+)
 from models_registry.access import access_generation_job, access_model_version
 from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
+from rlhf.models import DatasetSnapshot, TrainingRun
+from rlhf.runs.selectors import folder_of_another_projects_run
 
 
 def _allowed_folder(raw: str, project) -> Path:
@@ -24,8 +32,6 @@ def _allowed_folder(raw: str, project) -> Path:
     model root by default) holds every project's runs: a run's folder is allowed to its own
     project only."""
     folder = allowed_model_folder(raw)
-    from rlhf.run_selectors import folder_of_another_projects_run  # rlhf imports the registry
-
     if folder_of_another_projects_run(folder, project):
         raise ValidationFailed(
             "the folder belongs to a run of another project", code="folder_not_allowed"
@@ -33,11 +39,26 @@ def _allowed_folder(raw: str, project) -> Path:
     return folder
 
 
+def _project_object(model, pk: int, project, *, field: str):
+    """The project's run or snapshot ``pk``; another project's (or none) is a 400 naming the
+    field, as it would be if the id did not exist."""
+    found = model.objects.filter(pk=pk, project=project).first()
+    if found is None:
+        raise ValidationFailed(
+            f"{field}: no such {model._meta.verbose_name} in this project",
+            code="invalid_reference",
+            fields={field: "not one of this project's"},
+        )
+    return found
+
+
 class VersionListView(APIView):
     @extend_schema(responses=s.ModelVersionSerializer(many=True))
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
-        versions = selectors.version_list(project=project, kind=request.query_params.get("kind"))
+        versions = selectors.model_version_list(
+            project=project, kind=request.query_params.get("kind")
+        )
         return Response(s.ModelVersionSerializer(versions, many=True).data)
 
 
@@ -49,7 +70,7 @@ class RegisterBaseView(APIView):
         data = s.RegisterBaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         folder = data.validated_data.get("folder")
-        version = services.base_model_register(
+        version = services.model_version_register_base(
             project=project,
             registered_by=request.user,
             folder=_allowed_folder(folder, project) if folder else None,
@@ -70,6 +91,10 @@ class RegisterView(APIView):
         parent = (
             get_object_or_404(ModelVersion, pk=parent_id, project=project) if parent_id else None
         )
+        for field, model in (("training_run", TrainingRun), ("dataset_snapshot", DatasetSnapshot)):
+            ref = fields.pop(f"{field}_ref", None)
+            if ref is not None:
+                fields[field] = _project_object(model, ref, project, field=f"{field}_ref")
         version = services.model_version_register(
             project=project,
             folder=_allowed_folder(fields.pop("folder"), project),
@@ -86,7 +111,7 @@ class VersionDetailView(APIView):
     def get(self, request, version_id: int):
         version = access_model_version(request.user, version_id)
         context = {
-            "ancestors": selectors.version_ancestors(version),
+            "ancestors": selectors.model_version_ancestors(version),
             "review": selectors.review_summary(candidate=version).as_evidence(),
         }
         return Response(s.ModelVersionDetailSerializer(version, context=context).data)
@@ -192,7 +217,7 @@ class GenerateView(APIView):
         version = access_model_version(request.user, version_id, capability=Capability.TRAIN)
         data = s.GenerateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.generation_job_create(
+        job = generation.generation_job_create(
             version=version,
             prompt_ids=data.validated_data["prompt_ids"],
             config=data.validated_data.get("config"),
@@ -214,14 +239,16 @@ class ReviewSettingsView(APIView):
     @extend_schema(responses=s.ReviewSettingsSerializer)
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
-        return Response(review_cycle.review_settings(project))
+        return Response(review_selectors.review_settings(project))
 
     @extend_schema(request=s.ReviewSettingsSerializer, responses=s.ReviewSettingsSerializer)
     def patch(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
         data = s.ReviewSettingsSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        return Response(review_cycle.review_settings_update(project=project, **data.validated_data))
+        return Response(
+            review_settings.review_settings_update(project=project, **data.validated_data)
+        )
 
 
 class EvalPromptsView(APIView):
@@ -230,18 +257,18 @@ class EvalPromptsView(APIView):
     @extend_schema(responses=s.ReviewSettingsSerializer)
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
-        return Response(review_cycle.review_settings(project))
+        return Response(review_selectors.review_settings(project))
 
     @extend_schema(request=s.EvalPromptsSerializer, responses=s.ReviewSettingsSerializer)
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
         data = s.EvalPromptsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        review_cycle.eval_prompts_pin(
+        review_settings.eval_prompts_pin(
             project=project,
             prompt_ids=data.validated_data.get("prompt_ids"),
             conversations=data.validated_data.get("prompts"),
             replace=data.validated_data["replace"],
         )
         project.refresh_from_db()
-        return Response(review_cycle.review_settings(project))
+        return Response(review_selectors.review_settings(project))

@@ -72,7 +72,7 @@ def build_dataset(
     Give either ``records`` (grouped by task; cut into chunks of about ``chunk_labels``) or
     ``shards``: picklable callables, each returning the records of a disjoint, ordered
     range of tasks, which worker processes call themselves so that the records never pass
-    through this process (``rlhf.readers.label_shards`` makes them for a database).
+    through this process (``rlhf.snapshots.readers.label_shards`` makes them for a database).
     ``workers`` > 0 runs both passes in that many processes; 0 runs everything here.
     ``worker_setup`` runs first in each worker process (a picklable module-level function; a
     caller whose shards import a framework sets the framework up there).

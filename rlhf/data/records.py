@@ -1,9 +1,9 @@
 """The plain records the data pipeline reads and the names of what it writes.
 
 ``LabelRecord`` is one label with the task it judges, flattened: whoever reads labels from a
-database (``rlhf.readers``) or a file builds these, and nothing in ``rlhf.data`` knows where
-they came from. Records must arrive grouped by task (all labels of a task together), which
-an ``ORDER BY task_id, label_id`` gives.
+database (``rlhf.snapshots.readers``) or a file builds these, and nothing in ``rlhf.data``
+knows where they came from. Records must arrive grouped by task (all labels of a task
+together), which an ``ORDER BY task_id, label_id`` gives.
 """
 
 from __future__ import annotations

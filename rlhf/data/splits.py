@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlhf.data.minhash import _mix64
-from rlhf.data.records import SPLITS
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,12 @@ class SplitConfig:
     test: float = 0.05
 
     def __post_init__(self):
+        # Stored in DatasetSnapshot.split_seed, a 32-bit column: a larger seed failed the
+        # INSERT (a 500) instead of being refused with the form.
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError("split seed must be a whole number")
+        if not -(2**31) <= self.seed < 2**31:
+            raise ValueError("split seed must be within the 32-bit range")
         if self.validation < 0 or self.test < 0 or self.validation + self.test >= 1:
             raise ValueError("validation and test must be >= 0 and leave room for train")
 
@@ -40,7 +45,3 @@ def assign_splits(content_hashes: np.ndarray, config: SplitConfig) -> np.ndarray
     out[u >= 1.0 - config.validation - config.test] = 1
     out[u >= 1.0 - config.test] = 2
     return out
-
-
-def split_name(index: int) -> str:
-    return SPLITS[index]

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhf.training.formats import FormatError, as_conversation, parse_preference_row
+from formats.preference import FormatError, as_conversation, parse_preference_row
 
 EXPORT_FORMAT = "tandem-export/1"
 SPLITS = ("train", "validation", "test")

@@ -147,7 +147,7 @@ def choose_l2(
 
 
 def head_weights(
-    diffs: torch.Tensor, margins: torch.Tensor, *, seed: int = 0
+    diffs: torch.Tensor, margins: torch.Tensor, *, seed: int = 0, repeats: int = REPEATS
 ) -> tuple[torch.Tensor, float, float, float]:
     """``(weight, l2, cv_loss, cv_accuracy)``: the cross-validated fit, or zeros.
 
@@ -155,7 +155,7 @@ def head_weights(
     answer the same (loss ln 2), the features carry no signal these pairs can find: the head
     starts at zero rather than at a fit to noise.
     """
-    l2, cv_loss, cv_accuracy = choose_l2(diffs, margins, seed=seed)
+    l2, cv_loss, cv_accuracy = choose_l2(diffs, margins, seed=seed, repeats=repeats)
     chance = float(
         bradley_terry_loss(diffs, margins, torch.zeros(diffs.shape[1], dtype=diffs.dtype))
     )

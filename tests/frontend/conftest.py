@@ -81,3 +81,23 @@ def login(page):
         page.wait_for_url("**/")
 
     return do
+
+
+@pytest.fixture
+def pairwise_project():
+    """Three pairwise tasks, claimed highest priority first, for one annotator ("ann")."""
+    from annotation import services
+
+    from .annotate_helpers import project_with_annotator
+
+    project, annotator = project_with_annotator("Outbox")
+    tasks = []
+    for n in range(3):
+        task, _ = services.task_create(
+            project=project, messages=[{"role": "user", "content": f"Question {n}?"}],
+            kind="pairwise", priority=10 - n,
+            responses=[{"text": f"Answer {n}{side}", "origin": "model", "model_name": "m"}
+                       for side in "ab"],
+        )  # fmt: skip
+        tasks.append(task)
+    return project, annotator, tasks

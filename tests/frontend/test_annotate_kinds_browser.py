@@ -1,23 +1,19 @@
 """Every task kind's module loads, renders and takes its own keys, with no script error."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from annotation import services
 from annotation.models import Label, TaskItem
-from annotation.roles import Role
+
+from .annotate_helpers import project_with_annotator
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def one_task_per_kind():
-    User = get_user_model()
-    owner = User.objects.create_user("owner", password="owner-pass", is_staff=True)
-    annotator = User.objects.create_user("ann", password="ann-pass-123")
-    project = services.project_create(name="Kinds", created_by=owner, overlap=1)
-    services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    project, annotator = project_with_annotator("Kinds")
     shapes = {
         "pairwise": ["yes", "no"],
         "ranking": ["one", "two", "three"],

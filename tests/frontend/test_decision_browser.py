@@ -28,7 +28,7 @@ def candidate_in_review(tmp_path):
     services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
     services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
     folder = build_tiny_causal_lm(tmp_path / "lm")
-    base = registry.base_model_register(
+    base = registry.model_version_register_base(
         project=project, registered_by=engineer, folder=folder, name="tiny-base"
     )
     candidate = registry.model_version_register(

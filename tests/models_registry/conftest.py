@@ -91,14 +91,29 @@ def annotator(member):
 
 @pytest.fixture
 def base_version(project, engineer, tiny_base_dir):
-    return services.base_model_register(
+    return services.model_version_register_base(
         project=project, registered_by=engineer, folder=tiny_base_dir, name="tiny-base"
     )
+
+
+def snapshot_and_run(project, created_by, **run_fields):
+    """A ready (empty) snapshot of ``project`` and a DPO run on it (nothing trained)."""
+    from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
+
+    snapshot = DatasetSnapshot.objects.create(
+        project=project, status=SnapshotStatus.READY, max_label_id=0, config={}
+    )
+    run = TrainingRun.objects.create(
+        project=project, name="dpo", method="dpo", method_title="DPO", config={},
+        dataset_snapshot=snapshot, data_path="/nowhere", created_by=created_by, **run_fields,
+    )  # fmt: skip
+    return snapshot, run
 
 
 @pytest.fixture
 def candidate(project, engineer, base_version, tiny_candidate_dir):
     """A trained candidate whose run was launched by the engineer."""
+    snapshot, run = snapshot_and_run(project, engineer, status="succeeded")
     return services.model_version_register(
         project=project,
         folder=tiny_candidate_dir,
@@ -107,8 +122,8 @@ def candidate(project, engineer, base_version, tiny_candidate_dir):
         registered_by=engineer,
         parent=base_version,
         launched_by=engineer,
-        training_run_ref=7,
-        dataset_snapshot_ref=3,
+        training_run=run,
+        dataset_snapshot=snapshot,
         config={"method": "dpo", "beta": 0.1},
         metrics={"reward_mean": 0.42},
         data_card={"pairs": 128, "annotators": 3},

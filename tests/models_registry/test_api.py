@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from annotation.roles import Role
 from models_registry import selectors
 from models_registry.models import AuditEvent, ModelAlias, ModelVersion
+from tests.models_registry.conftest import snapshot_and_run
 
 pytestmark = pytest.mark.django_db
 
@@ -177,19 +178,11 @@ def test_registering_another_projects_run_folder_is_refused(
     project, other_project, engineer, tiny_candidate_dir, settings, tmp_path
 ):
     # given two runs' model folders under the artifact root (a model root), one per project
-    from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
-
     settings.TANDEM_ARTIFACT_ROOT = tmp_path
     settings.TANDEM_MODEL_ROOTS = [tmp_path]
     folders = {}
     for owner in (project, other_project):
-        snapshot = DatasetSnapshot.objects.create(
-            project=owner, status=SnapshotStatus.READY, max_label_id=0, config={}
-        )
-        run = TrainingRun.objects.create(
-            project=owner, name="dpo", method="dpo", method_title="DPO", config={},
-            dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer,
-        )  # fmt: skip
+        _, run = snapshot_and_run(owner, engineer)
         folders[owner.pk] = tmp_path / "runs" / str(run.pk) / "attempt-1" / "model"
         shutil.copytree(tiny_candidate_dir, folders[owner.pk])
     url = reverse("api-model-register", args=[project.pk])
@@ -209,3 +202,39 @@ def test_registering_another_projects_run_folder_is_refused(
         url, {"folder": str(folders[project.pk]), "name": "own"}, format="json"
     )
     assert own.status_code == 201
+
+
+def test_registering_with_another_projects_run_or_snapshot_id_is_refused_naming_the_field(
+    project, other_project, engineer, tiny_candidate_dir, settings
+):
+    # given a run and a snapshot of another project, and ones of this project
+    settings.TANDEM_MODEL_ROOTS = [tiny_candidate_dir.parent]
+    own_snapshot, own_run = snapshot_and_run(project, engineer)
+    foreign_snapshot, foreign_run = snapshot_and_run(other_project, engineer)
+    url = reverse("api-model-register", args=[project.pk])
+    body = {"folder": str(tiny_candidate_dir), "name": "borrowed"}
+    # when an engineer registers a folder naming the other project's run, or its snapshot
+    for field, foreign_id in (
+        ("training_run_ref", foreign_run.pk),
+        ("dataset_snapshot_ref", foreign_snapshot.pk),
+        ("training_run_ref", 10**9),  # or an id that names nothing
+    ):
+        response = client_for(engineer).post(url, {**body, field: foreign_id}, format="json")
+        # then it is refused, naming the field, and nothing is registered
+        assert response.status_code == 400, response.content
+        assert response.json()["fields"] == {field: "not one of this project's"}
+        assert field in response.json()["detail"]
+    assert not ModelVersion.objects.filter(name="borrowed").exists()
+    # while the project's own run and snapshot are recorded as the version's origin
+    response = client_for(engineer).post(
+        url,
+        {**body, "training_run_ref": own_run.pk, "dataset_snapshot_ref": own_snapshot.pk},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert (response.json()["training_run_ref"], response.json()["dataset_snapshot_ref"]) == (
+        own_run.pk,
+        own_snapshot.pk,
+    )
+    version = ModelVersion.objects.get(name="borrowed")
+    assert (version.training_run, version.dataset_snapshot) == (own_run, own_snapshot)

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Prompt, Response
 from config.errors import ValidationFailed
-from models_registry import services
+from models_registry import generation
 from models_registry.models import GenerationJob, JobStatus
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def test_creating_a_job_enqueues_it_on_the_generation_queue_after_commit(
 ):
     # when an engineer asks the candidate to answer three prompts
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        job = services.generation_job_create(
+        job = generation.generation_job_create(
             version=candidate,
             prompt_ids=[p.pk for p in prompts],
             config=CONFIG,
@@ -56,12 +56,12 @@ def test_creating_a_job_enqueues_it_on_the_generation_queue_after_commit(
 
 
 def test_running_the_job_stores_one_model_response_per_prompt(candidate, prompts, engineer):
-    job = services.generation_job_create(
+    job = generation.generation_job_create(
         version=candidate, prompt_ids=[p.pk for p in prompts], config=CONFIG, created_by=engineer
     )
 
     # when the worker runs it
-    job = services.generation_job_run(job_id=job.pk)
+    job = generation.generation_job_run(job_id=job.pk)
 
     # then each prompt has a response by this version, with the generation settings recorded
     assert (job.status, job.done, job.responses_created, job.backend) == (
@@ -86,12 +86,12 @@ def test_running_the_job_stores_one_model_response_per_prompt(candidate, prompts
 
 
 def test_running_a_job_twice_stores_nothing_twice(candidate, prompts):
-    job = services.generation_job_create(
+    job = generation.generation_job_create(
         version=candidate, prompt_ids=[p.pk for p in prompts], config=CONFIG
     )
-    services.generation_job_run(job_id=job.pk)
+    generation.generation_job_run(job_id=job.pk)
     GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)  # a retry
-    again = services.generation_job_run(job_id=job.pk)
+    again = generation.generation_job_run(job_id=job.pk)
     assert again.responses_created == 0
     assert Response.objects.filter(model_name="tiny-dpo@v1").count() == 3
 
@@ -101,14 +101,14 @@ def test_prompts_of_another_project_are_refused(candidate, other_project):
         project=other_project, messages=[{"role": "user", "content": "x"}], content_hash="x"
     )
     with pytest.raises(ValidationFailed) as refused:
-        services.generation_job_create(version=candidate, prompt_ids=[foreign.pk])
+        generation.generation_job_create(version=candidate, prompt_ids=[foreign.pk])
     assert refused.value.code == "foreign_prompts"
     assert not GenerationJob.objects.exists()
 
 
 def test_an_invalid_config_is_refused(candidate, prompts):
     with pytest.raises(ValidationFailed) as refused:
-        services.generation_job_create(
+        generation.generation_job_create(
             version=candidate, prompt_ids=[prompts[0].pk], config={"top_p": 0}
         )
     assert refused.value.code == "invalid_config"

@@ -12,6 +12,7 @@ from models_registry.models import (
     ModelAlias,
     RoundKind,
     RoundStatus,
+    TrainingRunVersions,
     VersionKind,
 )
 from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
@@ -208,7 +209,7 @@ def test_the_lineage_page_links_snapshot_run_version_rounds_and_decisions(
     )  # fmt: skip
     version = services.model_version_register(
         project=project, folder=tiny_candidate_dir, name="tiny-dpo", kind=VersionKind.POLICY,
-        parent=base_version, training_run_ref=run.pk, dataset_snapshot_ref=snapshot.pk,
+        parent=base_version, training_run=run, dataset_snapshot=snapshot,
         launched_by=engineer,
     )  # fmt: skip
     loop_round = LoopRound.objects.create(
@@ -225,7 +226,7 @@ def test_the_lineage_page_links_snapshot_run_version_rounds_and_decisions(
     parent_html = page_client(reviewer).get(f"/models/{base_version.pk}/").content.decode()
     assert f'href="/models/{version.pk}/"' in parent_html
     # and the run and snapshot pages link forward to the version
-    TrainingRun.objects.filter(pk=run.pk).update(candidate_version=version)
+    TrainingRunVersions.objects.create(run=run, candidate_version=version)
     run_html = page_client(reviewer).get(f"/runs/{run.pk}/").content.decode()
     assert f'href="/models/{version.pk}/"' in run_html
     assert f'href="/data/snapshots/{snapshot.pk}/"' in run_html

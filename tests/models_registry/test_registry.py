@@ -43,7 +43,7 @@ def test_registering_a_base_model_hashes_every_file_and_makes_it_champion(
     project, engineer, tiny_base_dir
 ):
     # when a local folder is registered as a base model
-    version = services.base_model_register(
+    version = services.model_version_register_base(
         project=project, registered_by=engineer, folder=tiny_base_dir, name="tiny-base"
     )
 
@@ -76,7 +76,7 @@ def test_registering_a_base_model_hashes_every_file_and_makes_it_champion(
         (AuditAction.ALIAS_SET, "", "champion", "erin-engineer"),
     ]
     assert events[0].evidence["files"]["model.safetensors"] == recorded["model.safetensors"][1]
-    assert services.artifacts_verify(version=version) == []
+    assert services.model_version_verify_artifacts(version=version) == []
 
 
 def test_a_second_registration_of_a_name_is_the_next_version_with_lineage(candidate, base_version):
@@ -92,7 +92,7 @@ def test_a_second_registration_of_a_name_is_the_next_version_with_lineage(candid
     )
     assert again.version == 2
     assert again.base_model == base_version
-    assert selectors.version_ancestors(again) == [candidate, base_version]
+    assert selectors.model_version_ancestors(again) == [candidate, base_version]
 
 
 def test_a_folder_with_only_pickle_weights_is_refused_and_nothing_is_written(
@@ -143,7 +143,7 @@ def test_a_causal_lm_cannot_be_registered_as_a_reward_model(project, tiny_base_d
 
 
 def test_a_reward_model_registers_with_its_kind(project, engineer, tiny_reward_dir):
-    version = services.base_model_register(
+    version = services.model_version_register_base(
         project=project,
         registered_by=engineer,
         folder=tiny_reward_dir,

@@ -10,14 +10,16 @@ from annotation import services as annotation_services
 from annotation.models import Prompt, Task, TaskItem
 from annotation.services import prompt_messages_hash
 from config.errors import Conflict, ValidationFailed
-from models_registry import review_cycle, selectors, services
+from models_registry import review_cycle, review_selectors, review_settings, selectors, services
 from models_registry.models import (
     AuditEvent,
     LoopRound,
     RoundKind,
     RoundStatus,
+    TrainingRunVersions,
     VersionKind,
 )
+from tests.models_registry.conftest import snapshot_and_run
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +46,7 @@ def prompts(project):
 def loop_project(project, prompts):
     project.options = {"review_fresh_prompts": 3, "review_generation": TINY_GENERATION}
     project.save()
-    review_cycle.eval_prompts_pin(project=project, prompt_ids=[prompts[0].pk, prompts[1].pk])
+    review_settings.eval_prompts_pin(project=project, prompt_ids=[prompts[0].pk, prompts[1].pk])
     project.refresh_from_db()
     return project
 
@@ -53,13 +55,13 @@ def test_pinning_keeps_order_adds_conversations_and_refuses_foreign_prompts(
     project, other_project, prompts
 ):
     # given two prompts pinned
-    pinned = review_cycle.eval_prompts_pin(
+    pinned = review_settings.eval_prompts_pin(
         project=project, prompt_ids=[prompts[3].pk, prompts[1].pk]
     )
     assert pinned == [prompts[3].pk, prompts[1].pk]
     # when a new conversation and an already pinned id are pinned
     conversation = [{"role": "user", "content": "A held-out evaluation question"}]
-    pinned = review_cycle.eval_prompts_pin(
+    pinned = review_settings.eval_prompts_pin(
         project=project, prompt_ids=[prompts[1].pk], conversations=[conversation]
     )
     # then the conversation is stored once as a prompt and appended; nothing is duplicated
@@ -70,7 +72,7 @@ def test_pinning_keeps_order_adds_conversations_and_refuses_foreign_prompts(
     # and a prompt of another project is refused without changing the pins
     foreign = Prompt.objects.create(project=other_project, messages=conversation, content_hash="f")
     with pytest.raises(ValidationFailed):
-        review_cycle.eval_prompts_pin(project=project, prompt_ids=[foreign.pk], replace=True)
+        review_settings.eval_prompts_pin(project=project, prompt_ids=[foreign.pk], replace=True)
     project.refresh_from_db()
     assert project.options["eval_prompt_ids"] == pinned
 
@@ -81,7 +83,7 @@ def test_a_review_round_puts_the_candidate_in_review_and_queues_its_job_after_co
     events_before = AuditEvent.objects.count()
     # when the candidate's review round starts
     with django_capture_on_commit_callbacks(execute=True):
-        loop_round = review_cycle.review_round_start(version=candidate)
+        loop_round = review_cycle.loop_round_start_review(version=candidate)
         assert not DBTaskResult.objects.exists()
     # then it reviews against the champion on the 2 pinned prompts and 3 fresh unpinned ones
     candidate.refresh_from_db()
@@ -111,7 +113,7 @@ def test_a_round_is_refused_without_a_champion_and_changes_nothing(
     )  # fmt: skip
     events = AuditEvent.objects.count()
     with pytest.raises(Conflict) as refused:
-        review_cycle.review_round_start(version=version)
+        review_cycle.loop_round_start_review(version=version)
     assert refused.value.code == "no_champion"
     version.refresh_from_db()
     assert version.state == "candidate"
@@ -121,7 +123,7 @@ def test_a_round_is_refused_without_a_champion_and_changes_nothing(
 def test_preparing_a_round_queues_one_blind_task_per_prompt_with_random_recorded_sides(
     loop_project, candidate, base_version, annotator
 ):
-    loop_round = review_cycle.review_round_start(version=candidate)
+    loop_round = review_cycle.loop_round_start_review(version=candidate)
     # when the worker prepares it
     prepared = review_cycle.loop_round_prepare(round_id=loop_round.pk)
     # then there is one pairwise task per prompt: pinned + fresh
@@ -171,7 +173,7 @@ def test_the_ids_an_annotator_sees_do_not_tell_the_candidate_from_the_champion(
 ):
     # given a prepared round: the candidate's answers were written before the champion's,
     # so every candidate response id is lower than every champion response id
-    loop_round = review_cycle.review_round_start(version=candidate)
+    loop_round = review_cycle.loop_round_start_review(version=candidate)
     prepared = review_cycle.loop_round_prepare(round_id=loop_round.pk)
     items = TaskItem.objects.filter(task_id__in=prepared.task_ids).select_related("response")
     by_model: dict[str, list[int]] = {}
@@ -206,10 +208,10 @@ def test_evaluation_records_reward_kl_and_lengths_on_the_candidate(
         project=loop_project, folder=tiny_reward_dir, name="tiny-rm", kind=VersionKind.REWARD,
         registered_by=engineer,
     )  # fmt: skip
-    loop_round = review_cycle.review_round_start(version=candidate)
+    loop_round = review_cycle.loop_round_start_review(version=candidate)
     review_cycle.loop_round_prepare(round_id=loop_round.pk)
     # when the evaluation job runs
-    evaluated = review_cycle.review_round_evaluate(round_id=loop_round.pk)
+    evaluated = review_cycle.loop_round_evaluate(round_id=loop_round.pk)
     # then both versions have a reward mean, the candidate a KL to its parent, lengths of what
     # reviewers were shown, and the candidate's metrics carry it
     assert evaluated.evaluation["reward_model"] == {"id": reward.pk, "label": reward.label}
@@ -231,7 +233,7 @@ def test_approval_moves_the_champion_and_queues_the_next_annotation_round(
 ):
     loop_project.options = {**loop_project.options, "annotation_round_prompts": 4}
     loop_project.save()
-    review_cycle.review_round_start(version=candidate)
+    review_cycle.loop_round_start_review(version=candidate)
     add_reviews(candidate, base_version, "AAB")
     # when a reviewer approves
     with django_capture_on_commit_callbacks(execute=True):
@@ -242,7 +244,7 @@ def test_approval_moves_the_champion_and_queues_the_next_annotation_round(
     assert (annotation_round.version, annotation_round.status) == (candidate, RoundStatus.QUEUED)
     assert len(annotation_round.fresh_prompt_ids) == 4
     assert not set(annotation_round.fresh_prompt_ids) & set(
-        review_cycle.eval_prompt_ids(loop_project)
+        review_selectors.eval_prompt_ids(loop_project)
     )
     queued = DBTaskResult.objects.get()
     assert (queued.queue_name, queued.args_kwargs["args"]) == ("generation", [annotation_round.pk])
@@ -263,7 +265,7 @@ def test_a_refused_approval_changes_nothing(
 ):
     loop_project.options = {**loop_project.options, "review_min_win_rate": 0.6}
     loop_project.save()
-    review_cycle.review_round_start(version=candidate)
+    review_cycle.loop_round_start_review(version=candidate)
     add_reviews(candidate, base_version, "ABB")
     counts = (AuditEvent.objects.count(), LoopRound.objects.count(), DBTaskResult.objects.count())
     # when a reviewer tries to approve a candidate that loses
@@ -282,22 +284,15 @@ def test_a_refused_approval_changes_nothing(
 
 
 def _succeeded_run(project, engineer, version):
-    from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
-
-    snapshot = DatasetSnapshot.objects.create(
-        project=project, status=SnapshotStatus.READY, max_label_id=0, config={}
-    )
-    return TrainingRun.objects.create(
-        project=project, name="dpo", method="dpo", method_title="DPO", config={},
-        dataset_snapshot=snapshot, data_path="/nowhere", created_by=engineer,
-        status="succeeded", candidate_version=version,
-    )  # fmt: skip
+    _, run = snapshot_and_run(project, engineer, status="succeeded")
+    TrainingRunVersions.objects.create(run=run, candidate_version=version)
+    return run
 
 
 def test_a_succeeded_runs_candidate_goes_up_for_review_and_the_run_log_says_so(
     loop_project, candidate, base_version, engineer, django_capture_on_commit_callbacks
 ):
-    from rlhf.run_registration import training_run_start_review
+    from models_registry.handover import training_run_start_review
 
     run = _succeeded_run(loop_project, engineer, candidate)
     # when the run's succeeded-hook runs
@@ -315,7 +310,7 @@ def test_a_succeeded_runs_candidate_goes_up_for_review_and_the_run_log_says_so(
 def test_without_a_champion_the_run_log_says_why_no_review_started(
     project, prompts, engineer, tiny_candidate_dir
 ):
-    from rlhf.run_registration import training_run_start_review
+    from models_registry.handover import training_run_start_review
 
     version = services.model_version_register(
         project=project, folder=tiny_candidate_dir, name="first", kind=VersionKind.POLICY,

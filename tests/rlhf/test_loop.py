@@ -16,8 +16,9 @@ from rest_framework.test import APIClient
 from annotation import services as annotation_services
 from annotation.models import Task, TaskItem
 from annotation.roles import Role
-from models_registry import review_cycle, selectors
+from models_registry import review_cycle, review_settings, selectors
 from models_registry.models import AuditEvent, LoopRound, RoundKind, RoundStatus
+from models_registry.run_versions import run_versions_of, training_run_candidate
 from rlhf.models import TrainingRun
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,7 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     annotation_services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
     annotation_services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
     # given 40 labelled pairs, two pinned evaluation prompts and small round sizes
-    pinned = review_cycle.eval_prompts_pin(
+    pinned = review_settings.eval_prompts_pin(
         project=project,
         conversations=[
             [{"role": "user", "content": "How do I keep bread fresh?"}],
@@ -84,8 +85,8 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     assert set(runs) == {"reward", "dpo"}
     assert all(r.status == "succeeded" for r in runs.values())
     assert runs["reward"].dataset_snapshot_id == runs["dpo"].dataset_snapshot_id
-    base = runs["dpo"].base_model_version
-    candidate = runs["dpo"].candidate_version
+    base = run_versions_of(run=runs["dpo"]).base_model_version
+    candidate = training_run_candidate(run=runs["dpo"])
     assert selectors.alias_target(project=project) == base
     assert (candidate.parent, candidate.state, candidate.launched_by) == (
         base,
@@ -97,7 +98,7 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     assert review.status == RoundStatus.READY
     assert review.eval_prompt_ids == pinned
     assert len(review.task_ids) == 4
-    assert review.evaluation["reward_model"]["id"] == runs["reward"].candidate_version_id
+    assert review.evaluation["reward_model"]["id"] == training_run_candidate(run=runs["reward"]).pk
     assert review.evaluation["candidate"]["kl_to_parent"] is not None
     assert f"/models/{candidate.pk}/review/" in out.getvalue()
 

@@ -11,10 +11,10 @@ from django.http import Http404
 from annotation import services as annotation_services
 from annotation.models import Label
 from annotation.roles import Role
-from rlhf import selectors, services
 from rlhf.data.idcodec import decode_ids, decode_versions
 from rlhf.models import DatasetSnapshot, SnapshotStatus
-from rlhf.readers import iter_label_records
+from rlhf.snapshots import selectors, services
+from rlhf.snapshots.readers import iter_label_records
 from tests.hh_dialogues import hh_lines
 
 pytestmark = pytest.mark.postgres

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from annotation.importers import import_file
-from rlhf import services
 from rlhf.data.export import iter_export_rows
 from rlhf.data.records import SPLITS
+from rlhf.snapshots import services
 
 pytestmark = pytest.mark.postgres
 

@@ -4,9 +4,9 @@ import pytest
 from django.db import transaction
 
 from annotation.models import Label
-from models_registry.review_cycle import eval_prompts_pin
-from rlhf import services
+from models_registry.review_settings import eval_prompts_pin
 from rlhf.data.idcodec import decode_ids
+from rlhf.snapshots import services
 
 
 def test_labels_on_pinned_evaluation_prompts_are_left_out_of_snapshots(

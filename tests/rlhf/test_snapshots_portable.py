@@ -8,10 +8,10 @@ import pytest
 
 from annotation import services as annotation_services
 from annotation.models import Label
-from rlhf import services
+from formats.preference import parse_hh_pair
 from rlhf.models import SnapshotStatus
-from rlhf.readers import iter_label_records, iter_label_records_orm
-from rlhf.training.formats import parse_hh_pair
+from rlhf.snapshots import services
+from rlhf.snapshots.readers import iter_label_records, iter_label_records_orm
 from tests.hh_dialogues import hh_rows
 
 

@@ -4,6 +4,11 @@ Every operation in the schema (so every endpoint that lands later, too) is fuzze
 through WSGI, as a staff user who is admin of a project with tasks, leases and labels; path
 ids are pointed at those real objects so the fuzzed bodies reach the services instead of
 stopping at a 404. Runs derandomised, so a failure reproduces.
+
+Besides the schema's own values, each body and query may have all its strings or integers
+swapped for hostile ones that Python accepts and the databases do not (each was a 500): a
+lone surrogate, non-ASCII digits ("²".isdigit() is True, int("²") raises), integers past
+64 bits (SQLite's OverflowError).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -27,6 +33,48 @@ from tests.security.world import missing_factories
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+TOO_BIG = 2**64 + 1
+HOSTILE_STRINGS = ["²", "١٢", str(TOO_BIG), str(-TOO_BIG)]
+LONE_SURROGATE = "\ud83d"  # JSON only: a form or a URL cannot encode it
+
+
+def _swapped(value, *, text=None, number=None):
+    """``value`` with every string leaf replaced by ``text``, or every integer by ``number``."""
+    if isinstance(value, dict):
+        return {k: _swapped(v, text=text, number=number) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swapped(v, text=text, number=number) for v in value]
+    if isinstance(value, str) and text is not None:
+        return text
+    if isinstance(value, int) and not isinstance(value, bool) and number is not None:
+        return number
+    return value
+
+
+def _variants(value, texts) -> list:
+    """``value`` with all its strings (or all its integers) made hostile, one way each."""
+    if not value:
+        return []
+    out = [_swapped(value, text=t) for t in texts] + [_swapped(value, number=TOO_BIG)]
+    return [v for v in out if v != value]
+
+
+@schema.hook
+def flatmap_case(context, case):
+    """The generated case, or one with its body's or its query's leaves made hostile."""
+    texts = HOSTILE_STRINGS
+    if case.media_type and "json" in case.media_type:
+        texts = [LONE_SURROGATE, *HOSTILE_STRINGS]
+    choices = [(case.body, case.query)]
+    choices += [(body, case.query) for body in _variants(case.body, texts)]
+    choices += [(case.body, query) for query in _variants(case.query, HOSTILE_STRINGS)]
+
+    def apply(choice):
+        case.body, case.query = choice
+        return case
+
+    return st.sampled_from(choices).map(apply)
 
 
 @pytest.fixture

@@ -187,12 +187,14 @@ def test_no_one_approves_their_own_training_run(world, db):
     """The person who launched a run cannot approve its result, even as a project admin with
     the review capability."""
     from models_registry import services as registry
+    from rlhf.models import TrainingRun
     from tests.security.world import _tiny_model_folder
 
     admin = world.users["admin"]
+    run = TrainingRun.objects.get(pk=world.objects[("own", "admin")]["run_id"])
     candidate = registry.model_version_register(
         project=world.own, folder=_tiny_model_folder(), name="own-run", registered_by=admin,
-        launched_by=admin, training_run_ref=1,
+        launched_by=admin, training_run=run,
     )  # fmt: skip
     client = _client(world, "admin")
     response = client.post(

@@ -131,3 +131,67 @@ def test_typed_user_names_are_not_stored(limits, victim):
     keys = list(LoginThrottle.objects.values_list("key", flat=True))
     assert keys
     assert all(len(k) == 64 and "password" not in k for k in keys)
+
+
+# Behind a reverse proxy every request arrives from the proxy's address. Without trusting
+# it, 100 failures from anyone lock everybody out; trusting X-Forwarded-For blindly lets a
+# client pick its own address. TANDEM_TRUSTED_PROXIES names the proxies whose header counts.
+
+
+def _spray(client, forwarded_for, count: int, proxy="10.0.0.2") -> list[int]:
+    """``count`` failed logins through ``proxy``; ``forwarded_for`` is the header's value, or
+    a function of the attempt's number."""
+    header = forwarded_for if callable(forwarded_for) else (lambda i: forwarded_for)
+    return [
+        client.post(
+            "/api/auth/token/",
+            {"username": f"someone{i}", "password": "x"},
+            REMOTE_ADDR=proxy,
+            HTTP_X_FORWARDED_FOR=header(i),
+        ).status_code
+        for i in range(count)
+    ]
+
+
+def test_behind_a_trusted_proxy_each_client_address_is_counted_on_its_own(limits, victim):
+    # given a proxy at 10.0.0.2 the settings trust, and an address limit of 8
+    limits.TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = 8
+    limits.TANDEM_TRUSTED_PROXIES = ["10.0.0.0/24", "192.168.1.1"]
+    client = Client()
+    # when one client behind it sprays passwords until it is throttled
+    assert _spray(client, "203.0.113.7", 9) == [400] * 8 + [429]
+    # then another client behind the same proxy can still log in
+    ok = client.post(
+        "/api/auth/token/",
+        {"username": "victim", "password": "correct-horse"},
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="198.51.100.20",
+    )
+    assert ok.status_code == 200
+
+
+def test_the_client_cannot_choose_its_address_through_a_trusted_proxy(limits, victim):
+    # given a chain of two trusted proxies that each append the address they saw
+    limits.TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = 8
+    limits.TANDEM_TRUSTED_PROXIES = ["10.0.0.0/24", "192.168.1.1"]
+    client = Client()
+    # when the client forges a different left-most entry on every attempt
+    statuses = _spray(client, lambda i: f"1.2.3.{i}, 203.0.113.7, 192.168.1.1", 9)
+    # then it is counted under the right-most address no trusted proxy holds
+    assert statuses == [400] * 8 + [429]
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(limits, victim):
+    limits.TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = 8
+    limits.TANDEM_TRUSTED_PROXIES = []
+    statuses = _spray(Client(), lambda i: f"203.0.113.{i}", 9)
+    assert statuses == [400] * 8 + [429]
+
+
+def test_a_request_not_from_a_trusted_proxy_is_counted_under_its_own_address(limits, victim):
+    limits.TANDEM_LOGIN_MAX_FAILURES_PER_ADDRESS = 8
+    limits.TANDEM_TRUSTED_PROXIES = ["10.0.0.0/24"]
+    client = Client()
+    statuses = _spray(client, "203.0.113.7", 4, proxy="198.51.100.9")
+    statuses += _spray(client, "203.0.113.8", 5, proxy="198.51.100.9")
+    assert statuses == [400] * 8 + [429]

@@ -146,7 +146,7 @@ def _hostile_review(project, admin_user, conversation, tmp_path) -> int:
     from rlhf.training.base_models import build_tiny_causal_lm
 
     folder = build_tiny_causal_lm(tmp_path / "xss-model")
-    base = registry.base_model_register(
+    base = registry.model_version_register_base(
         project=project, registered_by=admin_user, folder=folder, name="xss-base"
     )
     snapshot = DatasetSnapshot.objects.create(
@@ -155,7 +155,7 @@ def _hostile_review(project, admin_user, conversation, tmp_path) -> int:
     )  # fmt: skip
     candidate = registry.model_version_register(
         project=project, folder=folder, name="xss-candidate", parent=base,
-        dataset_snapshot_ref=snapshot.pk, metrics={"note": CORPUS[1]},
+        dataset_snapshot=snapshot, metrics={"note": CORPUS[1]},
     )  # fmt: skip
     registry.model_version_transition(
         version=candidate, actor=admin_user, to_state="in_review", reason=PAYLOAD

@@ -88,9 +88,10 @@ def _objects_of_other_apps(project, creator) -> dict:
 
     Imported plainly: a module that moves or breaks fails the world, never thins it out.
     """
+    from models_registry import generation
     from models_registry import services as registry
-    from rlhf import services as snapshots
     from rlhf.models import TrainingRun
+    from rlhf.snapshots import services as snapshots
 
     snapshot = snapshots.snapshot_create(project=project, created_by=creator, enqueue=False)
     artifact_dir = Path(tempfile.mkdtemp(prefix="security-run-"))
@@ -101,12 +102,12 @@ def _objects_of_other_apps(project, creator) -> dict:
         created_by=creator, artifact_dir=str(artifact_dir),
         artifacts=[{"path": "weights.safetensors", "sha256": "", "bytes": 7}],
     )  # fmt: skip
-    version = registry.base_model_register(
+    version = registry.model_version_register_base(
         project=project, registered_by=creator, folder=_tiny_model_folder(),
         name=f"base-{project.pk}",
     )  # fmt: skip
     prompt_id = project.prompts.order_by("pk").values_list("pk", flat=True).first()
-    job = registry.generation_job_create(
+    job = generation.generation_job_create(
         version=version, prompt_ids=[prompt_id], created_by=creator
     )
     return {

@@ -61,7 +61,7 @@ def quality_request_refresh(*, project_id: int) -> bool:
     Call after the change is committed and marked dirty: the refresh clears the flag before
     it looks for dirty tasks, so a mark made while it runs always gets a refresh of its own.
     """
-    from annotation.quality.tasks import quality_refresh_task
+    from annotation.quality.tasks import quality_refresh_job
 
     state, _ = QualityRefreshState.objects.get_or_create(project_id=project_id)
     if state.pending:
@@ -71,7 +71,7 @@ def quality_request_refresh(*, project_id: int) -> bool:
     )
     if not claimed:
         return False
-    quality_refresh_task.enqueue(project_id)
+    quality_refresh_job.enqueue(project_id)
     return True
 
 

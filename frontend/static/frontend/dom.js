@@ -44,19 +44,30 @@ export function newKey() {
 }
 
 // A JSON API call with the session cookie and the CSRF token; never throws on an HTTP status
-// (the caller decides what a 4xx or 5xx means), only when the network is down.
-export async function api(method, url, body, headers = {}) {
-  const response = await fetch(url, {
-    method,
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken"), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = null;
-  if (response.status !== 204) {
-    try { data = await response.json(); } catch (_) { data = null; }
+// (the caller decides what a 4xx or 5xx means), only when the network is down (a TypeError) or
+// when `timeoutMs` passes without a whole answer (a DOMException named "TimeoutError"): a request
+// that hangs must not hold up its caller forever.
+export async function api(method, url, body, headers = {}, { timeoutMs = 0 } = {}) {
+  const controller = new AbortController();
+  const timer = timeoutMs
+    ? setTimeout(() => controller.abort(new DOMException(`${url}: no answer in ${timeoutMs} ms`, "TimeoutError")), timeoutMs)
+    : null;
+  try {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken"), ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: controller.signal,
+    });
+    let data = null;
+    if (response.status !== 204) {
+      try { data = await response.json(); } catch (error) { if (controller.signal.aborted) throw error; data = null; }
+    }
+    return { status: response.status, data };
+  } finally {
+    clearTimeout(timer);
   }
-  return { status: response.status, data };
 }
 
 export class HttpError extends Error {

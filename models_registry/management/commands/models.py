@@ -37,7 +37,7 @@ from annotation.models import Project, Prompt
 from annotation.roles import Capability
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
-from models_registry import review_cycle, selectors, services
+from models_registry import generation, review_cycle, review_settings, selectors, services
 from models_registry.models import ModelVersion, VersionKind, VersionState
 
 
@@ -146,7 +146,7 @@ class Command(BaseCommand):
     # ----------------------------------------------------------------------------- actions
 
     def do_list(self, project, **_):
-        for version in selectors.version_list(project=self._project(project)):
+        for version in selectors.model_version_list(project=self._project(project)):
             self.stdout.write(self._line(version))
 
     def do_register_base(self, project, actor, folder, name, kind, **_):
@@ -158,7 +158,7 @@ class Command(BaseCommand):
                 f"{actor!r} is not an admin of project {project_obj.slug!r}: only project admins "
                 "register base models"
             ) from None
-        version = services.base_model_register(
+        version = services.model_version_register_base(
             project=project_obj,
             registered_by=user,
             folder=folder,
@@ -249,11 +249,11 @@ class Command(BaseCommand):
             "seed": options["seed"],
             "batch_size": options["batch_size"],
         }
-        job = services.generation_job_create(
+        job = generation.generation_job_create(
             version=v, prompt_ids=prompt_ids, config=config, created_by=self._user(actor)
         )
         if now:
-            job = services.generation_job_run(job_id=job.pk)
+            job = generation.generation_job_run(job_id=job.pk)
             self.stdout.write(
                 f"job {job.pk}: {job.status}, {job.responses_created} new responses ({job.backend})"
             )
@@ -284,13 +284,13 @@ class Command(BaseCommand):
                     conversations.append(row["messages"])
                 else:
                     raise CommandError(f"{from_file}:{number}: expected prompt or messages")
-        pinned = review_cycle.eval_prompts_pin(
+        pinned = review_settings.eval_prompts_pin(
             project=project_obj, prompt_ids=ids, conversations=conversations, replace=replace
         )
         self.stdout.write(f"{len(pinned)} pinned evaluation prompts in {project_obj.slug}")
 
     def do_review_start(self, version, actor, **_):
-        loop_round = review_cycle.review_round_start(
+        loop_round = review_cycle.loop_round_start_review(
             version=self._version(version), actor=self._user(actor)
         )
         self.stdout.write(
@@ -299,7 +299,7 @@ class Command(BaseCommand):
         )
 
     def do_verify(self, version, **_):
-        mismatched = services.artifacts_verify(version=self._version(version))
+        mismatched = services.model_version_verify_artifacts(version=self._version(version))
         if mismatched:
             raise CommandError("changed since registration: " + ", ".join(mismatched))
         self.stdout.write("all artifacts match their recorded sha256")

@@ -17,8 +17,8 @@ from django.db import transaction
 from annotation.models import Project
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
-from rlhf import services
 from rlhf.models import DatasetSnapshot
+from rlhf.snapshots import services
 
 
 class Command(BaseCommand):

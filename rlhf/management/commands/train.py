@@ -22,8 +22,9 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation.models import Project
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
-from rlhf import run_services
 from rlhf.models import DatasetSnapshot, RunStatus, TrainingRun
+from rlhf.runs import services as run_services
+from rlhf.runs import versions as run_versions
 from rlhf.training.config import METHODS, config_schema
 
 
@@ -95,11 +96,9 @@ class Command(BaseCommand):
         return run
 
     def _version(self, pk: int | None):
-        from models_registry.models import ModelVersion
-
         if pk is None:
             return None
-        version = ModelVersion.objects.filter(pk=pk).first()
+        version = run_versions.version_get(version_id=pk)
         if version is None:
             raise CommandError(f"no model version {pk}")
         return version
@@ -151,7 +150,7 @@ class Command(BaseCommand):
         if log:
             self.stdout.write(found.log_tail)
             return
-        from rlhf.api.run_serializers import TrainingRunDetailSerializer
+        from rlhf.runs.api.serializers import TrainingRunDetailSerializer
 
         data = TrainingRunDetailSerializer(found).data
         data.pop("log_tail")
@@ -176,7 +175,7 @@ class Command(BaseCommand):
             self.stdout.write(f"    {field['help']}")
 
     def _execute(self, *, run, **_):
-        from rlhf.run_execution import training_run_execute
+        from rlhf.runs.execution import training_run_execute
 
         found = self._run(run)
         outcome = training_run_execute(run_id=found.pk, attempt=found.attempt)

@@ -3,10 +3,10 @@
 import datasets
 import pytest
 
+from formats.preference import parse_hh_pair
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.records import LabelRecord
 from rlhf.data.splits import SplitConfig
-from rlhf.training.formats import parse_hh_pair
 from tests.hh_dialogues import hh_rows
 from tests.rlhf.trl_steps import dpo_step, grpo_step, kto_step, reward_step, sft_step
 

@@ -9,9 +9,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from models_registry.services import model_version_register
-from rlhf import run_services
 from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
-from rlhf.run_selectors import training_run_metrics
+from rlhf.runs import services as run_services
+from rlhf.runs.selectors import training_run_metrics
 from rlhf.training.config import config_schema
 
 

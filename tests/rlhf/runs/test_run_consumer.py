@@ -6,9 +6,9 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from config.routing import websocket_urlpatterns
-from rlhf import run_services
-from rlhf.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
-from rlhf.run_execution import AttemptFence, RunReporter, _claim
+from rlhf.runs import services as run_services
+from rlhf.runs.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
+from rlhf.runs.execution import AttemptFence, RunReporter, _claim
 from rlhf.training.progress import ProgressEvent
 from tests.rlhf.runs.conftest import run_async
 

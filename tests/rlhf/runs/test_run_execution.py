@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from annotation import services as annotation_services
 from config.errors import ValidationFailed
+from models_registry.run_versions import run_versions_of, training_run_candidate
 from models_registry.services import model_version_register
-from rlhf import run_services
 from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
-from rlhf.run_execution import training_run_execute
+from rlhf.runs import services as run_services
+from rlhf.runs.execution import training_run_execute
 from rlhf.training.base_models import sha256_file
 from tests.rlhf.runs.conftest import wait_for
 
@@ -88,10 +89,10 @@ def test_a_run_succeeds_with_metrics_artifacts_and_its_record(
     # and every succeeded-hook saw the committed run once
     assert registered == [run.pk]
     # the first of them registered the model as a candidate reward model, files hashed
-    version = run.candidate_version
+    version = training_run_candidate(run=run)
     assert (version.kind, version.state, version.name) == ("reward", "candidate", "reward-model")
-    assert version.training_run_ref == run.pk
-    assert version.dataset_snapshot_ref == run.dataset_snapshot_id
+    assert version.training_run_id == run.pk
+    assert version.dataset_snapshot_id == run.dataset_snapshot_id
     assert version.launched_by == engineer
     registered_files = dict(version.artifacts.values_list("path", "sha256"))
     assert registered_files["model.safetensors"] == files["model/model.safetensors"]["sha256"]
@@ -117,7 +118,8 @@ def test_a_policy_run_starts_from_a_registered_version_and_registers_its_adapter
 
     # then its adapter is a candidate policy whose parent is the version it started from
     run.refresh_from_db()
-    version = run.candidate_version
+    assert run_versions_of(run=run).base_model_version == base
+    version = training_run_candidate(run=run)
     assert (version.kind, version.name, version.is_adapter) == ("policy", "tiny-dpo", True)
     assert version.parent == base
     assert version.base_model == base

@@ -9,16 +9,16 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from config.errors import Conflict, ValidationFailed
-from rlhf import run_services
-from rlhf.access import access_training_run
 from rlhf.models import RunStatus, SnapshotStatus, TrainingRun, TrainingRunMetric
-from rlhf.run_execution import AttemptFence, RunReporter, _claim, training_run_execute
+from rlhf.runs import services as run_services
+from rlhf.runs.access import access_training_run
+from rlhf.runs.execution import AttemptFence, RunReporter, _claim, training_run_execute
 from rlhf.training.progress import ProgressEvent
 
 
 def jobs(name="training_run_job"):
     return list(
-        DBTaskResult.objects.filter(task_path=f"rlhf.tasks.{name}").values_list(
+        DBTaskResult.objects.filter(task_path=f"rlhf.runs.tasks.{name}").values_list(
             "args_kwargs", flat=True
         )
     )

@@ -8,8 +8,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from config.routing import websocket_urlpatterns
-from rlhf import run_services, services
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun, TrainingRunMetric
+from rlhf.runs import services as run_services
+from rlhf.snapshots import services
 from tests.rlhf.runs.conftest import run_async, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

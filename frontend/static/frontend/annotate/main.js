@@ -1,9 +1,8 @@
 // Tandem annotation page: keyboard-first, preloads the next task, and never loses a label.
 //
-// Every submitted label goes first into an outbox in localStorage with its own
-// Idempotency-Key; it leaves the outbox only once the server has acknowledged it (201/200),
-// or refused it for good (4xx). A dropped connection or a reload retries with the same key,
-// so the server stores the label exactly once.
+// Every submitted label goes first into the outbox (outbox.js: localStorage, one
+// Idempotency-Key per label); it leaves the outbox once the server has stored it, or for the
+// "needs attention" tray when the server refuses it for good.
 //
 // This module holds what every task kind shares (claim and preload, outbox, submit and skip,
 // the help overlay, the common keys) and hands the rest to the kind's module from KINDS:
@@ -14,6 +13,7 @@
 // is set with textContent.
 import { api, el, newKey } from "../dom.js";
 import { promptCard } from "./cards.js";
+import { backoffMs, createOutbox, REQUEST_TIMEOUT_MS } from "./outbox.js";
 import * as correction from "./correction.js";
 import * as pairwise from "./pairwise.js";
 import * as ranking from "./ranking.js";
@@ -37,9 +37,12 @@ function start(root) {
   const doneBox = root.querySelector("[data-testid=done-count]");
   const remainingBox = root.querySelector("[data-testid=remaining-count]");
   const helpBox = root.querySelector("[data-testid=help]");
-  // The key and item shape ({key, taskId, body}) outlive this script: labels a reload left
-  // queued are sent by whatever version of the page runs next.
-  const OUTBOX_KEY = `tandem.outbox.${userId}`;
+  const homeUrl = root.dataset.homeUrl || "/";
+  const connectionBox = root.querySelector("[data-testid=connection]");
+  const connectionText = root.querySelector("[data-testid=connection-text]");
+  const reloginLink = root.querySelector("[data-testid=relogin]");
+  const trayBox = root.querySelector("[data-testid=attention]");
+  const trayList = trayBox.querySelector("ul");
 
   let current = null; // the task on screen
   let preloaded = null; // the next task, already claimed
@@ -54,57 +57,119 @@ function start(root) {
   }
 
   // ------------------------------------------------------------------ outbox
-  function readOutbox() {
-    try { return JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"); } catch (_) { return []; }
-  }
-  function writeOutbox(items) {
-    localStorage.setItem(OUTBOX_KEY, JSON.stringify(items));
-    const n = items.length;
-    outboxBox.textContent = n ? `${n} label${n > 1 ? "s" : ""} waiting to be saved…` : "All labels saved.";
+  const outbox = createOutbox({
+    userId,
+    onChange: showOutbox,
+    onStored: (_item, created) => {
+      if (created) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
+      refreshProgress();
+    },
+  });
+  const flushOutbox = outbox.flush;
+
+  function showOutbox({ pending, tray }) {
+    const n = pending.length;
+    const refused = tray.length;
+    if (n) outboxBox.textContent = `${n} label${n > 1 ? "s" : ""} waiting to be saved…`;
+    else if (refused) outboxBox.textContent = `${refused} label${refused > 1 ? "s need" : " needs"} your attention (below).`;
+    else outboxBox.textContent = "All labels saved.";
     outboxBox.dataset.pending = String(n);
+    showConnection();
+    showTray(tray);
   }
 
-  // Flushes run one after another; a caller that awaits gets its own items attempted.
-  let flushChain = Promise.resolve();
-  function flushOutbox() {
-    flushChain = flushChain.then(flushOnce, flushOnce);
-    return flushChain;
+  const CONNECTION_TEXT = {
+    offline: "Offline — labels are kept and will be sent when the connection returns.",
+    reconnecting: "Reconnecting…",
+    "logged-out": "Your session has ended. Your labels are kept: log in again to send them.",
+  };
+  let claimTrouble = null; // "offline" or "logged-out" while the next task cannot be claimed
+  let reconnecting = false; // trying again after being offline
+
+  function setClaimTrouble(trouble) {
+    claimTrouble = trouble;
+    showConnection();
   }
 
-  async function flushOnce() {
-    let items = readOutbox();
-    for (const item of items.slice()) {
-      let result;
-      try {
-        result = await api("POST", `/api/tasks/${item.taskId}/labels/`, item.body, { "Idempotency-Key": item.key });
-      } catch (_) {
-        return; // offline: keep everything, retry later
-      }
-      if (result.status >= 500 || result.status === 0 || result.status === 429) return;
-      items = readOutbox().filter((x) => x.key !== item.key);
-      writeOutbox(items);
-      if (result.status === 200 || result.status === 201) {
-        if (result.status === 201) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
-      } else {
-        const detail = result.data && (result.data.detail || result.data.error);
-        say(`A label for task ${item.taskId} was not accepted: ${detail || result.status}`, true);
-      }
+  function showConnection() {
+    const states = [outbox.connection(), claimTrouble, navigator.onLine ? "online" : "offline"];
+    let shown = "online";
+    if (states.includes("logged-out")) shown = "logged-out";
+    else if (states.includes("offline")) shown = reconnecting ? "reconnecting" : "offline";
+    connectionBox.hidden = shown === "online";
+    connectionBox.dataset.state = shown;
+    connectionText.textContent = CONNECTION_TEXT[shown] || "";
+    reloginLink.hidden = shown !== "logged-out";
+  }
+
+  function showTray(items) {
+    trayBox.hidden = items.length === 0;
+    trayList.replaceChildren(...items.map((item) => {
+      const reopen = el("button", { type: "button", text: "Re-open", "data-testid": "attention-reopen" });
+      reopen.addEventListener("click", () => reopenTask(item));
+      const resend = el("button", { type: "button", text: "Re-send", "data-testid": "attention-resend" });
+      resend.addEventListener("click", () => outbox.resend(item.key));
+      const discard = el("button", { type: "button", text: "Discard", "data-testid": "attention-discard" });
+      discard.addEventListener("click", () => outbox.discard(item.key));
+      return el("li", { "data-testid": "attention-item", "data-task-id": String(item.taskId) },
+        el("span", { text: `Task ${item.taskId}: ` }),
+        el("span", { class: "error", "data-testid": "attention-reason", text: item.reason || `refused (${item.status})` }),
+        el("div", { class: "controls" }, reopen, resend, discard));
+    }));
+  }
+
+  // Label a refused task again, while the annotator still holds it. The task on screen waits
+  // as the next one (or, if one is already waiting, the server hands it back with the next
+  // claim: held tasks come first).
+  async function reopenTask(item) {
+    let result = null;
+    try {
+      result = await api("GET", `/api/tasks/${item.taskId}/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) { /* said below */ }
+    if (!result || result.status !== 200 || !result.data) {
+      say(`Task ${item.taskId} cannot be opened again (no longer yours, or offline): re-send or discard its label.`, true);
+      return;
     }
+    if (preloaded && preloaded.task_id === item.taskId) preloaded = null;
+    if (current && current.task_id !== item.taskId && !preloaded) preloaded = current;
+    current = result.data;
+    render();
+    // The keys belong to the task again: Enter on the still-focused Re-open would re-open it.
+    if (document.activeElement) document.activeElement.blur();
   }
 
   // ------------------------------------------------------------------ claiming
-  async function claim(exclude) {
-    const result = await api("POST", `/api/projects/${projectId}/tasks/next/`, { exclude });
-    if (result.status === 204) return null;
-    if (result.status !== 200) {
-      const detail = result.data && result.data.detail;
-      throw new Error(detail || `could not get a task (${result.status})`);
+  // A claim that fails says why (trouble: "offline", "logged-out" or null for a refusal) and
+  // is retried: when the connection returns, after a login, and with backoff meanwhile.
+  class ClaimError extends Error {
+    constructor(message, trouble) {
+      super(message);
+      this.trouble = trouble;
     }
-    return result.data;
+  }
+
+  async function claim(exclude) {
+    let result;
+    try {
+      result = await api("POST", `/api/projects/${projectId}/tasks/next/`, { exclude }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) {
+      throw new ClaimError("The next task loads when the connection returns.", "offline");
+    }
+    if (result.status === 204) return null;
+    if (result.status === 200) return result.data;
+    const data = result.data || {};
+    if ((result.status === 401 || result.status === 403) && !(await outbox.sessionAlive())) {
+      throw new ClaimError("The next task loads once you are logged in again.", "logged-out");
+    }
+    if (result.status === 409 && data.error === "too_many_leases") {
+      // The tasks this annotator holds are the ones whose labels still wait in the outbox.
+      throw new ClaimError("The next task loads once your labels are saved.", null);
+    }
+    throw new ClaimError(data.detail || `Could not get a task (${result.status}); trying again.`, null);
   }
 
   function pendingTaskIds() {
-    return readOutbox().map((item) => item.taskId);
+    return outbox.pending().map((item) => item.taskId);
   }
 
   let preloading = null; // the preload request in flight, if any
@@ -113,29 +178,77 @@ function start(root) {
     if (!current || preloaded || preloading) return preloading;
     const exclude = [current.task_id, ...pendingTaskIds()];
     preloading = claim(exclude)
-      .then((task) => { preloaded = task; })
+      .then((task) => { preloaded = task; setClaimTrouble(null); })
       .catch(() => { preloaded = null; })
       .finally(() => { preloading = null; });
     return preloading;
   }
 
-  async function showNext() {
+  let showing = null; // the showNext in flight: the online event, a timer and a submit may race
+  let claimRetries = 0;
+  let claimTimer = null;
+
+  function showNext() {
+    if (!showing) showing = showNextOnce().finally(() => { showing = null; });
+    return showing;
+  }
+
+  async function showNextOnce() {
+    clearTimeout(claimTimer);
     if (preloading) await preloading;
+    let task;
     try {
-      current = preloaded || (await claim(pendingTaskIds()));
-      preloaded = null;
+      task = preloaded || (await claim(pendingTaskIds()));
     } catch (error) {
       current = null;
-      say(error.message, true);
+      preloaded = null;
+      view = null;
+      setClaimTrouble(error.trouble);
+      taskBox.replaceChildren(el("div", { class: "card empty", "data-testid": "waiting", text: error.message }));
+      say(error.trouble ? "" : error.message, !error.trouble);
+      claimTimer = setTimeout(reconnect, Math.min(backoffMs(claimRetries++), 10_000));
       return;
     }
+    preloaded = null;
+    claimRetries = 0;
+    setClaimTrouble(null);
+    current = task;
     render();
     if (current) preload();
   }
 
+  // The connection may be back (the online event, a retry timer, a login in another tab):
+  // send what waits, then take up claiming where it stopped.
+  function reconnect() {
+    if (claimTrouble === "offline" || outbox.connection() === "offline") {
+      reconnecting = true;
+      showConnection();
+    }
+    return flushOutbox()
+      .then(() => (current ? preload() : showNext()))
+      .finally(() => {
+        reconnecting = false;
+        showConnection();
+      });
+  }
+
   async function refreshProgress() {
-    const result = await api("GET", `/api/projects/${projectId}/progress/`);
-    if (result.status === 200 && result.data) remainingBox.textContent = String(result.data.tasks_open);
+    let result;
+    try {
+      result = await api("GET", `/api/projects/${projectId}/progress/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) {
+      return null; // offline: the count is refreshed after the next label
+    }
+    if (result.status !== 200 || !result.data) return null;
+    const open = result.data.tasks_open;
+    remainingBox.textContent = String(open);
+    const why = taskBox.querySelector("[data-testid=no-task-reason]");
+    if (why) {
+      why.textContent = open
+        ? `${open} task${open > 1 ? "s are" : " is"} still open: held by other annotators right now, or already labelled or skipped by you.`
+        : "";
+    }
+    return result.data;
   }
 
   // ------------------------------------------------------------------ rendering
@@ -150,11 +263,20 @@ function start(root) {
     return box;
   }
 
+  // Nothing to claim while the project still counts open tasks: say why, and lead home.
+  function emptyQueue() {
+    refreshProgress();
+    return el("div", { class: "card empty", "data-testid": "no-task" },
+      el("p", { text: "No task is waiting for you in this project. Thank you!" }),
+      el("p", { "data-testid": "no-task-reason" }),
+      el("p", {}, el("a", { href: homeUrl, text: "Back to your projects", "data-testid": "home-link" })));
+  }
+
   function render() {
     taskBox.replaceChildren();
     if (!current) {
       view = null;
-      taskBox.append(el("div", { class: "card empty", "data-testid": "no-task", text: "No tasks left for you in this project. Thank you!" }));
+      taskBox.append(emptyQueue());
       say("");
       return;
     }
@@ -189,7 +311,10 @@ function start(root) {
         taskId: current.task_id,
         body: { payload, flags: Array.from(view.state.flags), duration_ms: Math.max(0, visibleMs) },
       };
-      writeOutbox([...readOutbox(), item]);
+      outbox.add(item);
+      // A new label for a task replaces the refused one waiting in the tray (the server hands
+      // a refused task back with the next claim while its lease lasts).
+      for (const refused of outbox.tray()) if (refused.taskId === item.taskId) outbox.discard(refused.key);
       if (preloading) await preloading;
       // Show the preloaded task at once; the label travels in the background.
       current = preloaded;
@@ -199,55 +324,83 @@ function start(root) {
     } finally {
       submitting = false;
     }
-    await flushOutbox();
-    if (current) preload();
-    else await showNext();
+    const flushing = flushOutbox();
+    if (current) {
+      await flushing;
+      preload();
+    } else {
+      // Claim at once: a label whose request hangs must not keep the next task away. (When
+      // the lease cap refuses, the claim is retried once labels are saved.)
+      await showNext();
+    }
     refreshProgress();
   }
 
   async function skipCurrent() {
     if (!current) return;
-    const result = await api("POST", `/api/tasks/${current.task_id}/skip/`, { reason: "" });
-    if (result.status !== 200) { say("Could not skip this task.", true); return; }
+    let result = null;
+    try {
+      result = await api("POST", `/api/tasks/${current.task_id}/skip/`, { reason: "" }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) { /* offline: said below */ }
+    if (!result || result.status !== 200) { say("Could not skip this task; try again.", true); return; }
     await showNext();
   }
 
   async function heartbeat() {
     for (const task of [current, preloaded]) {
       if (task) {
-        try { await api("POST", `/api/tasks/${task.task_id}/heartbeat/`); } catch (_) { /* retried next beat */ }
+        try {
+          await api("POST", `/api/tasks/${task.task_id}/heartbeat/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+        } catch (_) { /* retried next beat */ }
       }
     }
   }
 
   // ------------------------------------------------------------------ keyboard
+  // Enter submits, as the submit button says, whatever has the focus inside the task: a choice
+  // button the mouse clicked keeps the focus, and the browser's own Enter would click it again.
+  // Only links, Skip and the buttons outside the task (the tray, the help) act on Enter
+  // themselves, and a text field keeps Enter for new lines (Ctrl+Enter submits there).
+  function enterActsOnItsOwn(focused) {
+    if (!focused) return false;
+    if (focused.tagName === "A") return true;
+    if (focused.tagName !== "BUTTON") return false;
+    return !taskBox.contains(focused) || focused.dataset.testid === "skip";
+  }
+
   function onKey(event) {
-    const typing = ["TEXTAREA", "INPUT", "SELECT"].includes(document.activeElement && document.activeElement.tagName);
+    const focused = document.activeElement;
+    const tag = focused && focused.tagName;
+    const inField = ["TEXTAREA", "INPUT", "SELECT"].includes(tag);
+    const inTextField = inField && !(tag === "INPUT" && ["checkbox", "radio"].includes(focused.type));
+    if (event.key === "Escape" && !helpBox.hidden) { helpBox.hidden = true; return; }
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitCurrent(); return; }
-    if (typing) return;
-    if (event.key === "?") { helpBox.hidden = !helpBox.hidden; return; }
-    if (!current) return;
-    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
-    if (key === "Enter") {
-      if (document.activeElement && document.activeElement.tagName === "BUTTON") return;
+    if (event.key === "Enter" && current && !inTextField && !enterActsOnItsOwn(focused)) {
       event.preventDefault();
       submitCurrent();
       return;
     }
+    if (inField) return;
+    if (event.key === "?") { helpBox.hidden = !helpBox.hidden; return; }
+    if (!current) return;
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    if (key === "Enter") return;
     if (key === "s") { skipCurrent(); return; }
     kindOf(current).keys(view, key, event);
   }
 
   document.addEventListener("keydown", onKey);
+  helpBox.querySelector("[data-testid=help-close]").addEventListener("click", () => { helpBox.hidden = true; });
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) hiddenSince = performance.now();
     else if (hiddenSince !== null) { hiddenMs += performance.now() - hiddenSince; hiddenSince = null; }
   });
-  window.addEventListener("online", flushOutbox);
+  window.addEventListener("online", reconnect);
+  window.addEventListener("offline", showConnection);
   setInterval(flushOutbox, 5000);
   setInterval(heartbeat, Math.max(15, leaseSeconds / 3) * 1000);
 
-  writeOutbox(readOutbox());
+  outbox.changed();
   flushOutbox().then(showNext);
 }
 

@@ -17,13 +17,13 @@ export function render(view) {
   const pair = el("div", { class: "pair" }, responseCard(left, "1 · left"), responseCard(right, "2 · right"));
   const buttons = el("div", { class: "controls", "data-testid": "pairwise-controls" });
   for (const [choice, text] of CHOICES) {
-    const button = el("button", { type: "button", text, "data-choice": choice });
+    const button = el("button", { type: "button", text, "data-choice": choice, "aria-pressed": "false" });
     button.addEventListener("click", () => choose(view, choice));
     buttons.append(button);
   }
   const strength = el("div", { class: "strength", "data-testid": "strength" }, el("span", { text: "Strength (↑/↓):" }));
   for (const value of STRENGTHS) {
-    const button = el("button", { type: "button", text: value, "data-strength": value });
+    const button = el("button", { type: "button", text: value, "data-strength": value, "aria-pressed": "false" });
     button.addEventListener("click", () => setStrength(view, value));
     strength.append(button);
   }
@@ -67,10 +67,16 @@ function paint({ state, box }) {
     card.classList.toggle("tied", state.choice === "tie");
     card.classList.toggle("both-bad", state.choice === "both_bad");
   });
-  box.querySelectorAll("[data-choice]").forEach((b) => b.classList.toggle("chosen-button", b.dataset.choice === state.choice));
+  box.querySelectorAll("[data-choice]").forEach((b) => {
+    const chosen = b.dataset.choice === state.choice;
+    b.classList.toggle("chosen-button", chosen);
+    b.setAttribute("aria-pressed", String(chosen));
+  });
   const decisive = isDecisive(state);
   box.querySelectorAll("[data-strength]").forEach((b) => {
-    b.classList.toggle("on", decisive && b.dataset.strength === state.strength);
+    const on = decisive && b.dataset.strength === state.strength;
+    b.classList.toggle("on", on);
+    b.setAttribute("aria-pressed", String(on));
     b.disabled = !decisive;
   });
   box.dataset.choice = state.choice || "";

@@ -12,9 +12,11 @@ export function render(view) {
   const list = el("ol", { class: "ranking", "data-testid": "ranking" });
   const byId = Object.fromEntries(task.responses.map((r) => [r.id, r]));
   for (const id of state.order) {
-    const item = el("li", { class: "card rank-item", draggable: true, "data-response-id": String(id), "data-testid": "rank-item" },
+    // Tab reaches every response; the focused one is the selected one, moved with ↑/↓.
+    const item = el("li", { class: "card rank-item", draggable: true, tabIndex: 0, "data-response-id": String(id), "data-testid": "rank-item" },
       el("span", { class: "rank-pos" }), responseCard(byId[id], null));
     item.addEventListener("click", () => select(view, id));
+    item.addEventListener("focus", () => { if (view.state.selected !== id) select(view, id); });
     item.addEventListener("dragstart", (event) => {
       event.dataTransfer.setData("text/plain", String(id));
       item.classList.add("dragging");
@@ -30,7 +32,7 @@ export function render(view) {
   }
   const tie = el("button", { type: "button", text: "= Tie selected with the one above", "data-testid": "tie-up" });
   tie.addEventListener("click", () => state.selected && toggleTie(view, state.selected));
-  const hint = el("p", { class: "muted", text: "Drag to order best first, or select with 1–9 and move with ↑/↓." });
+  const hint = el("p", { class: "muted", text: "Drag to order best first, or select with 1–9 (or Tab) and move with ↑/↓." });
   setTimeout(() => paint(view), 0);
   return el("div", {}, hint, list, tie);
 }
@@ -89,6 +91,8 @@ function paint({ state, box }) {
   const list = box.querySelector(".ranking");
   if (!list) return;
   const items = Object.fromEntries(Array.from(list.children).map((li) => [Number(li.dataset.responseId), li]));
+  // Moving a node drops its focus: put it back, or Tab-and-arrow users lose their place.
+  const focused = list.contains(document.activeElement) ? document.activeElement : null;
   let position = 0;
   state.order.forEach((id, i) => {
     const li = items[id];
@@ -97,7 +101,8 @@ function paint({ state, box }) {
     li.querySelector(".rank-pos").textContent = String(position);
     li.classList.toggle("tie-up", tied);
     li.classList.toggle("selected", state.selected === id);
-    list.append(li);
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i]);
   });
+  if (focused && document.activeElement !== focused) focused.focus();
   box.dataset.order = state.order.join(",");
 }

@@ -1,0 +1,499 @@
+"""The worker side of a training run: claim, heartbeat, report progress, finish.
+
+``training_run_execute(run_id, attempt)`` runs inside the training job (``rlhf.runs.tasks``), in a
+worker process (``manage.py db_worker``), never in a web or websocket process. It claims the
+run for its attempt, starts a heartbeat thread, and runs the engine
+(``rlhf.training.runner.run_training``) with two callbacks:
+
+- ``progress`` buffers metric points and log lines and flushes them about once a second;
+- ``should_stop`` says yes once a cancel was requested or the attempt lost its run.
+
+Fencing: every write goes through ``AttemptFence.write``, an ``UPDATE ... WHERE id = %s AND
+attempt = %s AND status = 'running'``. Once the run has been re-queued (its worker was
+presumed dead) the attempt number moved on, the update matches no row, the fence closes, and
+``should_stop`` stops the engine before its next step or write. Each attempt also trains in its
+own folder (``runs/<id>/attempt-<n>``), seeded with hard links to the checkpoints recorded by
+earlier attempts, so a lost attempt that is still running cannot touch the new one's files,
+and only checkpoints whose manifest hash the database recorded are ever resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import traceback
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from rlhf.models import RunStatus, TrainingRun, TrainingRunMetric
+from rlhf.runs.services import (
+    json_safe,
+    log_line,
+    log_lines_append,
+    run_dir,
+    training_run_notify,
+    training_run_requeue_stale,
+    training_run_succeeded,
+)
+from rlhf.training.provenance import code_version, library_versions, sha256_file
+
+logger = logging.getLogger(__name__)
+
+# Events after which the buffer is written at once (the rest wait for TANDEM_RUN_FLUSH_SECONDS).
+FLUSH_NOW = ("start", "eval", "checkpoint", "log", "end")
+SEEDED_CHECKPOINTS = 2  # newest recorded checkpoints linked into a new attempt's folder
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def attempt_dir(run_id: int, attempt: int) -> Path:
+    return run_dir(run_id) / f"attempt-{attempt}"
+
+
+class AttemptFence:
+    """Writes of one attempt, each conditioned on the attempt still owning the run."""
+
+    def __init__(self, run_id: int, attempt: int):
+        self.run_id = run_id
+        self.attempt = attempt
+        self.lost = False  # the run moved on to another attempt (or left 'running')
+        self.cancel_requested = False
+
+    def owned(self):
+        return TrainingRun.objects.filter(
+            pk=self.run_id, attempt=self.attempt, status=RunStatus.RUNNING
+        )
+
+    def write(self, **fields) -> bool:
+        """One fenced UPDATE; returns False, and closes the fence, when nothing matched."""
+        if self.lost:
+            return False
+        updated = self.owned().update(revision=F("revision") + 1, **fields)
+        if not updated:
+            self.lost = True
+        return bool(updated)
+
+    def beat(self) -> None:
+        """Heartbeat (not a visible change: no revision bump) and look for a cancel."""
+        if self.lost:
+            return
+        if not self.owned().update(heartbeat_at=timezone.now()):
+            self.lost = True
+            return
+        if self.owned().filter(cancel_requested=True).exists():
+            self.cancel_requested = True
+
+    def should_stop(self) -> bool:
+        return self.lost or self.cancel_requested
+
+
+class Heartbeat(threading.Thread):
+    """Beats every TANDEM_RUN_HEARTBEAT_SECONDS while the engine runs (steps may take longer
+    than that, and loading a model or evaluating takes longer still)."""
+
+    def __init__(self, fence: AttemptFence, interval: float):
+        super().__init__(name=f"heartbeat-run-{fence.run_id}", daemon=True)
+        self.fence = fence
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(self.interval) and not self.fence.lost:
+                try:
+                    self.fence.beat()
+                except Exception:  # a database hiccup: try again at the next beat
+                    logger.warning("heartbeat of run %s failed", self.fence.run_id, exc_info=True)
+                    close_old_connections()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=30)
+
+
+def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return {k: v for k, v in out.items() if v == v and abs(v) != float("inf")}
+
+
+class RunReporter:
+    """The engine's ``progress`` callback: buffers points and log lines, flushes them fenced."""
+
+    def __init__(self, fence: AttemptFence, *, log_tail: str, checkpoints: list):
+        self.fence = fence
+        self.log_tail = log_tail
+        self.pending_lines: list[str] = []
+        self.points: list[TrainingRunMetric] = []
+        self.checkpoints = list(checkpoints)
+        self.progress: dict = {}
+        self.trim_after_step: int | None = None
+        self.dirty = False
+        self.last_flush = 0.0
+        self.flush_seconds = settings.TANDEM_RUN_FLUSH_SECONDS
+
+    def log(self, message: str) -> None:
+        self.pending_lines.append(log_line(message, attempt=self.fence.attempt))
+        self.dirty = True
+
+    def _point(self, step: int, name: str, value: float, now) -> None:
+        self.points.append(
+            TrainingRunMetric(
+                run_id=self.fence.run_id,
+                attempt=self.fence.attempt,
+                step=step,
+                name=name[:100],
+                value=value,
+                recorded_at=now,
+            )
+        )
+
+    def __call__(self, event) -> None:
+        now = timezone.now()
+        kind = event.kind
+        if kind == "start":
+            self.progress.update(step=event.step, total_steps=event.total_steps)
+            if self.fence.attempt > 1:
+                # Points an earlier attempt logged after the checkpoint this one resumed from
+                # are replaced by what this attempt logs for the same steps.
+                self.trim_after_step = event.step
+            self.log(f"training started at step {event.step} of {event.total_steps}")
+        elif kind == "step":
+            values = _flatten(
+                {**event.metrics, "loss": event.loss, "tokens_per_s": event.tokens_per_s}
+            )
+            for name, value in values.items():
+                self._point(event.step, name, value, now)
+            self.progress.update(
+                step=event.step,
+                total_steps=event.total_steps,
+                loss=event.loss,
+                tokens_per_s=event.tokens_per_s,
+                eta_s=event.eta_s,
+                elapsed_s=event.elapsed_s,
+            )
+            rate = f", {event.tokens_per_s:.0f} tokens/s" if event.tokens_per_s else ""
+            loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
+            self.pending_lines.append(
+                log_line(
+                    f"step {event.step}/{event.total_steps}{loss}{rate}",
+                    attempt=self.fence.attempt,
+                )
+            )
+        elif kind == "eval":
+            values = _flatten(event.metrics)
+            for name, value in values.items():
+                self._point(event.step, name, value, now)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items())[:8])
+            self.log(f"evaluation at step {event.step}: {shown}")
+        elif kind == "checkpoint":
+            info = event.checkpoint or {}
+            self.checkpoints.append(
+                {
+                    "attempt": self.fence.attempt,
+                    "global_step": int(info["global_step"]),
+                    "manifest_sha256": info["manifest_sha256"],
+                    "path": str(info["path"]),
+                }
+            )
+            self.log(f"checkpoint at step {info['global_step']} ({Path(info['path']).name})")
+        elif kind == "log":
+            self.log(event.message)
+        elif kind == "end":
+            self.progress.update(step=event.step, eta_s=0)
+        self.dirty = True
+        if kind in FLUSH_NOW or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self, **extra_fields) -> bool:
+        """Write the buffer (and ``extra_fields``) in one fenced transaction."""
+        if not self.dirty and not extra_fields:
+            return not self.fence.lost
+        tail = log_lines_append(self.log_tail, *self.pending_lines)
+        with transaction.atomic():
+            ok = self.fence.write(
+                progress=json_safe(self.progress),
+                log_tail=tail,
+                checkpoints=self.checkpoints,
+                **extra_fields,
+            )
+            if ok:
+                if self.trim_after_step is not None:
+                    TrainingRunMetric.objects.filter(
+                        run_id=self.fence.run_id,
+                        attempt__lt=self.fence.attempt,
+                        step__gt=self.trim_after_step,
+                    ).delete()
+                TrainingRunMetric.objects.bulk_create(self.points, batch_size=1000)
+                training_run_notify(self.fence.run_id)
+        if ok:
+            self.log_tail = tail
+            self.trim_after_step = None
+        self.pending_lines.clear()
+        self.points.clear()
+        self.dirty = False
+        self.last_flush = time.monotonic()
+        return ok
+
+
+# --------------------------------------------------------------------------- the job
+def training_run_execute(*, run_id: int, attempt: int) -> str:
+    """Run one attempt of a run to its end. Returns what happened: succeeded, failed,
+    cancelled, lost (the attempt was fenced off), or skipped (not this attempt's turn)."""
+    training_run_requeue_stale()
+    try:
+        run = _claim(run_id, attempt)
+    except Unstartable as exc:
+        return "failed" if _fail_unclaimed(run_id, attempt, str(exc)) else "skipped"
+    if run is None:
+        return "skipped"
+    fence = AttemptFence(run_id, attempt)
+    reporter = RunReporter(fence, log_tail=run.log_tail, checkpoints=run.checkpoints)
+    heartbeat = Heartbeat(fence, settings.TANDEM_RUN_HEARTBEAT_SECONDS)
+    heartbeat.start()
+    try:
+        return _train(run, fence, reporter)
+    finally:
+        heartbeat.stop()
+
+
+def _claim(run_id: int, attempt: int) -> TrainingRun | None:
+    from rlhf.runs.tasks import training_run_watchdog_job
+
+    row = TrainingRun.objects.filter(pk=run_id).values("config", "attempt", "status").first()
+    if row is None or row["attempt"] != attempt or row["status"] != RunStatus.QUEUED:
+        return None
+    config = row["config"]
+    # Found before taking the row lock: the first call imports torch, which takes seconds.
+    # This worker consumed the run's only job: if it cannot start the run (it was asked for a
+    # CUDA device this machine lacks, say), nothing else ever will, so the run must fail here
+    # rather than stay queued forever.
+    try:
+        device = _device(config.get("device", "auto"))
+        versions = library_versions()
+    except Exception as exc:
+        raise Unstartable(f"{type(exc).__name__}: {exc}") from exc
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.attempt != attempt or run.status != RunStatus.QUEUED:
+            return None
+        now = timezone.now()
+        run.status = RunStatus.RUNNING
+        run.worker = worker_name()
+        run.heartbeat_at = now
+        run.started_at = run.started_at or now
+        run.code_version = code_version()
+        run.library_versions = versions
+        run.device = device
+        resume = max((c["global_step"] for c in run.checkpoints), default=None)
+        run.attempts_log = [
+            *run.attempts_log,
+            {
+                "attempt": attempt,
+                "worker": run.worker,
+                "started_at": now.isoformat(),
+                "ended_at": None,
+                "outcome": None,
+                "resumed_from_step": resume,
+            },
+        ]
+        run.log_tail = log_lines_append(
+            run.log_tail,
+            log_line(f"started on {run.worker} ({run.device})", attempt=attempt),
+        )
+        run.revision += 1
+        run.save()
+        watchdog_at = now + timedelta(seconds=settings.TANDEM_RUN_STALE_SECONDS + 1)
+        transaction.on_commit(
+            lambda: training_run_watchdog_job.using(run_after=watchdog_at).enqueue(
+                run_id=run_id, attempt=attempt
+            )
+        )
+        training_run_notify(run_id)
+    return run
+
+
+class Unstartable(Exception):
+    """This worker cannot start the run at all (before claiming it)."""
+
+
+def _fail_unclaimed(run_id: int, attempt: int, error: str) -> bool:
+    """Fail a still-queued attempt that this worker could not start; False if it moved on."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.attempt != attempt or run.status != RunStatus.QUEUED:
+            return False
+        run.status = RunStatus.FAILED
+        run.finished_at = timezone.now()
+        run.error = error
+        run.log_tail = log_lines_append(
+            run.log_tail,
+            log_line(f"could not start on {worker_name()}: {error}", attempt=attempt),
+        )
+        run.revision += 1
+        run.save(update_fields=["status", "finished_at", "error", "log_tail", "revision"])
+        training_run_notify(run_id)
+    return True
+
+
+def _device(requested: str) -> str:
+    from rlhf.training.models import resolve_device
+
+    device = resolve_device(requested)
+    if device == "cuda":
+        import torch
+
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return device
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link ``source`` into ``target`` (a copy across file systems). Checkpoint files are
+    never modified in place, so sharing their inodes between attempts is safe."""
+    staging = target.with_name(f".staging-link-{target.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    for path in sorted(source.rglob("*")):
+        dest = staging / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copy2(path, dest)
+    os.replace(staging, target)
+
+
+def _seed_checkpoints(run: TrainingRun, out_dir: Path, attempt: int) -> None:
+    recorded = sorted(
+        (c for c in run.checkpoints if c["attempt"] < attempt and Path(c["path"]).is_dir()),
+        key=lambda c: c["global_step"],
+        reverse=True,
+    )
+    for entry in recorded[:SEEDED_CHECKPOINTS]:
+        source = Path(entry["path"])
+        target = out_dir / "checkpoints" / source.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _link_tree(source, target)
+
+
+def _train(run: TrainingRun, fence: AttemptFence, reporter: RunReporter) -> str:
+    from rlhf.training.progress import TrainingStopped
+    from rlhf.training.runner import run_training
+
+    out_dir = attempt_dir(run.pk, fence.attempt)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _seed_checkpoints(run, out_dir, fence.attempt)
+        result = run_training(
+            run.method,
+            run.config,
+            run.data_path,
+            out_dir,
+            progress=reporter,
+            should_stop=fence.should_stop,
+            resume=True,
+            trusted_checkpoints={c["manifest_sha256"] for c in run.checkpoints},
+        )
+    except TrainingStopped as stop:
+        if fence.lost or not fence.cancel_requested:
+            reporter.flush()
+            return "lost"
+        reporter.log(f"cancelled at step {stop.global_step}")
+        _finish(fence, reporter, RunStatus.CANCELLED, outcome="cancelled")
+        return "cancelled"
+    except Exception as exc:
+        logger.exception("run %s attempt %s failed", run.pk, fence.attempt)
+        if fence.lost:
+            return "lost"
+        error = f"{type(exc).__name__}: {exc}"
+        reporter.log(f"failed: {error}")
+        trace = "".join(traceback.format_exception(exc))[-4000:]
+        _finish(fence, reporter, RunStatus.FAILED, outcome="failed", error=f"{error}\n\n{trace}")
+        return "failed"
+
+    artifacts = [
+        {"path": a.path, "sha256": a.sha256, "bytes": a.bytes} for a in result.artifacts
+    ] + _run_files(run.pk, fence.attempt, out_dir)
+    reporter.log(
+        f"succeeded at step {result.global_step}: {len(result.artifacts)} model files in "
+        f"{Path(result.model_dir).name}/"
+    )
+    ok = _finish(
+        fence,
+        reporter,
+        RunStatus.SUCCEEDED,
+        outcome="succeeded",
+        result=json_safe(asdict(result)),
+        metrics=json_safe(result.metrics),
+        artifact_dir=str(out_dir),
+        artifacts=artifacts,
+        library_versions=result.library_versions,
+    )
+    if not ok:
+        return "lost"
+    _prune_earlier_checkpoints(run.pk, fence.attempt)
+    return "succeeded"
+
+
+def _run_files(run_id: int, attempt: int, out_dir: Path) -> list[dict]:
+    """config.json and result.json from the engine, plus every metric point as metrics.jsonl."""
+    import json
+
+    rows = TrainingRunMetric.objects.filter(run_id=run_id).values_list(
+        "attempt", "step", "name", "value"
+    )
+    with open(out_dir / "metrics.jsonl", "w", encoding="utf-8") as fh:
+        for a, step, name, value in rows.iterator(chunk_size=5000):
+            fh.write(json.dumps({"attempt": a, "step": step, "name": name, "value": value}) + "\n")
+    files = []
+    for name in ("config.json", "result.json", "metrics.jsonl"):
+        path = out_dir / name
+        if path.is_file():
+            files.append({"path": name, "sha256": sha256_file(path), "bytes": path.stat().st_size})
+    return files
+
+
+def _finish(fence: AttemptFence, reporter: RunReporter, status: str, *, outcome: str, **fields):
+    """The attempt's last write: the final status, conditioned on the fence like every other."""
+    now = timezone.now()
+    attempts = TrainingRun.objects.filter(pk=fence.run_id).values_list("attempts_log", flat=True)
+    history = list(attempts.first() or [])
+    for entry in history:
+        if entry.get("attempt") == fence.attempt:
+            entry.update(ended_at=now.isoformat(), outcome=outcome)
+    with transaction.atomic():
+        ok = reporter.flush(status=status, finished_at=now, attempts_log=history, **fields)
+        if ok and status == RunStatus.SUCCEEDED:
+            transaction.on_commit(
+                lambda: training_run_succeeded(TrainingRun.objects.get(pk=fence.run_id))
+            )
+    return ok
+
+
+def _prune_earlier_checkpoints(run_id: int, attempt: int) -> None:
+    """A succeeded run keeps its final attempt's checkpoints only; earlier attempts' folders
+    held nothing else that the run still needs."""
+    for earlier in range(1, attempt):
+        shutil.rmtree(attempt_dir(run_id, earlier) / "checkpoints", ignore_errors=True)

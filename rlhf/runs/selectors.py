@@ -1,0 +1,161 @@
+"""Reads of training runs, always through the access gates."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from django.conf import settings
+
+from annotation.access import access_project
+from annotation.roles import Capability
+from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun, TrainingRunMetric
+from rlhf.runs import versions as run_versions
+from rlhf.runs.access import access_training_run
+from rlhf.training.config import METHOD_TITLES, METHODS, config_schema
+from rlhf.training.data import SHAPE_FOR_METHOD
+
+# Big fields a list of runs never shows.
+HEAVY_FIELDS = ("config", "log_tail", "result", "checkpoints", "attempts_log", "artifacts")
+# What a live watcher needs of a run (the websocket message and the page header).
+LIVE_FIELDS = (
+    "id", "status", "attempt", "revision", "progress", "heartbeat_at", "started_at",
+    "finished_at", "cancel_requested", "error", "device", "worker", "metrics",
+)  # fmt: skip
+
+
+def folder_of_another_projects_run(folder: Path, project) -> bool:
+    """Whether the resolved ``folder`` lies in a run's folder (under the artifact root, which
+    holds every project's runs) that is not a run of ``project``: weights a project may
+    neither train from nor register, as it may not name another project's run."""
+    runs_root = (Path(settings.TANDEM_ARTIFACT_ROOT) / "runs").resolve()
+    if not folder.is_relative_to(runs_root):
+        return False
+    owner = folder.relative_to(runs_root).parts[:1]
+    return not (
+        owner
+        and re.fullmatch(r"[0-9]{1,18}", owner[0])
+        and TrainingRun.objects.filter(pk=int(owner[0]), project=project).exists()
+    )
+
+
+def training_run_list(*, user, project_id) -> list[TrainingRun]:
+    project = access_project(user, project_id, capability=Capability.DATA)
+    return list(
+        TrainingRun.objects.filter(project=project)
+        .select_related("created_by")
+        .defer(*HEAVY_FIELDS)
+    )
+
+
+def training_run_get(*, user, run_id, capability: str = Capability.DATA) -> TrainingRun:
+    return access_training_run(user, run_id, capability=capability)
+
+
+def training_run_state(*, run_id: int) -> dict | None:
+    """The live fields of a run, JSON-ready (ISO dates)."""
+    row = TrainingRun.objects.filter(pk=run_id).values(*LIVE_FIELDS, "log_tail").first()
+    if row is None:
+        return None
+    for key in ("heartbeat_at", "started_at", "finished_at"):
+        if row[key] is not None:
+            row[key] = row[key].isoformat()
+    return row
+
+
+def training_run_revision(*, run_id: int) -> int | None:
+    return TrainingRun.objects.filter(pk=run_id).values_list("revision", flat=True).first()
+
+
+def training_run_points_after(*, run_id: int, after_id: int, limit: int = 5000) -> list[list]:
+    """Metric points newer than ``after_id``, oldest first: ``[id, name, step, value]``."""
+    rows = (
+        TrainingRunMetric.objects.filter(run_id=run_id, id__gt=after_id)
+        .order_by("id")
+        .values_list("id", "name", "step", "value")[:limit]
+    )
+    return [list(row) for row in rows]
+
+
+def training_run_last_point_id(*, run_id: int) -> int:
+    last = (
+        TrainingRunMetric.objects.filter(run_id=run_id)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return last or 0
+
+
+def training_run_metrics(
+    *, run: TrainingRun, after_id: int = 0, names: list[str] | None = None, max_points: int = 0
+) -> dict:
+    """A run's metric series: ``{"series": {name: [[step, value], ...]}, "last_id": id}``.
+
+    ``max_points`` > 0 thins each series to about that many points (evenly by position,
+    always keeping the last), so a 100k-point run still draws from a small payload.
+    """
+    rows = TrainingRunMetric.objects.filter(run=run, id__gt=after_id)
+    if names:
+        rows = rows.filter(name__in=names)
+    series: dict[str, list] = defaultdict(list)
+    last_id = after_id
+    for point_id, name, step, value in rows.order_by("id").values_list(
+        "id", "name", "step", "value"
+    ):
+        series[name].append([step, value])
+        last_id = max(last_id, point_id)
+    if max_points > 0:
+        for name, points in series.items():
+            if len(points) > max_points:
+                stride = len(points) / max_points
+                thinned = [points[int(i * stride)] for i in range(max_points - 1)]
+                series[name] = [*thinned, points[-1]]
+    for points in series.values():
+        points.sort(key=lambda p: p[0])
+    return {"series": dict(series), "last_id": last_id}
+
+
+def training_methods() -> list[dict]:
+    """Every method with its title, the export shape it reads and its documented config."""
+    return [
+        {
+            "method": m,
+            "title": METHOD_TITLES[m],
+            "shape": SHAPE_FOR_METHOD[m],
+            "fields": config_schema(m),
+        }
+        for m in METHODS
+    ]
+
+
+def training_run_launch_choices(*, project) -> dict:
+    """What a launch form offers: ready snapshots, and versions and runs to start from."""
+    runs = list(
+        TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED).only(
+            "id", "name", "method", "artifact_dir"
+        )
+    )
+    versions = run_versions.launch_choices(project=project)
+    return {
+        "policy_versions": [v for v in versions if v.kind == "policy"],
+        "reward_versions": [v for v in versions if v.kind == "reward"],
+        "snapshots": list(
+            DatasetSnapshot.objects.filter(project=project, status=SnapshotStatus.READY).only(
+                "id", "name", "row_counts", "created_at"
+            )
+        ),
+        "model_runs": [r for r in runs if r.method != "reward"],
+        "reward_runs": [r for r in runs if r.method == "reward"],
+    }
+
+
+def training_run_artifact_path(*, run: TrainingRun, relative: str) -> Path | None:
+    """The file of one recorded artifact, or None (never a path outside the run's folder)."""
+    if relative not in {a["path"] for a in run.artifacts}:
+        return None
+    path = (Path(run.artifact_dir) / relative).resolve()
+    if not path.is_relative_to(Path(run.artifact_dir).resolve()) or not path.is_file():
+        return None
+    return path

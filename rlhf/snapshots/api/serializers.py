@@ -1,0 +1,51 @@
+"""Request and response shapes of the snapshot API (shape only; rules live in services)."""
+
+from rest_framework import serializers
+
+from annotation.models import TaskKind
+from config.api import CheckedJSONField
+from rlhf.models import DatasetSnapshot
+
+SUMMARY_FIELDS = [
+    "id", "project", "name", "status", "progress", "error", "created_at", "started_at",
+    "finished_at", "kinds", "label_count", "counts_by_kind", "row_counts", "content_sha256",
+    "split_seed", "code_version", "label_ids_sha256",
+]  # fmt: skip
+
+
+class SnapshotSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetSnapshot
+        fields = SUMMARY_FIELDS
+        read_only_fields = SUMMARY_FIELDS
+
+
+class SnapshotDetailSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetSnapshot
+        fields = [*SUMMARY_FIELDS, "config", "report", "data_card"]
+        read_only_fields = fields
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=TaskKind.values), required=False
+    )
+    config = CheckedJSONField(
+        required=False,
+        help_text="PipelineConfig: {cleaning, dedup, aggregation, split}; omitted = defaults.",
+    )
+
+
+class ExportCreateSerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$")
+    max_prompt_chars = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+
+class ExportSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    path = serializers.CharField()
+    shapes = serializers.JSONField()
+    rows_sha256_all = serializers.CharField()
+    truncation = serializers.JSONField(allow_null=True)

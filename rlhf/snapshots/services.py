@@ -1,0 +1,280 @@
+"""Snapshot services: create (enqueue), build (the job), export.
+
+``snapshot_create`` records the request (project, kinds, pipeline config, the newest label
+id) and enqueues the build once the transaction commits; the build freezes the exact label
+ids and versions, runs ``rlhf.data.build_dataset`` over them and writes the canonical export
+under ``TANDEM_ARTIFACT_ROOT/snapshots/<id>/export``. Nothing changes a ready snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotation.models import Label, Project, TaskKind
+from config.errors import Conflict, ValidationFailed
+from config.process_setup import django_worker_setup
+from rlhf.data.card import render_data_card
+from rlhf.data.export import reexport
+from rlhf.data.idcodec import (
+    decode_ids,
+    decode_versions,
+    encode_ids,
+    encode_versions,
+    ids_sha256,
+)
+from rlhf.data.pipeline import PipelineConfig, build_dataset
+from rlhf.data.truncation import TruncationConfig
+from rlhf.models import DatasetSnapshot, SnapshotStatus
+from rlhf.snapshots.readers import freeze_label_ids, label_shards, parallel_reads_supported
+from rlhf.training.provenance import code_version
+
+logger = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 2.0
+
+
+EXCLUDED_EVAL_PROMPTS = "excluded_eval_prompt_ids"
+
+
+def snapshot_dir(snapshot: DatasetSnapshot) -> Path:
+    return Path(settings.TANDEM_ARTIFACT_ROOT) / "snapshots" / str(snapshot.pk)
+
+
+def snapshot_create(
+    *,
+    project: Project,
+    created_by,
+    name: str = "",
+    config: dict | None = None,
+    kinds: list[str] | None = None,
+    enqueue: bool = True,
+    exclude_failing_gold: bool = True,
+) -> DatasetSnapshot:
+    """Record a snapshot request and enqueue its build after commit (``enqueue=False``: the
+    caller runs ``snapshot_build`` itself, as ``manage.py snapshot create --inline`` does).
+
+    With ``exclude_failing_gold`` the labels of annotators who are failing gold checks (or
+    paused) now are left out; their ids are written into the recorded config, so the snapshot
+    can be rebuilt exactly.
+    """
+    from annotation.quality.selectors import annotators_failing_gold
+    from rlhf.snapshots.tasks import snapshot_build_job
+
+    if config is not None and not isinstance(config, dict):
+        # A JSON field accepts any JSON: `true` or `[1]` was an AttributeError, a 500.
+        raise ValidationFailed("config must be an object", code="invalid_config")
+    try:
+        pipeline = PipelineConfig.from_dict(config)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValidationFailed(f"invalid pipeline config: {exc}", code="invalid_config") from None
+    if exclude_failing_gold:
+        failing = annotators_failing_gold(project)
+        if failing:
+            pipeline = dataclasses.replace(
+                pipeline,
+                aggregation=dataclasses.replace(
+                    pipeline.aggregation,
+                    exclude_annotators=pipeline.aggregation.exclude_annotators | failing,
+                ),
+            )
+    kinds = sorted(set(kinds or []))
+    unknown = set(kinds) - set(TaskKind.values)
+    if unknown:
+        raise ValidationFailed(f"unknown label kinds {sorted(unknown)}", code="invalid_kinds")
+    max_label_id = Label.objects.filter(task__project=project).aggregate(m=Max("id"))["m"] or 0
+    snapshot = DatasetSnapshot.objects.create(
+        project=project,
+        name=name[:200],
+        created_by=created_by,
+        kinds=kinds,
+        max_label_id=max_label_id,
+        # The pinned evaluation prompts as they are now: their labels stay out of this
+        # snapshot (recorded, so a rebuild leaves out the same ones).
+        config={
+            **pipeline.as_dict(),
+            EXCLUDED_EVAL_PROMPTS: sorted(
+                int(i) for i in (project.options or {}).get("eval_prompt_ids", [])
+            ),
+        },
+        split_seed=pipeline.split.seed,
+        code_version=code_version(),
+        progress={"stage": "queued", "done": 0, "total": None},
+    )
+    if enqueue:
+        transaction.on_commit(lambda: snapshot_build_job.enqueue(snapshot_id=snapshot.pk))
+    return snapshot
+
+
+def snapshot_build(
+    *, snapshot_id: int, workers: int | None = None, on_progress=None
+) -> DatasetSnapshot:
+    """Freeze the labels and run the pipeline (idempotent: a ready snapshot is left as is).
+
+    ``on_progress(stage, done, total)`` is called as the build goes (benchmarks, commands).
+    """
+    with transaction.atomic():
+        snapshot = DatasetSnapshot.objects.select_for_update().get(pk=snapshot_id)
+        if snapshot.status == SnapshotStatus.READY:
+            return snapshot
+        snapshot.status = SnapshotStatus.RUNNING
+        snapshot.started_at = timezone.now()
+        snapshot.error = ""
+        snapshot.save(update_fields=["status", "started_at", "error"])
+    try:
+        return _build(snapshot, workers=workers, on_progress=on_progress)
+    except Exception as exc:
+        logger.exception("snapshot %s failed", snapshot_id)
+        DatasetSnapshot.objects.filter(pk=snapshot_id).update(
+            status=SnapshotStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        raise
+
+
+def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> DatasetSnapshot:
+    if not snapshot.label_ids_sha256:
+        # First attempt: freeze exactly which labels (and versions) this snapshot holds.
+        ids, versions, counts = freeze_label_ids(
+            project_id=snapshot.project_id,
+            max_label_id=snapshot.max_label_id,
+            kinds=snapshot.kinds,
+            exclude_prompt_ids=snapshot.config.get(EXCLUDED_EVAL_PROMPTS, []),
+        )
+        snapshot.label_ids = encode_ids(ids)
+        snapshot.label_versions = encode_versions(versions)
+        snapshot.label_ids_sha256 = ids_sha256(ids, versions)
+        snapshot.label_count = len(ids)
+        snapshot.counts_by_kind = counts
+        snapshot.save(
+            update_fields=[
+                "label_ids",
+                "label_versions",
+                "label_ids_sha256",
+                "label_count",
+                "counts_by_kind",
+            ]
+        )
+    else:
+        ids = decode_ids(bytes(snapshot.label_ids))
+        versions = decode_versions(bytes(snapshot.label_versions))
+
+    export_dir = snapshot_dir(snapshot) / "export"
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if on_progress is not None:
+            on_progress(stage, done, total)
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S or stage != "read":
+            last[0] = now
+            DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
+                progress={"stage": stage, "done": done, "total": total}
+            )
+
+    config = PipelineConfig.from_dict(snapshot.config)
+    workers = settings.TANDEM_SNAPSHOT_WORKERS if workers is None else workers
+    if not parallel_reads_supported():
+        workers = 0  # worker processes read PostgreSQL directly; elsewhere read in-process
+    result = build_dataset(
+        shards=label_shards(ids, versions, workers=workers),
+        config=config,
+        export_dir=export_dir,
+        workers=workers,
+        workdir=snapshot_dir(snapshot),
+        progress=progress,
+        total_labels=len(ids),
+        worker_setup=django_worker_setup,
+        manifest_extra={
+            "snapshot_id": snapshot.pk,
+            "project_id": snapshot.project_id,
+            "label_ids_sha256": snapshot.label_ids_sha256,
+            "code_version": snapshot.code_version,
+        },
+    )
+    sources = sorted(
+        {
+            f"{s or 'unnamed source'}"
+            for s in snapshot.project.prompts.values_list("source", flat=True).distinct()[:20]
+        }
+    )
+    card = render_data_card(
+        result.report,
+        title=f"{snapshot.project.name}: snapshot {snapshot.pk}"
+        + (f" ({snapshot.name})" if snapshot.name else ""),
+        sources=[f"Project {snapshot.project.name!r}, prompt sources: {', '.join(sources)}"],
+    )
+    (export_dir / "DATA_CARD.md").write_text(card)
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
+        status=SnapshotStatus.READY,
+        finished_at=timezone.now(),
+        row_counts=result.report["splits"],
+        content_sha256=result.content_sha256,
+        report=result.report,
+        data_card=card,
+        export_path=str(export_dir),
+        progress={"stage": "done", "done": len(ids), "total": len(ids)},
+    )
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def snapshot_export_enqueue(
+    *, snapshot: DatasetSnapshot, name: str, max_prompt_chars: int | None = None
+) -> None:
+    """Check an export request now, write it in the background (queue "snapshots")."""
+    from rlhf.snapshots.tasks import snapshot_export_job
+
+    if snapshot.status != SnapshotStatus.READY:
+        raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
+    if (snapshot_dir(snapshot) / "exports" / name).exists():
+        raise Conflict(f"an export named {name!r} exists", code="export_exists")
+    transaction.on_commit(
+        lambda: snapshot_export_job.enqueue(
+            snapshot_id=snapshot.pk, name=name, max_prompt_chars=max_prompt_chars
+        )
+    )
+
+
+def snapshot_export(
+    *,
+    snapshot: DatasetSnapshot,
+    name: str | None = None,
+    export_dir: Path | None = None,
+    max_prompt_chars: int | None = None,
+    max_prompt_tokens: int | None = None,
+    count_tokens=None,
+) -> dict:
+    """Write an export of a ready snapshot (optionally truncating long prompts from the
+    left) and return its manifest. The rows come from the snapshot's canonical export, so
+    they are exactly the snapshot's content whatever happened to the labels since."""
+    if snapshot.status != SnapshotStatus.READY:
+        raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
+    source = Path(snapshot.export_path)
+    if not (source / "manifest.json").is_file():
+        raise Conflict("the snapshot's canonical export is missing", code="export_missing")
+    if export_dir is None:
+        stamp = name or timezone.now().strftime("%Y%m%dT%H%M%S")
+        if not stamp.replace("-", "").replace("_", "").isalnum():
+            raise ValidationFailed("export name: letters, digits, - and _ only", code="bad_name")
+        export_dir = snapshot_dir(snapshot) / "exports" / stamp
+    try:
+        truncation = TruncationConfig(
+            max_prompt_chars=max_prompt_chars,
+            max_prompt_tokens=max_prompt_tokens,
+            count_tokens=count_tokens,
+        )
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), code="invalid_truncation") from None
+    manifest = reexport(source, Path(export_dir), truncation=truncation)
+    shutil.copyfile(source / "DATA_CARD.md", Path(export_dir) / "DATA_CARD.md")
+    return manifest
