@@ -68,7 +68,7 @@ class InvitationSerializer(serializers.Serializer):
 
 
 class InvitationAnswerSerializer(serializers.Serializer):
-    answer = serializers.ChoiceField(choices=["accept", "decline"])
+    accept = serializers.BooleanField(help_text="true: join the project; false: decline.")
 
 
 class ImportRequestSerializer(serializers.Serializer):

@@ -120,7 +120,7 @@ class InvitationAnswerView(APIView):
         invitation = services.invitation_answer(
             invitation=invitation,
             user=request.user,
-            accept=data.validated_data["answer"] == "accept",
+            accept=data.validated_data["accept"],
         )
         return Response(
             {"id": invitation.pk, "project_id": invitation.project_id,

@@ -53,7 +53,7 @@ def test_the_invitee_accepts_and_only_then_is_a_member(project, project_admin):
     assert "Helpfulness" in home.get("/").content.decode()
 
     response = _api(person).post(
-        f"/api/invitations/{pending[0]['id']}/", {"answer": "accept"}, format="json"
+        f"/api/invitations/{pending[0]['id']}/", {"accept": True}, format="json"
     )
 
     assert response.status_code == 200
@@ -67,13 +67,13 @@ def test_a_declined_invitation_adds_no_one(project, project_admin):
     invitation = _api(person).get("/api/invitations/").json()[0]
 
     response = _api(person).post(
-        f"/api/invitations/{invitation['id']}/", {"answer": "decline"}, format="json"
+        f"/api/invitations/{invitation['id']}/", {"accept": False}, format="json"
     )
 
     assert response.status_code == 200
     assert not Membership.objects.filter(project=project, user=person).exists()
     again = _api(person).post(
-        f"/api/invitations/{invitation['id']}/", {"answer": "accept"}, format="json"
+        f"/api/invitations/{invitation['id']}/", {"accept": True}, format="json"
     )
     assert again.status_code == 404
     assert not Membership.objects.filter(project=project, user=person).exists()
@@ -86,7 +86,7 @@ def test_someone_else_cannot_accept_an_invitation(project, project_admin):
     invitation = _api(person).get("/api/invitations/").json()[0]
 
     response = _api(thief).post(
-        f"/api/invitations/{invitation['id']}/", {"answer": "accept"}, format="json"
+        f"/api/invitations/{invitation['id']}/", {"accept": True}, format="json"
     )
 
     assert response.status_code == 404

@@ -67,7 +67,7 @@ def _body(route, method, world, ids) -> dict:
         ("api-label", "patch"): {"payload": {"choice": "B", "strength": "strong"}},
         ("api-token", "post"): {"username": "annotator-own", "password": "wrong"},
         ("api-tokens", "post"): {"name": "matrix", "scope": "read"},
-        ("api-invitation", "post"): {"answer": "accept"},
+        ("api-invitation", "post"): {"accept": True},
         ("api-snapshots", "post"): {"name": "matrix"},
         ("api-snapshot-exports", "post"): {"name": "matrix", "shape": "preference"},
         ("api-model-transition", "post"): {"to_state": "rejected", "reason": "matrix"},
