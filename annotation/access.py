@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404
 
+from annotation.invitations import Invitation, InvitationState, invitee_keys_of
 from annotation.models import Label, Lease, LeaseState, Membership, Project, Task
 from annotation.opaque import task_id_from_ref
 from annotation.roles import Capability, role_can
@@ -104,3 +105,22 @@ def access_label(user, label_id, *, for_edit: bool = False) -> Label:
     if for_edit or not role_can(role, Capability.REVIEW):
         raise Http404("No such label.")
     return label
+
+
+def access_invitation(user, invitation_id) -> Invitation:
+    """A pending invitation addressed to ``user`` (by username or e-mail); else 404, whether
+    the invitation is someone else's, answered or missing."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        raise Http404("No such invitation.")
+    try:
+        invitation_id = int(invitation_id)
+    except (TypeError, ValueError) as exc:
+        raise Http404("No such invitation.") from exc
+    invitation = (
+        Invitation.objects.select_related("project")
+        .filter(pk=invitation_id, state=InvitationState.PENDING, invitee__in=invitee_keys_of(user))
+        .first()
+    )
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation

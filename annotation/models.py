@@ -326,4 +326,7 @@ class ImportBatch(models.Model):
 
 
 # Quality-control tables live with their code; importing them here registers them with the app.
+# Defined beside their rules; imported here so Django registers them with this app.
+from annotation.invitations import Invitation  # noqa: E402, F401
 from annotation.quality.models import *  # noqa: E402, F403
+from annotation.tokens import ApiToken  # noqa: E402, F401

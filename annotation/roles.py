@@ -31,3 +31,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
 
 def role_can(role: str, capability: str) -> bool:
     return capability in ROLE_CAPABILITIES.get(role, frozenset())
+
+
+# The plain values, as API fields list them (named once in the OpenAPI schema: settings).
+ROLE_VALUES = tuple(Role.values)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
+from annotation.invitations import Invitation, InvitationState, invitee_keys_of
 from annotation.labels import ids_translated
 from annotation.models import (
     Label,
@@ -17,6 +20,7 @@ from annotation.models import (
 )
 from annotation.opaque import item_ref, task_ref
 from annotation.rendering import markdown_to_safe_html
+from annotation.tokens import ApiToken
 
 
 def project_by_ref(ref: str) -> Project | None:
@@ -213,4 +217,62 @@ def held_lease(task: Task, user) -> Lease | None:
         Lease.objects.select_related("task", "task__project", "task__prompt")
         .filter(task=task, annotator=user)
         .first()
+    )
+
+
+def api_token_list_for_user(user):
+    """The user's own tokens, newest first (revoked and expired ones too, marked by state)."""
+    return ApiToken.objects.filter(user=user).select_related("user").order_by("-created_at", "-pk")
+
+
+def api_token_state(token: ApiToken, *, user=None) -> str:
+    """live, expired, revoked, or password_changed (issued before the current password)."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at <= timezone.now():
+        return "expired"
+    owner = user or token.user
+    if not constant_time_compare(token.password_fingerprint, owner.get_session_auth_hash()):
+        return "password_changed"
+    return "live"
+
+
+def api_token_view(token: ApiToken) -> dict:
+    return {
+        "id": token.pk,
+        "name": token.name,
+        "scope": token.scope,
+        "prefix": token.prefix,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "last_used_at": token.last_used_at,
+        "revoked_at": token.revoked_at,
+        "state": api_token_state(token),
+    }
+
+
+def invitation_list_for_user(user) -> list[dict]:
+    """Pending invitations addressed to the user, oldest first, as the home page shows them."""
+    invitations = (
+        Invitation.objects.filter(state=InvitationState.PENDING, invitee__in=invitee_keys_of(user))
+        .select_related("project", "invited_by")
+        .order_by("created_at", "pk")
+    )
+    return [
+        {
+            "id": i.pk,
+            "project_id": i.project_id,
+            "project_name": i.project.name,
+            "role": i.role,
+            "invited_by": i.invited_by.username if i.invited_by else None,
+            "created_at": i.created_at,
+        }
+        for i in invitations
+    ]
+
+
+def invitation_list_for_project(project) -> list[Invitation]:
+    """The project's pending invitations, for its admins."""
+    return list(
+        project.invitations.filter(state=InvitationState.PENDING).order_by("created_at", "pk")
     )

@@ -325,7 +325,6 @@ def _secondary_indexes_drop(conn: psycopg.Connection, table: str) -> list[str]:
 def seed_people(*, annotators: int, overlap: int) -> tuple[int, list[str]]:
     """The project, its owner and ``annotators`` members with API tokens (through the ORM)."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from annotation import services
     from annotation.models import Membership
@@ -340,7 +339,10 @@ def seed_people(*, annotators: int, overlap: int) -> tuple[int, list[str]]:
     Membership.objects.bulk_create(
         Membership(project=project, user=u, role=Role.ANNOTATOR) for u in users
     )
-    tokens = [Token.objects.create(user=u).key for u in users]
+    tokens = [
+        services.api_token_create(user=u, name="load benchmark", scope="annotate").secret
+        for u in users
+    ]
     return project.pk, tokens
 
 

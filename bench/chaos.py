@@ -52,7 +52,6 @@ def seed(*, annotators: int, tasks: int, overlap: int) -> dict:
 
     django.setup()
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from annotation import importers, services
     from annotation.roles import Role
@@ -69,8 +68,10 @@ def seed(*, annotators: int, tasks: int, overlap: int) -> dict:
     users = list(User.objects.filter(username__startswith=f"chaos-{run}-").exclude(pk=owner.pk))
     for user in users:
         services.membership_set(project=project, user=user, role=Role.ANNOTATOR)
-    Token.objects.bulk_create([Token(user=u, key=Token.generate_key()) for u in users])
-    tokens = dict(Token.objects.filter(user__in=users).values_list("user_id", "key"))
+    tokens = {
+        u.pk: services.api_token_create(user=u, name="chaos", scope="annotate").secret
+        for u in users
+    }
     rows = "\n".join(
         json.dumps({"prompt": f"chaos {run} question {i}?",
                     "responses": [f"answer A {i}", f"answer B {i}"]})

@@ -39,7 +39,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "channels",
     "django_tasks",
@@ -160,7 +159,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed, scoped, expiring tokens (annotation/tokens.py); DRF's plaintext authtoken is gone.
+        "annotation.authentication.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON that no database stores (lone surrogates, 64-bit overflow, deep nesting) is a 400.
@@ -190,6 +190,7 @@ SPECTACULAR_SETTINGS = {
         "SnapshotStatusEnum": "rlhf.models.SnapshotStatus",
         "GenerationJobStatusEnum": "models_registry.models.JobStatus",
         "RunStatusEnum": "rlhf.models.RunStatus",
+        "ProjectRoleEnum": "annotation.roles.ROLE_VALUES",
     },
 }
 

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import label_views, quality_views, views
+from frontend import account_views, label_views, quality_views, views
 
 app_name = "frontend"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("labels/", label_views.my_labels, name="my-labels"),
     path("labels/<int:label_id>/", label_views.my_label, name="my-label"),
+    path("account/", account_views.account, name="account"),
+    path("invitations/<int:invitation_id>/", views.invitation_answer, name="invitation"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/manage/", views.project_manage, name="project-manage"),
     path(

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotation import importers, selectors, services
-from annotation.access import access_project
+from annotation.access import access_invitation, access_project
 from annotation.labels import FLAGS
 from annotation.models import TaskKind
 from annotation.quality.aggregation import POLICIES
@@ -36,7 +36,8 @@ def home(request):
         }
         for p in projects
     ]
-    return render(request, "frontend/home.html", {"rows": rows})
+    invitations = selectors.invitation_list_for_user(request.user)
+    return render(request, "frontend/home.html", {"rows": rows, "invitations": invitations})
 
 
 @login_required
@@ -99,6 +100,32 @@ def _annotation_settings_form(request) -> dict:
     return changes
 
 
+def _manage_member(request, project):
+    role = request.POST.get("role")
+    result = services.member_add_or_invite(
+        project=project, by=request.user, name=request.POST.get("username", ""), role=role
+    )
+    if result.membership is None:
+        messages.success(request, "Invitation created.")
+    else:
+        messages.success(request, f"{result.membership.user.username} is now {role}.")
+
+
+@login_required
+@require_http_methods(["POST"])
+def invitation_answer(request, invitation_id: int):
+    invitation = access_invitation(request.user, invitation_id)
+    accept = request.POST.get("answer") == "accept"
+    try:
+        services.invitation_answer(invitation=invitation, user=request.user, accept=accept)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        verb = "joined" if accept else "declined the invitation to"
+        messages.success(request, f"You {verb} {invitation.project.name}.")
+    return redirect("frontend:home")
+
+
 def _manage_post(request, project):
     action = request.POST.get("action")
     if action == "settings":
@@ -133,15 +160,7 @@ def _manage_post(request, project):
         )
         messages.success(request, "Label and quality settings saved.")
     elif action == "member":
-        user = User.objects.filter(username=request.POST.get("username", ""), is_active=True)
-        user = user.first()
-        if user is None:
-            messages.error(request, "No active user with that name.")
-        elif user == request.user:
-            messages.error(request, "You cannot change your own role.")
-        else:
-            services.membership_set(project=project, user=user, role=request.POST.get("role"))
-            messages.success(request, f"{user.username} is now {request.POST.get('role')}.")
+        _manage_member(request, project)
     elif action == "import":
         upload = request.FILES.get("file")
         if upload is None:
@@ -178,6 +197,7 @@ def project_manage(request, project_id: int):
         {
             "project": project,
             "members": project.memberships.select_related("user").order_by("user__username"),
+            "invitations": selectors.invitation_list_for_project(project),
             "roles": Role.choices,
             "kinds": TaskKind.choices,
             "imports": project.imports.all()[:20],

@@ -49,8 +49,26 @@ class ProjectUpdateSerializer(serializers.Serializer):
 
 class MemberSerializer(serializers.Serializer):
     user_id = serializers.IntegerField(read_only=True)
-    username = serializers.CharField(max_length=150)
+    username = serializers.CharField(max_length=254, help_text="A username or an e-mail address.")
     role = serializers.ChoiceField(choices=Role.values)
+
+
+class InvitationCreatedSerializer(serializers.Serializer):
+    status = serializers.CharField()
+
+
+class InvitationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project_id = serializers.IntegerField()
+    project_name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.values)
+    invited_by = serializers.CharField(allow_null=True, required=False)
+    created_at = serializers.DateTimeField(required=False)
+    state = serializers.CharField(required=False)
+
+
+class InvitationAnswerSerializer(serializers.Serializer):
+    accept = serializers.BooleanField(help_text="true: join the project; false: decline.")
 
 
 class ImportRequestSerializer(serializers.Serializer):

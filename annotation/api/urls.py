@@ -1,17 +1,11 @@
 from django.urls import path
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.parsers import FormParser, MultiPartParser
 
-from annotation.api import views
-from config.api import CheckedJSONParser
-
-# DRF's token view names its own parsers; the anonymous endpoint gets the checked JSON one.
-obtain_auth_token = ObtainAuthToken.as_view(
-    parser_classes=(FormParser, MultiPartParser, CheckedJSONParser)
-)
+from annotation.api import tokens, views
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", tokens.ObtainTokenView.as_view(), name="api-token"),
+    path("tokens/", tokens.TokenListView.as_view(), name="api-tokens"),
+    path("tokens/<int:token_id>/", tokens.TokenDetailView.as_view(), name="api-token-detail"),
     path("me/", views.MeView.as_view(), name="api-me"),
     path("projects/", views.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailView.as_view(), name="api-project"),
@@ -20,6 +14,12 @@ urlpatterns = [
         "projects/<int:project_id>/members/<int:user_id>/",
         views.MemberDetailView.as_view(),
         name="api-member",
+    ),
+    path("invitations/", views.InvitationListView.as_view(), name="api-invitations"),
+    path(
+        "invitations/<int:invitation_id>/",
+        views.InvitationAnswerView.as_view(),
+        name="api-invitation",
     ),
     path("projects/<int:project_id>/imports/", views.ImportView.as_view(), name="api-imports"),
     path("projects/<int:project_id>/progress/", views.ProgressView.as_view(), name="api-progress"),

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import importers, selectors, services
-from annotation.access import access_label, access_project, access_task
+from annotation.access import access_invitation, access_label, access_project, access_task
 from annotation.api import serializers as s
 from annotation.models import LabelSource
 from annotation.opaque import task_id_from_ref, task_ref
@@ -76,20 +76,58 @@ class MemberListView(APIView):
         ]
         return Response(s.MemberSerializer(rows, many=True).data)
 
-    @extend_schema(request=s.MemberSerializer, responses=s.MemberSerializer)
+    @extend_schema(
+        request=s.MemberSerializer,
+        responses={200: s.MemberSerializer, 202: s.InvitationCreatedSerializer},
+        description=(
+            "Invite a username or e-mail address (202, the same answer whether or not the "
+            "account exists; a membership is created when the invitee accepts). A current "
+            "member's role is changed at once (200). Platform staff add people directly (200)."
+        ),
+    )
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
         data = s.MemberSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = User.objects.filter(username=data.validated_data["username"], is_active=True).first()
-        if user is None:
-            raise Http404("No such user.")
-        if user.pk == request.user.pk and data.validated_data["role"] != "admin":
-            raise Forbidden("you cannot change your own role", code="own_role")
-        membership = services.membership_set(
-            project=project, user=user, role=data.validated_data["role"]
+        result = services.member_add_or_invite(
+            project=project,
+            by=request.user,
+            name=data.validated_data["username"],
+            role=data.validated_data["role"],
         )
-        return Response({"user_id": user.pk, "username": user.username, "role": membership.role})
+        if result.membership is None:
+            return Response({"status": "invitation created"}, status=status.HTTP_202_ACCEPTED)
+        membership = result.membership
+        return Response(
+            {"user_id": membership.user_id, "username": membership.user.username,
+             "role": membership.role}
+        )  # fmt: skip
+
+
+class InvitationListView(APIView):
+    @extend_schema(responses=s.InvitationSerializer(many=True))
+    def get(self, request):
+        return Response(
+            s.InvitationSerializer(selectors.invitation_list_for_user(request.user), many=True).data
+        )
+
+
+class InvitationAnswerView(APIView):
+    @extend_schema(request=s.InvitationAnswerSerializer, responses=s.InvitationSerializer)
+    def post(self, request, invitation_id: int):
+        invitation = access_invitation(request.user, invitation_id)
+        data = s.InvitationAnswerSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation = services.invitation_answer(
+            invitation=invitation,
+            user=request.user,
+            accept=data.validated_data["accept"],
+        )
+        return Response(
+            {"id": invitation.pk, "project_id": invitation.project_id,
+             "project_name": invitation.project.name, "role": invitation.role,
+             "state": invitation.state}
+        )  # fmt: skip
 
 
 class MemberDetailView(APIView):

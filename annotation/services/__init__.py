@@ -37,6 +37,12 @@ from annotation.services.hooks import (
     label_submitted_hooks,
     task_changed_hooks,
 )
+from annotation.services.invitations import (
+    invitation_answer,
+    invitation_create,
+    member_add_by_staff,
+    member_add_or_invite,
+)
 from annotation.services.labels import SubmitResult, label_edit, label_submit
 from annotation.services.members import (
     membership_remove,
@@ -54,18 +60,32 @@ from annotation.services.project_settings import (
 )
 from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
 from annotation.services.tasks import task_create
+from annotation.services.tokens import (
+    IssuedToken,
+    api_token_create,
+    api_token_revoke,
+    api_tokens_revoke_all,
+)
 
 __all__ = [
     "EDITABLE_PROJECT_FIELDS",
+    "IssuedToken",
     "SubmitResult",
+    "api_token_create",
+    "api_token_revoke",
+    "api_tokens_revoke_all",
     "canonical_json",
     "claim_guards",
     "claim_preemptors",
     "content_hash",
+    "invitation_answer",
+    "invitation_create",
     "label_edit",
     "label_submit",
     "label_submitted_hooks",
     "lease_heartbeat",
+    "member_add_by_staff",
+    "member_add_or_invite",
     "membership_remove",
     "membership_set",
     "project_aggregation_config",

@@ -7,7 +7,6 @@ from collections import Counter
 import httpx
 import pytest
 from django.db.models import Count
-from rest_framework.authtoken.models import Token
 
 from annotation import services
 from annotation.models import Label, Task
@@ -35,7 +34,7 @@ def test_32_parallel_annotators_keep_overlap_exact_and_lose_nothing(live_server,
     for i in range(CLIENTS):
         user = make_user(f"annotator{i}")
         services.membership_set(project=project, user=user, role=Role.ANNOTATOR)
-        tokens.append(Token.objects.create(user=user).key)
+        tokens.append(services.api_token_create(user=user, name="client", scope="annotate").secret)
 
     acked: list[tuple[int, int]] = []  # (task id, label id) the server acknowledged
     errors: list[str] = []

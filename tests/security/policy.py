@@ -23,7 +23,12 @@ STAFF = "staff"
 POLICY: dict[tuple[str, str], object] = {
     # annotation API
     ("api-token", "post"): PUBLIC,
+    ("api-tokens", "get"): AUTHENTICATED,  # one's own tokens
+    ("api-tokens", "post"): AUTHENTICATED,
+    ("api-token-detail", "delete"): AUTHENTICATED,  # one's own token; another's is 404
     ("api-me", "get"): AUTHENTICATED,
+    ("api-invitations", "get"): AUTHENTICATED,  # one's own pending invitations
+    ("api-invitation", "post"): AUTHENTICATED,  # answer one's own; another's is 404
     ("api-projects", "get"): AUTHENTICATED,
     ("api-projects", "post"): STAFF,
     ("api-project", "get"): EVERY_ROLE,
@@ -56,6 +61,10 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:my-labels", "post"): AUTHENTICATED,  # 405
     ("frontend:my-label", "get"): ANNOTATING,  # own label only (others' are 404)
     ("frontend:my-label", "post"): ANNOTATING,  # 405
+    ("frontend:account", "get"): AUTHENTICATED,  # one's own tokens
+    ("frontend:account", "post"): AUTHENTICATED,
+    ("frontend:invitation", "post"): AUTHENTICATED,  # one's own invitation; another's is 404
+    ("frontend:invitation", "get"): AUTHENTICATED,  # 405
     ("frontend:annotate", "get"): ANNOTATING,
     ("frontend:annotate", "post"): ANNOTATING,  # 405
     ("frontend:project-manage", "get"): ADMIN,
@@ -134,3 +143,36 @@ POLICY: dict[tuple[str, str], object] = {
     ("runs:retry", "post"): TRAIN,
     ("runs:retry", "get"): TRAIN,  # 405
 }
+
+# What an API token's scope adds to reading (every scope may call GET on any route its role
+# may call; a page never accepts a token). ``admin`` may call everything the role may; a
+# write not listed here is refused to the narrower scopes.
+TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
+    "read": frozenset(),
+    "annotate": frozenset(
+        {
+            ("api-task-next", "post"),
+            ("api-label-submit", "post"),
+            ("api-task-skip", "post"),
+            ("api-heartbeat", "post"),
+            ("api-label", "patch"),
+        }
+    ),
+    "train": frozenset(
+        {
+            ("api-snapshots", "post"),
+            ("api-snapshot-exports", "post"),
+            ("api-runs", "post"),
+            ("api-run-cancel", "post"),
+            ("api-run-retry", "post"),
+            ("api-model-register", "post"),
+            ("api-model-generate", "post"),
+        }
+    ),
+}
+
+
+def token_scope_allows(scope: str, route_name: str, method: str) -> bool:
+    if scope == "admin" or method == "get":
+        return True
+    return (route_name, method) in TOKEN_SCOPE_WRITES[scope]

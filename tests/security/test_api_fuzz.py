@@ -22,13 +22,13 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
 )
 
+from annotation import services
 from tests.security.world import missing_factories
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
@@ -86,8 +86,8 @@ def fuzz_identity(world, db):
     user = world.users["admin"]
     user.is_staff = True
     user.save(update_fields=["is_staff"])
-    token, _ = Token.objects.get_or_create(user=user)
-    yield {"Authorization": f"Token {token.key}"}, world.ids("own", "admin")
+    token = services.api_token_create(user=user, name="fuzzer", scope="admin").secret
+    yield {"Authorization": f"Token {token}"}, world.ids("own", "admin")
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
 

@@ -9,7 +9,13 @@ matrix without an edit here. For every case:
   row of every table, before and after), and not one byte of the other project reaches the
   caller (cross-organisation IDOR, as in Label Studio's advisories);
 - a member of the project gets what ``policy.py`` declares for its role: a refused role gets
-  403/404 and changes nothing; an allowed one gets neither 401/403/404 nor a 5xx.
+  403/404 and changes nothing; an allowed one gets neither 401/403/404 nor a 5xx;
+- an API token of each scope is let through only where the member's role AND the token's
+  scope allow the call (``policy.token_scope_allows``), and a refused call changes nothing.
+  The full product (API routes x roles x scopes) is ~1000 more cases, so each route is tried
+  with every scope as an admin (where the scope is what refuses) and with every scope once
+  more under a rotating role (a Latin square: every route meets every role and every scope);
+- a page never accepts an API token (a token is for the API; pages need a session).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from tests.security.world import (
     ALL_ACTORS,
     FOREIGN_MARKER,
     PROJECT_ROLES,
+    TOKEN_SCOPES,
     changed_tables,
     db_checksum,
     missing_factories,
@@ -59,6 +66,8 @@ def _body(route, method, world, ids) -> dict:
         ("api-task-skip", "post"): {"reason": "matrix"},
         ("api-label", "patch"): {"payload": {"choice": "B", "strength": "strong"}},
         ("api-token", "post"): {"username": "annotator-own", "password": "wrong"},
+        ("api-tokens", "post"): {"name": "matrix", "scope": "read"},
+        ("api-invitation", "post"): {"accept": True},
         ("api-snapshots", "post"): {"name": "matrix"},
         ("api-snapshot-exports", "post"): {"name": "matrix", "shape": "preference"},
         ("api-model-transition", "post"): {"to_state": "rejected", "reason": "matrix"},
@@ -78,6 +87,8 @@ def _body(route, method, world, ids) -> dict:
     if route.name == "frontend:project-manage" and method == "post":
         form = {"action": "settings", "name": "Renamed", "overlap": "2", "lease_seconds": "600"}
         return {"data": {**form, "task_kinds": ["pairwise"], "guidelines": "g"}}
+    if route.name == "frontend:invitation" and method == "post":
+        return {"data": {"answer": "accept"}}
     if route.name == "frontend:login" and method == "post":
         return {"data": {"username": "annotator-own", "password": "wrong"}}
     if route.is_api and method != "get":
@@ -182,6 +193,55 @@ def test_authorisation_matrix(world, db, route, method, actor, side):
     else:
         assert status in (403, 404, 405), f"{route} {method}: {actor} was allowed ({status})"
         assert changed_tables(before, after) == [], f"{route} {method}: refused but wrote"
+
+
+def _token_cases():
+    api_calls = [(r, m) for r in http_routes() if r.is_api for m in r.methods]
+    for index, (route, method) in enumerate(api_calls):
+        for shift, scope in enumerate(TOKEN_SCOPES):
+            rotating = PROJECT_ROLES[(index + shift) % len(PROJECT_ROLES)]
+            for actor in sorted({"admin", rotating}):
+                yield pytest.param(
+                    route, method, actor, scope, id=f"{route}-{method}-{actor}-token:{scope}"
+                )
+
+
+@pytest.mark.parametrize(("route", "method", "actor", "scope"), list(_token_cases()))
+def test_authorisation_matrix_with_api_tokens(world, db, route, method, actor, scope):
+    rule = policy.POLICY.get((route.name, method))
+    if rule is None:
+        return  # test_every_route_declares_a_policy fails instead
+    allowed = _allowed(rule, actor, "own", route, method) and (
+        rule == policy.PUBLIC or policy.token_scope_allows(scope, route.name, method)
+    )
+    client = Client(HTTP_AUTHORIZATION=f"Token {world.tokens[(actor, scope)]}")
+    before = None if allowed else db_checksum()
+    response = _request(client, route, method, world, actor, "own")
+    after = None if allowed else db_checksum()
+    status = response.status_code
+    body = response.content.decode("utf-8", "replace") if not response.streaming else ""
+
+    assert status < 500, f"{route} {method} with a {scope} token of {actor}: {status}"
+    assert FOREIGN_MARKER not in body, f"{route} {method} leaked another project to {actor}"
+    if allowed:
+        assert status not in (401, 403), f"{route} {method}: {actor}'s {scope} token refused"
+        assert status != 404 or _error_code(response) not in (None, "not_found"), (
+            f"{route} {method}: {actor}'s {scope} token was refused (404)"
+        )
+    else:
+        assert status in (403, 404, 405), f"{route} {method}: {actor}'s {scope} token allowed"
+        assert changed_tables(before, after) == [], f"{route} {method}: refused but wrote"
+
+
+@pytest.mark.parametrize(
+    "route", [r for r in http_routes() if not r.is_api and "get" in r.methods], ids=str
+)
+def test_a_page_never_accepts_an_api_token(world, db, route):
+    if policy.POLICY.get((route.name, "get")) == policy.PUBLIC:
+        return
+    client = Client(HTTP_AUTHORIZATION=f"Token {world.tokens[('admin', 'admin')]}")
+    response = _request(client, route, "get", world, "admin", "own")
+    assert _refused(response, route), f"{route}: a token opened a page ({response.status_code})"
 
 
 def test_every_route_declares_a_policy():

@@ -23,14 +23,18 @@ from django.db import connection
 from annotation import services
 from annotation.models import TaskKind
 from annotation.roles import Role
+from annotation.tokens import TokenScope
 
 User = get_user_model()
 
 FOREIGN_MARKER = "FOREIGNf7a3"
 PROJECT_ROLES = ("annotator", "reviewer", "engineer", "admin")
 ALL_ACTORS = (*PROJECT_ROLES, "outsider", "anonymous")
+TOKEN_SCOPES = tuple(TokenScope.values)
 # Tables whose rows change on any authenticated request and carry no domain state.
 CHECKSUM_EXCLUDED_TABLES = {"django_session"}
+# Columns that change on any request authenticated by that row (a token's last use).
+CHECKSUM_EXCLUDED_COLUMNS = {"annotation_apitoken": {"last_used_at"}}
 
 
 @dataclass
@@ -38,6 +42,7 @@ class World:
     own: object
     foreign: object
     users: dict = field(default_factory=dict)  # actor -> User
+    tokens: dict = field(default_factory=dict)  # (actor, scope) -> the token's secret
     objects: dict = field(default_factory=dict)  # (side, actor) -> {param: id}
 
     def ids(self, side: str, actor: str) -> dict:
@@ -150,12 +155,31 @@ def build_world() -> World:
             **held[role],
             **others["own"],
         }
+    # Each member holds a token of every scope (the matrix calls with them) and a spare one
+    # (what ``token_id`` names: revoking it must not end the token the call is made with).
+    for role in PROJECT_ROLES:
+        for scope in TOKEN_SCOPES:
+            issued = services.api_token_create(user=users[role], name=scope, scope=scope)
+            world.tokens[(role, scope)] = issued.secret
+        spare_token = services.api_token_create(user=users[role], name="spare", scope="read")
+        world.objects[("own", role)]["token_id"] = spare_token.token.pk
+        # An invitation to the role the member already has: answering it changes no role.
+        invitation = services.invitation_create(
+            project=own, invited_by=staff, invitee=users[role].username, role=role
+        )
+        world.objects[("own", role)]["invitation_id"] = invitation.pk
+    foreign_token = services.api_token_create(user=foreign_annotator, name="f", scope="read")
+    foreign_invitation = services.invitation_create(
+        project=foreign, invited_by=staff, invitee=foreign_annotator.username, role="reviewer"
+    )
     foreign_held = _label_then_hold(foreign, foreign_annotator)
     world.objects[("foreign", "any")] = {
         "project_id": foreign.pk,
         "user_id": foreign_annotator.pk,
         **foreign_held,
         **others["foreign"],
+        "token_id": foreign_token.token.pk,
+        "invitation_id": foreign_invitation.pk,
     }
     for values in world.objects.values():
         values["project"] = values["project_id"]  # the same id, as a query parameter
@@ -164,12 +188,26 @@ def build_world() -> World:
 
 KNOWN_PARAMS = {
     "project_id", "task_id", "label_id", "user_id", "project",
-    "snapshot_id", "version_id", "job_id", "name", "run_id", "path",
+    "snapshot_id", "version_id", "job_id", "name", "run_id", "path", "token_id", "invitation_id",
 }  # fmt: skip
 
 
 def missing_factories(params) -> set[str]:
     return set(params) - KNOWN_PARAMS
+
+
+def _rows_of(cursor, table: str) -> str:
+    """The table, or a subquery of it without the columns that any request may touch."""
+    qn = connection.ops.quote_name
+    excluded = CHECKSUM_EXCLUDED_COLUMNS.get(table)
+    if not excluded:
+        return qn(table)
+    columns = [
+        c.name
+        for c in connection.introspection.get_table_description(cursor, table)
+        if c.name not in excluded
+    ]
+    return f"(SELECT {', '.join(qn(c) for c in columns)} FROM {qn(table)})"  # noqa: S608
 
 
 def db_checksum() -> dict[str, str]:
@@ -179,18 +217,17 @@ def db_checksum() -> dict[str, str]:
     out: dict[str, str] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            qn = connection.ops.quote_name
             # Table names come from the database's own catalogue, not from input.
             parts = [
                 f"SELECT '{t}', md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) "  # noqa: S608
-                f"FROM {qn(t)} r"
+                f"FROM {_rows_of(cursor, t)} r"
                 for t in tables
             ]
             cursor.execute(" UNION ALL ".join(parts))
             out = dict(cursor.fetchall())
         else:
             for t in tables:
-                cursor.execute(f"SELECT * FROM {connection.ops.quote_name(t)}")  # noqa: S608
+                cursor.execute(f"SELECT * FROM {_rows_of(cursor, t)} r")  # noqa: S608
                 rows = sorted(repr(r) for r in cursor.fetchall())
                 out[t] = hashlib.md5("|".join(rows).encode(), usedforsecurity=False).hexdigest()
     return out
