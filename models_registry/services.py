@@ -50,6 +50,16 @@ from rlhf.training.provenance import code_version, library_versions
 # (version, actor). The review cycle appends the next annotation round here (apps.ready).
 version_approved_hooks: list = []
 
+# Keys of a decision's evidence that only the registry measures (``ReviewSummary.as_evidence``
+# and the thresholds): a client may attach notes, never figures the card would show as measured.
+MEASURED_EVIDENCE_KEYS = frozenset(
+    {
+        "review", "thresholds", "override", "candidate_version", "opponent_version",
+        "review_labels", "wins", "losses", "ties", "win_rate", "win_rate_ci_95",
+        "ties_counted_as", "interval",
+    }
+)  # fmt: skip
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 CHAMPION = selectors.CHAMPION
 
@@ -338,11 +348,14 @@ def model_version_transition(
             + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""),
             code="invalid_transition",
         )
-    recorded = dict(evidence or {})
+    recorded = {k: v for k, v in (evidence or {}).items() if k not in MEASURED_EVIDENCE_KEYS}
     if to_state == VersionState.APPROVED:
         recorded["review"] = _approval_checks(version, actor, reason)
-    elif to_state == VersionState.REJECTED and not reason.strip():
-        raise ValidationFailed("rejecting needs a written rationale", code="rationale_required")
+    elif to_state == VersionState.REJECTED:
+        if not reason.strip():
+            raise ValidationFailed("rejecting needs a written rationale", code="rationale_required")
+        if version.kind == VersionKind.POLICY:
+            recorded["review"] = selectors.review_summary(candidate=version).as_evidence()
     elif to_state == VersionState.ARCHIVED:
         aliases = selectors.aliases_of(version)
         if aliases:
