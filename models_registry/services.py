@@ -11,8 +11,9 @@ Approval rules (``model_version_transition`` to ``approved``):
 1. a written rationale;
 2. the approver is not the person who launched the training run;
 3. for a policy, the project's review thresholds, from ``Project.options``:
-   ``review_min_labels`` (blind review labels against the champion) and
-   ``review_min_win_rate`` (point estimate, ties half).
+   ``review_min_labels`` (blind review labels against the champion, 20 unless set) and
+   ``review_min_win_rate`` (point estimate, ties half; none unless set), read through
+   ``review_selectors.thresholds``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.db.models import Max
 
 from annotation.models import Project
 from config.errors import Conflict, Forbidden, ValidationFailed
-from models_registry import selectors
+from models_registry import review_selectors, selectors
 from models_registry.artifacts import (
     UnsafeModelFolder,
     inspect_model_folder,
@@ -306,9 +307,9 @@ def _approval_checks(version: ModelVersion, actor, reason: str) -> dict:
         return {"candidate_version": version.pk, "thresholds": "policies only"}
     summary = selectors.review_summary(candidate=version)
     evidence = summary.as_evidence()
-    options = version.project.options or {}
-    min_labels = int(options.get("review_min_labels", 0) or 0)
-    min_win_rate = options.get("review_min_win_rate")
+    required = review_selectors.thresholds(version.project)
+    min_labels = required["review_min_labels"]
+    min_win_rate = required["review_min_win_rate"]
     if summary.labels < min_labels:
         raise Conflict(
             f"{summary.labels} review labels against the champion; the project requires "

@@ -81,6 +81,8 @@ def test_by_default_a_candidate_needs_twenty_blind_labels(
     candidate, base_version, reviewer, add_reviews
 ):
     # given a project with no review settings and 19 clear wins
+    candidate.project.options = {}
+    candidate.project.save()
     add_reviews(candidate, base_version, "A" * 19)
     services.model_version_transition(
         version=candidate, actor=reviewer, to_state="in_review", reason="start"
@@ -110,6 +112,8 @@ def test_by_default_a_candidate_needs_twenty_blind_labels(
 def test_the_decision_page_reports_the_default_threshold_and_the_interval(
     candidate, base_version, reviewer, add_reviews
 ):
+    candidate.project.options = {}
+    candidate.project.save()
     add_reviews(candidate, base_version, "AAB")
     evidence = review_selectors.decision_evidence(candidate)
     assert evidence["thresholds"]["review_min_labels"] == 20
