@@ -45,6 +45,7 @@ from models_registry.models import (
     VersionState,
 )
 from rlhf.models import DatasetSnapshot, TrainingRun
+from rlhf.runs.selectors import folder_of_any_run
 from rlhf.training.provenance import code_version, library_versions
 
 # Called inside ``model_version_approve``'s transaction once a policy became champion:
@@ -165,6 +166,15 @@ def model_version_register(
                 code=f"foreign_{field.split('_')[-1]}",
                 fields={f"{field}_ref": "not one of this project's"},
             )
+    if approve_as_base and (training_run is not None or folder_of_any_run(Path(folder))):
+        # A run's output becomes a version only as a candidate, approved through review by
+        # someone other than its launcher; as a base model it would skip that review.
+        raise ValidationFailed(
+            "a training run's output cannot be registered as a base model: register it as a "
+            "candidate and have it reviewed",
+            code="run_folder",
+            fields={"folder": "a training run's folder"},
+        )
     try:
         inspection = inspect_model_folder(Path(folder))
     except UnsafeModelFolder as exc:
@@ -404,6 +414,39 @@ def model_version_approve(
 # --------------------------------------------------------------------------- aliases
 
 
+def model_version_passed_review(version: ModelVersion) -> bool:
+    """Whether ``version`` may be champion without an override: approved through
+    ``model_version_approve`` (whose checks refuse the run's launcher), or a base model an
+    admin registered from a model root (never a run's folder: ``model_version_register``)."""
+    events = version.audit_events.filter(to_state=VersionState.APPROVED)
+    if events.filter(action=AuditAction.TRANSITION).exists():
+        return True
+    return (
+        events.filter(action=AuditAction.REGISTERED).exists()
+        and version.training_run_id is None
+        and not folder_of_any_run(Path(version.artifact_dir))
+    )
+
+
+def _champion_override(version: ModelVersion, actor, override: bool) -> dict | None:
+    """The audit evidence of a champion move: nothing for a reviewed version, the override for
+    an unreviewed one (refused without it, and for the version's own launcher or registrar)."""
+    if model_version_passed_review(version):
+        return None
+    if not override:
+        raise Conflict(
+            f"{version.label} has not passed the project's review: approve it through review, "
+            "or have a second admin override with a reason",
+            code="not_reviewed",
+        )
+    if actor is None or actor.pk in (version.launched_by_id, version.registered_by_id):
+        raise Forbidden(
+            "the person who launched or registered a version cannot override its review",
+            code="own_run",
+        )
+    return {"override": {"reviewed": False, "by": _actor_name(actor)}}
+
+
 @transaction.atomic
 def alias_set(
     *,
@@ -413,9 +456,14 @@ def alias_set(
     actor,
     reason: str,
     evidence: dict | None = None,
+    override: bool = False,
     _action: str = AuditAction.ALIAS_SET,
 ) -> ModelAlias:
-    """Point alias ``name`` at an approved version of the project (promotion or rollback)."""
+    """Point alias ``name`` at an approved version of the project (promotion or rollback).
+
+    ``champion`` moves only to a version that passed review (``model_version_passed_review``),
+    or with ``override``: a project admin other than its launcher or registrar (the caller
+    checks the role), recorded in the audit event. A rollback returns to a former champion."""
     if version.project_id != project.pk:
         raise ValidationFailed("an alias points inside its project", code="foreign_version")
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
@@ -426,6 +474,10 @@ def alias_set(
         )
     if not reason.strip():
         raise ValidationFailed("moving an alias needs a reason", code="reason_required")
+    if name == CHAMPION and _action != AuditAction.ROLLBACK:
+        overridden = _champion_override(version, actor, override)
+        if overridden:
+            evidence = {**(evidence or {}), **overridden}
     alias = ModelAlias.objects.select_for_update().filter(project=project, name=name).first()
     previous = alias.version if alias else None
     if previous is not None and previous.pk == version.pk:
