@@ -166,19 +166,6 @@ def test_a_runs_own_output_cannot_be_registered_as_a_base_model(
     assert (ModelVersion.objects.count(), AuditEvent.objects.count()) == before
 
 
-def test_a_base_model_from_a_model_root_is_still_approved_and_champion(
-    project, admin_user, tiny_base_dir, settings
-):
-    settings.TANDEM_MODEL_ROOTS = [tiny_base_dir.parent]
-    response = client_for(admin_user).post(
-        reverse("api-model-register-base", args=[project.pk]),
-        {"folder": str(tiny_base_dir), "name": "tiny"},
-        format="json",
-    )
-    assert response.status_code == 201
-    assert (response.json()["state"], response.json()["aliases"]) == ("approved", ["champion"])
-
-
 def _unreviewed_approved(version):
     """An approved version that never passed review (as registering a run's folder as a base
     model made one before the fix)."""
