@@ -43,7 +43,9 @@ def _table(mapping: dict) -> str:
 
 
 def _review_lines(version: ModelVersion) -> list[str]:
-    """The review as decided (evidence stored with the decision), else as it stands now."""
+    """The review against the opponent of the decision (else the champion now), counted from
+    the stored review labels: never from figures an evidence dict carries, which a client may
+    have written."""
     from models_registry import selectors
 
     decided = (
@@ -53,10 +55,19 @@ def _review_lines(version: ModelVersion) -> list[str]:
         .order_by("-id")
         .first()
     )
-    review = (decided.evidence or {}).get("review") if decided else None
-    if review is None and version.kind == "policy":
-        review = selectors.review_summary(candidate=version).as_evidence()
-    if not review or "wins" not in review:
+    if version.kind != "policy":
+        return ["- No blind review results yet.\n"]
+    recorded = (decided.evidence or {}).get("review") if decided else None
+    opponent_id = recorded.get("opponent_version") if isinstance(recorded, dict) else None
+    opponent = (
+        ModelVersion.objects.filter(project_id=version.project_id, pk=opponent_id)
+        .exclude(pk=version.pk)
+        .first()
+        if isinstance(opponent_id, int)
+        else None
+    )
+    review = selectors.review_summary(candidate=version, opponent=opponent).as_evidence()
+    if "wins" not in review:
         return ["- No blind review results yet.\n"]
     low, high = review["win_rate_ci_95"]
     when = " at the decision" if decided else " so far"

@@ -16,6 +16,11 @@ from annotation.rendering import markdown_to_safe_html
 from models_registry import selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind, VersionKind, VersionState
 
+# Approval needs this many blind labels against the champion unless the project sets its own
+# number: with 20 labels a clear win (16 of 20) has a 95% Wilson interval of about 58% to 92%,
+# the least that tells a better model from noise. No minimum win rate by default: the reviewer
+# reads the interval, which the decision page and the approval record always report.
+DEFAULT_MIN_LABELS = 20
 DEFAULT_FRESH_PROMPTS = 4
 DEFAULT_ANNOTATION_PROMPTS = 16
 SAMPLE_PAIRS = 6
@@ -30,10 +35,8 @@ def eval_prompt_ids(project: Project) -> list[int]:
 
 
 def review_settings(project: Project) -> dict:
-    options = project.options or {}
     return {
-        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
-        "review_min_win_rate": options.get("review_min_win_rate"),
+        **thresholds(project),
         "review_fresh_prompts": review_option_int(
             project, "review_fresh_prompts", DEFAULT_FRESH_PROMPTS
         ),
@@ -67,9 +70,11 @@ def review_reward_model(project: Project) -> ModelVersion | None:
 
 
 def thresholds(project: Project) -> dict:
+    """The approval thresholds: the one place their defaults live."""
     options = project.options or {}
+    min_labels = options.get("review_min_labels")
     return {
-        "review_min_labels": int(options.get("review_min_labels", 0) or 0),
+        "review_min_labels": DEFAULT_MIN_LABELS if min_labels is None else int(min_labels),
         "review_min_win_rate": options.get("review_min_win_rate"),
     }
 

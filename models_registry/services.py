@@ -11,8 +11,9 @@ Approval rules (``model_version_transition`` to ``approved``):
 1. a written rationale;
 2. the approver is not the person who launched the training run;
 3. for a policy, the project's review thresholds, from ``Project.options``:
-   ``review_min_labels`` (blind review labels against the champion) and
-   ``review_min_win_rate`` (point estimate, ties half).
+   ``review_min_labels`` (blind review labels against the champion, 20 unless set) and
+   ``review_min_win_rate`` (point estimate, ties half; none unless set), read through
+   ``review_selectors.thresholds``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.db.models import Max
 
 from annotation.models import Project
 from config.errors import Conflict, Forbidden, ValidationFailed
-from models_registry import selectors
+from models_registry import review_selectors, selectors
 from models_registry.artifacts import (
     UnsafeModelFolder,
     inspect_model_folder,
@@ -44,11 +45,22 @@ from models_registry.models import (
     VersionState,
 )
 from rlhf.models import DatasetSnapshot, TrainingRun
+from rlhf.runs.selectors import folder_of_any_run
 from rlhf.training.provenance import code_version, library_versions
 
 # Called inside ``model_version_approve``'s transaction once a policy became champion:
 # (version, actor). The review cycle appends the next annotation round here (apps.ready).
 version_approved_hooks: list = []
+
+# Keys of a decision's evidence that only the registry measures (``ReviewSummary.as_evidence``
+# and the thresholds): a client may attach notes, never figures the card would show as measured.
+MEASURED_EVIDENCE_KEYS = frozenset(
+    {
+        "review", "thresholds", "override", "candidate_version", "opponent_version",
+        "review_labels", "wins", "losses", "ties", "win_rate", "win_rate_ci_95",
+        "ties_counted_as", "interval",
+    }
+)  # fmt: skip
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 CHAMPION = selectors.CHAMPION
@@ -154,6 +166,15 @@ def model_version_register(
                 code=f"foreign_{field.split('_')[-1]}",
                 fields={f"{field}_ref": "not one of this project's"},
             )
+    if approve_as_base and (training_run is not None or folder_of_any_run(Path(folder))):
+        # A run's output becomes a version only as a candidate, approved through review by
+        # someone other than its launcher; as a base model it would skip that review.
+        raise ValidationFailed(
+            "a training run's output cannot be registered as a base model: register it as a "
+            "candidate and have it reviewed",
+            code="run_folder",
+            fields={"folder": "a training run's folder"},
+        )
     try:
         inspection = inspect_model_folder(Path(folder))
     except UnsafeModelFolder as exc:
@@ -296,9 +317,9 @@ def _approval_checks(version: ModelVersion, actor, reason: str) -> dict:
         return {"candidate_version": version.pk, "thresholds": "policies only"}
     summary = selectors.review_summary(candidate=version)
     evidence = summary.as_evidence()
-    options = version.project.options or {}
-    min_labels = int(options.get("review_min_labels", 0) or 0)
-    min_win_rate = options.get("review_min_win_rate")
+    required = review_selectors.thresholds(version.project)
+    min_labels = required["review_min_labels"]
+    min_win_rate = required["review_min_win_rate"]
     if summary.labels < min_labels:
         raise Conflict(
             f"{summary.labels} review labels against the champion; the project requires "
@@ -338,11 +359,14 @@ def model_version_transition(
             + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""),
             code="invalid_transition",
         )
-    recorded = dict(evidence or {})
+    recorded = {k: v for k, v in (evidence or {}).items() if k not in MEASURED_EVIDENCE_KEYS}
     if to_state == VersionState.APPROVED:
         recorded["review"] = _approval_checks(version, actor, reason)
-    elif to_state == VersionState.REJECTED and not reason.strip():
-        raise ValidationFailed("rejecting needs a written rationale", code="rationale_required")
+    elif to_state == VersionState.REJECTED:
+        if not reason.strip():
+            raise ValidationFailed("rejecting needs a written rationale", code="rationale_required")
+        if version.kind == VersionKind.POLICY:
+            recorded["review"] = selectors.review_summary(candidate=version).as_evidence()
     elif to_state == VersionState.ARCHIVED:
         aliases = selectors.aliases_of(version)
         if aliases:
@@ -390,6 +414,39 @@ def model_version_approve(
 # --------------------------------------------------------------------------- aliases
 
 
+def model_version_passed_review(version: ModelVersion) -> bool:
+    """Whether ``version`` may be champion without an override: approved through
+    ``model_version_approve`` (whose checks refuse the run's launcher), or a base model an
+    admin registered from a model root (never a run's folder: ``model_version_register``)."""
+    events = version.audit_events.filter(to_state=VersionState.APPROVED)
+    if events.filter(action=AuditAction.TRANSITION).exists():
+        return True
+    return (
+        events.filter(action=AuditAction.REGISTERED).exists()
+        and version.training_run_id is None
+        and not folder_of_any_run(Path(version.artifact_dir))
+    )
+
+
+def _champion_override(version: ModelVersion, actor, override: bool) -> dict | None:
+    """The audit evidence of a champion move: nothing for a reviewed version, the override for
+    an unreviewed one (refused without it, and for the version's own launcher or registrar)."""
+    if model_version_passed_review(version):
+        return None
+    if not override:
+        raise Conflict(
+            f"{version.label} has not passed the project's review: approve it through review, "
+            "or have a second admin override with a reason",
+            code="not_reviewed",
+        )
+    if actor is None or actor.pk in (version.launched_by_id, version.registered_by_id):
+        raise Forbidden(
+            "the person who launched or registered a version cannot override its review",
+            code="own_run",
+        )
+    return {"override": {"reviewed": False, "by": _actor_name(actor)}}
+
+
 @transaction.atomic
 def alias_set(
     *,
@@ -399,9 +456,14 @@ def alias_set(
     actor,
     reason: str,
     evidence: dict | None = None,
+    override: bool = False,
     _action: str = AuditAction.ALIAS_SET,
 ) -> ModelAlias:
-    """Point alias ``name`` at an approved version of the project (promotion or rollback)."""
+    """Point alias ``name`` at an approved version of the project (promotion or rollback).
+
+    ``champion`` moves only to a version that passed review (``model_version_passed_review``),
+    or with ``override``: a project admin other than its launcher or registrar (the caller
+    checks the role), recorded in the audit event. A rollback returns to a former champion."""
     if version.project_id != project.pk:
         raise ValidationFailed("an alias points inside its project", code="foreign_version")
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
@@ -412,6 +474,10 @@ def alias_set(
         )
     if not reason.strip():
         raise ValidationFailed("moving an alias needs a reason", code="reason_required")
+    if name == CHAMPION and _action != AuditAction.ROLLBACK:
+        overridden = _champion_override(version, actor, override)
+        if overridden:
+            evidence = {**(evidence or {}), **overridden}
     alias = ModelAlias.objects.select_for_update().filter(project=project, name=name).first()
     previous = alias.version if alias else None
     if previous is not None and previous.pk == version.pk:

@@ -112,6 +112,11 @@ class TransitionSerializer(serializers.Serializer):
 class AliasMoveSerializer(serializers.Serializer):
     version_id = serializers.IntegerField()
     reason = serializers.CharField(max_length=10_000)
+    override = serializers.BooleanField(
+        default=False,
+        help_text="champion only: move to a version that did not pass review (a project admin "
+        "other than its launcher or registrar; audited with the reason).",
+    )
 
 
 class RollbackSerializer(serializers.Serializer):

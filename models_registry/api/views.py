@@ -171,6 +171,10 @@ class AliasDetailView(APIView):
         project = access_project(request.user, project_id, capability=Capability.REVIEW)
         data = s.AliasMoveSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        override = data.validated_data["override"]
+        if override:
+            # Overriding the review is a project admin's call, never a reviewer's.
+            access_project(request.user, project_id, capability=Capability.MANAGE)
         version = access_model_version(
             request.user, data.validated_data["version_id"], capability=Capability.REVIEW
         )
@@ -180,6 +184,7 @@ class AliasDetailView(APIView):
             version=version,
             actor=request.user,
             reason=data.validated_data["reason"],
+            override=override,
         )
         return Response(s.AliasSerializer(alias).data)
 

@@ -25,18 +25,35 @@ LIVE_FIELDS = (
 )  # fmt: skip
 
 
-def folder_of_another_projects_run(folder: Path, project) -> bool:
-    """Whether the resolved ``folder`` lies in a run's folder (under the artifact root, which
-    holds every project's runs) that is not a run of ``project``: weights a project may
-    neither train from nor register, as it may not name another project's run."""
+def folder_run_owner(folder: Path) -> str | None:
+    """The one rule for "a run's folder": the first part of ``folder`` (resolved) under the
+    runs root (``<artifact root>/runs/<run id>/attempt-<n>/...``, which holds every project's
+    runs), ``""`` for the runs root itself, or None when the folder lies outside it. Whatever
+    lies under the runs root is some run's output (or would be a future run's)."""
     runs_root = (Path(settings.TANDEM_ARTIFACT_ROOT) / "runs").resolve()
+    folder = Path(folder).resolve()
     if not folder.is_relative_to(runs_root):
+        return None
+    parts = folder.relative_to(runs_root).parts
+    return parts[0] if parts else ""
+
+
+def folder_of_any_run(folder: Path) -> bool:
+    """Whether ``folder`` is (or lies in) a training run's artifact or attempt folder, of any
+    project: a run's own output, which becomes a version only through review."""
+    return folder_run_owner(folder) is not None
+
+
+def folder_of_another_projects_run(folder: Path, project) -> bool:
+    """Whether the resolved ``folder`` lies in a run's folder that is not a run of ``project``:
+    weights a project may neither train from nor register, as it may not name another
+    project's run."""
+    owner = folder_run_owner(folder)
+    if owner is None:
         return False
-    owner = folder.relative_to(runs_root).parts[:1]
     return not (
-        owner
-        and re.fullmatch(r"[0-9]{1,18}", owner[0])
-        and TrainingRun.objects.filter(pk=int(owner[0]), project=project).exists()
+        re.fullmatch(r"[0-9]{1,18}", owner)
+        and TrainingRun.objects.filter(pk=int(owner), project=project).exists()
     )
 
 

@@ -56,7 +56,12 @@ def admin_user(make_user):
 
 @pytest.fixture
 def project(admin_user):
-    return annotation_services.project_create(name="Registry", created_by=admin_user)
+    # Most tests approve with a handful of review labels: they set the threshold explicitly
+    # (the default, 20 blind labels, has its own tests in test_review_integrity.py).
+    project = annotation_services.project_create(name="Registry", created_by=admin_user)
+    project.options = {**(project.options or {}), "review_min_labels": 0}
+    project.save(update_fields=["options"])
+    return project
 
 
 @pytest.fixture

@@ -71,6 +71,8 @@ def test_an_admin_registers_a_base_model_inside_the_roots(
     )
     assert response.status_code == 201
     assert response.json()["aliases"] == ["champion"]
+    # a base model from a model root (not a run's folder) is approved on registration
+    assert response.json()["state"] == "approved"
 
 
 def test_an_engineer_cannot_register_a_base_model_and_nothing_changes(

@@ -158,8 +158,8 @@ def test_the_launcher_cannot_approve_and_nothing_changes(project, review_round, 
     ("options", "rationale", "code"),
     [
         ({"review_min_labels": 5}, "enough", "not_enough_reviews"),
-        ({"review_min_win_rate": 0.8}, "enough", "win_rate_too_low"),
-        ({}, "   ", "rationale_required"),
+        ({"review_min_labels": 0, "review_min_win_rate": 0.8}, "enough", "win_rate_too_low"),
+        ({"review_min_labels": 0}, "   ", "rationale_required"),
     ],
 )
 def test_refused_approvals_show_the_reason_and_change_nothing(

@@ -45,7 +45,11 @@ def prompts(project):
 
 @pytest.fixture
 def loop_project(project, prompts):
-    project.options = {"review_fresh_prompts": 3, "review_generation": TINY_GENERATION}
+    project.options = {
+        "review_fresh_prompts": 3,
+        "review_generation": TINY_GENERATION,
+        "review_min_labels": 0,
+    }
     project.save()
     review_settings.eval_prompts_pin(project=project, prompt_ids=[prompts[0].pk, prompts[1].pk])
     project.refresh_from_db()

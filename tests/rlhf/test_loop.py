@@ -74,7 +74,13 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
         ],
     )
     project.refresh_from_db()
-    project.options = {**project.options, "review_fresh_prompts": 2, "annotation_round_prompts": 3}
+    # (a round this small yields 4 review labels: the threshold is set to match)
+    project.options = {
+        **project.options,
+        "review_fresh_prompts": 2,
+        "annotation_round_prompts": 3,
+        "review_min_labels": 4,
+    }
     project.save()
 
     # when the engineer runs one round of the loop
