@@ -61,7 +61,7 @@ def test_dashboard_charts_render_without_console_errors(
     queued_tasks, no_gold_draws, project, admin_user, member, make_task, live_server, client
 ):
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium; scripts/test does)")
     # given a project with pairwise labels from three annotators, one of them always "left"
     project.overlap = 3
     project.save()
@@ -106,7 +106,7 @@ def test_the_refresh_button_queues_a_refresh_and_the_page_shows_the_newer_report
     monkeypatch,
 ):  # fmt: skip
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium; scripts/test does)")
     # Playwright's loop runs in this thread; the refresh below is plain synchronous ORM work.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     # given a computed report, then a label whose refresh was queued an hour ago and never
