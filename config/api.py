@@ -1,5 +1,7 @@
 """API-wide behaviour shared by every app's endpoints."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -46,6 +48,8 @@ class CheckedJSONField(serializers.JSONField):
         return value
 
 
+logger = logging.getLogger(__name__)
+
 # Raised by Python or the database driver on values that got past validation (a JSON string
 # inside a form field, a number in a query string); a 400, never a 500.
 _INPUT_ERRORS = {
@@ -77,6 +81,9 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     elif type(exc) in _INPUT_ERRORS:
+        # Logged with its traceback: the specific checks come first, so one reaching here may
+        # be a server bug worth finding, not only hostile input.
+        logger.warning("%s answered as a 400", type(exc).__name__, exc_info=exc)
         exc = exceptions.ValidationError({"detail": _INPUT_ERRORS[type(exc)]})
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "error" not in response.data:
