@@ -8,6 +8,7 @@ from django.db import transaction
 
 from annotation.models import Project, Prompt
 from annotation.services import prompt_messages_hash
+from annotation.services.project_settings import setting_number
 from config.errors import ValidationFailed
 from models_registry.review_selectors import eval_prompt_ids, review_settings
 
@@ -84,13 +85,7 @@ def review_settings_update(*, project: Project, **fields) -> dict:
         if value is None:
             options.pop(key, None)
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationFailed(f"{key} must be a number", field=key)
-        if kind is int and value != int(value):
-            raise ValidationFailed(f"{key} must be a whole number", field=key)
-        if not low <= value <= high:
-            raise ValidationFailed(f"{key} must be from {low} to {high}", field=key)
-        options[key] = kind(value)
+        options[key] = setting_number(key, value, kind=kind, low=low, high=high)
     project.options = options
     project.save(update_fields=["options", "updated_at"])
     return review_settings(project)

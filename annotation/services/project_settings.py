@@ -115,6 +115,12 @@ def _checked(section: str, key: str, value):
                 f"{field} must be a list drawn from {list(choices)}", field=field
             )
         return [c for c in choices if c in value]
+    return setting_number(field, value, kind=kind, low=low, high=high)
+
+
+def setting_number(field: str, value, *, kind: type, low, high):
+    """A project setting's number, checked: a real number (not a bool), whole for ``int``,
+    within [low, high]; else a 400 naming ``field``. Shared with the review settings."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationFailed(f"{field} must be a number", field=field)
     if kind is int and value != int(value):
