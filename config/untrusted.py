@@ -4,13 +4,12 @@ Python accepts values that PostgreSQL and SQLite refuse, and each one used to su
 500 deep inside a service: a lone UTF-16 surrogate (``"\\ud83d"`` decodes to a ``str`` that
 cannot be encoded as UTF-8), JSON nested so deep that the decoder recurses out of stack, and
 integers past 64 bits (SQLite raises OverflowError binding them; a path id can never name a
-row). One walk checks a decoded JSON value for all three (the API's JSON parser and the
-JSONL importer call it), and one middleware bounds every integer id in a URL path.
+row), and a NUL character (PostgreSQL's text and jsonb refuse ``\\u0000``). One walk checks a
+decoded JSON value for all of them (the API's JSON parser, JSON form fields and the JSONL
+importer call it), and one middleware bounds every integer id in a URL path.
 """
 
 from __future__ import annotations
-
-import json
 
 from django.http import HttpResponseBadRequest, JsonResponse
 
@@ -46,6 +45,8 @@ def json_value_problem(value, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, 
         if isinstance(item, str):
             if _has_lone_surrogate(item):
                 return path, "contains a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+            if "\x00" in item:
+                return path, "contains a NUL character (\\u0000)"
         elif isinstance(item, bool):
             continue
         elif isinstance(item, int):
@@ -58,24 +59,12 @@ def json_value_problem(value, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, 
                 for key, child in item.items():
                     if isinstance(key, str) and _has_lone_surrogate(key):
                         return path, "has a key with a lone surrogate"
+                    if isinstance(key, str) and "\x00" in key:
+                        return path, "has a key with a NUL character (\\u0000)"
                     stack.append((child, _path(path, key), depth + 1))
             else:
                 stack.extend((child, _path(path, i), depth + 1) for i, child in enumerate(item))
     return None
-
-
-def json_loads_checked(raw: str | bytes, **kwargs):
-    """``json.loads`` that raises ValueError, never RecursionError, and refuses what
-    ``json_value_problem`` finds (the message names the field)."""
-    try:
-        value = json.loads(raw, **kwargs)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    problem = json_value_problem(value)
-    if problem:
-        field, reason = problem
-        raise ValueError(f"{field or 'the value'} {reason}")
-    return value
 
 
 def int64_problem(raw) -> str | None:

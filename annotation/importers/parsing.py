@@ -41,21 +41,6 @@ def _finite(text: str) -> float:
     return value
 
 
-def _holds_nul(value) -> bool:
-    stack = [value]  # iterative, so no nesting the decoder accepted can exhaust the stack
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 def _records(text: str, fmt: str):
     """Yield (line number, record) pairs; a parse error yields (line, _RowError)."""
     if fmt == "jsonl":
@@ -72,9 +57,7 @@ def _records(text: str, fmt: str):
                 yield number, _RowError("not valid JSON (nested too deeply)")
             else:
                 problem = json_value_problem(record)
-                if _holds_nul(record):
-                    yield number, _RowError("contains a NUL character (\\u0000)")
-                elif problem:  # a lone surrogate, an integer past 64 bits, deep nesting
+                if problem:  # a lone surrogate or NUL, an integer past 64 bits, deep nesting
                     yield number, _RowError(f"{problem[0] or 'the row'} {problem[1]}")
                 else:
                     yield number, record

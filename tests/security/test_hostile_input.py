@@ -109,6 +109,20 @@ def test_a_lone_surrogate_in_a_label_payload_is_a_400_naming_the_field(people):
     assert not Label.objects.exists()
 
 
+def test_a_nul_character_in_a_label_payload_is_a_400_naming_the_field(people):
+    # PostgreSQL's jsonb refuses \u0000; it must be refused before it reaches the database
+    project, _, annotator = people
+    task = _task(project)
+    client = _client(annotator)
+    _post_json(client, f"/api/projects/{project.pk}/tasks/next/", "{}")
+    raw = '{"payload": {"choice": "A", "rationale": "a\\u0000b"}}'
+    response = _post_json(client, f"/api/tasks/{task.pk}/labels/", raw)
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["field"] == "payload.rationale"
+    assert "NUL" in response.json()["detail"]
+    assert not Label.objects.exists()
+
+
 def test_a_lone_surrogate_in_a_key_a_gold_payload_or_metrics_is_a_400(people):
     project, admin, _ = people
     task = _task(project)
