@@ -68,7 +68,10 @@ def json_value_problem(value, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, 
 
 
 def int64_problem(raw) -> str | None:
-    """Why a whole number from a URL or a form cannot name a row, or None."""
+    """Why a whole number from a URL or a form cannot name a row, or None. Only ASCII digits
+    count: ``int()`` also reads other scripts' digits ("١٢" is 12), which no id is written in."""
+    if isinstance(raw, str) and not raw.isascii():
+        return "must be a whole number"
     try:
         number = int(raw)
     except (TypeError, ValueError):

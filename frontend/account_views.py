@@ -11,6 +11,7 @@ from annotation import selectors, services
 from annotation.services.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 from annotation.tokens import TokenScope
 from config.errors import DomainError
+from config.untrusted import int64_problem
 
 
 def _render(request, *, issued=None, status=200):
@@ -45,7 +46,7 @@ def account(request):
         if action == "revoke-token":
             token_id = request.POST.get("token_id", "")
             token = selectors.api_token_list_for_user(request.user).filter(
-                pk=int(token_id) if token_id.isdigit() else 0
+                pk=0 if int64_problem(token_id) else int(token_id)
             )
             token = token.first()
             if token is None:

@@ -18,6 +18,7 @@ from annotation import selectors, services
 from annotation.access import access_label, access_project
 from annotation.models import Label, TaskKind
 from annotation.opaque import task_ref
+from config.untrusted import int64_problem
 
 PAGE_SIZE = 25
 
@@ -42,7 +43,8 @@ def _editable_until(label: Label):
 def my_labels(request):
     query = request.GET
     project_id = query.get("project", "").strip()
-    project_id = int(project_id) if project_id.isdigit() else None
+    # An id no row can have (a non-ASCII digit, past 64 bits) filters nothing, as a blank one.
+    project_id = None if int64_problem(project_id) else int(project_id)
     if project_id is not None:
         access_project(request.user, project_id)
     kind = query.get("kind") if query.get("kind") in TaskKind.values else None

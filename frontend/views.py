@@ -3,7 +3,6 @@
 import json
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -17,8 +16,6 @@ from annotation.quality.flag_policy import ACTIONS as FLAG_ACTIONS
 from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability, Role, role_can
 from config.errors import DomainError, ValidationFailed
-
-User = get_user_model()
 
 
 @login_required

@@ -71,3 +71,15 @@ def test_another_annotators_label_is_404_and_a_closed_window_says_so(client, lab
     assert "the edit window has closed" in page
     assert 'data-testid="save-edit"' not in page
     assert "secret-model" not in page
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "9" * 30])
+def test_a_hostile_project_filter_is_not_a_server_error(labelled, client, value):
+    # given an annotator on their labels page
+    _project, ann, _other = labelled
+    client.force_login(ann)
+    # when the project filter is a non-ASCII digit or a number no row can have
+    response = client.get("/labels/", {"project": value})
+    # then the filter is ignored, never a 500
+    assert response.status_code == 200
+    assert len(_row_ids(response)) == PAGE_SIZE
