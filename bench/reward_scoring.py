@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.shared_data import shared_data
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -37,7 +40,7 @@ from rlhf.training.loading import resolve_device
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/hh_harmless_dev.jsonl"))
+    parser.add_argument("--data", type=Path, default=shared_data("hh_harmless_dev.jsonl"))
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--model", type=Path, default=None, help="reward model folder")
     parser.add_argument("--batch-size", type=int, default=16)

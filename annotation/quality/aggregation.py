@@ -211,7 +211,7 @@ POLICY_TABLE: dict[str, Policy] = {
 POLICIES = tuple(POLICY_TABLE)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)  # a worker sees few configs; bounded all the same
 def unit_rule(config: AggregationConfig) -> Decide:
     """The rule that decides one unit, for callers that stream units (snapshots). Only for
     policies that learn nothing from the other units."""

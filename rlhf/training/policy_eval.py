@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,6 @@ from rlhf.training.generation import (
     load_causal_lm,
 )
 from rlhf.training.loading import LoadedModel, load_for_inference
-from rlhf.training.tokens import encode_for_scoring
 
 
 @dataclass(frozen=True)
@@ -178,14 +176,6 @@ def load_reward_model(model_dir: Path, *, device: str = "auto", dtype: str = "au
     if loaded.model.tandem_new_head:
         raise ValueError(f"{model_dir} is not a reward model: it has no trained one-output head")
     return loaded
-
-
-def reward_model_input(
-    tokenizer, conversation: list[dict[str, str]], response: str, max_length: int | None = None
-):
-    """Token ids the reward model reads for one (conversation, response) pair."""
-    (ids,), _ = encode_for_scoring(tokenizer, conversation, [response], max_length or sys.maxsize)
-    return {"input_ids": ids}
 
 
 def score_rewards(

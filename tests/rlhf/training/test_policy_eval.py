@@ -1,6 +1,7 @@
 """Policy evaluation on tiny random models, checked against direct forward passes."""
 
 import math
+import sys
 
 import pytest
 import torch
@@ -14,10 +15,10 @@ from rlhf.training.policy_eval import (
     length_stats,
     load_reward_model,
     perplexity,
-    reward_model_input,
     score_rewards,
     token_log_probs,
 )
+from rlhf.training.tokens import encode_for_scoring
 
 PROMPTS = ["hi", "Write a short poem about the sea.", "Paris?"]
 
@@ -210,8 +211,8 @@ def test_an_encoder_scores_a_prompt_longer_than_its_positions_by_its_tail(tmp_pa
     # response: the scores differ by response
     assert all(math.isfinite(r) for r in stats.rewards)
     assert stats.rewards[0] != stats.rewards[1]
-    full = reward_model_input(reward_model.tokenizer, long_prompt, "Bake it.")["input_ids"]
-    kept = reward_model_input(reward_model.tokenizer, long_prompt, "Bake it.", limit)["input_ids"]
+    (full,), _ = encode_for_scoring(reward_model.tokenizer, long_prompt, ["Bake it."], sys.maxsize)
+    (kept,), _ = encode_for_scoring(reward_model.tokenizer, long_prompt, ["Bake it."], limit)
     assert len(full) > limit
     assert kept == full[len(full) - limit :]
     with torch.inference_mode():
