@@ -13,6 +13,10 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.roles import Role
+from config.fieldcrypt import EncryptedKeysJSONField
+
+# The free-text keys of a label payload stored encrypted at rest (config.fieldcrypt).
+ENCRYPTED_PAYLOAD_KEYS = ("rationale",)
 
 
 class TaskKind(models.TextChoices):
@@ -244,7 +248,7 @@ class Label(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="labels"
     )
     kind = models.CharField(max_length=16, choices=TaskKind.choices)
-    payload = models.JSONField()
+    payload = EncryptedKeysJSONField(encrypted_keys=ENCRYPTED_PAYLOAD_KEYS)
     shown_order = models.JSONField(null=True, blank=True)
     flags = models.JSONField(default=list, blank=True)
     duration_ms = models.PositiveIntegerField(
@@ -276,7 +280,7 @@ class LabelRevision(models.Model):
 
     label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="revisions")
     version = models.PositiveIntegerField()
-    payload = models.JSONField()
+    payload = EncryptedKeysJSONField(encrypted_keys=ENCRYPTED_PAYLOAD_KEYS)
     flags = models.JSONField(default=list)
     edited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
@@ -327,6 +331,7 @@ class ImportBatch(models.Model):
 
 # Quality-control tables live with their code; importing them here registers them with the app.
 # Defined beside their rules; imported here so Django registers them with this app.
+from annotation.audit import DataAuditEvent  # noqa: E402, F401
 from annotation.invitations import Invitation  # noqa: E402, F401
 from annotation.quality.models import *  # noqa: E402, F403
 from annotation.tokens import ApiToken  # noqa: E402, F401

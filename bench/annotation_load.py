@@ -62,6 +62,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "gunicorn-sync", "uvicorn", "daphne")
@@ -384,6 +385,7 @@ def server_start(cfg: BenchConfig, run_url: str, port: int, log: Path) -> subpro
         "TANDEM_ENV": "production",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "TANDEM_FIELD_KEYS": Fernet.generate_key().decode(),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "TANDEM_SSL_REDIRECT": "0",
         "TANDEM_LOG_LEVEL": "ERROR",

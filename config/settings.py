@@ -17,6 +17,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.fieldcrypt import field_keys_from_environment
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TANDEM_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -235,6 +237,14 @@ TANDEM_MAX_ACTIVE_LEASES_PER_ANNOTATOR = 2
 
 if os.environ.get("TANDEM_ENV") == "production":
     from config.production import *  # noqa: F403  (hardened overrides, validated)
+
+# Encryption at rest of sensitive fields (config.fieldcrypt): comma-separated Fernet keys, the
+# first encrypts, all decrypt (rotation: docs/security.md). Required in production; elsewhere
+# a key derived from SECRET_KEY is used, with a warning.
+TANDEM_FIELD_KEYS = field_keys_from_environment(
+    secret_key=SECRET_KEY,
+    production=os.environ.get("TANDEM_ENV") == "production",
+)
 
 # Dataset snapshots: worker processes per build (0 = in the job's own process).
 TANDEM_SNAPSHOT_WORKERS = int(

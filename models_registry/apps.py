@@ -8,6 +8,7 @@ class ModelsRegistryConfig(AppConfig):
 
     def ready(self):
         # The registry sits above rlhf: it hooks into runs instead of rlhf importing it.
+        from annotation.services import hooks as annotation_hooks
         from models_registry import handover, review_cycle, run_versions, services
         from rlhf.runs import services as run_services
         from rlhf.runs import versions
@@ -16,6 +17,8 @@ class ModelsRegistryConfig(AppConfig):
         if hook not in services.version_approved_hooks:
             services.version_approved_hooks.append(hook)
         versions.install(run_versions.RunVersionRegistry())
+        if review_cycle.prompts_in_use not in annotation_hooks.retention_prompt_guards:
+            annotation_hooks.retention_prompt_guards.append(review_cycle.prompts_in_use)
         # Order matters: the candidate is registered before its review round starts.
         for hook in (handover.training_run_register_candidate, handover.training_run_start_review):
             if hook not in run_services.training_run_succeeded_hooks:

@@ -70,6 +70,19 @@ REVIEW_PRIORITY = 10
 SECOND_SAMPLE_SEED_OFFSET = 1_000_003
 
 
+def prompts_in_use(project: Project) -> set[int]:
+    """Every prompt a round or generation job of ``project`` names, and the pinned evaluation
+    prompts: the retention guard (``annotation.services.retention`` never deletes them)."""
+    used = set(eval_prompt_ids(project))
+    for evaluation, fresh in LoopRound.objects.filter(project=project).values_list(
+        "eval_prompt_ids", "fresh_prompt_ids"
+    ):
+        used.update(evaluation or [], fresh or [])
+    for ids in GenerationJob.objects.filter(project=project).values_list("prompt_ids", flat=True):
+        used.update(ids or [])
+    return {i for i in used if isinstance(i, int)}
+
+
 def _generation_config(project: Project) -> dict:
     from rlhf.training.generation import GenerationConfig, config_record
 

@@ -1,12 +1,14 @@
 from django.urls import path
 
-from annotation.api import tokens, views
+from annotation.api import erasure, tokens, views
 
 urlpatterns = [
     path("auth/token/", tokens.ObtainTokenView.as_view(), name="api-token"),
     path("tokens/", tokens.TokenListView.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>/", tokens.TokenDetailView.as_view(), name="api-token-detail"),
     path("me/", views.MeView.as_view(), name="api-me"),
+    path("me/erase/", erasure.OwnErasureView.as_view(), name="api-me-erase"),
+    path("users/<int:user_id>/erase/", erasure.UserEraseView.as_view(), name="api-user-erase"),
     path("projects/", views.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailView.as_view(), name="api-project"),
     path("projects/<int:project_id>/members/", views.MemberListView.as_view(), name="api-members"),

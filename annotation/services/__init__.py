@@ -24,6 +24,7 @@ from annotation.services.claims import (
     task_claim_next,
     task_skip,
 )
+from annotation.services.erasure import ErasureResult, user_erase
 from annotation.services.hashing import (
     canonical_json,
     content_hash,
@@ -69,6 +70,7 @@ from annotation.services.tokens import (
 
 __all__ = [
     "EDITABLE_PROJECT_FIELDS",
+    "ErasureResult",
     "IssuedToken",
     "SubmitResult",
     "api_token_create",
@@ -104,5 +106,6 @@ __all__ = [
     "task_skip",
     "text_hash",
     "user_create",
+    "user_erase",
     "user_external_get_or_create",
 ]

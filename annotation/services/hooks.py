@@ -22,6 +22,9 @@ claim_preemptors: list[Callable[..., int | None]] = []
 claim_guards: list[Callable[[Project, object], None]] = []
 # Called after commit when a label was edited or a task skipped: (project_id, [task ids]).
 task_changed_hooks: list[Callable[[int, list[int]], None]] = []
+# Prompts another app still needs (the review cycle's evaluation and fresh prompts, its
+# generation jobs'): retention never deletes them. Signature: (project) -> set of prompt ids.
+retention_prompt_guards: list[Callable[[Project], set[int]]] = []
 
 
 def _after_commit_task_changed(project_id: int, task_id: int) -> None:

@@ -10,7 +10,12 @@ Stored in ``Project.options`` (the rubric is a column, validated by ``project_up
   ``annotation.quality.flag_policy.FlagPolicy`` (``min_flags``; the action for ``unsafe``,
   ``personal_data``, ``spam`` and ``other`` flags), which every new snapshot records and applies;
 - ``labels``: ``edit_window_hours``, how long after submitting an annotator may edit a label
-  (absent: no limit, as before the setting existed).
+  (absent: no limit, as before the setting existed);
+- ``privacy``: ``rationale_retention_days`` (label rationales older than this are cleared by
+  ``manage.py apply_retention``), ``raw_text_retention_days`` (prompts no label ever used,
+  older than this, are deleted with their responses and unlabelled tasks; see
+  ``annotation.services.retention``), and ``keep_rationales_on_erasure`` (an erased annotator's
+  rationales are kept, without their name, instead of removed; default false). Absent: kept.
 A value sent as ``None`` clears the setting back to its default.
 """
 
@@ -48,6 +53,11 @@ SETTINGS: dict[str, dict[str, tuple]] = {
     "labels": {
         "edit_window_hours": (int, 1, 24 * 366),
     },
+    "privacy": {
+        "rationale_retention_days": (int, 1, 36_600),
+        "raw_text_retention_days": (int, 1, 36_600),
+        "keep_rationales_on_erasure": (bool, None, None),
+    },
 }
 CHOICES = {
     ("aggregation", "policy"): POLICIES,
@@ -70,6 +80,7 @@ def project_settings(project: Project) -> dict:
             **project_flag_policy(project).as_dict(),
         },
         "labels": {"edit_window_hours": (options.get("labels") or {}).get("edit_window_hours")},
+        "privacy": project_privacy(project),
         "rubric": project.rubric,
     }
 
@@ -93,6 +104,16 @@ def project_flag_policy(project: Project) -> FlagPolicy:
 def project_label_edit_window(project: Project) -> timedelta | None:
     hours = ((project.options or {}).get("labels") or {}).get("edit_window_hours")
     return None if hours is None else timedelta(hours=hours)
+
+
+def project_privacy(project: Project) -> dict:
+    """The project's retention and erasure settings (``None``: no retention limit)."""
+    stored = (project.options or {}).get("privacy") or {}
+    return {
+        "rationale_retention_days": stored.get("rationale_retention_days"),
+        "raw_text_retention_days": stored.get("raw_text_retention_days"),
+        "keep_rationales_on_erasure": bool(stored.get("keep_rationales_on_erasure", False)),
+    }
 
 
 def _checked(section: str, key: str, value):

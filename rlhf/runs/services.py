@@ -30,12 +30,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.audit import DataAuditAction, data_audit_record
 from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
 from config.safepaths import FolderNotAllowed, allowed_model_folder
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
 from rlhf.runs import versions
-from rlhf.runs.selectors import folder_of_another_projects_run
+from rlhf.runs.selectors import folder_of_another_projects_run, training_run_artifact_path
 from rlhf.training.config import (
     METHOD_SPECS,
     METHOD_TITLES,
@@ -59,6 +60,22 @@ training_run_succeeded_hooks: list[Callable[[TrainingRun], None]] = []
 
 
 # --------------------------------------------------------------------------- shared helpers
+def training_run_artifact_download(*, run: TrainingRun, relative: str, actor) -> Path | None:
+    """The file of one recorded artifact for ``actor`` to download, recorded in the data audit
+    log (who took which file of which run); None, and nothing recorded, for no such file."""
+    path = training_run_artifact_path(run=run, relative=relative)
+    if path is None:
+        return None
+    data_audit_record(
+        action=DataAuditAction.RUN_ARTIFACT_DOWNLOADED,
+        subject=f"run:{run.pk}:{relative}",
+        actor=actor,
+        project=run.project,
+        details={"path": relative, "size_bytes": path.stat().st_size},
+    )
+    return path
+
+
 def run_group(run_id: int) -> str:
     """The channel-layer group of a run's watchers."""
     return f"training-run-{int(run_id)}"

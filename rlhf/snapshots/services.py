@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation.audit import DataAuditAction, data_audit_record
 from annotation.models import Label, Project, TaskKind
 from config.errors import Conflict, ValidationFailed
 from config.process_setup import django_worker_setup
@@ -249,19 +250,36 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
 
 
 def snapshot_export_enqueue(
-    *, snapshot: DatasetSnapshot, name: str, max_prompt_chars: int | None = None
+    *, snapshot: DatasetSnapshot, name: str, max_prompt_chars: int | None = None, actor=None
 ) -> None:
-    """Check an export request now, write it in the background (queue "snapshots")."""
+    """Check an export request now, write it in the background (queue "snapshots"). Who asked
+    is recorded in the data audit log (a refused request records nothing)."""
     from rlhf.snapshots.tasks import snapshot_export_job
 
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
     if (snapshot_dir(snapshot) / "exports" / name).exists():
         raise Conflict(f"an export named {name!r} exists", code="export_exists")
+    snapshot_export_audit(
+        snapshot=snapshot,
+        actor=actor,
+        details={"via": "api", "name": name, "max_prompt_chars": max_prompt_chars},
+    )
     transaction.on_commit(
         lambda: snapshot_export_job.enqueue(
             snapshot_id=snapshot.pk, name=name, max_prompt_chars=max_prompt_chars
         )
+    )
+
+
+def snapshot_export_audit(*, snapshot: DatasetSnapshot, actor, details: dict) -> None:
+    """One ``snapshot_exported`` event: who took the snapshot's data out, and how."""
+    data_audit_record(
+        action=DataAuditAction.SNAPSHOT_EXPORTED,
+        subject=f"snapshot:{snapshot.pk}",
+        actor=actor,
+        project=snapshot.project,
+        details=details,
     )
 
 

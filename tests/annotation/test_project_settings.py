@@ -30,6 +30,11 @@ def test_defaults_are_what_the_engines_use_without_settings(project):
             "other": "keep",
         },
         "labels": {"edit_window_hours": None},
+        "privacy": {
+            "rationale_retention_days": None,
+            "raw_text_retention_days": None,
+            "keep_rationales_on_erasure": False,
+        },
         "rubric": project.rubric,
     }
 
@@ -49,6 +54,11 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, cli
             "other": "drop",
         },
         "labels": {"edit_window_hours": 24},
+        "privacy": {
+            "rationale_retention_days": 30,
+            "raw_text_retention_days": 365,
+            "keep_rationales_on_erasure": True,
+        },
         "rubric": rubric,
     }
     # when they patch the settings

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
+from annotation.audit import DataAuditEvent
 from annotation.roles import Role
 from rlhf.models import DatasetSnapshot, SnapshotStatus
 
@@ -47,7 +48,7 @@ def test_create_list_and_read_a_snapshot(ready, api, small_project):
     assert card.content.decode().startswith("# Harmless: snapshot")
 
 
-def test_export_through_the_api_is_written_in_the_background(ready, api):
+def test_export_through_the_api_is_written_in_the_background(ready, api, engineer):
     # when an export with truncated prompts is requested
     response = api.post(
         f"/api/snapshots/{ready.pk}/exports/",
@@ -63,6 +64,11 @@ def test_export_through_the_api_is_written_in_the_background(ready, api):
     assert exports[1]["truncation"]["max_prompt_chars"] == 200
     again = api.post(f"/api/snapshots/{ready.pk}/exports/", {"name": "short"}, format="json")
     assert again.status_code == 409
+    # and the data audit log holds who asked, once (the refused second request records nothing)
+    events = DataAuditEvent.objects.filter(action="snapshot_exported")
+    assert [(e.actor, e.subject, e.details["name"]) for e in events] == [
+        (engineer, f"snapshot:{ready.pk}", "short")
+    ]
 
 
 def test_foreign_ids_are_404_and_annotators_are_403(ready, make_user):

@@ -27,6 +27,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-tokens", "post"): AUTHENTICATED,
     ("api-token-detail", "delete"): AUTHENTICATED,  # one's own token; another's is 404
     ("api-me", "get"): AUTHENTICATED,
+    ("api-me-erase", "post"): AUTHENTICATED,  # one's own account, with password and "erase"
+    ("api-user-erase", "post"): STAFF,
     ("api-invitations", "get"): AUTHENTICATED,  # one's own pending invitations
     ("api-invitation", "post"): AUTHENTICATED,  # answer one's own; another's is 404
     ("api-projects", "get"): AUTHENTICATED,

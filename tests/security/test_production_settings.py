@@ -21,6 +21,7 @@ GOOD = {
     "DJANGO_SECRET_KEY": GOOD_KEY,
     "DJANGO_ALLOWED_HOSTS": "tandem.example.org",
     "DJANGO_DEBUG": "0",
+    "TANDEM_FIELD_KEYS": "7VjtR7Wc-PBDJ7fQ3vC4e3Gf2bgkkOmTGRlQ6uYCt1U=",
 }
 CHECK = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
 SETUP = [sys.executable, "-c", "import django; django.setup()"]
@@ -37,6 +38,8 @@ CASES = {
     "short-key": (SETUP, {"DJANGO_SECRET_KEY": "s3cret"}, 1, "DJANGO_SECRET_KEY"),
     "repetitive-key": (SETUP, {"DJANGO_SECRET_KEY": "a" * 80}, 1, "DJANGO_SECRET_KEY"),
     "debug-on": (SETUP, {"DJANGO_DEBUG": "1"}, 1, "DJANGO_DEBUG"),
+    "missing-field-keys": (SETUP, {"TANDEM_FIELD_KEYS": None}, 1, "TANDEM_FIELD_KEYS"),
+    "bad-field-key": (SETUP, {"TANDEM_FIELD_KEYS": "not-a-key"}, 1, "TANDEM_FIELD_KEYS"),
     "wildcard-host": (SETUP, {"DJANGO_ALLOWED_HOSTS": "*"}, 1, "DJANGO_ALLOWED_HOSTS"),
     "wildcard-among-hosts": (
         SETUP,

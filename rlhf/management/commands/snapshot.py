@@ -134,13 +134,19 @@ class Command(BaseCommand):
 
             tok = AutoTokenizer.from_pretrained(tokenizer)
             count_tokens = lambda text: len(tok(text, add_special_tokens=False).input_ids)  # noqa: E731
+        snapshot = self._snapshot(snapshot)
         manifest = services.snapshot_export(
-            snapshot=self._snapshot(snapshot),
+            snapshot=snapshot,
             name=name,
             export_dir=out,
             max_prompt_chars=max_prompt_chars,
             max_prompt_tokens=max_prompt_tokens,
             count_tokens=count_tokens,
+        )
+        services.snapshot_export_audit(
+            snapshot=snapshot,
+            actor=None,
+            details={"via": "command", "name": name, "export_dir": str(out) if out else None},
         )
         self.stdout.write(json.dumps({k: manifest[k] for k in ("shapes", "truncation")}))
 

@@ -102,7 +102,7 @@ class TrainingRunArtifactView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request, run_id: int, path: str):
         run = selectors.training_run_get(user=request.user, run_id=run_id)
-        file = selectors.training_run_artifact_path(run=run, relative=path)
+        file = services.training_run_artifact_download(run=run, relative=path, actor=request.user)
         if file is None:
             raise Http404("No such artifact.")
         return FileResponse(open(file, "rb"), as_attachment=True, filename=file.name)

@@ -56,5 +56,7 @@ class ExportListView(APIView):
         snapshot = selectors.snapshot_get(user=request.user, snapshot_id=snapshot_id)
         data = s.ExportCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.snapshot_export_enqueue(snapshot=snapshot, **data.validated_data)
+        services.snapshot_export_enqueue(
+            snapshot=snapshot, actor=request.user, **data.validated_data
+        )
         return Response({"name": data.validated_data["name"]}, status=status.HTTP_202_ACCEPTED)
