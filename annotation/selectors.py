@@ -16,11 +16,13 @@ from annotation.models import (
     Project,
     Task,
     TaskItem,
+    TaskKind,
     TaskStatus,
 )
 from annotation.opaque import item_ref, task_ref
 from annotation.rendering import markdown_to_safe_html
 from annotation.tokens import ApiToken
+from formats.peers import PeerJudgement, PeerRecord
 
 
 def project_by_ref(ref: str) -> Project | None:
@@ -276,3 +278,62 @@ def invitation_list_for_project(project) -> list[Invitation]:
     return list(
         project.invitations.filter(state=InvitationState.PENDING).order_by("created_at", "pk")
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Labels in a peer tool's shape (formats.peers): one record per task of a comparison kind
+
+
+PEER_EXPORT_CHUNK = 500
+
+
+def _peer_tiers(label: Label, position: dict[int, int]) -> list[list[int]] | None:
+    """A stored label as tiers of the task's item positions; None if it states no order
+    (both answers bad)."""
+    payload = label.payload
+    if label.kind == TaskKind.PAIRWISE:
+        outcome = payload.get("outcome")
+        return {"A": [[0], [1]], "B": [[1], [0]], "tie": [[0, 1]]}.get(outcome)
+    return [sorted(position[rid] for rid in tier) for tier in payload.get("ranking") or []]
+
+
+def labels_as_peer_records(*, project: Project, chunk: int = PEER_EXPORT_CHUNK):
+    """Every labelled pairwise and ranking task of ``project`` as a ``PeerRecord``, streamed in
+    chunks of tasks by id (bounded memory and bounded statements, whatever the project's
+    size). Annotators appear by their stable account id, never by name."""
+    last = 0
+    while True:
+        tasks = list(
+            Task.objects.filter(
+                project=project,
+                pk__gt=last,
+                kind__in=[TaskKind.PAIRWISE, TaskKind.RANKING],
+                label_count__gt=0,
+            )
+            .select_related("prompt")
+            .order_by("pk")[:chunk]
+        )
+        if not tasks:
+            return
+        last = tasks[-1].pk
+        items: dict[int, list[TaskItem]] = {}
+        for item in TaskItem.objects.filter(task__in=tasks).select_related("response"):
+            items.setdefault(item.task_id, []).append(item)
+        labels: dict[int, list[Label]] = {}
+        for label in Label.objects.filter(task__in=tasks).order_by("pk"):
+            labels.setdefault(label.task_id, []).append(label)
+        for task in tasks:
+            ordered = sorted(items.get(task.pk, []), key=lambda i: i.position)
+            position = {item.response_id: item.position for item in ordered}
+            record = PeerRecord(
+                prompt=task.prompt.messages,
+                responses=[item.response.text for item in ordered],
+                external_id=f"tandem-task-{task.pk}",
+            )
+            for label in labels.get(task.pk, []):
+                tiers = _peer_tiers(label, position)
+                if tiers:
+                    record.judgements.append(PeerJudgement(str(label.annotator_id), tiers))
+                else:
+                    record.skipped += 1
+            yield record

@@ -3,10 +3,12 @@ business rules live in the services)."""
 
 from rest_framework import serializers
 
+from annotation.importers import IMPORT_KINDS
 from annotation.models import ImportBatch, Project, TaskKind
 from annotation.roles import Role
 from config.api import CheckedJSONField
 from config.untrusted import INT64_MAX
+from formats.peers import WRITERS as PEER_FORMATS
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -71,9 +73,14 @@ class InvitationAnswerSerializer(serializers.Serializer):
     accept = serializers.BooleanField(help_text="true: join the project; false: decline.")
 
 
+class LabelExportQuerySerializer(serializers.Serializer):
+    # Not "format": DRF reads ?format= to pick a renderer.
+    tool = serializers.ChoiceField(choices=list(PEER_FORMATS))
+
+
 class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField()
-    kind = serializers.ChoiceField(choices=["prompts", "responses", "preferences"])
+    kind = serializers.ChoiceField(choices=list(IMPORT_KINDS))
     annotator_name = serializers.CharField(max_length=100, required=False)
     task_kinds = serializers.ListField(
         child=serializers.ChoiceField(choices=TaskKind.values), required=False

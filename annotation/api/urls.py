@@ -24,6 +24,11 @@ urlpatterns = [
         name="api-invitation",
     ),
     path("projects/<int:project_id>/imports/", views.ImportView.as_view(), name="api-imports"),
+    path(
+        "projects/<int:project_id>/labels/export/",
+        views.LabelExportView.as_view(),
+        name="api-labels-export",
+    ),
     path("projects/<int:project_id>/progress/", views.ProgressView.as_view(), name="api-progress"),
     path(
         "projects/<int:project_id>/settings/",

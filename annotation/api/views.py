@@ -3,7 +3,7 @@
 import logging
 
 from django.contrib.auth import get_user_model
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -19,6 +19,8 @@ from annotation.opaque import task_id_from_ref, task_ref
 from annotation.roles import Capability
 from config.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from config.untrusted import int64_problem
+from formats.peers import WRITERS as PEER_WRITERS
+from formats.peers import peer_json_array
 
 User = get_user_model()
 logger = logging.getLogger(__name__)
@@ -164,6 +166,29 @@ class ImportView(APIView):
             task_kinds=data.validated_data.get("task_kinds"),
         )
         return Response(s.ImportBatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+
+
+class LabelExportView(APIView):
+    """Every label of the project's pairwise and ranking tasks in a peer tool's shape (a JSON
+    array: Label Studio tasks with annotations, or Argilla records with responses), streamed
+    task by task so a large project never builds the file in memory."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("tool", str, enum=list(PEER_WRITERS), required=True)],
+        responses={200: OpenApiResponse(description="A JSON array, streamed.")},
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        query = s.LabelExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        fmt = query.validated_data["tool"]
+        records = selectors.labels_as_peer_records(project=project)
+        response = StreamingHttpResponse(
+            peer_json_array(records, fmt), content_type="application/json"
+        )
+        name = f"{project.slug}-labels-{fmt.replace('_', '-')}.json"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
 
 
 class ProgressView(APIView):

@@ -9,12 +9,19 @@ import math
 
 from django.conf import settings
 
-from annotation.importers.rows import MAX_TEXT_CHARS, _Row, _row_from_record, _RowError
+from annotation.importers.rows import (
+    MAX_TEXT_CHARS,
+    PEER_KINDS,
+    _Row,
+    _row_from_peer,
+    _row_from_record,
+    _RowError,
+)
 from annotation.models import Project
 from config.errors import PayloadTooLarge, ValidationFailed
 from config.untrusted import json_value_problem
 
-IMPORT_KINDS = ("prompts", "responses", "preferences")
+IMPORT_KINDS = ("prompts", "responses", "preferences", *PEER_KINDS)
 MAX_ERRORS_REPORTED = 20
 
 
@@ -41,6 +48,34 @@ def _finite(text: str) -> float:
     return value
 
 
+def _checked(record):
+    problem = json_value_problem(record)
+    if problem:  # a lone surrogate or NUL, an integer past 64 bits, deep nesting
+        return _RowError(f"{problem[0] or 'the row'} {problem[1]}")
+    return record
+
+
+def _peer_records(text: str):
+    """A peer's export: one JSON array (Label Studio's and Argilla's JSON export) or JSONL.
+    Yields (record number, record); the number counts records from 1."""
+    if text.lstrip()[:1] != "[":
+        yield from _records(text, "jsonl")
+        return
+    try:
+        records = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        yield exc.lineno, _RowError(f"not valid JSON ({exc.msg})")
+        return
+    except ValueError as exc:
+        yield 1, _RowError(f"not valid JSON ({exc})")
+        return
+    except RecursionError:
+        yield 1, _RowError("not valid JSON (nested too deeply)")
+        return
+    for number, record in enumerate(records, start=1):
+        yield number, _checked(record)
+
+
 def _records(text: str, fmt: str):
     """Yield (line number, record) pairs; a parse error yields (line, _RowError)."""
     if fmt == "jsonl":
@@ -56,11 +91,7 @@ def _records(text: str, fmt: str):
             except RecursionError:
                 yield number, _RowError("not valid JSON (nested too deeply)")
             else:
-                problem = json_value_problem(record)
-                if problem:  # a lone surrogate or NUL, an integer past 64 bits, deep nesting
-                    yield number, _RowError(f"{problem[0] or 'the row'} {problem[1]}")
-                else:
-                    yield number, record
+                yield number, _checked(record)
         return
     csv.field_size_limit(MAX_TEXT_CHARS * 4)
     reader = csv.DictReader(io.StringIO(text))
@@ -125,13 +156,18 @@ def parse_import(
     fmt = detect_format(filename, data[:64])
     text = _decode(data)
     rows, errors = [], []
-    for line, record in _records(text, fmt):
+    records = _peer_records(text) if kind in PEER_KINDS else _records(text, fmt)
+    where = "record" if kind in PEER_KINDS and text.lstrip()[:1] == "[" else "line"
+    for line, record in records:
         if isinstance(record, _RowError):
             errors.append({"line": line, "reason": str(record)})
         else:
+            enabled = list(project.task_kinds)
             try:
                 rows.append(
-                    _row_from_record(kind, record, line, list(project.task_kinds), task_kinds)
+                    _row_from_peer(kind, record, line, enabled)
+                    if kind in PEER_KINDS
+                    else _row_from_record(kind, record, line, enabled, task_kinds)
                 )
             except _RowError as exc:
                 errors.append({"line": line, "reason": str(exc)})
@@ -140,7 +176,7 @@ def parse_import(
     if errors:
         first = errors[0]
         raise ValidationFailed(
-            f"line {first['line']}: {first['reason']} (nothing was imported)",
+            f"{where} {first['line']}: {first['reason']} (nothing was imported)",
             code="bad_file",
             errors=errors,
         )

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from annotation.models import TaskKind
+from formats.peers import READERS
 from formats.preference import FormatError, as_conversation, parse_preference_row
 
 MAX_TEXT_CHARS = 200_000
 MAX_MESSAGES = 200
+# Exports of peer tools, read by ``formats.peers``; each judgement becomes a label by an
+# external annotator named after the tool and the person's id there.
+PEER_KINDS = ("label_studio", "argilla")
+MAX_PEER_JUDGEMENTS = 50
 
 
 @dataclass
@@ -18,6 +23,8 @@ class _Row:
     responses: list[dict] = field(default_factory=list)  # {"text", "model_name"}
     kinds: list[str] = field(default_factory=list)
     chosen_index: int | None = None  # preferences: which response was chosen
+    # peer exports: (the person's id in the tool, tiers of response indices, best first)
+    judgements: list[tuple[str, list[list[int]]]] = field(default_factory=list)
     source: str = ""
     metadata: dict = field(default_factory=dict)
 
@@ -123,3 +130,38 @@ def _row_from_record(kind: str, record, line: int, enabled: list[str], file_kind
     responses = [{"text": pair.chosen, "model_name": ""}, {"text": pair.rejected, "model_name": ""}]
     return _Row(line, pair.prompt, responses, [TaskKind.PAIRWISE], chosen_index=0,
                 source=source, metadata=metadata)  # fmt: skip
+
+
+def _row_from_peer(kind: str, record, line: int, enabled: list[str]) -> _Row:
+    """A Label Studio task or an Argilla record: its prompt, responses and judgements."""
+    try:
+        peer = READERS[kind](record)
+    except FormatError as exc:
+        raise _RowError(str(exc)) from None
+    if len(peer.prompt) > MAX_MESSAGES:
+        raise _RowError(f"more than {MAX_MESSAGES} messages")
+    for i, m in enumerate(peer.prompt):
+        _check_text(m["content"], f"message {i}")
+    if not 2 <= len(peer.responses) <= 20:
+        raise _RowError("a comparison needs 2 to 20 responses")
+    for i, text in enumerate(peer.responses):
+        _check_text(text, f"response {i + 1}", allow_empty=True)
+    if len(set(peer.responses)) != len(peer.responses):
+        raise _RowError("the same response appears twice")
+    if len(peer.judgements) > MAX_PEER_JUDGEMENTS:
+        raise _RowError(f"more than {MAX_PEER_JUDGEMENTS} judgements on one record")
+    task_kind = TaskKind.PAIRWISE if len(peer.responses) == 2 else TaskKind.RANKING
+    if task_kind not in enabled:
+        raise _RowError(f"task kind {task_kind.value!r} is not enabled in this project")
+    metadata = {kind: {"id": peer.external_id[:200], "skipped": peer.skipped}}
+    if peer.suggestions:
+        metadata[kind]["suggestions"] = peer.suggestions[:MAX_PEER_JUDGEMENTS]
+    return _Row(
+        line,
+        peer.prompt,
+        [{"text": text, "model_name": ""} for text in peer.responses],
+        [task_kind],
+        source=kind,
+        metadata=metadata,
+        judgements=[(j.annotator[:80], j.tiers) for j in peer.judgements],
+    )

@@ -12,9 +12,11 @@ from typing import NamedTuple
 
 from django.db import transaction
 from django.db.models import F, QuerySet
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from annotation.importers.rows import _Row
+from annotation.importers.rows import PEER_KINDS, _Row
+from annotation.labels import canonical_ranking
 from annotation.models import (
     ImportBatch,
     Label,
@@ -159,7 +161,8 @@ def _write_tasks(
     in_project = Task.objects.filter(project=project)
     task_ids = _ids_by_content_hash(in_project, list(planned))
     new_tasks = [
-        Task(project=project, prompt_id=pid, kind=task_kind, required_labels=project.overlap,
+        Task(project=project, prompt_id=pid, kind=task_kind,
+             required_labels=max(project.overlap, len(row.judgements)),
              content_hash=th, source=row.source or f"import:{filename[:150]}",
              metadata=row.metadata)
         for th, (row, task_kind, _ids, _winner, pid) in planned.items() if th not in task_ids
@@ -179,46 +182,86 @@ def _write_tasks(
     return task_ids
 
 
-def _write_labels(
-    planned: dict[str, _PlannedTask], task_ids: dict[str, int], annotator, counts: dict
-) -> None:
-    """A label by ``annotator`` on each planned task that has room and none of theirs yet."""
-    wanted = {task_ids[th]: planned[th] for th in planned}
+def _pairwise_payload(winner: int | None) -> dict:
+    return {"outcome": "tie" if winner is None else "", "strength": None, "winner": winner,
+            "chosen_side": None, "rationale": ""}  # fmt: skip
+
+
+def _judged_payload(plan: _PlannedTask, tiers: list[list[int]]) -> dict:
+    """A peer's judgement (tiers of indices into the task's responses) as a stored payload."""
+    ids = plan.response_ids
+    if plan.kind == TaskKind.RANKING:
+        return canonical_ranking({"ranking": [[ids[i] for i in t] for t in tiers]}, item_ids=ids)
+    payload = _pairwise_payload(None if len(tiers) == 1 else ids[tiers[0][0]])
+    payload["outcome"] = "tie" if len(tiers) == 1 else ("A" if tiers[0][0] == 0 else "B")
+    return payload
+
+
+def _wanted_labels(
+    planned: dict[str, _PlannedTask], task_ids: dict[str, int], kind: str, annotator_name
+) -> list[tuple[int, object, dict]]:
+    """(task id, annotator, payload) of every label the file carries."""
+    wanted, annotators = [], {}
+
+    def annotator(name: str):
+        if name not in annotators:
+            annotators[name] = user_external_get_or_create(name=name)
+        return annotators[name]
+
+    for th, plan in planned.items():
+        if kind == "preferences":
+            payload = _pairwise_payload(plan.winner)
+            payload["outcome"] = "A" if plan.response_ids[0] == plan.winner else "B"
+            wanted.append((task_ids[th], annotator(annotator_name), payload))
+            continue
+        for person, tiers in plan.row.judgements:
+            name = f"{kind.replace('_', '-')}-{person}"
+            wanted.append((task_ids[th], annotator(name), _judged_payload(plan, tiers)))
+    return wanted
+
+
+def _write_labels(wanted, counts: dict, *, make_room: bool) -> None:
+    """Each wanted label whose task has no label by that annotator yet, and room for it; with
+    ``make_room`` (a peer tool's judgements, each a person's) a full task grows to hold it."""
+    tids = list({tid for tid, _a, _p in wanted})
     tasks = {
         t.pk: t
-        for chunk in _chunks(list(wanted))
+        for chunk in _chunks(tids)
         for t in Task.objects.select_for_update().filter(pk__in=chunk)
     }
     labelled = {
-        tid
-        for chunk in _chunks(list(wanted))
-        for tid in Label.objects.filter(task_id__in=chunk, annotator=annotator).values_list(
-            "task_id", flat=True
-        )
+        pair
+        for chunk in _chunks(tids)
+        for pair in Label.objects.filter(task_id__in=chunk).values_list("task_id", "annotator_id")
     }
-    new_labels, filled = [], []
-    for tid, plan in wanted.items():
+    new_labels, added = [], {}
+    for tid, annotator, payload in wanted:
         task = tasks[tid]
-        if tid in labelled:
+        if (tid, annotator.pk) in labelled:
             counts["labels_existing"] += 1
             continue
-        if task.label_count >= task.required_labels:
+        if not make_room and task.label_count + added.get(tid, 0) >= task.required_labels:
             counts["labels_skipped_task_full"] += 1
             continue
-        outcome = "A" if plan.response_ids[0] == plan.winner else "B"
+        labelled.add((tid, annotator.pk))
+        kind = TaskKind.RANKING if "ranking" in payload else TaskKind.PAIRWISE
         new_labels.append(
-            Label(
-                task_id=tid, annotator=annotator, kind=TaskKind.PAIRWISE,
-                payload={"outcome": outcome, "strength": None, "winner": plan.winner,
-                         "chosen_side": None, "rationale": ""},
-                source=LabelSource.IMPORT,
-            )
+            Label(task_id=tid, annotator=annotator, kind=kind, payload=payload,
+                  source=LabelSource.IMPORT)
         )  # fmt: skip
-        filled.append(tid)
+        added[tid] = added.get(tid, 0) + 1
     Label.objects.bulk_create(new_labels, batch_size=_CHUNK)
     counts["labels_created"] = len(new_labels)
-    for chunk in _chunks(filled):
-        Task.objects.filter(pk__in=chunk).update(label_count=F("label_count") + 1)
+    by_count: dict[int, list[int]] = {}
+    for tid, n in added.items():
+        by_count.setdefault(n, []).append(tid)
+    for n, group in by_count.items():
+        grown = {"required_labels": Greatest("required_labels", F("label_count") + n)}
+        for chunk in _chunks(group):
+            Task.objects.filter(pk__in=chunk).update(
+                label_count=F("label_count") + n, **(grown if make_room else {})
+            )
+    for chunk in _chunks(list(added)):
         Task.objects.filter(pk__in=chunk, label_count__gte=F("required_labels")).update(
             status=TaskStatus.DONE, completed_at=timezone.now()
         )
@@ -251,9 +294,9 @@ def import_rows(
         response_ids = _write_responses(rows, prompt_ids, counts)
         planned = _plan_tasks(rows, prompt_ids, response_ids)
         task_ids = _write_tasks(project, planned, filename, counts)
-        if kind == "preferences":
-            annotator = user_external_get_or_create(name=annotator_name or filename)
-            _write_labels(planned, task_ids, annotator, counts)
+        if kind == "preferences" or kind in PEER_KINDS:
+            wanted = _wanted_labels(planned, task_ids, kind, annotator_name or filename)
+            _write_labels(wanted, counts, make_room=kind in PEER_KINDS)
     return ImportBatch.objects.create(
         project=project, created_by=created_by, filename=filename[:255], format=fmt,
         sha256=sha256, rows=len(rows), counts=counts,

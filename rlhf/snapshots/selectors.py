@@ -53,6 +53,7 @@ def snapshot_exports(*, snapshot: DatasetSnapshot) -> list[dict]:
                     "shapes": data["shapes"],
                     "rows_sha256_all": data["rows_sha256_all"],
                     "truncation": data.get("truncation"),
+                    "peer_exports": data.get("peer_exports"),
                 }
             )
     return out

@@ -10,6 +10,7 @@ Nothing changes a ready snapshot.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -33,6 +34,7 @@ from rlhf.data.idcodec import (
     encode_versions,
     ids_sha256,
 )
+from rlhf.data.peer_export import write_peer_exports
 from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
@@ -250,7 +252,12 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
 
 
 def snapshot_export_enqueue(
-    *, snapshot: DatasetSnapshot, name: str, max_prompt_chars: int | None = None, actor=None
+    *,
+    snapshot: DatasetSnapshot,
+    name: str,
+    max_prompt_chars: int | None = None,
+    tools: list[str] | None = None,
+    actor=None,
 ) -> None:
     """Check an export request now, write it in the background (queue "snapshots"). Who asked
     is recorded in the data audit log (a refused request records nothing)."""
@@ -263,11 +270,16 @@ def snapshot_export_enqueue(
     snapshot_export_audit(
         snapshot=snapshot,
         actor=actor,
-        details={"via": "api", "name": name, "max_prompt_chars": max_prompt_chars},
+        details={
+            "via": "api",
+            "name": name,
+            "max_prompt_chars": max_prompt_chars,
+            "tools": tools or [],
+        },
     )
     transaction.on_commit(
         lambda: snapshot_export_job.enqueue(
-            snapshot_id=snapshot.pk, name=name, max_prompt_chars=max_prompt_chars
+            snapshot_id=snapshot.pk, name=name, max_prompt_chars=max_prompt_chars, tools=tools
         )
     )
 
@@ -291,9 +303,11 @@ def snapshot_export(
     max_prompt_chars: int | None = None,
     max_prompt_tokens: int | None = None,
     count_tokens=None,
+    tools: list[str] | None = None,
 ) -> dict:
     """Write an export of a ready snapshot (optionally truncating long prompts from the
-    left) and return its manifest. The rows come from the snapshot's canonical export, so
+    left, and with its preference pairs also in the shapes of the peer ``tools``: Label
+    Studio, Argilla) and return its manifest. The rows come from the snapshot's canonical export, so
     they are exactly the snapshot's content whatever happened to the labels since."""
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
@@ -314,5 +328,10 @@ def snapshot_export(
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_truncation") from None
     manifest = reexport(source, Path(export_dir), truncation=truncation)
+    if tools:
+        manifest["peer_exports"] = write_peer_exports(Path(export_dir), list(tools))
+        (Path(export_dir) / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, sort_keys=True)
+        )
     shutil.copyfile(source / "DATA_CARD.md", Path(export_dir) / "DATA_CARD.md")
     return manifest

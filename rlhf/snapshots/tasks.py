@@ -15,6 +15,13 @@ def snapshot_build_job(snapshot_id: int) -> None:
 
 
 @task(queue_name="snapshots")
-def snapshot_export_job(snapshot_id: int, name: str, max_prompt_chars: int | None = None) -> None:
+def snapshot_export_job(
+    snapshot_id: int,
+    name: str,
+    max_prompt_chars: int | None = None,
+    tools: list[str] | None = None,
+) -> None:
     snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
-    services.snapshot_export(snapshot=snapshot, name=name, max_prompt_chars=max_prompt_chars)
+    services.snapshot_export(
+        snapshot=snapshot, name=name, max_prompt_chars=max_prompt_chars, tools=tools
+    )

@@ -71,6 +71,41 @@ def test_export_through_the_api_is_written_in_the_background(ready, api, enginee
     ]
 
 
+def test_an_export_can_carry_the_pairs_as_label_studio_tasks_and_argilla_records(ready, api):
+    # when an export asks for both peer tools' shapes
+    response = api.post(
+        f"/api/snapshots/{ready.pk}/exports/",
+        {"name": "peers", "tools": ["label_studio", "argilla"]},
+        format="json",
+    )
+    assert response.status_code == 202
+    (listed,) = [e for e in api.get(f"/api/snapshots/{ready.pk}/exports/").json()
+                 if e["name"] == "peers"]  # fmt: skip
+    # then each split's preference pairs are in both shapes, one record per pair, and each
+    # reads back (formats.peers) as the snapshot's decision: the chosen answer ranked first
+    from formats.peers import read_argilla_record, read_label_studio_task
+    from rlhf.data.export import iter_export_rows
+
+    folder = Path(listed["path"])
+    assert set(listed["peer_exports"]) == {"label_studio", "argilla"}
+    readers = {"label_studio": read_label_studio_task, "argilla": read_argilla_record}
+    for tool, read in readers.items():
+        for split, relative in listed["peer_exports"][tool].items():
+            pairs = list(iter_export_rows(folder, "preference", split))
+            records = [read(r) for r in json.loads((folder / relative).read_text())]
+            assert len(records) == len(pairs) == ready.row_counts["preference"][split]
+            for pair, record in zip(pairs, records, strict=True):
+                (judgement,) = record.judgements
+                assert record.responses[judgement.tiers[0][0]] == pair["chosen"][-1]["content"]
+                assert record.responses[judgement.tiers[1][0]] == pair["rejected"][-1]["content"]
+    # and an unknown tool is refused, naming the field
+    bad = api.post(
+        f"/api/snapshots/{ready.pk}/exports/", {"name": "x", "tools": ["prodigy"]}, format="json"
+    )
+    assert bad.status_code == 400
+    assert "tools" in bad.json()  # DRF names the field as a key
+
+
 def test_foreign_ids_are_404_and_annotators_are_403(ready, make_user):
     outsider, annotator = make_user("mallory"), make_user("ann")
     annotation_services.membership_set(project=ready.project, user=annotator, role=Role.ANNOTATOR)

@@ -39,6 +39,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-members", "post"): ADMIN,
     ("api-member", "delete"): ADMIN,
     ("api-imports", "post"): ADMIN,
+    ("api-labels-export", "get"): DATA,
     ("api-progress", "get"): EVERY_ROLE,
     ("api-project-settings", "get"): DATA,
     ("api-project-settings", "patch"): ADMIN,

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from annotation.models import TaskKind
 from config.api import CheckedJSONField
+from formats.peers import WRITERS as PEER_WRITERS
 from rlhf.models import DatasetSnapshot
 
 SUMMARY_FIELDS = [
@@ -41,6 +42,12 @@ class SnapshotCreateSerializer(serializers.Serializer):
 class ExportCreateSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$")
     max_prompt_chars = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    tools = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(PEER_WRITERS)),
+        required=False,
+        max_length=len(PEER_WRITERS),
+        help_text="Also write the preference pairs as Label Studio tasks / Argilla records.",
+    )
 
 
 class ExportSerializer(serializers.Serializer):
@@ -49,3 +56,4 @@ class ExportSerializer(serializers.Serializer):
     shapes = serializers.JSONField()
     rows_sha256_all = serializers.CharField()
     truncation = serializers.JSONField(allow_null=True)
+    peer_exports = serializers.JSONField(allow_null=True)
