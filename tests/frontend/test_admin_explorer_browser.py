@@ -71,7 +71,7 @@ def test_staff_create_a_project_and_import_with_progress_and_refusals(
     # A good file uploads with a progress bar that reaches 100%.
     good = tmp_path / "tasks.jsonl"
     good.write_text("".join(
-        json.dumps({"prompt": f"Question {n} " + "x" * 2000, "responses": [f"a{n}", f"b{n}"]}) + "\n"
+        json.dumps({"prompt": f"Q{n} " + "x" * 2000, "responses": [f"a{n}", f"b{n}"]}) + "\n"
         for n in range(300)
     ))  # fmt: skip
     page.select_option("#import-form select[name=kind]", "responses")
@@ -97,7 +97,7 @@ def test_the_explorer_filters_pages_acts_in_bulk_and_exports(page, login, staff)
     for n in range(60):
         task, _ = services.task_create(
             project=project, kind=TaskKind.PAIRWISE,
-            messages=[{"role": "user", "content": "Tell me about otters" if n == 7 else f"Question {n}"}],
+            messages=[{"role": "user", "content": "About otters" if n == 7 else f"Question {n}"}],
             responses=[{"text": f"A{n}{s}", "origin": "model", "model_name": "m"} for s in "ab"],
         )  # fmt: skip
         tasks.append(task)
@@ -119,12 +119,13 @@ def test_the_explorer_filters_pages_acts_in_bulk_and_exports(page, login, staff)
     expect(table.locator("tbody tr")).to_have_count(1)
     expect(page.get_by_test_id("explorer-count")).to_have_text("1 task")
     export = page.get_by_test_id("export-jsonl").get_attribute("href")
-    assert "q=otters" in export and "as=jsonl" in export
+    assert "q=otters" in export
+    assert "as=jsonl" in export
     body = page.request.get(export).text()
     assert [json.loads(line)["task_id"] for line in body.splitlines()] == [tasks[7].pk]
     # Open the task: its prompt and history.
     table.locator("tbody tr").first.click()
-    expect(page.get_by_test_id("task-detail")).to_contain_text("Tell me about otters")
+    expect(page.get_by_test_id("task-detail")).to_contain_text("About otters")
     expect(page.get_by_test_id("task-detail")).to_contain_text("Never served.")
     # Bulk: set the priority of the selected task.
     table.locator("tbody tr input[type=checkbox]").first.check()
