@@ -8,6 +8,7 @@ lacks the capability gets ``PermissionDenied`` (403).
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404
@@ -47,6 +48,19 @@ def access_project(user, project_id, *, capability: str = Capability.VIEW) -> Pr
     project = membership.project
     project.viewer_role = membership.role
     return project
+
+
+def can_create_projects(user) -> bool:
+    """The one rule for who may create a project (``TANDEM_PROJECT_CREATORS``)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_staff or settings.TANDEM_PROJECT_CREATORS == "everyone"
+
+
+def access_project_creation(user) -> None:
+    """403 unless ``user`` may create projects (the page, Home's button and the API)."""
+    if not can_create_projects(user):
+        raise PermissionDenied("Only platform staff create projects here; ask one of them.")
 
 
 def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task:

@@ -180,6 +180,11 @@ class Task(models.Model):
                 condition=Q(status="open"),
                 name="task_open_queue",
             ),
+            # The data explorer pages by id (keyset), newest first, within a project, with
+            # or without its two most used filters.
+            models.Index(fields=["project", "id"], name="task_project_id"),
+            models.Index(fields=["project", "status", "id"], name="task_project_status_id"),
+            models.Index(fields=["project", "kind", "id"], name="task_project_kind_id"),
         ]
 
     def __str__(self):

@@ -140,6 +140,12 @@ LOGIN_REDIRECT_URL = "frontend:home"
 LOGOUT_REDIRECT_URL = "frontend:login"
 # Self-signup is off: accounts are created by an admin (``manage.py createuser``/admin pages).
 TANDEM_SELF_SIGNUP = False
+# Who may create projects (in the app and through POST /api/projects/): "staff" (platform
+# staff only, the default: a project is a place where others' work lands) or "everyone"
+# (any signed-in account; its creator becomes the project's admin).
+TANDEM_PROJECT_CREATORS = os.environ.get("TANDEM_PROJECT_CREATORS", "staff")
+if TANDEM_PROJECT_CREATORS not in ("staff", "everyone"):
+    raise ImproperlyConfigured("TANDEM_PROJECT_CREATORS must be 'staff' or 'everyone'")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

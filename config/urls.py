@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 api_patterns = [
     path("", include("annotation.api.urls")),
     path("", include("annotation.quality.urls")),
+    path("", include("annotation.explorer.urls")),
     path("", include("models_registry.api.urls")),
     path("", include("rlhf.snapshots.api.urls")),
     path("", include("rlhf.runs.api.urls")),

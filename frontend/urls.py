@@ -17,7 +17,9 @@ urlpatterns = [
     path("labels/<int:label_id>/", label_views.my_label, name="my-label"),
     path("account/", account_views.account, name="account"),
     path("invitations/<int:invitation_id>/", views.invitation_answer, name="invitation"),
+    path("projects/new/", views.project_new, name="project-new"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
+    path("projects/<int:project_id>/explorer/", views.explorer, name="explorer"),
     path("projects/<int:project_id>/manage/", views.project_manage, name="project-manage"),
     path(
         "projects/<int:project_id>/quality/",

@@ -2,15 +2,21 @@
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotation import importers, selectors, services
-from annotation.access import access_invitation, access_project
+from annotation.access import (
+    access_invitation,
+    access_project,
+    access_project_creation,
+    can_create_projects,
+)
 from annotation.labels import FLAGS
-from annotation.models import TaskKind
+from annotation.models import DEFAULT_RUBRIC, TaskKind
 from annotation.quality.aggregation import POLICIES
 from annotation.quality.flag_policy import ACTIONS as FLAG_ACTIONS
 from annotation.rendering import markdown_to_safe_html
@@ -34,7 +40,86 @@ def home(request):
         for p in projects
     ]
     invitations = selectors.invitation_list_for_user(request.user)
-    return render(request, "frontend/home.html", {"rows": rows, "invitations": invitations})
+    return render(
+        request,
+        "frontend/home.html",
+        {
+            "rows": rows,
+            "invitations": invitations,
+            "can_create_projects": can_create_projects(request.user),
+        },
+    )
+
+
+def _form_number(request, key: str, kind: type):
+    text = request.POST.get(key, "").strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValidationFailed(f"{key} must be a number", field=key) from None
+
+
+GOLD_FORM_FIELDS = (("gold_rate", float), ("gold_threshold", float), ("gold_min_answers", int))
+
+
+def _project_new_form(request) -> dict:
+    """The creation form as ``services.project_create`` takes it."""
+    try:
+        rubric = json.loads(request.POST.get("rubric") or "null")
+    except ValueError:
+        raise ValidationFailed("the rubric must be JSON", field="rubric") from None
+    quality = {
+        key: _form_number(request, key, kind)
+        for key, kind in (
+            ("gold_rate", float),
+            ("gold_threshold", float),
+            ("gold_min_answers", int),
+        )
+    }
+    quality = {key: value for key, value in quality.items() if value is not None}
+    return {
+        "name": request.POST.get("name", ""),
+        "guidelines": request.POST.get("guidelines", ""),
+        "task_kinds": request.POST.getlist("task_kinds"),
+        "overlap": _form_number(request, "overlap", int) or 1,
+        "rubric": rubric,
+        "lead_settings": {"quality": quality} if quality else None,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_new(request):
+    """Create a project: its creator becomes its admin and lands on its manage page."""
+    access_project_creation(request.user)
+    error = None
+    if request.method == "POST":
+        try:
+            fields = _project_new_form(request)
+            if not fields["task_kinds"]:
+                raise ValidationFailed("choose at least one task kind", field="task_kinds")
+            project = services.project_create(created_by=request.user, **fields)
+        except DomainError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Project {project.name} created; you are its admin.")
+            return redirect("frontend:project-manage", project_id=project.pk)
+    form = request.POST if request.method == "POST" else None
+    return render(
+        request,
+        "frontend/project_new.html",
+        {
+            "error": error,
+            "error_field": getattr(error, "extra", {}).get("field") if error else None,
+            "form": form,
+            "kinds": TaskKind.choices,
+            "chosen_kinds": form.getlist("task_kinds") if form else list(TaskKind.values),
+            "rubric_json": (form.get("rubric") if form else json.dumps(DEFAULT_RUBRIC, indent=1)),
+        },
+        status=400 if error else 200,
+    )
 
 
 @login_required
@@ -162,6 +247,8 @@ def _manage_post(request, project):
         upload = request.FILES.get("file")
         if upload is None:
             messages.error(request, "Choose a file to import.")
+        elif upload.size > settings.TANDEM_MAX_IMPORT_BYTES:
+            messages.error(request, importers.size_refusal(upload.size))
         else:
             batch = importers.import_file(
                 project=project,
@@ -207,5 +294,27 @@ def project_manage(request, project_id: int):
                 (flag, actions, lead["flags"][flag]) for flag, actions in FLAG_ACTIONS.items()
             ],
             "rubric_json": json.dumps(project.rubric, indent=1) if project.rubric else "",
+            "max_import_bytes": settings.TANDEM_MAX_IMPORT_BYTES,
+            "row_examples": importers.ROW_EXAMPLES,
+        },
+    )
+
+
+@login_required
+def explorer(request, project_id: int):
+    """The data explorer's page; its table is filled by explorer.js from the explorer API."""
+    from annotation.explorer.selectors import REVIEW_STATES
+
+    project = access_project(request.user, project_id, capability=Capability.DATA)
+    return render(
+        request,
+        "frontend/explorer.html",
+        {
+            "project": project,
+            "kinds": TaskKind.choices,
+            "flags": FLAGS,
+            "review_states": REVIEW_STATES,
+            "can_manage": role_can(project.viewer_role, Capability.MANAGE),
+            "can_review": role_can(project.viewer_role, Capability.REVIEW),
         },
     )

@@ -36,6 +36,13 @@ class ProjectCreateSerializer(serializers.Serializer):
     overlap = serializers.IntegerField(min_value=1, max_value=50, required=False)
     rubric = CheckedJSONField(required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=86_400, required=False)
+    settings = CheckedJSONField(
+        required=False,
+        help_text=(
+            "The lead's settings as PATCH /api/projects/{id}/settings/ takes them "
+            '({"quality": {"gold_rate": 0.1}, ...}); a bad one refuses the creation.'
+        ),
+    )
 
 
 class ProjectUpdateSerializer(serializers.Serializer):

@@ -12,7 +12,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import importers, selectors, services
-from annotation.access import access_invitation, access_label, access_project, access_task
+from annotation.access import (
+    access_invitation,
+    access_label,
+    access_project,
+    access_task,
+    can_create_projects,
+)
 from annotation.api import serializers as s
 from annotation.models import LabelSource
 from annotation.opaque import task_id_from_ref, task_ref
@@ -44,11 +50,14 @@ class ProjectListView(APIView):
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
     def post(self, request):
-        if not request.user.is_staff:
+        if not can_create_projects(request.user):
             raise Forbidden("only platform staff create projects", code="staff_only")
         data = s.ProjectCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_create(created_by=request.user, **data.validated_data)
+        fields = dict(data.validated_data)
+        project = services.project_create(
+            created_by=request.user, lead_settings=fields.pop("settings", None), **fields
+        )
         project.viewer_role = "admin"
         return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
@@ -155,7 +164,7 @@ class ImportView(APIView):
         from django.conf import settings
 
         if upload.size > settings.TANDEM_MAX_IMPORT_BYTES:
-            raise PayloadTooLarge(f"the file is larger than {settings.TANDEM_MAX_IMPORT_BYTES}")
+            raise PayloadTooLarge(importers.size_refusal(upload.size))
         batch = importers.import_file(
             project=project,
             data=upload.read(),
@@ -357,5 +366,6 @@ class MeView(APIView):
     def get(self, request):
         return Response(
             {"id": request.user.pk, "username": request.user.username,
-             "is_staff": request.user.is_staff}
+             "is_staff": request.user.is_staff,
+             "can_create_projects": can_create_projects(request.user)}
         )  # fmt: skip

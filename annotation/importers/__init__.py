@@ -23,8 +23,10 @@ whole import), ``parsing`` (bytes to records), ``rows`` (validating a record) an
 from annotation.importers.parsing import (
     IMPORT_KINDS,
     MAX_ERRORS_REPORTED,
+    ROW_EXAMPLES,
     detect_format,
     parse_import,
+    size_refusal,
 )
 from annotation.importers.rows import MAX_MESSAGES, MAX_TEXT_CHARS
 from annotation.importers.uploads import GZIP_MAX_RATIO, import_file, unpack_upload
@@ -36,9 +38,11 @@ __all__ = [
     "MAX_ERRORS_REPORTED",
     "MAX_MESSAGES",
     "MAX_TEXT_CHARS",
+    "ROW_EXAMPLES",
     "detect_format",
     "import_file",
     "import_rows",
     "parse_import",
+    "size_refusal",
     "unpack_upload",
 ]

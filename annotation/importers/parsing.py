@@ -22,6 +22,30 @@ from config.errors import PayloadTooLarge, ValidationFailed
 from config.untrusted import json_value_problem
 
 IMPORT_KINDS = ("prompts", "responses", "preferences", *PEER_KINDS)
+# One line of each kind of file, shown with every refusal so the fix is obvious (the manage
+# page shows the same examples beside its import form).
+ROW_EXAMPLES = {
+    "prompts": '{"prompt": "How do I boil an egg?"}',
+    "responses": (
+        '{"prompt": "Name a prime number.", "responses": ["2", "9", "15"], "kinds": ["ranking"]}'
+        "  (2 responses make a pairwise task, 3 to 20 a ranking task)"
+    ),
+    "preferences": (
+        '{"prompt": "Say hi.", "chosen": "Hello!", "rejected": "Go away."}'
+        "  (or HH-RLHF's chosen/rejected transcripts)"
+    ),
+    "label_studio": (
+        '[{"data": {"prompt": "Say hi.", "answer1": "Hello!", "answer2": "Go away."}, '
+        '"annotations": [{"completed_by": 7, "result": [{"type": "pairwise", '
+        '"to_name": "answer1,answer2", "value": {"selected": "left"}}]}]}]'
+        "  (Label Studio's JSON export of a Pairwise or List + Ranker project)"
+    ),
+    "argilla": (
+        '[{"fields": {"prompt": "Say hi.", "response1": "Hello!", "response2": "Go away."}, '
+        '"responses": {"preference": [{"value": ["response1", "response2"], "user_id": "u1", '
+        '"status": "submitted"}]}}]  (Argilla records with a ranking question)'
+    ),
+}
 MAX_ERRORS_REPORTED = 20
 
 
@@ -133,6 +157,19 @@ def _csv_record(record: dict) -> dict:
     return out
 
 
+def megabytes(size: int) -> str:
+    value = size / (1024 * 1024)  # the binary megabyte the limit is set in
+    return f"{value:.0f} MB" if value >= 10 else f"{value:.1f} MB"
+
+
+def size_refusal(size: int) -> str:
+    """The words for a file over the limit (the page's script says the same before sending)."""
+    return (
+        f"this file is {megabytes(size)}; the limit is "
+        f"{megabytes(settings.TANDEM_MAX_IMPORT_BYTES)}"
+    )
+
+
 def detect_format(filename: str, head: bytes) -> str:
     name = filename.lower()
     if name.endswith((".jsonl", ".json", ".ndjson")):
@@ -149,7 +186,7 @@ def parse_import(
     if kind not in IMPORT_KINDS:
         raise ValidationFailed(f"kind must be one of {list(IMPORT_KINDS)}", field="kind")
     if len(data) > settings.TANDEM_MAX_IMPORT_BYTES:
-        raise PayloadTooLarge(f"the file is larger than {settings.TANDEM_MAX_IMPORT_BYTES} bytes")
+        raise PayloadTooLarge(size_refusal(len(data)))
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise ValidationFailed(f"line {line}: the file contains a NUL byte", line=line)
@@ -176,9 +213,11 @@ def parse_import(
     if errors:
         first = errors[0]
         raise ValidationFailed(
-            f"{where} {first['line']}: {first['reason']} (nothing was imported)",
+            f"{where} {first['line']}: {first['reason']} (nothing was imported). "
+            f"A {kind} row looks like: {ROW_EXAMPLES[kind]}",
             code="bad_file",
             errors=errors,
+            example=ROW_EXAMPLES[kind],
         )
     if not rows:
         raise ValidationFailed("the file holds no rows", code="empty_file")

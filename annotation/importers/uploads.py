@@ -25,6 +25,16 @@ _REFUSED_MAGIC = (
     (b"\x80\x04", "a Python pickle"),
     (b"\x80\x05", "a Python pickle"),
 )
+# Files people pick by mistake: named plainly ("this looks like an image, not JSONL").
+_MISTAKEN_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "an image"),
+    (b"\xff\xd8\xff", "an image"),
+    (b"GIF87a", "an image"),
+    (b"GIF89a", "an image"),
+    (b"RIFF", "an image or a media file"),
+    (b"%PDF-", "a PDF document"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document"),
+)
 GZIP_MAX_RATIO = 200
 
 
@@ -37,6 +47,13 @@ def unpack_upload(data: bytes, filename: str) -> tuple[bytes, str]:
             data, max_bytes=settings.TANDEM_MAX_IMPORT_BYTES, max_ratio=GZIP_MAX_RATIO
         )
         filename = filename[:-3] if filename.lower().endswith(".gz") else filename
+    for magic, what in _MISTAKEN_MAGIC:
+        if data.startswith(magic):
+            raise ValidationFailed(
+                f"{filename}: this looks like {what}, not JSONL or CSV; export your rows as "
+                "JSON Lines (one JSON object per line) or CSV",
+                code="unsupported_file",
+            )
     for magic, what in _REFUSED_MAGIC:
         if data.startswith(magic):
             raise ValidationFailed(

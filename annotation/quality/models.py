@@ -163,3 +163,20 @@ class QualityRefreshState(models.Model):
     )
     pending = models.BooleanField(default=False)
     requested_at = models.DateTimeField(null=True, blank=True)
+
+
+class AdjudicationRequest(models.Model):
+    """A task sent to the reviewers' queue by hand (from the data explorer), whatever its
+    agreement; it stays in the queue, first, until a reviewer decides it."""
+
+    task = models.OneToOneField(
+        Task, primary_key=True, on_delete=models.CASCADE, related_name="adjudication_request"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "created_at"], name="adjudicationrequest_queue")]

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, F, OuterRef, TextField
+from django.db.models import Exists, F, OuterRef, Subquery, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -18,6 +18,7 @@ from annotation.quality.aggregation import AggregationConfig, aggregate
 from annotation.quality.config import QualityConfig
 from annotation.quality.models import (
     Adjudication,
+    AdjudicationRequest,
     AnnotatorQuality,
     GoldTask,
     QualityDirty,
@@ -197,25 +198,57 @@ def annotators_failing_gold(project: Project) -> set[int]:
 
 
 def review_queue(project: Project, *, limit: int = 50, offset: int = 0) -> list[dict]:
-    """Tasks whose labels disagree, lowest agreement first; not adjudicated, not gold."""
-    rows = (
+    """Tasks sent to adjudication by hand (the data explorer), oldest request first, then
+    tasks whose labels disagree, lowest agreement first; none adjudicated, none gold."""
+    decided = Exists(Adjudication.objects.filter(task_id=OuterRef("task_id")))
+    requests = (
+        AdjudicationRequest.objects.filter(project=project).alias(decided=decided)
+        .filter(decided=False)
+    )  # fmt: skip
+    requested_total = requests.count()
+    rows = [
+        {
+            "task_id": r["task_id"],
+            "kind": r["task__kind"],
+            "labels": r["task__label_count"],
+            "agreement": None if r["agreement"] is None else round(r["agreement"], 4),
+            "requested": True,
+        }
+        for r in requests.order_by("created_at", "task_id")
+        .annotate(
+            agreement=Subquery(
+                TaskQuality.objects.filter(task_id=OuterRef("task_id")).values("agreement")[:1]
+            )
+        )
+        .values("task_id", "task__kind", "task__label_count", "agreement")[offset : offset + limit]
+    ]
+    if len(rows) == limit:
+        return rows
+    disagreeing = (
         TaskQuality.objects.filter(project=project, labels__gte=2, is_gold=False)
         .exclude(agreement__isnull=True)
         .exclude(agreement__gte=1.0)
-        .alias(decided=Exists(Adjudication.objects.filter(task_id=OuterRef("task_id"))))
-        .filter(decided=False)
+        .alias(
+            decided=decided,
+            requested=Exists(AdjudicationRequest.objects.filter(task_id=OuterRef("task_id"))),
+        )
+        .filter(decided=False, requested=False)
         .order_by("agreement", "task_id")
-        .values("task_id", "kind", "labels", "agreement")[offset : offset + limit]
     )
-    return [
+    start = max(offset - requested_total, 0)
+    rows += [
         {
             "task_id": r["task_id"],
             "kind": r["kind"],
             "labels": r["labels"],
             "agreement": round(r["agreement"], 4),
+            "requested": False,
         }
-        for r in rows
+        for r in disagreeing.values("task_id", "kind", "labels", "agreement")[
+            start : start + limit - len(rows)
+        ]
     ]
+    return rows
 
 
 def review_task_view(task: Task) -> dict:

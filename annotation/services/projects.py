@@ -77,8 +77,11 @@ def project_create(
     overlap: int = 1,
     rubric: list[dict] | None = None,
     lease_seconds: int = settings.TANDEM_DEFAULT_LEASE_SECONDS,
-    project_settings: dict | None = None,
+    lead_settings: dict | None = None,
 ) -> Project:
+    """A project whose creator is its admin. ``lead_settings`` are the lead's settings
+    (gold checks, aggregation, flags, label edits) as ``project_settings_update`` takes them,
+    checked the same way; a bad one refuses the whole creation (nothing is written)."""
     fields = {
         "name": name,
         "guidelines": guidelines,
@@ -95,11 +98,16 @@ def project_create(
     project = Project.objects.create(
         slug=slug or _unique_slug(name),
         created_by=created_by,
-        options=project_settings or {},
         **fields,
     )
     if created_by is not None:
         Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
+    if lead_settings:
+        # project_settings imports this module (for project_update); imported here.
+        from annotation.services.project_settings import project_settings_update
+
+        project_settings_update(project=project, changes=lead_settings)
+        project.refresh_from_db()
     return project
 
 

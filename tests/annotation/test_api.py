@@ -148,8 +148,10 @@ def test_import_through_the_api(project, admin_user, client_for):
     )  # fmt: skip
     assert refused.status_code == 400
     assert refused.json()["detail"] == (
-        "line 2: each row must be a JSON object (nothing was imported)"
+        "line 2: each row must be a JSON object (nothing was imported). "
+        'A prompts row looks like: {"prompt": "How do I boil an egg?"}'
     )
+    assert refused.json()["example"] == '{"prompt": "How do I boil an egg?"}'
 
 
 def test_schema_is_generated(admin_user, client_for):

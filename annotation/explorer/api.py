@@ -1,0 +1,138 @@
+"""Data explorer API: one access gate, one selector or service, render."""
+
+from django.http import Http404, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.access import access_project, access_task
+from annotation.explorer import selectors
+from annotation.explorer.services import BULK_ACTIONS, BULK_CAPABILITY, tasks_bulk_apply
+from annotation.roles import Capability
+from config.errors import ValidationFailed
+from config.untrusted import int64_problem
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("kind", str, description="pairwise, ranking, rubric or correction"),
+    OpenApiParameter("status", str, description="open or done"),
+    OpenApiParameter("agreement_min", float, description="0..1 (tasks with 2+ labels)"),
+    OpenApiParameter("agreement_max", float),
+    OpenApiParameter("annotator", str, description="a username: tasks this person labelled"),
+    OpenApiParameter("flag", str, description="unsafe, personal_data, spam, or any"),
+    OpenApiParameter("gold", str, description="true or false"),
+    OpenApiParameter("review", str, description="requested, decided or none"),
+    OpenApiParameter("created_from", str, description="YYYY-MM-DD, inclusive (UTC)"),
+    OpenApiParameter("created_to", str, description="YYYY-MM-DD, inclusive (UTC)"),
+    OpenApiParameter("q", str, description="text in the prompt"),
+]
+
+
+def _cursor(request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    problem = int64_problem(raw)
+    if problem:
+        raise ValidationFailed(f"{name} {problem}", field=name)
+    return int(raw)
+
+
+class ExplorerPageView(APIView):
+    @extend_schema(
+        parameters=[
+            *FILTER_PARAMETERS,
+            OpenApiParameter("after", int, description="next page: tasks older than this id"),
+            OpenApiParameter("before", int, description="previous page: newer than this id"),
+            OpenApiParameter("limit", int, description="1..200, default 50"),
+        ],
+        responses={200: OpenApiResponse(description="rows, next_after, prev_before, filters")},
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        filters = selectors.explorer_filters_parse(request.query_params)
+        limit = _cursor(request, "limit")
+        return Response(
+            selectors.explorer_page(
+                project,
+                filters,
+                after=_cursor(request, "after"),
+                before=_cursor(request, "before"),
+                limit=selectors.PAGE_SIZE if limit is None else limit,
+            )
+        )
+
+
+class ExplorerCountView(APIView):
+    @extend_schema(
+        parameters=FILTER_PARAMETERS,
+        responses={200: OpenApiResponse(description="count (capped at 10,000) and capped")},
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        filters = selectors.explorer_filters_parse(request.query_params)
+        return Response(selectors.explorer_count(project, filters))
+
+
+class ExplorerTaskView(APIView):
+    @extend_schema(responses={200: OpenApiResponse(description="The task, labels, history.")})
+    def get(self, request, project_id: int, task_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        task = access_task(request.user, task_id, capability=Capability.DATA)
+        if task.project_id != project.pk:
+            raise Http404("No such task.")
+        return Response(selectors.explorer_task_view(task))
+
+
+class BulkRequestSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=BULK_ACTIONS)
+    task_ids = serializers.ListField(child=serializers.IntegerField(), max_length=1000)
+    priority = serializers.IntegerField(required=False)
+
+
+class ExplorerBulkView(APIView):
+    @extend_schema(
+        request=BulkRequestSerializer,
+        responses={200: OpenApiResponse(description="action, changed, skipped (with reasons)")},
+        description=(
+            "reopen, set_priority and mark_gold need the manage capability (admins); "
+            "send_to_adjudication the review capability."
+        ),
+    )
+    def post(self, request, project_id: int):
+        data = BulkRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        action = data.validated_data["action"]
+        project = access_project(request.user, project_id, capability=BULK_CAPABILITY[action])
+        return Response(
+            tasks_bulk_apply(
+                project=project,
+                by=request.user,
+                action=action,
+                task_ids=data.validated_data["task_ids"],
+                priority=data.validated_data.get("priority"),
+            )
+        )
+
+
+EXPORTS = {
+    "jsonl": (selectors.explorer_export_jsonl, "application/x-ndjson", "jsonl"),
+    "csv": (selectors.explorer_export_csv, "text/csv; charset=utf-8", "csv"),
+}
+
+
+class ExplorerExportView(APIView):
+    @extend_schema(
+        parameters=[*FILTER_PARAMETERS, OpenApiParameter("as", str, description="jsonl or csv")],
+        responses={200: OpenApiResponse(description="Every task that passes the filters.")},
+    )
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        filters = selectors.explorer_filters_parse(request.query_params)
+        kind = request.query_params.get("as") or "jsonl"
+        if kind not in EXPORTS:
+            raise ValidationFailed("as must be jsonl or csv", field="as")
+        produce, content_type, suffix = EXPORTS[kind]
+        response = StreamingHttpResponse(produce(project, filters), content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{project.slug}-tasks.{suffix}"'
+        return response
