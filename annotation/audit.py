@@ -17,6 +17,7 @@ from django.db import models
 
 class DataAuditAction(models.TextChoices):
     SNAPSHOT_EXPORTED = "snapshot_exported", "Snapshot export requested"
+    LABELS_EXPORTED = "labels_exported", "Labels exported"
     RUN_ARTIFACT_DOWNLOADED = "run_artifact_downloaded", "Run artifact downloaded"
     USER_ERASED = "user_erased", "Account erased"
     RETENTION_APPLIED = "retention_applied", "Retention applied"

@@ -20,6 +20,7 @@ from annotation.access import (
     can_create_projects,
 )
 from annotation.api import serializers as s
+from annotation.audit import DataAuditAction, data_audit_record
 from annotation.models import LabelSource
 from annotation.opaque import task_id_from_ref, task_ref
 from annotation.roles import Capability
@@ -191,6 +192,13 @@ class LabelExportView(APIView):
         query = s.LabelExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         fmt = query.validated_data["tool"]
+        data_audit_record(
+            action=DataAuditAction.LABELS_EXPORTED,
+            subject=f"project:{project.pk}",
+            actor=request.user,
+            project=project,
+            details={"tool": fmt},
+        )
         records = selectors.labels_as_peer_records(project=project)
         response = StreamingHttpResponse(
             peer_json_array(records, fmt), content_type="application/json"

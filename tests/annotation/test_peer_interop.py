@@ -107,6 +107,11 @@ def test_labels_export_and_import_back_unchanged(fmt, project, admin_user, make_
     assert response.status_code == 200
     assert response["Content-Disposition"].endswith(f'-labels-{fmt.replace("_", "-")}.json"')
     records = json.loads(b"".join(response.streaming_content))
+    # (the data audit log records who took the labels out, and in which shape)
+    from annotation.audit import DataAuditEvent
+
+    event = DataAuditEvent.objects.get(action="labels_exported")
+    assert (event.actor, event.project, event.details) == (admin_user, project, {"tool": fmt})
     # (the two tools' "Name a prime." comparisons are the same task: three tasks in all)
     assert len(records) == Task.objects.filter(project=project).count() == 3
     assert (

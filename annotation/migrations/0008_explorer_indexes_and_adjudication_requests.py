@@ -28,7 +28,7 @@ def trigram_index_drop(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0005_invitations'),
+        ('annotation', '0007_encrypt_rationales_and_data_audit_trigger'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
