@@ -165,7 +165,7 @@ def test_metrics_are_served_incrementally_and_thinned(api, run):
 def test_methods_endpoint_documents_every_config_field(api):
     methods = {m["method"]: m for m in api.get("/api/training/methods/").json()}
 
-    assert set(methods) == {"sft", "reward", "dpo", "ppo", "rloo", "grpo"}
+    assert set(methods) == {"sft", "reward", "dpo", "kto", "ppo", "rloo", "grpo"}
     gamma = next(f for f in methods["ppo"]["fields"] if f["name"] == "gamma")
     assert gamma["default"] == 1.0
     assert gamma["help"]
