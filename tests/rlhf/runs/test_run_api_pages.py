@@ -189,7 +189,8 @@ def test_launch_form_has_an_input_per_config_field_with_its_default(
     assert 'name="clip_range" value="0.2"' in html
     assert 'name="lam" value="0.95"' in html
     assert "GAE lambda" in html
-    assert f'<option value="version:{base.pk}">tiny-lm v1 (approved)</option>' in html
+    option = f'<option value="version:{base.pk}">tiny-lm v1 (approved) · LlamaForCausalLM</option>'
+    assert option in html
     assert "script-src 'self'" in page["Content-Security-Policy"]
 
 
