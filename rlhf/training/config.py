@@ -17,7 +17,8 @@ import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from rlhf.training.methods import MethodSpec, PPOResult, RewardModelResult
 
@@ -41,6 +42,9 @@ def _f(default: Any, help: str, **extra: Any):
 @dataclass
 class TrainingConfig:
     """Fields every method shares. Subclasses only change defaults and add their own knobs."""
+
+    accepts_seq2seq: ClassVar[bool] = False
+    """Trains an encoder-decoder (seq2seq, T5-family) base as well as decoders (SFT only)."""
 
     # --- model -------------------------------------------------------------------------------
     base_model: str = _f(
@@ -224,6 +228,11 @@ class TrainingConfig:
         if self.distributed != "none" and self.num_processes < 2:
             errors.setdefault("num_processes", "a distributed run needs at least 2 processes")
         errors.update(self._validate_method())
+        if "base_model" not in errors and not self.accepts_seq2seq and is_seq2seq(self.base_model):
+            errors["base_model"] = (
+                "an encoder-decoder (seq2seq) model: only SFT trains one; this method needs a "
+                "decoder (causal LM)"
+            )
         if errors:
             raise ConfigError(errors)
 
@@ -257,6 +266,12 @@ class SFTConfig(TrainingConfig):
     eval_max_new_tokens: int = _f(
         64, "Tokens generated at most per held-out prompt for BLEU/ROUGE.", min=1, max=4096
     )
+
+    # An encoder-decoder base (T5-family) trains with the same fields: the conversation is the
+    # encoder's input (max_length tokens, oldest cut first), the answer the decoder's target
+    # (max_length tokens at most), and LoRA targets every linear layer when
+    # lora_target_modules is left at its (Llama-named) default.
+    accepts_seq2seq: ClassVar[bool] = True
 
 
 @dataclass
@@ -369,6 +384,79 @@ class DPOConfig(TrainingConfig):
         min=0.0,
         max=0.49,
     )
+
+
+@dataclass
+class KTOConfig(TrainingConfig):
+    """Kahneman-Tversky Optimization (Ethayarajh et al. 2024) on unpaired good/bad answers.
+
+    Trains on the export's ``kto`` rows (an answer that only won is desirable, one that only
+    lost or was marked "both bad" undesirable, an unchanged correction desirable) and on its
+    ``flags`` rows: an answer flagged with one of ``undesirable_flags`` is an undesirable
+    example, whatever the snapshot's flag policy did to the pairs.
+    """
+
+    learning_rate: float = _f(
+        5e-5,
+        "Peak AdamW learning rate. 5e-5 suits LoRA; full fine-tuning usually needs ~5e-7 "
+        "(TRL's default is 1e-6).",
+        min=0.0,
+        max=1.0,
+        exclusive_min=True,
+    )
+    use_lora: bool = _f(True, "Train a LoRA adapter instead of every weight (see TrainingConfig).")
+    reference_model: str = _f(
+        "",
+        "Folder of the frozen reference model. Empty means the parent (base_model) itself, "
+        "which with LoRA is computed by disabling the adapter rather than loading a copy.",
+    )
+    beta: float = _f(
+        0.1,
+        "Inverse temperature of the implicit reward: larger keeps the policy closer to the "
+        "reference. 0.1 is the KTO paper's value.",
+        min=0.0,
+        exclusive_min=True,
+    )
+    loss_type: str = _f(
+        "kto",
+        "'kto': the paper's loss, measured against a KL estimate from mismatched prompt/answer "
+        "pairs of the same batch (so a batch needs at least 2 examples); 'apo_zero_unpaired': "
+        "APO-zero, no KL term.",
+        choices=["kto", "apo_zero_unpaired"],
+    )
+    desirable_weight: float = _f(
+        1.0,
+        "Weight of the desirable examples' loss. With unequal counts, keep "
+        "desirable_weight x desirable / (undesirable_weight x undesirable) between 1 and 4/3 "
+        "(the paper's Eq. 8); the run's log says when it is outside.",
+        min=0.0,
+        exclusive_min=True,
+    )
+    undesirable_weight: float = _f(
+        1.0,
+        "Weight of the undesirable examples' loss (see desirable_weight).",
+        min=0.0,
+        exclusive_min=True,
+    )
+    undesirable_flags: list = _f(  # noqa: RUF009 (_f gives lists a default_factory)
+        ["unsafe"],
+        "Flags whose flagged answers (the export's flags file) become undesirable examples, "
+        "added or relabelled: a flagged answer is never a good example. Empty: the kto file "
+        "alone.",
+    )
+
+    def _validate_method(self) -> dict[str, str]:
+        errors = {}
+        if self.loss_type == "kto" and self.per_device_batch_size < 2:
+            errors["per_device_batch_size"] = (
+                "the KTO loss estimates its KL term from the other answers of a batch: use 2 or "
+                "more (or loss_type apo_zero_unpaired)"
+            )
+        if not isinstance(self.undesirable_flags, list) or not all(
+            isinstance(flag, str) and flag for flag in self.undesirable_flags
+        ):
+            errors["undesirable_flags"] = "must be a list of flag names"
+        return errors
 
 
 @dataclass
@@ -559,6 +647,15 @@ METHOD_SPECS: dict[str, MethodSpec] = {
             needs_reference=True,
         ),
         MethodSpec(
+            name="kto",
+            title="Kahneman-Tversky Optimization on unpaired good/bad answers (TRL KTOTrainer)",
+            config_class=KTOConfig,
+            data_shape="kto",
+            trainer_module="rlhf.training.kto",
+            extra_shapes=("flags",),
+            needs_reference=True,
+        ),
+        MethodSpec(
             name="ppo",
             title="PPO with a value model (Tandem's own implementation)",
             config_class=PPOConfig,
@@ -596,6 +693,31 @@ METHOD_TITLES = {name: spec.title for name, spec in METHOD_SPECS.items()}
 CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {
     name: spec.config_class for name, spec in METHOD_SPECS.items()
 }
+
+
+def is_seq2seq(folder: str) -> bool:
+    """Whether a model folder holds an encoder-decoder (seq2seq) model, from its config.json
+    (an adapter's from its base's). No torch: the web process asks it. A missing or
+    unreadable folder is not seq2seq here; loading it reports the real problem."""
+    if not folder or not isinstance(folder, str):
+        return False
+    path = Path(folder)
+    try:
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            adapter = json.loads((path / "adapter_config.json").read_text())
+            path = Path(adapter.get("base_model_name_or_path") or "")
+            if adapter.get("task_type") == "SEQ_2_SEQ_LM":
+                return True
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+    return isinstance(config, dict) and config.get("is_encoder_decoder") is True
+
+
+def methods_for_base(folder: str) -> tuple[str, ...]:
+    """The methods that can train a base model folder (seq2seq: SFT only)."""
+    seq2seq = is_seq2seq(folder)
+    return tuple(m for m, cls in CONFIG_CLASSES.items() if cls.accepts_seq2seq or not seq2seq)
 
 
 def config_from_dict(method: str, values: dict) -> TrainingConfig:

@@ -9,6 +9,9 @@ Everything here returns canonical rows:
 - preference: ``{"id", "prompt": [messages], "chosen": str, "rejected": str, "margin", "source"}``
 - sft: ``{"id", "messages": [messages ending with the assistant's answer], "source"}``
 - prompt: ``{"id", "prompt": [messages ending with a user turn]}``
+- kto: ``{"id", "prompt": [messages], "completion": str, "label": bool, "flag", "source"}``;
+  a ``flags`` row (``flag`` set) reads as an undesirable answer, and KTO decides which
+  flags count (``KTOConfig.undesirable_flags``).
 """
 
 from __future__ import annotations
@@ -116,10 +119,43 @@ def canonical_prompt(row: dict, index: int) -> dict:
     return {"id": _row_id(row, f"row-{index}"), "prompt": prompt}
 
 
+def canonical_kto(row: dict, index: int) -> dict:
+    """An unpaired answer with its verdict: TRL's ``prompt, completion, label`` shape, or a row
+    of the export's ``flags`` file (``flag`` set: undesirable)."""
+    if not isinstance(row, dict):
+        raise FormatError("expected an object")
+    if "prompt" not in row or "completion" not in row:
+        raise FormatError("expected 'prompt' and 'completion'")
+    prompt = as_conversation(row["prompt"])
+    completion = as_conversation(row["completion"], default_role="assistant")
+    if not prompt or prompt[-1]["role"] != "user":
+        raise FormatError("a prompt must end with a user turn")
+    if len(completion) != 1 or completion[0]["role"] != "assistant":
+        raise FormatError("the completion must be one assistant answer")
+    flag = row.get("flag")
+    if flag is not None:
+        if not isinstance(flag, str) or not flag:
+            raise FormatError("'flag' must be a flag name")
+        label = False
+    else:
+        label = row.get("label")
+        if not isinstance(label, bool):
+            raise FormatError("'label' must be true (desirable) or false (undesirable)")
+    return {
+        "id": _row_id(row, f"row-{index}"),
+        "prompt": prompt,
+        "completion": completion[0]["content"],
+        "label": label,
+        "flag": flag,
+        "source": row.get("source"),
+    }
+
+
 _CANONICAL = {
     "preference": canonical_preference,
     "sft": canonical_sft,
     "prompt_only": canonical_prompt,
+    "kto": canonical_kto,
 }
 
 
@@ -183,11 +219,13 @@ def _load_export(root: Path, method: str) -> DatasetSplits:
         if (folder / "train.jsonl").is_file():
             result = DatasetSplits(source=str(root))
             for name in SPLITS:
-                split_file = folder / f"{name}.jsonl"
-                if split_file.is_file():
-                    rows, bad = canonical_rows(shape, read_jsonl(split_file))
-                    setattr(result, name, rows)
-                    result.unreadable_rows += bad
+                # The method's extra shapes (KTO: flags) join its own rows, split by split.
+                for read in (candidate, *spec.extra_shapes):
+                    split_file = root / read / f"{name}.jsonl"
+                    if split_file.is_file():
+                        rows, bad = canonical_rows(shape, read_jsonl(split_file))
+                        result.split(name).extend(rows)
+                        result.unreadable_rows += bad
             return result
     raise DataError(f"{root} has no {shape}/train.jsonl, which {method} training reads")
 

@@ -129,9 +129,6 @@ def generation_scores(
     batch_size: int = 8,
 ) -> dict:
     """Greedy answers to held-out conversations, scored against the reference answer."""
-    import sacrebleu
-    from rouge_score import rouge_scorer
-
     if not rows:
         return {"generations": 0}
     hypotheses, references = [], []
@@ -155,6 +152,17 @@ def generation_scores(
         )
         hypotheses += tokenizer.batch_decode(response, skip_special_tokens=True)
         references += [r["messages"][-1]["content"] for r in batch]
+    return overlap_scores(hypotheses, references)
+
+
+def overlap_scores(hypotheses: list[str], references: list[str]) -> dict:
+    """Corpus BLEU (sacrebleu, 0-100) and mean ROUGE-1/ROUGE-L F1 (rouge_score, stemmed) of
+    generated answers against one reference each; shared by decoder and seq2seq SFT."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    if not hypotheses:
+        return {"generations": 0}
     bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     rouge = [scorer.score(ref, hyp) for ref, hyp in zip(references, hypotheses, strict=True)]

@@ -145,8 +145,33 @@ def as_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
     return [dict(m) for m in prompt]
 
 
-def encode_prompts(tokenizer, prompts: Sequence[Prompt], system_prompt: str | None = None):
-    """Token ids of each prompt with the chat template applied, ready for the assistant turn."""
+# An encoder-decoder's input is cut to this many tokens (oldest text first): T5's pretraining
+# length, and Tandem's default max_length for SFT.
+SEQ2SEQ_SOURCE_TOKENS = 512
+
+
+def is_encoder_decoder(model) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
+
+
+def encode_prompts(
+    tokenizer,
+    prompts: Sequence[Prompt],
+    system_prompt: str | None = None,
+    *,
+    seq2seq: bool = False,
+):
+    """Token ids of each prompt with the chat template applied, ready for the assistant turn.
+
+    ``seq2seq``: the encoder's input instead, in the rendering SFT trained it on
+    (``tokens.seq2seq_source_ids``)."""
+    if seq2seq:
+        from rlhf.training.tokens import seq2seq_source_ids
+
+        return [
+            seq2seq_source_ids(tokenizer, as_messages(p, system_prompt), SEQ2SEQ_SOURCE_TOKENS)[0]
+            for p in prompts
+        ]
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("the tokenizer has no chat template; a chat model is required")
     if not prompts:
@@ -262,7 +287,8 @@ def generate_responses(
 
     started = time.perf_counter()
     tokenizer, model = loaded.tokenizer, loaded.model
-    encoded = encode_prompts(tokenizer, prompts, config.system_prompt)
+    seq2seq = is_encoder_decoder(model)
+    encoded = encode_prompts(tokenizer, prompts, config.system_prompt, seq2seq=seq2seq)
     eos_ids = eos_token_ids(loaded)
     pad_id = tokenizer.pad_token_id
     hf_config = _transformers_generation_config(config, eos_ids, pad_id)
@@ -285,8 +311,9 @@ def generate_responses(
                 attention_mask=attention_mask,
                 generation_config=hf_config,
                 logits_processor=processors,
-            )  # (batch, prompt_width + new_len)
-        new_ids = output[:, input_ids.shape[1] :].tolist()
+            )  # decoder: (batch, prompt_width + new_len); seq2seq: (batch, 1 + new_len)
+        # An encoder-decoder's output starts with its decoder-start token, not the prompt.
+        new_ids = output[:, 1 if seq2seq else input_ids.shape[1] :].tolist()
         for row, index in enumerate(batch):
             token_ids, finish_reason = trim_at_eos(new_ids[row], eos_ids)
             results[index] = GeneratedResponse(
@@ -396,8 +423,15 @@ def generate_from_folder(
     """Load a policy folder and generate; picks vLLM or transformers per ``config.backend``."""
     model_dir = Path(model_dir)
     is_adapter = (model_dir / "adapter_config.json").is_file()
+    from rlhf.training.config import is_seq2seq
+
+    seq2seq = is_seq2seq(str(model_dir))  # vLLM serves decoders: T5 generates here
     if config.backend == "vllm" or (
-        config.backend == "auto" and not is_adapter and device in ("auto", "cuda") and vllm_usable()
+        config.backend == "auto"
+        and not is_adapter
+        and not seq2seq
+        and device in ("auto", "cuda")
+        and vllm_usable()
     ):
         if is_adapter:
             raise ValueError("the vLLM path takes full models; merge the adapter first")

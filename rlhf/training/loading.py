@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 
 from rlhf.training.base_models import minilm_path
+from rlhf.training.config import is_seq2seq
 
 
 class ModelFolderError(ValueError):
@@ -92,11 +93,14 @@ def load_tokenizer(path: str | Path, *, base: str | Path | None = None):
 
 
 def load_causal_lm(path: str | Path, *, dtype=torch.float32, base: str | Path | None = None):
-    """A causal LM from full weights, or a base with its LoRA adapter merged in.
+    """A generative LM from full weights, or a base with its LoRA adapter merged in.
 
+    A decoder (``AutoModelForCausalLM``), or an encoder-decoder (``AutoModelForSeq2SeqLM``, a
+    T5-family model) when the folder's config says ``is_encoder_decoder``: only SFT trains
+    those (``TrainingConfig.validate``), generation and evaluation answer with both.
     ``base``: the adapter's base folder when it is not the one its adapter_config.json names.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     folder = check_model_folder(path)
     with quiet_transformers():
@@ -106,12 +110,14 @@ def load_causal_lm(path: str | Path, *, dtype=torch.float32, base: str | Path | 
             if not (folder / "adapter_model.safetensors").is_file():
                 raise ModelFolderError(f"{folder} holds no adapter_model.safetensors")
             base_folder = check_model_folder(base) if base else adapter_base(folder)
-            base_model = AutoModelForCausalLM.from_pretrained(
+            auto = AutoModelForSeq2SeqLM if is_seq2seq(str(base_folder)) else AutoModelForCausalLM
+            base_model = auto.from_pretrained(
                 base_folder, dtype=dtype, use_safetensors=True, trust_remote_code=False
             )
             model = PeftModel.from_pretrained(base_model, folder).merge_and_unload()
         else:
-            model = AutoModelForCausalLM.from_pretrained(
+            auto = AutoModelForSeq2SeqLM if is_seq2seq(str(folder)) else AutoModelForCausalLM
+            model = auto.from_pretrained(
                 folder, dtype=dtype, use_safetensors=True, trust_remote_code=False
             )
     return model
@@ -169,6 +175,10 @@ def lora_config(config, *, task_type: str, modules_to_save: list[str] | None = N
     from peft import LoraConfig
 
     targets = config.lora_target_modules
+    default = type(config)().lora_target_modules
+    if task_type == "SEQ_2_SEQ_LM" and targets == default:
+        # The default names Llama's projections, which a T5-family model does not have.
+        targets = ["all-linear"]
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,

@@ -84,6 +84,8 @@ class MethodSpec:
     """Scores sampled answers with a trained reward model folder (``config.reward_model``)."""
     needs_reference: bool = False
     """Measures against a frozen reference policy (the parent): DPO's loss, or a KL penalty."""
+    extra_shapes: tuple[str, ...] = ()
+    """Export shapes read beside its own into the same rows (KTO: flags, as undesirable)."""
 
     @property
     def accepted_shapes(self) -> tuple[str, ...]:

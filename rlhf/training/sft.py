@@ -5,6 +5,9 @@ Each conversation is tokenised with the base model's chat template and fitted to
 whole conversation when ``assistant_only_loss`` is off). Evaluation: perplexity of the answers
 on the validation split, then BLEU and ROUGE of greedy answers against held-out references,
 preferring rows that came from annotators' corrections.
+
+An encoder-decoder base (T5-family) trains through ``seq2seq.py`` instead, with the same
+contract and the same evaluation.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from rlhf.training import hf
-from rlhf.training.evaluation import generation_scores, perplexity
+from rlhf.training import hf, seq2seq
+from rlhf.training.config import is_seq2seq
+from rlhf.training.evaluation import generation_scores, overlap_scores, perplexity
 from rlhf.training.loading import check_model_folder, load_causal_lm, load_tokenizer, lora_config
 from rlhf.training.tokens import chat_template_sha256, encode_decoder
 
@@ -78,13 +82,21 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
 
 def train(ctx: hf.RunContext) -> dict:
     config = ctx.config
-    trainer, tokenizer = build_trainer(ctx)
+    parent = check_model_folder(config.base_model).resolve()
+    encoder_decoder = is_seq2seq(str(parent))
+    if encoder_decoder:
+        trainer, tokenizer = seq2seq.build_trainer(ctx, parent)
+    else:
+        trainer, tokenizer = build_trainer(ctx)
     hf.train(trainer, ctx)
     metrics: dict = {"train_loss": hf.final_loss(trainer)}
+    if encoder_decoder:
+        metrics["architecture"] = "seq2seq"
     model = trainer.model
+    measure = seq2seq.perplexity if encoder_decoder else perplexity
     validation = ctx.splits.validation[: config.max_eval_examples]
     if validation:
-        metrics["validation_perplexity"] = perplexity(
+        metrics["validation_perplexity"] = measure(
             model,
             tokenizer,
             validation,
@@ -96,15 +108,29 @@ def train(ctx: hf.RunContext) -> dict:
     corrections = [r for r in held_out if r.get("source") == "correction"]
     chosen = (corrections or held_out)[: config.eval_generations]
     if chosen and config.eval_generations:
-        metrics["generation"] = generation_scores(
-            model,
-            tokenizer,
-            chosen,
-            max_length=config.max_length,
-            max_new_tokens=config.eval_max_new_tokens,
-            device=ctx.device,
-            precision=ctx.precision,
-        )
+        if encoder_decoder:
+            answers = seq2seq.greedy_answers(
+                model,
+                tokenizer,
+                [r["messages"][:-1] for r in chosen],
+                max_length=config.max_length,
+                max_new_tokens=config.eval_max_new_tokens,
+                device=ctx.device,
+                precision=ctx.precision,
+            )
+            metrics["generation"] = overlap_scores(
+                answers, [r["messages"][-1]["content"] for r in chosen]
+            )
+        else:
+            metrics["generation"] = generation_scores(
+                model,
+                tokenizer,
+                chosen,
+                max_length=config.max_length,
+                max_new_tokens=config.eval_max_new_tokens,
+                device=ctx.device,
+                precision=ctx.precision,
+            )
         metrics["generation"]["references"] = "corrections" if corrections else "held-out answers"
     ctx.reporter.emit("eval", step=trainer.state.global_step, metrics=metrics)
     model_dir = hf.save_policy(trainer, ctx)

@@ -18,6 +18,12 @@ import hashlib
 from dataclasses import dataclass
 
 ENCODER_TEMPLATE = "tandem-encoder-pair/1: [CLS] {role}: {content}\\n... [SEP] {answer} [SEP]"
+# Encoder-decoder (T5-family) models: the conversation, as role lines ending with the
+# assistant's cue, is the encoder's input; the answer is the decoder's target. Both end with EOS.
+SEQ2SEQ_TEMPLATE = (
+    "tandem-seq2seq/1: source {role}: {content}\\n...assistant: </s> target {answer} </s>"
+)
+SEQ2SEQ_CUE = "assistant:"
 
 
 def has_chat_template(tokenizer) -> bool:
@@ -155,3 +161,35 @@ def fit_prompt(tokenizer, prompt: list[dict], max_length: int) -> tuple[list[dic
             return [*messages[:-1], {"role": messages[-1]["role"], "content": kept}], True
         messages, truncated = shorter, True
     return messages, truncated
+
+
+def seq2seq_template_sha256() -> str:
+    """What a seq2seq run records instead of a chat template's hash."""
+    return hashlib.sha256(SEQ2SEQ_TEMPLATE.encode("utf-8")).hexdigest()
+
+
+def _with_eos(ids: list[int], tokenizer) -> list[int]:
+    eos = tokenizer.eos_token_id
+    return ids if eos is None or (ids and ids[-1] == eos) else [*ids, eos]
+
+
+def seq2seq_source_ids(tokenizer, prompt: list[dict], max_length: int) -> tuple[list[int], bool]:
+    """The encoder's input for a conversation: role lines and the assistant's cue, cut from the
+    left (oldest text first) to ``max_length`` tokens with EOS."""
+    text = render_plain(prompt) + "\n" + SEQ2SEQ_CUE
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    budget = max_length - 1
+    truncated = len(ids) > budget
+    return _with_eos(ids[len(ids) - budget :] if truncated else ids, tokenizer), truncated
+
+
+def encode_seq2seq(
+    tokenizer, prompt: list[dict], answer: str, max_length: int
+) -> tuple[list[int], list[int], bool]:
+    """(source ids, target ids, truncated): each at most ``max_length`` tokens with EOS; the
+    source loses its oldest text, the target (rarely) its tail."""
+    source, truncated = seq2seq_source_ids(tokenizer, prompt, max_length)
+    target = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    if len(target) > max_length - 1:
+        target, truncated = target[: max_length - 1], True
+    return source, _with_eos(target, tokenizer), truncated

@@ -165,7 +165,7 @@ def test_metrics_are_served_incrementally_and_thinned(api, run):
 def test_methods_endpoint_documents_every_config_field(api):
     methods = {m["method"]: m for m in api.get("/api/training/methods/").json()}
 
-    assert set(methods) == {"sft", "reward", "dpo", "ppo", "rloo", "grpo"}
+    assert set(methods) == {"sft", "reward", "dpo", "kto", "ppo", "rloo", "grpo"}
     gamma = next(f for f in methods["ppo"]["fields"] if f["name"] == "gamma")
     assert gamma["default"] == 1.0
     assert gamma["help"]
@@ -189,7 +189,8 @@ def test_launch_form_has_an_input_per_config_field_with_its_default(
     assert 'name="clip_range" value="0.2"' in html
     assert 'name="lam" value="0.95"' in html
     assert "GAE lambda" in html
-    assert f'<option value="version:{base.pk}">tiny-lm v1 (approved)</option>' in html
+    option = f'<option value="version:{base.pk}">tiny-lm v1 (approved) · LlamaForCausalLM</option>'
+    assert option in html
     assert "script-src 'self'" in page["Content-Security-Policy"]
 
 

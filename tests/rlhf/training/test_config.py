@@ -83,7 +83,7 @@ def test_schema_lists_each_field_with_default_and_help():
 
 def test_the_method_table_is_the_one_source_of_method_facts():
     # given the table, then every derived name agrees with it, in the table's order
-    assert METHODS == ("sft", "reward", "dpo", "ppo", "rloo", "grpo")
+    assert METHODS == ("sft", "reward", "dpo", "kto", "ppo", "rloo", "grpo")
     for name, spec in METHOD_SPECS.items():
         assert (CONFIG_CLASSES[name], METHOD_TITLES[name]) == (spec.config_class, spec.title)
         assert SHAPE_FOR_METHOD[name] == spec.data_shape
