@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from annotation.access import access_project
 from annotation.models import TaskKind
 from annotation.quality import selectors, services
-from annotation.quality.access import access_task_for
+from annotation.quality.access import access_task_for, access_task_for_review
 from annotation.quality.aggregation import (
     DEFAULT_MIN_AGREEMENT,
     POLICIES,
@@ -31,8 +31,8 @@ User = get_user_model()
 
 class AdjudicationSerializer(serializers.Serializer):
     payload = CheckedJSONField(
-        help_text="As an annotator sends it, e.g. {'choice': 'B'}, naming responses by "
-        "their response ids (leads see them; annotators see task item ids instead).",
+        help_text="As an annotator sends it, e.g. {'choice': 'B'}, naming responses by the "
+        "ids the review view shows (task item refs; response ids are accepted too).",
     )
     reason = serializers.CharField(max_length=5_000)
 
@@ -123,17 +123,25 @@ class ReviewQueueView(APIView):
 
 
 class ReviewTaskView(APIView):
-    @extend_schema(responses={200: OpenApiResponse(description="The task and all its labels.")})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="The task and all its labels."),
+            409: OpenApiResponse(description="Sealed: open, leased by you, or your label."),
+        }
+    )
     def get(self, request, task_id: int):
-        task = access_task_for(request.user, task_id, capability=Capability.REVIEW)
+        task = access_task_for_review(request.user, task_id)
         return Response(selectors.review_task_view(task))
 
     @extend_schema(request=AdjudicationSerializer, responses={201: OpenApiResponse()})
     def post(self, request, task_id: int):
-        task = access_task_for(request.user, task_id, capability=Capability.REVIEW)
+        task = access_task_for_review(request.user, task_id)
         data = AdjudicationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.adjudication_decide(task=task, reviewer=request.user, **data.validated_data)
+        payload = selectors.payload_from_reviewer(task, data.validated_data["payload"])
+        services.adjudication_decide(
+            task=task, reviewer=request.user, payload=payload, reason=data.validated_data["reason"]
+        )
         return Response(selectors.review_task_view(task), status=status.HTTP_201_CREATED)
 
 

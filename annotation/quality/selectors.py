@@ -12,7 +12,9 @@ from django.db.models import Exists, F, OuterRef, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from annotation.labels import ids_translated
 from annotation.models import Label, Lease, LeaseState, Project, Task, TaskItem, TaskKind
+from annotation.opaque import item_ref
 from annotation.quality import contributions
 from annotation.quality.aggregation import AggregationConfig, aggregate
 from annotation.quality.config import QualityConfig
@@ -218,9 +220,30 @@ def review_queue(project: Project, *, limit: int = 50, offset: int = 0) -> list[
     ]
 
 
+def _reviewer_ids(items: list[TaskItem]) -> dict[int, int]:
+    """response id -> the id the review view shows for it: its task item's ref.
+
+    Reviewers annotate too. A review round's answers are written model by model, so raw
+    response ids (and their order) could say which side the candidate is on; item refs carry
+    neither order nor age (``annotation.opaque``), as in the annotator API."""
+    return {item.response_id: item_ref(item.pk) for item in items}
+
+
+def payload_from_reviewer(task: Task, payload):
+    """An adjudication payload naming responses by the review view's ids, in response ids
+    (a response id itself is kept, for tools written before refs; refs never equal one)."""
+    items = list(task.items.only("pk", "response_id"))
+    by_ref = {ref: response_id for response_id, ref in _reviewer_ids(items).items()}
+    return ids_translated(task.kind, payload, by_ref, strict=False)
+
+
 def review_task_view(task: Task) -> dict:
-    """Everything a reviewer needs: responses in canonical order, every label and its author."""
+    """Everything a reviewer needs: responses in canonical order, every label and its author.
+
+    Only for a task that is not sealed for the viewer (``access_task_for_review``). Responses
+    are named by their task items' refs, in the labels' payloads too (``_reviewer_ids``)."""
     items = list(task.items.select_related("response").order_by("position"))
+    ids = _reviewer_ids(items)
     labels = list(task.labels.select_related("annotator").order_by("created_at", "id"))
     adjudication = Adjudication.objects.filter(task=task).select_related("reviewer").first()
     gold = GoldTask.objects.filter(task=task).first()
@@ -238,7 +261,7 @@ def review_task_view(task: Task) -> dict:
         "responses": [
             {
                 "position": "ABCDEFGH"[i.position] if i.position < 8 else str(i.position),
-                "id": i.response_id,
+                "id": ids[i.response_id],
                 "text": i.response.text,
             }
             for i in items
@@ -248,7 +271,7 @@ def review_task_view(task: Task) -> dict:
                 "id": lb.pk,
                 "annotator_id": lb.annotator_id,
                 "annotator": lb.annotator.username,
-                "payload": lb.payload,
+                "payload": ids_translated(task.kind, lb.payload, ids, strict=False),
                 "flags": lb.flags,
                 "duration_ms": lb.duration_ms,
                 "version": lb.version,
@@ -262,7 +285,7 @@ def review_task_view(task: Task) -> dict:
         "adjudication": (
             {
                 "reviewer": adjudication.reviewer.username,
-                "payload": adjudication.payload,
+                "payload": ids_translated(task.kind, adjudication.payload, ids, strict=False),
                 "reason": adjudication.reason,
                 "updated_at": adjudication.updated_at.isoformat(),
             }
