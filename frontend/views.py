@@ -163,6 +163,7 @@ def _manage_post(request, project):
         if upload is None:
             messages.error(request, "Choose a file to import.")
         else:
+            importers.upload_size_check(file_bytes=upload.size)
             batch = importers.import_file(
                 project=project,
                 data=upload.read(),
@@ -183,6 +184,8 @@ def project_manage(request, project_id: int):
     project = access_project(request.user, project_id, capability=Capability.MANAGE)
     if request.method == "POST":
         try:
+            # Before request.POST is touched: parsing it would spool a whole upload to disk.
+            importers.upload_size_check(request_bytes=importers.declared_length(request.META))
             _manage_post(request, project)
         except (DomainError, ValueError) as exc:
             messages.error(request, getattr(exc, "message", None) or str(exc))

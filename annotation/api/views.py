@@ -17,7 +17,7 @@ from annotation.api import serializers as s
 from annotation.models import LabelSource
 from annotation.opaque import task_id_from_ref, task_ref
 from annotation.roles import Capability
-from config.errors import Forbidden, PayloadTooLarge, ValidationFailed
+from config.errors import Forbidden, ValidationFailed
 from config.untrusted import int64_problem
 
 User = get_user_model()
@@ -147,13 +147,12 @@ class ImportView(APIView):
     @extend_schema(request=s.ImportRequestSerializer, responses={201: s.ImportBatchSerializer})
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        # Before request.data: parsing it would spool the whole upload to disk.
+        importers.upload_size_check(request_bytes=importers.declared_length(request.META))
         data = s.ImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        from django.conf import settings
-
-        if upload.size > settings.TANDEM_MAX_IMPORT_BYTES:
-            raise PayloadTooLarge(f"the file is larger than {settings.TANDEM_MAX_IMPORT_BYTES}")
+        importers.upload_size_check(file_bytes=upload.size)
         batch = importers.import_file(
             project=project,
             data=upload.read(),

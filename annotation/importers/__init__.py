@@ -27,7 +27,13 @@ from annotation.importers.parsing import (
     parse_import,
 )
 from annotation.importers.rows import MAX_MESSAGES, MAX_TEXT_CHARS
-from annotation.importers.uploads import GZIP_MAX_RATIO, import_file, unpack_upload
+from annotation.importers.uploads import (
+    GZIP_MAX_RATIO,
+    declared_length,
+    import_file,
+    unpack_upload,
+    upload_size_check,
+)
 from annotation.importers.writing import import_rows
 
 __all__ = [
@@ -36,9 +42,11 @@ __all__ = [
     "MAX_ERRORS_REPORTED",
     "MAX_MESSAGES",
     "MAX_TEXT_CHARS",
+    "declared_length",
     "detect_format",
     "import_file",
     "import_rows",
     "parse_import",
     "unpack_upload",
+    "upload_size_check",
 ]

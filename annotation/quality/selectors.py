@@ -323,17 +323,54 @@ def final_labels(
 
     Gold tasks are left out (they are checks, not data); an adjudication overrides the policy.
     Dawid-Skene applies to pairwise outcomes; for rankings and rubric scores the policies vote
-    on the whole ranking or score set.
+    on the whole ranking or score set. Every task at once: the API reads it page by page
+    (``final_labels_page``).
+    """
+    return final_labels_page(
+        project, config=config, kind=kind, exclude_annotators=exclude_annotators
+    )["tasks"]
+
+
+def final_labels_page(
+    project: Project,
+    *,
+    config: AggregationConfig,
+    kind: str = TaskKind.PAIRWISE,
+    exclude_annotators: Iterable[int] = (),
+    after: int = 0,
+    limit: int | None = None,
+) -> dict:
+    """``final_labels`` for at most ``limit`` labelled tasks with ids above ``after`` (keyset
+    pagination, so a page costs the same wherever it starts): ``{"tasks": [...],
+    "next_after": the cursor of the next page, or None}``.
+
+    Majority, unanimity and agreement thresholds decide a task from its own labels, so a
+    page reads only its tasks' labels. Dawid-Skene weighs annotators by all their labels: it
+    is fitted on every label of the kind (one pass, streamed) and the page decided with it.
     """
     excluded = set(exclude_annotators)
-    labels: dict[int, dict[int, object]] = defaultdict(dict)
-    ids: dict[int, dict[int, int]] = defaultdict(dict)
-    rows = (
+    if kind != TaskKind.PAIRWISE and config.policy == "dawid_skene":
+        raise ValueError("Dawid-Skene weighting applies to pairwise outcomes")
+    labelled = (
         Label.objects.filter(task__project=project, kind=kind)
         .alias(gold=Exists(GoldTask.objects.filter(task_id=OuterRef("task_id"))))
         .filter(gold=False)
-        .values_list("id", "task_id", "annotator_id", "payload")
-        .order_by("task_id", "annotator_id")
+    )
+    page_tasks = None
+    if limit is not None:
+        page_tasks = list(
+            labelled.filter(task_id__gt=after)
+            .order_by("task_id")
+            .values_list("task_id", flat=True)
+            .distinct()[: limit + 1]
+        )
+    read = labelled
+    if page_tasks is not None and config.policy != "dawid_skene":
+        read = labelled.filter(task_id__in=page_tasks[:limit])
+    labels: dict[int, dict[int, object]] = defaultdict(dict)
+    ids: dict[int, dict[int, int]] = defaultdict(dict)
+    rows = read.values_list("id", "task_id", "annotator_id", "payload").order_by(
+        "task_id", "annotator_id"
     )
     for label_id, task_id, annotator_id, payload in rows.iterator(chunk_size=5000):
         if annotator_id in excluded:
@@ -342,19 +379,21 @@ def final_labels(
         if key is not None:
             labels[task_id][annotator_id] = key
             ids[task_id][annotator_id] = label_id
+    adjudications = Adjudication.objects.filter(project=project, task__kind=kind)
+    if page_tasks is not None:
+        adjudications = adjudications.filter(task_id__in=page_tasks[:limit])
     adjudicated = {
         task_id: _vote_key(kind, payload)
-        for task_id, payload in Adjudication.objects.filter(
-            project=project, task__kind=kind
-        ).values_list("task_id", "payload")
+        for task_id, payload in adjudications.values_list("task_id", "payload")
     }
-    if kind != TaskKind.PAIRWISE and config.policy == "dawid_skene":
-        raise ValueError("Dawid-Skene weighting applies to pairwise outcomes")
     classes = contributions.OUTCOMES if kind == TaskKind.PAIRWISE else None
     decisions = aggregate(labels, config, classes=classes, adjudicated=adjudicated)
+    wanted = sorted(decisions) if page_tasks is None else page_tasks[:limit]
     out = []
-    for task_id in sorted(decisions):
-        d = decisions[task_id]
+    for task_id in wanted:
+        d = decisions.get(task_id)
+        if d is None:
+            continue  # no label of this task votes (an excluded annotator's, say)
         out.append(
             {
                 "task_id": task_id,
@@ -367,7 +406,8 @@ def final_labels(
                 ],
             }
         )
-    return out
+    more = page_tasks is not None and len(page_tasks) > limit
+    return {"tasks": out, "next_after": page_tasks[limit - 1] if more else None}
 
 
 def _unkey(kind: str, value):
