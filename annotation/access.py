@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from annotation.invitations import Invitation, InvitationState, invitee_keys_of
+from annotation.invitations import Invitation, invitee_keys_of, open_invitations
 from annotation.models import Label, Lease, LeaseState, Membership, Project, Task, TaskStatus
 from annotation.opaque import task_id_from_ref
 from annotation.roles import Capability, role_can
@@ -139,7 +139,7 @@ def access_label(user, label_id, *, for_edit: bool = False) -> Label:
 
 def access_invitation(user, invitation_id) -> Invitation:
     """A pending invitation addressed to ``user`` (by username or e-mail); else 404, whether
-    the invitation is someone else's, answered or missing."""
+    the invitation is someone else's, answered, revoked, expired or missing."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         raise Http404("No such invitation.")
     try:
@@ -147,10 +147,23 @@ def access_invitation(user, invitation_id) -> Invitation:
     except (TypeError, ValueError) as exc:
         raise Http404("No such invitation.") from exc
     invitation = (
-        Invitation.objects.select_related("project")
-        .filter(pk=invitation_id, state=InvitationState.PENDING, invitee__in=invitee_keys_of(user))
+        open_invitations(Invitation.objects.select_related("project"))
+        .filter(pk=invitation_id, invitee__in=invitee_keys_of(user))
         .first()
     )
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation
+
+
+def access_project_invitation(user, project_id, invitation_id) -> Invitation:
+    """A pending invitation of a project ``user`` manages (to revoke it); else 404 (or 403)."""
+    project = access_project(user, project_id, capability=Capability.MANAGE)
+    try:
+        invitation_id = int(invitation_id)
+    except (TypeError, ValueError) as exc:
+        raise Http404("No such invitation.") from exc
+    invitation = open_invitations(project.invitations.all()).filter(pk=invitation_id).first()
     if invitation is None:
         raise Http404("No such invitation.")
     return invitation

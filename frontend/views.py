@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotation import importers, selectors, services
-from annotation.access import access_invitation, access_project
+from annotation.access import access_invitation, access_project, access_project_invitation
 from annotation.labels import FLAGS
 from annotation.models import TaskKind
 from annotation.quality.aggregation import POLICIES
@@ -158,6 +158,12 @@ def _manage_post(request, project):
         messages.success(request, "Label and quality settings saved.")
     elif action == "member":
         _manage_member(request, project)
+    elif action == "revoke_invitation":
+        invitation = access_project_invitation(
+            request.user, project.pk, request.POST.get("invitation_id")
+        )
+        services.invitation_revoke(invitation=invitation, by=request.user)
+        messages.success(request, f"The invitation of {invitation.invitee} was revoked.")
     elif action == "import":
         upload = request.FILES.get("file")
         if upload is None:

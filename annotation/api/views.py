@@ -12,7 +12,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import importers, selectors, services
-from annotation.access import access_invitation, access_label, access_project, access_task
+from annotation.access import (
+    access_invitation,
+    access_label,
+    access_project,
+    access_project_invitation,
+    access_task,
+)
 from annotation.api import serializers as s
 from annotation.models import LabelSource
 from annotation.opaque import task_id_from_ref, task_ref
@@ -110,6 +116,26 @@ class InvitationListView(APIView):
         return Response(
             s.InvitationSerializer(selectors.invitation_list_for_user(request.user), many=True).data
         )
+
+
+class ProjectInvitationListView(APIView):
+    @extend_schema(responses=s.ProjectInvitationSerializer(many=True))
+    def get(self, request, project_id: int):
+        """The project's invitations that can still be answered (pending, not expired)."""
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        rows = [
+            selectors.invitation_view(i) for i in selectors.invitation_list_for_project(project)
+        ]
+        return Response(s.ProjectInvitationSerializer(rows, many=True).data)
+
+
+class ProjectInvitationDetailView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, project_id: int, invitation_id: int):
+        """Revoke a pending invitation: its invitee can no longer answer it."""
+        invitation = access_project_invitation(request.user, project_id, invitation_id)
+        services.invitation_revoke(invitation=invitation, by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class InvitationAnswerView(APIView):

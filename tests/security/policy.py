@@ -28,6 +28,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-token-detail", "delete"): AUTHENTICATED,  # one's own token; another's is 404
     ("api-me", "get"): AUTHENTICATED,
     ("api-invitations", "get"): AUTHENTICATED,  # one's own pending invitations
+    ("api-project-invitations", "get"): ADMIN,  # the project's open invitations
+    ("api-project-invitation", "delete"): ADMIN,  # revoke one
     ("api-invitation", "post"): AUTHENTICATED,  # answer one's own; another's is 404
     ("api-projects", "get"): AUTHENTICATED,
     ("api-projects", "post"): STAFF,
