@@ -12,9 +12,10 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404
+from django.utils import timezone
 
-from annotation.invitations import Invitation, InvitationState, invitee_keys_of
-from annotation.models import Label, Lease, LeaseState, Membership, Project, Task
+from annotation.invitations import Invitation, invitee_keys_of, open_invitations
+from annotation.models import Label, Lease, LeaseState, Membership, Project, Task, TaskStatus
 from annotation.opaque import task_id_from_ref
 from annotation.roles import Capability, role_can
 
@@ -105,8 +106,35 @@ def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task
     return task
 
 
+def review_sealed_reason(task: Task, user) -> str | None:
+    """Why ``user`` may not yet see ``task``'s sides and other people's labels, or None.
+
+    Reviewers and admins also annotate. Were they shown how an open task is being labelled
+    (and, on a review round, its canonical sides with every label so far), they could label it
+    knowing the others' answers, or learn which side the candidate is on. So a task stays
+    sealed while it is open (any member who annotates could still draw it), while ``user``
+    holds a lease on it, and while ``user``'s own label on it can still be edited.
+    """
+    if task.status == TaskStatus.OPEN:
+        return "the task is still open for labelling"
+    now = timezone.now()
+    if Lease.objects.filter(
+        task=task, annotator=user, state=LeaseState.ACTIVE, expires_at__gt=now
+    ).exists():
+        return "you hold a lease on this task"
+    own = Label.objects.filter(task=task, annotator=user, reviewed_at__isnull=True).first()
+    if own is not None:
+        from annotation.services.project_settings import project_label_edit_window
+
+        window = project_label_edit_window(task.project)
+        if window is None or now <= own.created_at + window:
+            return "your own label on this task can still be edited"
+    return None
+
+
 def access_label(user, label_id, *, for_edit: bool = False) -> Label:
-    """Your own label; reviewers and admins may read (not edit) labels of their projects."""
+    """Your own label; reviewers and admins may read (not edit) labels of their projects,
+    once the label's task is not sealed for them (``review_sealed_reason``)."""
     try:
         label = Label.objects.select_related("task", "task__project").get(pk=int(label_id))
     except (Label.DoesNotExist, TypeError, ValueError):
@@ -118,12 +146,14 @@ def access_label(user, label_id, *, for_edit: bool = False) -> Label:
         return label
     if for_edit or not role_can(role, Capability.REVIEW):
         raise Http404("No such label.")
+    if review_sealed_reason(label.task, user):
+        raise Http404("No such label.")
     return label
 
 
 def access_invitation(user, invitation_id) -> Invitation:
     """A pending invitation addressed to ``user`` (by username or e-mail); else 404, whether
-    the invitation is someone else's, answered or missing."""
+    the invitation is someone else's, answered, revoked, expired or missing."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         raise Http404("No such invitation.")
     try:
@@ -131,10 +161,23 @@ def access_invitation(user, invitation_id) -> Invitation:
     except (TypeError, ValueError) as exc:
         raise Http404("No such invitation.") from exc
     invitation = (
-        Invitation.objects.select_related("project")
-        .filter(pk=invitation_id, state=InvitationState.PENDING, invitee__in=invitee_keys_of(user))
+        open_invitations(Invitation.objects.select_related("project"))
+        .filter(pk=invitation_id, invitee__in=invitee_keys_of(user))
         .first()
     )
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation
+
+
+def access_project_invitation(user, project_id, invitation_id) -> Invitation:
+    """A pending invitation of a project ``user`` manages (to revoke it); else 404 (or 403)."""
+    project = access_project(user, project_id, capability=Capability.MANAGE)
+    try:
+        invitation_id = int(invitation_id)
+    except (TypeError, ValueError) as exc:
+        raise Http404("No such invitation.") from exc
+    invitation = open_invitations(project.invitations.all()).filter(pk=invitation_id).first()
     if invitation is None:
         raise Http404("No such invitation.")
     return invitation

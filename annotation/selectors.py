@@ -6,7 +6,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from annotation.invitations import Invitation, InvitationState, invitee_keys_of
+from annotation.invitations import Invitation, invitee_keys_of, open_invitations
 from annotation.labels import ids_translated
 from annotation.models import (
     Label,
@@ -256,7 +256,7 @@ def api_token_view(token: ApiToken) -> dict:
 def invitation_list_for_user(user) -> list[dict]:
     """Pending invitations addressed to the user, oldest first, as the home page shows them."""
     invitations = (
-        Invitation.objects.filter(state=InvitationState.PENDING, invitee__in=invitee_keys_of(user))
+        open_invitations(Invitation.objects.filter(invitee__in=invitee_keys_of(user)))
         .select_related("project", "invited_by")
         .order_by("created_at", "pk")
     )
@@ -274,10 +274,19 @@ def invitation_list_for_user(user) -> list[dict]:
 
 
 def invitation_list_for_project(project) -> list[Invitation]:
-    """The project's pending invitations, for its admins."""
-    return list(
-        project.invitations.filter(state=InvitationState.PENDING).order_by("created_at", "pk")
-    )
+    """The project's invitations that can still be answered, for its admins."""
+    return list(open_invitations(project.invitations.all()).order_by("created_at", "pk"))
+
+
+def invitation_view(invitation: Invitation) -> dict:
+    return {
+        "id": invitation.pk,
+        "invitee": invitation.invitee,
+        "role": invitation.role,
+        "invited_by": invitation.invited_by.username if invitation.invited_by else None,
+        "created_at": invitation.created_at,
+        "expires_at": invitation.expires_at,
+    }
 
 
 # ---------------------------------------------------------------------------------------

@@ -378,13 +378,17 @@ def server_command(cfg: BenchConfig, port: int) -> list[str]:
     raise SystemExit(f"unknown server {cfg.server!r}; pick one of {SERVERS}")
 
 
-def server_start(cfg: BenchConfig, run_url: str, port: int, log: Path) -> subprocess.Popen:
+def server_start(
+    cfg: BenchConfig, run_url: str, port: int, log: Path, *, secret_key: str | None = None
+) -> subprocess.Popen:
+    """The server as production runs it; ``secret_key`` (default: a fresh one) for callers
+    that make sessions or read task refs themselves."""
     env = {
         **os.environ,
         "DATABASE_URL": run_url,
         "TANDEM_ENV": "production",
         "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_SECRET_KEY": secret_key or secrets.token_urlsafe(64),
         "TANDEM_FIELD_KEYS": Fernet.generate_key().decode(),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "TANDEM_SSL_REDIRECT": "0",

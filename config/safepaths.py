@@ -131,14 +131,20 @@ def model_roots() -> list[Path]:
     return [Path(root) for root in settings.TANDEM_MODEL_ROOTS]
 
 
-def allowed_model_folder(path: Path | str, *, roots=None) -> Path:
+def allowed_model_folder(path: Path | str, *, roots=None, refuse=None) -> Path:
     """The one rule for a model folder a user names (a model registered over HTTP, a run's
     base, reward, reference or value model): an absolute path, inside one of the model roots
     (``roots``, default ``model_roots()``) with no symbolic link on the way from the root, an
     existing folder, and no link inside it pointing out of that root (or the registry would
     hash and serve, and a run would load, a file from anywhere the server can read). Returns
     the folder, resolved. Refused with ``FolderNotAllowed``, whose ``reason`` names the rule.
+
+    ``refuse(folder) -> reason | None`` is asked before anything inside the folder is read
+    (another project's run folder is refused without naming a file of it), and the walk stops
+    at ``TANDEM_MODEL_FOLDER_MAX_FILES`` entries: a huge tree is refused by its count.
     """
+    from django.conf import settings
+
     text = str(path)
     if "\x00" in text:
         raise FolderNotAllowed(text, "is not a valid folder path")
@@ -165,8 +171,19 @@ def allowed_model_folder(path: Path | str, *, roots=None) -> Path:
         raise FolderNotAllowed(text, "has a symbolic link on its way from the model root") from None
     if not folder.is_dir():
         raise FolderNotAllowed(text, "no such folder")
+    reason = refuse(folder) if refuse is not None else None
+    if reason:
+        raise FolderNotAllowed(text, reason)
     inside = root.resolve()
+    max_entries, seen = settings.TANDEM_MODEL_FOLDER_MAX_FILES, 0
     for dirpath, dirnames, filenames in os.walk(folder):
+        seen += len(dirnames) + len(filenames)
+        if seen > max_entries:
+            raise FolderNotAllowed(
+                text,
+                f"holds more than {max_entries} files and folders (a model folder holds "
+                "its weights, config and tokenizer)",
+            )
         for entry in (*dirnames, *filenames):
             link = Path(dirpath) / entry
             if link.is_symlink() and not link.resolve().is_relative_to(inside):

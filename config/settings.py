@@ -160,6 +160,8 @@ TANDEM_ARTIFACT_ROOT = Path(os.environ.get("TANDEM_ARTIFACT_ROOT", VAR_DIR / "ar
 TANDEM_MODEL_CACHE = Path(os.environ.get("TANDEM_MODEL_CACHE", VAR_DIR / "models"))
 
 # Uploads: refuse oversized payloads early with a clear error instead of buffering them.
+# How long a project invitation can be answered (annotation.invitations).
+TANDEM_INVITATION_DAYS = int(os.environ.get("TANDEM_INVITATION_DAYS", 14))
 TANDEM_MAX_IMPORT_BYTES = int(os.environ.get("TANDEM_MAX_IMPORT_BYTES", 200 * 1024 * 1024))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -257,6 +259,10 @@ TANDEM_SNAPSHOT_WORKERS = int(
     os.environ.get("TANDEM_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
 )
 
+# A model folder registered or named by a run is refused, before any file is hashed, when it
+# holds more entries or bytes than these (a 70B model in bf16 is ~140 GB in a few dozen files).
+TANDEM_MODEL_FOLDER_MAX_FILES = int(os.environ.get("TANDEM_MODEL_FOLDER_MAX_FILES", 10_000))
+TANDEM_MODEL_FOLDER_MAX_BYTES = int(os.environ.get("TANDEM_MODEL_FOLDER_MAX_BYTES", 512 * 1024**3))
 # Training runs (rlhf.runs.services, rlhf.runs.execution). A worker heartbeats every
 # HEARTBEAT seconds; a running attempt silent for STALE seconds is presumed dead, and its run
 # is re-queued to resume from its last checkpoint.

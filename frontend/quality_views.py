@@ -9,9 +9,9 @@ from django.views.decorators.http import require_http_methods
 from annotation.access import access_project
 from annotation.models import TaskKind
 from annotation.quality import selectors, services
-from annotation.quality.access import access_task_for
+from annotation.quality.access import access_task_for_review
 from annotation.roles import Capability, role_can
-from config.errors import DomainError
+from config.errors import Conflict, DomainError
 
 
 @login_required
@@ -55,13 +55,19 @@ def _decision_payload(kind: str, post) -> dict:
 @login_required
 @require_http_methods(["GET", "POST"])
 def review_task(request, task_id: int):
-    task = access_task_for(request.user, task_id, capability=Capability.REVIEW)
+    try:
+        task = access_task_for_review(request.user, task_id)
+    except Conflict as sealed:
+        # Nothing of the task (sides, labels, texts) until it is not sealed for this viewer.
+        return render(request, "frontend/review_task.html", {"sealed": sealed.message}, status=409)
     if request.method == "POST":
         try:
             services.adjudication_decide(
                 task=task,
                 reviewer=request.user,
-                payload=_decision_payload(task.kind, request.POST),
+                payload=selectors.payload_from_reviewer(
+                    task, _decision_payload(task.kind, request.POST)
+                ),
                 reason=request.POST.get("reason", ""),
             )
         except DomainError as exc:

@@ -13,6 +13,7 @@ from annotation.access import (
     access_invitation,
     access_project,
     access_project_creation,
+    access_project_invitation,
     can_create_projects,
 )
 from annotation.labels import FLAGS
@@ -243,6 +244,12 @@ def _manage_post(request, project):
         messages.success(request, "Label and quality settings saved.")
     elif action == "member":
         _manage_member(request, project)
+    elif action == "revoke_invitation":
+        invitation = access_project_invitation(
+            request.user, project.pk, request.POST.get("invitation_id")
+        )
+        services.invitation_revoke(invitation=invitation, by=request.user)
+        messages.success(request, f"The invitation of {invitation.invitee} was revoked.")
     elif action == "import":
         upload = request.FILES.get("file")
         if upload is None:
@@ -250,6 +257,7 @@ def _manage_post(request, project):
         elif upload.size > settings.TANDEM_MAX_IMPORT_BYTES:
             messages.error(request, importers.size_refusal(upload.size))
         else:
+            importers.upload_size_check(file_bytes=upload.size)
             batch = importers.import_file(
                 project=project,
                 data=upload.read(),
@@ -270,6 +278,8 @@ def project_manage(request, project_id: int):
     project = access_project(request.user, project_id, capability=Capability.MANAGE)
     if request.method == "POST":
         try:
+            # Before request.POST is touched: parsing it would spool a whole upload to disk.
+            importers.upload_size_check(request_bytes=importers.declared_length(request.META))
             _manage_post(request, project)
         except (DomainError, ValueError) as exc:
             messages.error(request, getattr(exc, "message", None) or str(exc))

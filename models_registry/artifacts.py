@@ -84,13 +84,34 @@ def _read_json(path: Path) -> dict:
     return value
 
 
-def inspect_model_folder(folder: Path) -> FolderInspection:
+def _bounded_file_list(folder: Path, *, max_files: int | None, max_bytes: int | None):
+    """The folder's files, listed (sizes read, nothing hashed) and refused by their count or
+    total size before any file is read: hashing a huge tree only to refuse it is a request
+    that holds a worker for hours. The refusal names counts, never files."""
+    paths, total = [], 0
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        paths.append(path)
+        if max_files is not None and len(paths) > max_files:
+            raise UnsafeModelFolder(f"the folder holds more than {max_files} files")
+        total += path.stat().st_size
+        if max_bytes is not None and total > max_bytes:
+            raise UnsafeModelFolder(f"the folder holds more than {max_bytes} bytes")
+    return sorted(paths)
+
+
+def inspect_model_folder(
+    folder: Path, *, max_files: int | None = None, max_bytes: int | None = None
+) -> FolderInspection:
+    """The folder's files and what they are. ``max_files``/``max_bytes`` (None: no limit)
+    refuse a folder by its size before a single file is hashed."""
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise UnsafeModelFolder(f"{folder} is not a folder")
     records: list[FileRecord] = []
     ignored: list[str] = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in _bounded_file_list(folder, max_files=max_files, max_bytes=max_bytes):
         relative = path.relative_to(folder).as_posix()
         if relative.startswith(".") or "/." in relative:
             continue  # hidden files (editor and VCS state) are not part of a model

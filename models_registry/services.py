@@ -181,7 +181,11 @@ def model_version_register(
             fields={"folder": "a training run's folder"},
         )
     try:
-        inspection = inspect_model_folder(Path(folder))
+        inspection = inspect_model_folder(
+            Path(folder),
+            max_files=settings.TANDEM_MODEL_FOLDER_MAX_FILES,
+            max_bytes=settings.TANDEM_MODEL_FOLDER_MAX_BYTES,
+        )
     except UnsafeModelFolder as exc:
         raise ValidationFailed(str(exc), code="unsafe_model_folder") from exc
     _check_kind(

@@ -76,6 +76,15 @@ class InvitationSerializer(serializers.Serializer):
     state = serializers.CharField(required=False)
 
 
+class ProjectInvitationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    invitee = serializers.CharField(help_text="The username or e-mail invited, casefolded.")
+    role = serializers.ChoiceField(choices=Role.values)
+    invited_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
 class InvitationAnswerSerializer(serializers.Serializer):
     accept = serializers.BooleanField(help_text="true: join the project; false: decline.")
 

@@ -17,6 +17,16 @@ urlpatterns = [
         views.MemberDetailView.as_view(),
         name="api-member",
     ),
+    path(
+        "projects/<int:project_id>/invitations/",
+        views.ProjectInvitationListView.as_view(),
+        name="api-project-invitations",
+    ),
+    path(
+        "projects/<int:project_id>/invitations/<int:invitation_id>/",
+        views.ProjectInvitationDetailView.as_view(),
+        name="api-project-invitation",
+    ),
     path("invitations/", views.InvitationListView.as_view(), name="api-invitations"),
     path(
         "invitations/<int:invitation_id>/",

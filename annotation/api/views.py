@@ -16,6 +16,7 @@ from annotation.access import (
     access_invitation,
     access_label,
     access_project,
+    access_project_invitation,
     access_task,
     can_create_projects,
 )
@@ -24,7 +25,7 @@ from annotation.audit import DataAuditAction, data_audit_record
 from annotation.models import LabelSource
 from annotation.opaque import task_id_from_ref, task_ref
 from annotation.roles import Capability
-from config.errors import Forbidden, PayloadTooLarge, ValidationFailed
+from config.errors import Forbidden, ValidationFailed
 from config.untrusted import int64_problem
 from formats.peers import WRITERS as PEER_WRITERS
 from formats.peers import peer_json_array
@@ -124,6 +125,26 @@ class InvitationListView(APIView):
         )
 
 
+class ProjectInvitationListView(APIView):
+    @extend_schema(responses=s.ProjectInvitationSerializer(many=True))
+    def get(self, request, project_id: int):
+        """The project's invitations that can still be answered (pending, not expired)."""
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        rows = [
+            selectors.invitation_view(i) for i in selectors.invitation_list_for_project(project)
+        ]
+        return Response(s.ProjectInvitationSerializer(rows, many=True).data)
+
+
+class ProjectInvitationDetailView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, project_id: int, invitation_id: int):
+        """Revoke a pending invitation: its invitee can no longer answer it."""
+        invitation = access_project_invitation(request.user, project_id, invitation_id)
+        services.invitation_revoke(invitation=invitation, by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class InvitationAnswerView(APIView):
     @extend_schema(request=s.InvitationAnswerSerializer, responses=s.InvitationSerializer)
     def post(self, request, invitation_id: int):
@@ -159,13 +180,12 @@ class ImportView(APIView):
     @extend_schema(request=s.ImportRequestSerializer, responses={201: s.ImportBatchSerializer})
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        # Before request.data: parsing it would spool the whole upload to disk.
+        importers.upload_size_check(request_bytes=importers.declared_length(request.META))
         data = s.ImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        from django.conf import settings
-
-        if upload.size > settings.TANDEM_MAX_IMPORT_BYTES:
-            raise PayloadTooLarge(importers.size_refusal(upload.size))
+        importers.upload_size_check(file_bytes=upload.size)
         batch = importers.import_file(
             project=project,
             data=upload.read(),

@@ -29,7 +29,13 @@ from annotation.importers.parsing import (
     size_refusal,
 )
 from annotation.importers.rows import MAX_MESSAGES, MAX_TEXT_CHARS
-from annotation.importers.uploads import GZIP_MAX_RATIO, import_file, unpack_upload
+from annotation.importers.uploads import (
+    GZIP_MAX_RATIO,
+    declared_length,
+    import_file,
+    unpack_upload,
+    upload_size_check,
+)
 from annotation.importers.writing import import_rows
 
 __all__ = [
@@ -39,10 +45,12 @@ __all__ = [
     "MAX_MESSAGES",
     "MAX_TEXT_CHARS",
     "ROW_EXAMPLES",
+    "declared_length",
     "detect_format",
     "import_file",
     "import_rows",
     "parse_import",
     "size_refusal",
     "unpack_upload",
+    "upload_size_check",
 ]

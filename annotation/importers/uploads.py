@@ -6,10 +6,10 @@ import hashlib
 
 from django.conf import settings
 
-from annotation.importers.parsing import detect_format, parse_import
+from annotation.importers.parsing import detect_format, parse_import, size_refusal
 from annotation.importers.writing import import_rows
 from annotation.models import ImportBatch, Project
-from config.errors import ValidationFailed
+from config.errors import PayloadTooLarge, ValidationFailed
 from config.safepaths import bounded_gunzip, display_filename
 
 # Leading bytes of files that are refused outright, with the reason a person can act on.
@@ -36,6 +36,27 @@ _MISTAKEN_MAGIC = (
     (b"\xd0\xcf\x11\xe0", "an old Office document"),
 )
 GZIP_MAX_RATIO = 200
+
+
+# Room a multipart request needs around its file (boundaries, headers, the form's fields).
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def declared_length(meta) -> int | None:
+    """A request's Content-Length (``request.META``), or None when absent or not a number."""
+    raw = meta.get("CONTENT_LENGTH") or ""
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
+def upload_size_check(*, file_bytes: int | None = None, request_bytes: int | None = None):
+    """Refuse an upload by its size before it is read: ``request_bytes`` is the request's
+    Content-Length (checked before the multipart body is parsed, so a huge upload is never
+    spooled to disk), ``file_bytes`` the parsed file's size (checked before it is read)."""
+    limit = settings.TANDEM_MAX_IMPORT_BYTES
+    if request_bytes is not None and request_bytes > limit + MULTIPART_OVERHEAD_BYTES:
+        raise PayloadTooLarge(f"the upload is larger than the import limit of {limit} bytes")
+    if file_bytes is not None and file_bytes > limit:
+        raise PayloadTooLarge(size_refusal(file_bytes))
 
 
 def unpack_upload(data: bytes, filename: str) -> tuple[bytes, str]:

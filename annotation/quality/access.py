@@ -2,8 +2,10 @@
 
 from django.http import Http404
 
-from annotation.access import access_project
+from annotation.access import access_project, review_sealed_reason
 from annotation.models import Task
+from annotation.roles import Capability
+from config.errors import Conflict
 
 
 def access_task_for(user, task_id, *, capability: str) -> Task:
@@ -17,4 +19,14 @@ def access_task_for(user, task_id, *, capability: str) -> Task:
     except (Task.DoesNotExist, TypeError, ValueError):
         raise Http404("No such task.") from None
     access_project(user, task.project_id, capability=capability)
+    return task
+
+
+def access_task_for_review(user, task_id) -> Task:
+    """A task of a project where ``user`` reviews, once its sides and labels may be shown to
+    them (``review_sealed_reason``); a sealed task is a 409 that says why, and shows nothing."""
+    task = access_task_for(user, task_id, capability=Capability.REVIEW)
+    reason = review_sealed_reason(task, user)
+    if reason:
+        raise Conflict(f"This task cannot be reviewed by you yet: {reason}.", code="task_sealed")
     return task

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from annotation.access import access_project
 from annotation.models import TaskKind
 from annotation.quality import selectors, services
-from annotation.quality.access import access_task_for
+from annotation.quality.access import access_task_for, access_task_for_review
 from annotation.quality.aggregation import (
     DEFAULT_MIN_AGREEMENT,
     POLICIES,
@@ -31,8 +31,8 @@ User = get_user_model()
 
 class AdjudicationSerializer(serializers.Serializer):
     payload = CheckedJSONField(
-        help_text="As an annotator sends it, e.g. {'choice': 'B'}, naming responses by "
-        "their response ids (leads see them; annotators see task item ids instead).",
+        help_text="As an annotator sends it, e.g. {'choice': 'B'}, naming responses by the "
+        "ids the review view shows (task item refs; response ids are accepted too).",
     )
     reason = serializers.CharField(max_length=5_000)
 
@@ -74,29 +74,34 @@ class QualityRefreshView(APIView):
         request=None,
         parameters=[
             OpenApiParameter("full", int, description="1: rebuild everything from the labels"),
-            OpenApiParameter("queue", int, description="1: enqueue a refresh for a worker"),
+            OpenApiParameter(
+                "queue", int, description="Accepted for older clients: every refresh is queued."
+            ),
         ],
-        responses={200: OpenApiResponse(description="Refreshed, or queued.")},
+        responses={
+            200: OpenApiResponse(description="Queued for a worker; the refresh status."),
+            503: OpenApiResponse(description="The job queue is unavailable."),
+        },
     )
     def post(self, request, project_id: int):
+        """Queue a refresh (changed tasks) or, with ``full=1``, a rebuild from every label.
+        Neither runs in this request: a rebuild reads every label of the project."""
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
-        if request.query_params.get("queue") == "1":
-            # The dashboard's button: the refresh runs in a worker, not in this request.
-            try:
+        full = request.query_params.get("full") == "1"
+        try:
+            if full:
+                services.quality_request_recompute(project_id=project.pk)
+            else:
                 services.quality_request_refresh(project_id=project.pk)
-            except Exception:
-                # Logged; the request cleared its waiting flag, so pressing again retries.
-                logger.exception("could not enqueue a quality refresh for project %s", project.pk)
-                return Response(
-                    {"error": "queue_unavailable", "detail": "The job queue is unavailable."},
-                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                )
-            return Response(selectors.quality_refresh_status(project))
-        if request.query_params.get("full") == "1":
-            result = services.quality_recompute(project_id=project.pk)
-        else:
-            result = services.quality_refresh(project_id=project.pk)
-        return Response({"tasks": result.tasks, "seconds": round(result.seconds, 3)})
+        except Exception:
+            # Logged; the request cleared its waiting flag, so pressing again retries.
+            logger.exception("could not enqueue a quality refresh for project %s", project.pk)
+            return Response(
+                {"error": "queue_unavailable", "detail": "The job queue is unavailable."},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        state = selectors.quality_refresh_status(project)
+        return Response({**state, "queued": "recompute" if full else "refresh"})
 
 
 def _int_param(request, name: str, default: int) -> int:
@@ -123,17 +128,25 @@ class ReviewQueueView(APIView):
 
 
 class ReviewTaskView(APIView):
-    @extend_schema(responses={200: OpenApiResponse(description="The task and all its labels.")})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="The task and all its labels."),
+            409: OpenApiResponse(description="Sealed: open, leased by you, or your label."),
+        }
+    )
     def get(self, request, task_id: int):
-        task = access_task_for(request.user, task_id, capability=Capability.REVIEW)
+        task = access_task_for_review(request.user, task_id)
         return Response(selectors.review_task_view(task))
 
     @extend_schema(request=AdjudicationSerializer, responses={201: OpenApiResponse()})
     def post(self, request, task_id: int):
-        task = access_task_for(request.user, task_id, capability=Capability.REVIEW)
+        task = access_task_for_review(request.user, task_id)
         data = AdjudicationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.adjudication_decide(task=task, reviewer=request.user, **data.validated_data)
+        payload = selectors.payload_from_reviewer(task, data.validated_data["payload"])
+        services.adjudication_decide(
+            task=task, reviewer=request.user, payload=payload, reason=data.validated_data["reason"]
+        )
         return Response(selectors.review_task_view(task), status=status.HTTP_201_CREATED)
 
 
@@ -188,6 +201,10 @@ class AnnotatorReinstateView(APIView):
         return Response({"user_id": user.pk, "paused": False})
 
 
+FINAL_LABELS_PAGE = 1_000
+FINAL_LABELS_MAX_PAGE = 5_000
+
+
 class FinalLabelsView(APIView):
     @extend_schema(
         parameters=[
@@ -196,12 +213,26 @@ class FinalLabelsView(APIView):
             OpenApiParameter("threshold", float),
             OpenApiParameter("min_labels", int),
             OpenApiParameter("exclude_failing_gold", bool),
+            OpenApiParameter("after", int, description="The previous page's next_after."),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Tasks per page (default {FINAL_LABELS_PAGE}, "
+                f"at most {FINAL_LABELS_MAX_PAGE}).",
+            ),
         ],
-        responses={200: OpenApiResponse(description="One decision per task, with provenance.")},
+        responses={
+            200: OpenApiResponse(
+                description="One decision per task, with provenance, a page at a time: "
+                "next_after is the cursor of the next page (null on the last)."
+            )
+        },
     )
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
         q = request.query_params
+        limit = min(max(_int_param(request, "limit", FINAL_LABELS_PAGE), 1), FINAL_LABELS_MAX_PAGE)
+        after = max(_int_param(request, "after", 0), 0)
         try:
             config = AggregationConfig(
                 policy=q.get("policy", POLICY_MAJORITY),
@@ -219,12 +250,18 @@ class FinalLabelsView(APIView):
             else set()
         )
         try:
-            rows = selectors.final_labels(
-                project, config=config, kind=kind, exclude_annotators=excluded
+            page = selectors.final_labels_page(
+                project,
+                config=config,
+                kind=kind,
+                exclude_annotators=excluded,
+                after=after,
+                limit=limit,
             )
         except ValueError as exc:
             raise serializers.ValidationError({"policy": str(exc)}) from exc
         # "threshold" is the query parameter's name for min_agreement; the answer keeps it.
         config_data = {**config.as_dict(), "threshold": config.min_agreement}
         return Response({"config": config_data, "excluded_annotators": sorted(excluded),
-                         "tasks": rows})  # fmt: skip
+                         "tasks": page["tasks"], "next_after": page["next_after"],
+                         "limit": limit})  # fmt: skip

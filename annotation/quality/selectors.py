@@ -12,7 +12,9 @@ from django.db.models import Exists, F, OuterRef, Subquery, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from annotation.labels import ids_translated
 from annotation.models import Label, Lease, LeaseState, Project, Task, TaskItem, TaskKind
+from annotation.opaque import item_ref
 from annotation.quality import contributions
 from annotation.quality.aggregation import AggregationConfig, aggregate
 from annotation.quality.config import QualityConfig
@@ -251,9 +253,30 @@ def review_queue(project: Project, *, limit: int = 50, offset: int = 0) -> list[
     return rows
 
 
+def _reviewer_ids(items: list[TaskItem]) -> dict[int, int]:
+    """response id -> the id the review view shows for it: its task item's ref.
+
+    Reviewers annotate too. A review round's answers are written model by model, so raw
+    response ids (and their order) could say which side the candidate is on; item refs carry
+    neither order nor age (``annotation.opaque``), as in the annotator API."""
+    return {item.response_id: item_ref(item.pk) for item in items}
+
+
+def payload_from_reviewer(task: Task, payload):
+    """An adjudication payload naming responses by the review view's ids, in response ids
+    (a response id itself is kept, for tools written before refs; refs never equal one)."""
+    items = list(task.items.only("pk", "response_id"))
+    by_ref = {ref: response_id for response_id, ref in _reviewer_ids(items).items()}
+    return ids_translated(task.kind, payload, by_ref, strict=False)
+
+
 def review_task_view(task: Task) -> dict:
-    """Everything a reviewer needs: responses in canonical order, every label and its author."""
+    """Everything a reviewer needs: responses in canonical order, every label and its author.
+
+    Only for a task that is not sealed for the viewer (``access_task_for_review``). Responses
+    are named by their task items' refs, in the labels' payloads too (``_reviewer_ids``)."""
     items = list(task.items.select_related("response").order_by("position"))
+    ids = _reviewer_ids(items)
     labels = list(task.labels.select_related("annotator").order_by("created_at", "id"))
     adjudication = Adjudication.objects.filter(task=task).select_related("reviewer").first()
     gold = GoldTask.objects.filter(task=task).first()
@@ -271,7 +294,7 @@ def review_task_view(task: Task) -> dict:
         "responses": [
             {
                 "position": "ABCDEFGH"[i.position] if i.position < 8 else str(i.position),
-                "id": i.response_id,
+                "id": ids[i.response_id],
                 "text": i.response.text,
             }
             for i in items
@@ -281,7 +304,7 @@ def review_task_view(task: Task) -> dict:
                 "id": lb.pk,
                 "annotator_id": lb.annotator_id,
                 "annotator": lb.annotator.username,
-                "payload": lb.payload,
+                "payload": ids_translated(task.kind, lb.payload, ids, strict=False),
                 "flags": lb.flags,
                 "duration_ms": lb.duration_ms,
                 "version": lb.version,
@@ -295,7 +318,7 @@ def review_task_view(task: Task) -> dict:
         "adjudication": (
             {
                 "reviewer": adjudication.reviewer.username,
-                "payload": adjudication.payload,
+                "payload": ids_translated(task.kind, adjudication.payload, ids, strict=False),
                 "reason": adjudication.reason,
                 "updated_at": adjudication.updated_at.isoformat(),
             }
@@ -333,17 +356,54 @@ def final_labels(
 
     Gold tasks are left out (they are checks, not data); an adjudication overrides the policy.
     Dawid-Skene applies to pairwise outcomes; for rankings and rubric scores the policies vote
-    on the whole ranking or score set.
+    on the whole ranking or score set. Every task at once: the API reads it page by page
+    (``final_labels_page``).
+    """
+    return final_labels_page(
+        project, config=config, kind=kind, exclude_annotators=exclude_annotators
+    )["tasks"]
+
+
+def final_labels_page(
+    project: Project,
+    *,
+    config: AggregationConfig,
+    kind: str = TaskKind.PAIRWISE,
+    exclude_annotators: Iterable[int] = (),
+    after: int = 0,
+    limit: int | None = None,
+) -> dict:
+    """``final_labels`` for at most ``limit`` labelled tasks with ids above ``after`` (keyset
+    pagination, so a page costs the same wherever it starts): ``{"tasks": [...],
+    "next_after": the cursor of the next page, or None}``.
+
+    Majority, unanimity and agreement thresholds decide a task from its own labels, so a
+    page reads only its tasks' labels. Dawid-Skene weighs annotators by all their labels: it
+    is fitted on every label of the kind (one pass, streamed) and the page decided with it.
     """
     excluded = set(exclude_annotators)
-    labels: dict[int, dict[int, object]] = defaultdict(dict)
-    ids: dict[int, dict[int, int]] = defaultdict(dict)
-    rows = (
+    if kind != TaskKind.PAIRWISE and config.policy == "dawid_skene":
+        raise ValueError("Dawid-Skene weighting applies to pairwise outcomes")
+    labelled = (
         Label.objects.filter(task__project=project, kind=kind)
         .alias(gold=Exists(GoldTask.objects.filter(task_id=OuterRef("task_id"))))
         .filter(gold=False)
-        .values_list("id", "task_id", "annotator_id", "payload")
-        .order_by("task_id", "annotator_id")
+    )
+    page_tasks = None
+    if limit is not None:
+        page_tasks = list(
+            labelled.filter(task_id__gt=after)
+            .order_by("task_id")
+            .values_list("task_id", flat=True)
+            .distinct()[: limit + 1]
+        )
+    read = labelled
+    if page_tasks is not None and config.policy != "dawid_skene":
+        read = labelled.filter(task_id__in=page_tasks[:limit])
+    labels: dict[int, dict[int, object]] = defaultdict(dict)
+    ids: dict[int, dict[int, int]] = defaultdict(dict)
+    rows = read.values_list("id", "task_id", "annotator_id", "payload").order_by(
+        "task_id", "annotator_id"
     )
     for label_id, task_id, annotator_id, payload in rows.iterator(chunk_size=5000):
         if annotator_id in excluded:
@@ -352,19 +412,21 @@ def final_labels(
         if key is not None:
             labels[task_id][annotator_id] = key
             ids[task_id][annotator_id] = label_id
+    adjudications = Adjudication.objects.filter(project=project, task__kind=kind)
+    if page_tasks is not None:
+        adjudications = adjudications.filter(task_id__in=page_tasks[:limit])
     adjudicated = {
         task_id: _vote_key(kind, payload)
-        for task_id, payload in Adjudication.objects.filter(
-            project=project, task__kind=kind
-        ).values_list("task_id", "payload")
+        for task_id, payload in adjudications.values_list("task_id", "payload")
     }
-    if kind != TaskKind.PAIRWISE and config.policy == "dawid_skene":
-        raise ValueError("Dawid-Skene weighting applies to pairwise outcomes")
     classes = contributions.OUTCOMES if kind == TaskKind.PAIRWISE else None
     decisions = aggregate(labels, config, classes=classes, adjudicated=adjudicated)
+    wanted = sorted(decisions) if page_tasks is None else page_tasks[:limit]
     out = []
-    for task_id in sorted(decisions):
-        d = decisions[task_id]
+    for task_id in wanted:
+        d = decisions.get(task_id)
+        if d is None:
+            continue  # no label of this task votes (an excluded annotator's, say)
         out.append(
             {
                 "task_id": task_id,
@@ -377,7 +439,8 @@ def final_labels(
                 ],
             }
         )
-    return out
+    more = page_tasks is not None and len(page_tasks) > limit
+    return {"tasks": out, "next_after": page_tasks[limit - 1] if more else None}
 
 
 def _unkey(kind: str, value):

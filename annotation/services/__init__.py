@@ -41,6 +41,7 @@ from annotation.services.hooks import (
 from annotation.services.invitations import (
     invitation_answer,
     invitation_create,
+    invitation_revoke,
     member_add_by_staff,
     member_add_or_invite,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "content_hash",
     "invitation_answer",
     "invitation_create",
+    "invitation_revoke",
     "label_edit",
     "label_submit",
     "label_submitted_hooks",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.invitations import Invitation, InvitationState, invitee_key
+from annotation.invitations import Invitation, InvitationState, invitee_key, open_invitations
 from annotation.models import Membership, Project
 from annotation.roles import Role
 from annotation.services.members import membership_set
@@ -27,8 +29,9 @@ def _valid_role(role: str) -> None:
 
 @transaction.atomic
 def invitation_create(*, project: Project, invited_by, invitee: str, role: str) -> Invitation:
-    """A pending invitation (or the pending one, with its role updated). Never reads users:
-    what happens here is the same whether or not the account exists."""
+    """A pending invitation (or the pending one, with its role updated and its expiry
+    renewed). Never reads users: what happens here is the same whether or not the account
+    exists."""
     _valid_role(role)
     key = invitee_key(invitee)
     if not key or len(key) > 254:
@@ -37,7 +40,31 @@ def invitation_create(*, project: Project, invited_by, invitee: str, role: str) 
         project=project,
         invitee=key,
         state=InvitationState.PENDING,
-        defaults={"role": role, "invited_by": invited_by},
+        defaults={
+            "role": role,
+            "invited_by": invited_by,
+            "expires_at": timezone.now() + timedelta(days=settings.TANDEM_INVITATION_DAYS),
+        },
+    )
+    return invitation
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, by) -> Invitation:
+    """A project admin withdraws a pending invitation (``access_project_invitation``); its
+    invitee can no longer answer it. An answered one is a 409: there is nothing to withdraw."""
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.state != InvitationState.PENDING:
+        raise Conflict("this invitation was already answered", code="invitation_answered")
+    invitation.state = InvitationState.REVOKED
+    invitation.revoked_by = by
+    invitation.answered_at = timezone.now()
+    invitation.save(update_fields=["state", "revoked_by", "answered_at"])
+    logger.info(
+        "invitation revoked: project=%s invitation=%s by=%s",
+        invitation.project_id,
+        invitation.pk,
+        by.pk,
     )
     return invitation
 
@@ -48,6 +75,8 @@ def invitation_answer(*, invitation: Invitation, user, accept: bool) -> Invitati
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.state != InvitationState.PENDING:
         raise Conflict("this invitation was already answered", code="invitation_answered")
+    if not open_invitations(Invitation.objects.filter(pk=invitation.pk)).exists():
+        raise Conflict("this invitation has expired", code="invitation_expired")
     invitation.state = InvitationState.ACCEPTED if accept else InvitationState.DECLINED
     invitation.user = user
     invitation.answered_at = timezone.now()

@@ -23,7 +23,7 @@ from models_registry.access import access_generation_job, access_model_version
 from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
 from rlhf.models import DatasetSnapshot, TrainingRun
-from rlhf.runs.selectors import folder_of_another_projects_run
+from rlhf.runs.selectors import folder_refusal_for
 
 
 def _allowed_folder(raw: str, project) -> Path:
@@ -31,12 +31,7 @@ def _allowed_folder(raw: str, project) -> Path:
     the CLI may register any path (its user already has the machine). The artifact root (a
     model root by default) holds every project's runs: a run's folder is allowed to its own
     project only."""
-    folder = allowed_model_folder(raw)
-    if folder_of_another_projects_run(folder, project):
-        raise ValidationFailed(
-            "the folder belongs to a run of another project", code="folder_not_allowed"
-        )
-    return folder
+    return allowed_model_folder(raw, refuse=lambda folder: folder_refusal_for(folder, project))
 
 
 def _project_object(model, pk: int, project, *, field: str):

@@ -57,6 +57,19 @@ def folder_of_another_projects_run(folder: Path, project) -> bool:
     )
 
 
+def folder_refusal_for(folder: Path, project) -> str | None:
+    """Why ``project`` may not name ``folder`` as a model, decided from the path alone
+    (before anything inside it is read, so a refusal names no file of another project's):
+    a run's folder of another project, or a folder holding the runs root (every project's
+    runs)."""
+    if folder_of_another_projects_run(folder, project):
+        return "belongs to a run of another project"
+    runs_root = (Path(settings.TANDEM_ARTIFACT_ROOT) / "runs").resolve()
+    if runs_root.is_relative_to(Path(folder).resolve()):
+        return "holds the training runs' folders of every project"
+    return None
+
+
 def training_run_list(*, user, project_id) -> list[TrainingRun]:
     project = access_project(user, project_id, capability=Capability.DATA)
     return list(

@@ -36,7 +36,7 @@ from config.errors import Conflict, ValidationFailed
 from config.safepaths import FolderNotAllowed, allowed_model_folder
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
 from rlhf.runs import versions
-from rlhf.runs.selectors import folder_of_another_projects_run, training_run_artifact_path
+from rlhf.runs.selectors import folder_refusal_for, training_run_artifact_path
 from rlhf.training.config import (
     METHOD_SPECS,
     METHOD_TITLES,
@@ -138,12 +138,10 @@ def _enqueue(run_id: int, attempt: int) -> None:
 
 def _model_folder_error(path: str, project: Project) -> str | None:
     try:
-        resolved = allowed_model_folder(path)
+        # A run's folder is allowed to that run's project only, as base_model_run is.
+        resolved = allowed_model_folder(path, refuse=lambda f: folder_refusal_for(f, project))
     except FolderNotAllowed as refused:
         return refused.reason
-    # A run's folder is allowed to that run's project only, as base_model_run is.
-    if folder_of_another_projects_run(resolved, project):
-        return "must be a folder of one of this project's runs"
     if not any(resolved.glob("*.safetensors")):
         return "holds no .safetensors weights (only safetensors are loaded)"
     return None

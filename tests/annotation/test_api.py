@@ -128,6 +128,10 @@ def test_someone_elses_label_is_404(project, member, client_for, make_task):
     assert patched.status_code == 404
     assert Label.objects.get().payload["outcome"] != "tie"
     reviewer = member(Role.REVIEWER)
+    # the task (overlap 2) is still open: its labels are sealed to reviewers (issue 15) ...
+    assert client_for(reviewer).get(f"/api/labels/{label_id}/").status_code == 404
+    # ... until it is done
+    Task.objects.filter(pk=task.pk).update(status="done")
     assert client_for(reviewer).get(f"/api/labels/{label_id}/").status_code == 200
 
 

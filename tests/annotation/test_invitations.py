@@ -131,3 +131,86 @@ def test_the_manage_page_answers_the_same_for_any_name(project, project_admin):
 
     assert invite("exists-page") == invite("does-not-exist") == ["Invitation created."]
     assert not Membership.objects.filter(project=project, user__username="exists-page").exists()
+
+
+def _pending(person) -> list[dict]:
+    return _api(person).get("/api/invitations/").json()
+
+
+def test_an_admin_revokes_an_invitation_and_it_can_no_longer_be_answered(
+    project, project_admin, member
+):
+    person = User.objects.create_user("revoked-invitee", password="pw-revoked-1")
+    _invite(project, project_admin, "revoked-invitee")
+    listed = _api(project_admin).get(f"/api/projects/{project.pk}/invitations/").json()
+    assert [i["invitee"] for i in listed] == ["revoked-invitee"]
+    invitation_id = listed[0]["id"]
+    # a member who does not manage the project cannot revoke it
+    reviewer = member(Role.REVIEWER, "not-an-admin")
+    url = f"/api/projects/{project.pk}/invitations/{invitation_id}/"
+    assert _api(reviewer).delete(url).status_code == 403
+
+    assert _api(project_admin).delete(url).status_code == 204
+
+    assert _pending(person) == []
+    answer = _api(person).post(f"/api/invitations/{invitation_id}/", {"accept": True},
+                               format="json")  # fmt: skip
+    assert answer.status_code == 404
+    assert not Membership.objects.filter(project=project, user=person).exists()
+    assert _api(project_admin).get(f"/api/projects/{project.pk}/invitations/").json() == []
+    assert _api(project_admin).delete(url).status_code == 404  # nothing left to revoke
+
+
+def test_the_manage_page_revokes_an_invitation(project, project_admin):
+    from annotation.invitations import Invitation, InvitationState
+
+    _invite(project, project_admin, "page-invitee")
+    invitation = Invitation.objects.get(invitee="page-invitee")
+    page = Client()
+    page.force_login(project_admin)
+    assert (
+        'data-testid="revoke-invitation"'
+        in page.get(f"/projects/{project.pk}/manage/").content.decode()
+    )
+    response = page.post(
+        f"/projects/{project.pk}/manage/",
+        {"action": "revoke_invitation", "invitation_id": invitation.pk},
+    )
+    assert response.status_code == 302
+    invitation.refresh_from_db()
+    assert invitation.state == InvitationState.REVOKED
+    assert invitation.revoked_by == project_admin
+
+
+def test_an_invitation_expires_and_inviting_again_renews_it(project, project_admin, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.invitations import Invitation
+
+    settings.TANDEM_INVITATION_DAYS = 3
+    person = User.objects.create_user("late-invitee", password="pw-late-1")
+    _invite(project, project_admin, "late-invitee")
+    invitation = Invitation.objects.get(invitee="late-invitee")
+    left = invitation.expires_at - timezone.now()
+    assert timedelta(days=3) - timedelta(minutes=1) < left <= timedelta(days=3)
+    # when its time has passed
+    Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now())
+    # then the invitee no longer sees it nor can answer it, and the admin's list drops it
+    assert _pending(person) == []
+    answer = _api(person).post(f"/api/invitations/{invitation.pk}/", {"accept": True},
+                               format="json")  # fmt: skip
+    assert answer.status_code == 404
+    page = Client()
+    page.force_login(person)
+    assert page.post(f"/invitations/{invitation.pk}/", {"answer": "accept"}).status_code == 404
+    assert _api(project_admin).get(f"/api/projects/{project.pk}/invitations/").json() == []
+    assert not Membership.objects.filter(project=project, user=person).exists()
+    # and inviting again renews the same invitation, which can then be accepted
+    _invite(project, project_admin, "late-invitee")
+    assert [i["id"] for i in _pending(person)] == [invitation.pk]
+    accepted = _api(person).post(f"/api/invitations/{invitation.pk}/", {"accept": True},
+                                 format="json")  # fmt: skip
+    assert accepted.status_code == 200
+    assert Membership.objects.filter(project=project, user=person).exists()

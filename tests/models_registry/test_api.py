@@ -194,10 +194,8 @@ def test_registering_another_projects_run_folder_is_refused(
     )
     # then it is refused and nothing is registered
     assert response.status_code == 400
-    assert response.json() == {
-        "error": "folder_not_allowed",
-        "detail": "the folder belongs to a run of another project",
-    }
+    assert response.json()["error"] == "folder_not_allowed"
+    assert response.json()["detail"].endswith(": belongs to a run of another project")
     assert not ModelVersion.objects.filter(name="borrowed").exists()
     # while a folder of the project's own run registers
     own = client_for(engineer).post(

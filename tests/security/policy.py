@@ -30,6 +30,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-me-erase", "post"): AUTHENTICATED,  # one's own account, with password and "erase"
     ("api-user-erase", "post"): STAFF,
     ("api-invitations", "get"): AUTHENTICATED,  # one's own pending invitations
+    ("api-project-invitations", "get"): ADMIN,  # the project's open invitations
+    ("api-project-invitation", "delete"): ADMIN,  # revoke one
     ("api-invitation", "post"): AUTHENTICATED,  # answer one's own; another's is 404
     ("api-projects", "get"): AUTHENTICATED,
     ("api-projects", "post"): STAFF,

@@ -7,8 +7,10 @@ stopping at a 404. Runs derandomised, so a failure reproduces.
 
 Besides the schema's own values, each body and query may have all its strings or integers
 swapped for hostile ones that Python accepts and the databases do not (each was a 500): a
-lone surrogate, non-ASCII digits ("²".isdigit() is True, int("²") raises), integers past
-64 bits (SQLite's OverflowError).
+lone surrogate and NUL (JSON bodies), non-ASCII digits ("²".isdigit() is True, int("²")
+raises), integers past 64 bits (SQLite's OverflowError), Markdown bombs (nested lists,
+brackets); or a JSON body's values nested deeper than the parser accepts. More examples per
+operation: ``TANDEM_FUZZ_EXAMPLES=50``.
 """
 
 from __future__ import annotations
@@ -35,8 +37,18 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 TOO_BIG = 2**64 + 1
-HOSTILE_STRINGS = ["²", "١٢", str(TOO_BIG), str(-TOO_BIG)]
+HOSTILE_STRINGS = ["²", "١٢", str(TOO_BIG), str(-TOO_BIG), "* " * 300 + "x", "[" * 600]
 LONE_SURROGATE = "\ud83d"  # JSON only: a form or a URL cannot encode it
+NUL = "\x00"  # JSON only: PostgreSQL's jsonb and text refuse it
+# Deeper than the JSON parser accepts (config.untrusted.MAX_JSON_DEPTH), shallow enough for
+# the client's own json.dumps.
+DEEP = 200
+
+
+def _nested(value, depth: int = DEEP):
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def _swapped(value, *, text=None, number=None):
@@ -52,11 +64,14 @@ def _swapped(value, *, text=None, number=None):
     return value
 
 
-def _variants(value, texts) -> list:
-    """``value`` with all its strings (or all its integers) made hostile, one way each."""
+def _variants(value, texts, *, deep: bool = False) -> list:
+    """``value`` with all its strings (or all its integers) made hostile, one way each, and
+    (``deep``: a JSON body) with every top-level value nested past the parser's depth."""
     if not value:
         return []
     out = [_swapped(value, text=t) for t in texts] + [_swapped(value, number=TOO_BIG)]
+    if deep and isinstance(value, dict):
+        out.append({key: _nested(v) for key, v in value.items()})
     return [v for v in out if v != value]
 
 
@@ -64,10 +79,11 @@ def _variants(value, texts) -> list:
 def flatmap_case(context, case):
     """The generated case, or one with its body's or its query's leaves made hostile."""
     texts = HOSTILE_STRINGS
-    if case.media_type and "json" in case.media_type:
-        texts = [LONE_SURROGATE, *HOSTILE_STRINGS]
+    is_json = bool(case.media_type and "json" in case.media_type)
+    if is_json:
+        texts = [LONE_SURROGATE, NUL, *HOSTILE_STRINGS]
     choices = [(case.body, case.query)]
-    choices += [(body, case.query) for body in _variants(case.body, texts)]
+    choices += [(body, case.query) for body in _variants(case.body, texts, deep=is_json)]
     choices += [(case.body, query) for query in _variants(case.query, HOSTILE_STRINGS)]
 
     def apply(choice):

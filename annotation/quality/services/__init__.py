@@ -28,6 +28,7 @@ from annotation.quality.services.refresh import (
     quality_on_label_submitted,
     quality_recompute,
     quality_refresh,
+    quality_request_recompute,
     quality_request_refresh,
     quality_task_changed,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "quality_on_label_submitted",
     "quality_recompute",
     "quality_refresh",
+    "quality_request_recompute",
     "quality_request_refresh",
     "quality_task_changed",
 ]

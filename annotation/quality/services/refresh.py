@@ -93,6 +93,15 @@ def quality_request_refresh(*, project_id: int) -> bool:
     return True
 
 
+def quality_request_recompute(*, project_id: int) -> None:
+    """Enqueue a rebuild of the project's caches from all its labels (``quality_recompute``),
+    for a worker: it reads every label of the project, so it never runs in a request. A
+    failed enqueue propagates (the caller answers 503; nothing was changed)."""
+    from annotation.quality.tasks import quality_recompute_job
+
+    quality_recompute_job.enqueue(project_id)
+
+
 def quality_on_label_submitted(label: Label) -> None:
     """The ``label_submitted_hooks`` entry (runs after the label's transaction commits)."""
     quality_task_changed(project_id=label.task.project_id, task_ids=[label.task_id])

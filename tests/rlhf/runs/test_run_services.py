@@ -113,9 +113,7 @@ def test_launch_refuses_a_model_folder_of_another_projects_run(
         launch(project, engineer, snapshot, {**reward_config, "base_model": "/tmp/a\x00b"})
 
     # then both are refused and nothing was created; the project's own run folder is accepted
-    assert refused.value.extra["fields"] == {
-        "base_model": "must be a folder of one of this project's runs"
-    }
+    assert refused.value.extra["fields"] == {"base_model": "belongs to a run of another project"}
     assert malformed.value.extra["fields"] == {"base_model": "is not a valid folder path"}
     assert TrainingRun.objects.filter(project=project).count() == 1
     accepted = launch(project, engineer, snapshot, {**reward_config, "base_model": str(own_model)})
