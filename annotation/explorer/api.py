@@ -100,6 +100,10 @@ class ExplorerBulkView(APIView):
         ),
     )
     def post(self, request, project_id: int):
+        # The gate first, with the least capability any action needs (review), so a caller
+        # who may do none of them learns nothing from how their body is judged; then the
+        # action's own capability.
+        access_project(request.user, project_id, capability=Capability.REVIEW)
         data = BulkRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         action = data.validated_data["action"]

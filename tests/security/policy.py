@@ -72,6 +72,18 @@ POLICY: dict[tuple[str, str], object] = {
     ("frontend:invitation", "get"): AUTHENTICATED,  # 405
     ("frontend:annotate", "get"): ANNOTATING,
     ("frontend:annotate", "post"): ANNOTATING,  # 405
+    # the data explorer (annotation.explorer): reads need the data capability; a bulk action
+    # needs its own (BULK_CAPABILITY: reviewers may send to adjudication, admins anything)
+    ("api-explorer-tasks", "get"): DATA,
+    ("api-explorer-count", "get"): DATA,
+    ("api-explorer-task", "get"): DATA,
+    ("api-explorer-export", "get"): DATA,
+    ("api-explorer-bulk", "post"): REVIEW,
+    ("frontend:explorer", "get"): DATA,
+    ("frontend:explorer", "post"): DATA,  # 405
+    # creating a project: platform staff unless TANDEM_PROJECT_CREATORS=everyone
+    ("frontend:project-new", "get"): STAFF,
+    ("frontend:project-new", "post"): STAFF,
     ("frontend:project-manage", "get"): ADMIN,
     ("frontend:project-manage", "post"): ADMIN,
     # label quality (annotation.quality)
