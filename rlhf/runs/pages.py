@@ -1,8 +1,11 @@
 """Training-run pages: a project's runs, the launch form, and one run's live page.
 
 The launch form is generated from the method's config dataclass (``config_schema``): one input
-per field, with its documented default, range and meaning; the engine's own validation decides,
-and its messages are shown next to the fields. The live page is server-rendered and then kept
+per field, with its documented default, range and meaning, in the sections of ``GROUPS``, shown
+only where it applies (``FIELD_APPLIES_WHEN``, re-evaluated by ``rlhf/static/rlhf/run_new.js``)
+and pre-filled by a preset (``PRESETS``); the engine's own validation decides, and its messages
+are shown next to the fields. The compare page overlays picked runs' curves
+(``rlhf/static/rlhf/run_compare.js``, Chart.js) and sets their configs side by side. The live page is server-rendered and then kept
 current by ``rlhf/static/rlhf/run_live.js`` over the run's websocket.
 """
 
