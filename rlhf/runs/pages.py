@@ -5,8 +5,9 @@ per field, with its documented default, range and meaning, in the sections of ``
 only where it applies (``FIELD_APPLIES_WHEN``, re-evaluated by ``rlhf/static/rlhf/run_new.js``)
 and pre-filled by a preset (``PRESETS``); the engine's own validation decides, and its messages
 are shown next to the fields. The compare page overlays picked runs' curves
-(``rlhf/static/rlhf/run_compare.js``, Chart.js) and sets their configs side by side. The live page is server-rendered and then kept
-current by ``rlhf/static/rlhf/run_live.js`` over the run's websocket.
+(``rlhf/static/rlhf/run_compare.js``, Chart.js) and sets their configs side by side. The live
+page is server-rendered and then kept current by ``rlhf/static/rlhf/run_live.js`` over the
+run's websocket.
 """
 
 from __future__ import annotations
