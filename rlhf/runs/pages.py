@@ -1,13 +1,18 @@
 """Training-run pages: a project's runs, the launch form, and one run's live page.
 
 The launch form is generated from the method's config dataclass (``config_schema``): one input
-per field, with its documented default, range and meaning; the engine's own validation decides,
-and its messages are shown next to the fields. The live page is server-rendered and then kept
-current by ``rlhf/static/rlhf/run_live.js`` over the run's websocket.
+per field, with its documented default, range and meaning, in the sections of ``GROUPS``, shown
+only where it applies (``FIELD_APPLIES_WHEN``, re-evaluated by ``rlhf/static/rlhf/run_new.js``)
+and pre-filled by a preset (``PRESETS``); the engine's own validation decides, and its messages
+are shown next to the fields. The compare page overlays picked runs' curves
+(``rlhf/static/rlhf/run_compare.js``, Chart.js) and sets their configs side by side. The live
+page is server-rendered and then kept current by ``rlhf/static/rlhf/run_live.js`` over the
+run's websocket.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -25,13 +30,17 @@ from rlhf.runs import selectors, services
 from rlhf.runs import versions as run_versions
 from rlhf.training.base_models import SMOLLM2_NAME
 from rlhf.training.config import (
+    GROUPS,
     METHOD_TITLES,
     METHODS,
+    PRESETS,
     ConfigError,
     config_from_dict,
     config_schema,
+    field_applies,
     is_seq2seq,
     methods_for_base,
+    preset_values,
 )
 
 
@@ -48,13 +57,38 @@ def _input_type(field: dict) -> str:
     )
 
 
-def form_fields(method: str, values: dict, errors: dict) -> list[dict]:
-    """The launch form's inputs for ``method``: schema entries plus the value to show."""
+def gpus_present() -> bool:
+    """Whether this host has an NVIDIA GPU, for what the launch form offers (the worker decides
+    where a run trains). ``TANDEM_GPU_PRESENT`` (True/False) overrides the driver's
+    ``/proc/driver/nvidia/gpus`` listing; the web process never imports torch."""
+    override = getattr(settings, "TANDEM_GPU_PRESENT", None)
+    if override is not None:
+        return bool(override)
+    listing = Path("/proc/driver/nvidia/gpus")
+    try:
+        return listing.is_dir() and any(listing.iterdir())
+    except OSError:
+        return False
+
+
+def form_fields(method: str, values: dict, errors: dict, *, gpu: bool = False) -> list[dict]:
+    """The launch form's inputs for ``method``: schema entries plus the value to show.
+
+    ``applies`` says whether the field has an effect given the other values (the page's script
+    re-evaluates it as they change); ``offered`` is False for settings the platform's workers
+    never use (multi-GPU strategies, which need ``accelerate launch``), kept as hidden inputs
+    with their values. Without a GPU, the ``device`` select does not offer ``cuda``.
+    """
+    schema = config_schema(method)
+    shown = {f["name"]: values.get(f["name"], f["default"]) for f in schema}
     fields = []
-    for field in config_schema(method):
-        value = values.get(field["name"], field["default"])
+    for field in schema:
+        value = shown[field["name"]]
         if field["type"] == "list" and isinstance(value, list):
             value = ", ".join(str(v) for v in value)
+        choices = [str(c) for c in field.get("choices", [])]
+        if field["name"] == "device" and not gpu:
+            choices = [c for c in choices if c != "cuda" or str(value) == "cuda"]
         fields.append(
             {
                 **field,
@@ -62,11 +96,39 @@ def form_fields(method: str, values: dict, errors: dict) -> list[dict]:
                 "value": value,
                 "step": "1" if field["type"] == "int" else "any",
                 "error": errors.get(field["name"], ""),
-                "choices": [str(c) for c in field.get("choices", [])],
+                "choices": choices,
                 "value_text": str(value),
+                "applies": field_applies(field["name"], shown),
+                "applies_when_json": json.dumps(field["applies_when"]),
+                "offered": not field.get("multi_gpu") or bool(errors.get(field["name"])),
             }
         )
     return fields
+
+
+def form_groups(fields: list[dict]) -> list[dict]:
+    """The fields in the launch form's sections (GROUPS order); empty sections left out."""
+    groups = []
+    for key, title in GROUPS:
+        members = [f for f in fields if f["group"] == key]
+        if members:
+            groups.append({"key": key, "title": title, "fields": members})
+    return groups
+
+
+def form_presets(method: str, *, gpu: bool) -> list[dict]:
+    """The presets the form offers, with the values each sets for ``method`` (for its script);
+    a GPU preset is listed but disabled on a host without one."""
+    return [
+        {
+            "name": name,
+            "title": preset["title"],
+            "help": preset["help"],
+            "values": preset_values(method, name),
+            "available": gpu or not preset["needs_gpu"],
+        }
+        for name, preset in PRESETS.items()
+    ]
 
 
 def parse_config(method: str, post) -> tuple[dict, dict]:
@@ -95,6 +157,10 @@ def parse_config(method: str, post) -> tuple[dict, dict]:
 
 @login_required
 def run_list_page(request, project_id: int):
+    return _run_list(request, project_id)
+
+
+def _run_list(request, project_id: int, *, picked=(), status: int = 200):
     runs = selectors.training_run_list(user=request.user, project_id=project_id)
     project = access_project(request.user, project_id, capability=Capability.DATA)
     return render(
@@ -105,7 +171,9 @@ def run_list_page(request, project_id: int):
             "runs": runs,
             "can_train": role_can(project.viewer_role, Capability.TRAIN),
             "methods": [(m, METHOD_TITLES[m]) for m in METHODS],
+            "picked": {str(pk) for pk in picked},
         },
+        status=status,
     )
 
 
@@ -130,11 +198,16 @@ def run_new_page(request, project_id: int):
         method = "reward"
     choices = selectors.training_run_launch_choices(project=project)
     listed = choices["policy_versions"] + choices["reward_versions"]
+    gpu = gpus_present()
     values = {"base_model": default_base_model()}
     errors: dict = {}
     chosen = {k: request.POST.get(k, "") for k in ("snapshot", "base_source", "reward_source")}
+    preset = request.POST.get("preset") or request.GET.get("preset") or ""
+    if preset not in PRESETS:
+        preset = ""
     if request.method == "GET":
         chosen["base_source"] = request.GET.get("base_source", "")
+        values.update(preset_values(method, preset))
     if request.method == "POST":
         values, errors = parse_config(method, request.POST)
         if errors:
@@ -149,6 +222,7 @@ def run_new_page(request, project_id: int):
                     or _missing_snapshot(),
                     config=values,
                     name=request.POST.get("name", ""),
+                    preset=preset,
                     **_sources(chosen["base_source"], "base_model", project, listed),
                     **_sources(chosen["reward_source"], "reward_model", project, listed),
                 )
@@ -169,7 +243,10 @@ def run_new_page(request, project_id: int):
             # Only the methods that can train the chosen base (an encoder-decoder: SFT).
             "methods": [(m, METHOD_TITLES[m]) for m in methods_for_base(base_folder)],
             "base_is_seq2seq": is_seq2seq(base_folder),
-            "fields": form_fields(method, values, errors),
+            "groups": form_groups(form_fields(method, values, errors, gpu=gpu)),
+            "presets": form_presets(method, gpu=gpu),
+            "preset": preset,
+            "gpu": gpu,
             "choices": choices,
             "chosen": chosen,
             "base_options": _model_options(choices["policy_versions"], choices["model_runs"]),
@@ -255,6 +332,28 @@ def run_page(request, run_id: int):
             "project": run.project,
             "can_train": role_can(run.project.viewer_role, Capability.TRAIN),
             "config_rows": sorted(run.config.items()),
+        },
+    )
+
+
+@login_required
+def run_compare_page(request, project_id: int):
+    """Runs picked on the runs list (``?run=1&run=2``): curves overlaid, configs side by side."""
+    run_ids = request.GET.getlist("run")
+    try:
+        compared = selectors.training_run_compare(
+            user=request.user, project_id=project_id, run_ids=run_ids
+        )
+    except ValidationFailed as exc:
+        messages.error(request, exc.message)
+        return _run_list(request, project_id, picked=run_ids, status=400)
+    query = "&".join(f"run={run.pk}" for run in compared["runs"])
+    return render(
+        request,
+        "rlhf/run_compare.html",
+        {
+            **compared,
+            "curves_url": f"{reverse('api-runs-compare', args=[project_id])}?{query}",
         },
     )
 

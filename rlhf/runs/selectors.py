@@ -7,9 +7,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from django.conf import settings
+from django.http import Http404
 
 from annotation.access import access_project
 from annotation.roles import Capability
+from config.errors import ValidationFailed
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun, TrainingRunMetric
 from rlhf.runs import versions as run_versions
 from rlhf.runs.access import access_training_run
@@ -189,3 +191,69 @@ def training_run_artifact_path(*, run: TrainingRun, relative: str) -> Path | Non
     if not path.is_relative_to(Path(run.artifact_dir).resolve()) or not path.is_file():
         return None
     return path
+
+
+COMPARE_MAX_RUNS = 8
+# Facts of a run shown above its config in a comparison (label, attribute).
+COMPARE_FACTS = (("method", "method"), ("snapshot", "dataset_snapshot_id"), ("status", "status"))
+
+
+def training_run_compare(*, user, project_id, run_ids: list) -> dict:
+    """Two to eight runs of one project, side by side: ``{"project", "runs", "rows"}``.
+
+    ``run_ids`` keep their order (repeats dropped). ``rows`` is one entry per fact and config
+    field any of the runs has, ``{"name", "values": [one per run, None where a run's method
+    lacks the field], "differs": bool}``: the facts first, then config fields by name. A run of
+    another project, or one that does not exist, is a 404 like any run page.
+    """
+    project = access_project(user, project_id, capability=Capability.DATA)
+    ids: list[int] = []
+    for raw in run_ids:
+        try:
+            run_id = int(raw)
+        except (TypeError, ValueError):
+            raise ValidationFailed(
+                "run ids are whole numbers", code="invalid", field="run"
+            ) from None
+        if run_id not in ids:
+            ids.append(run_id)
+    if not 2 <= len(ids) <= COMPARE_MAX_RUNS:
+        raise ValidationFailed(
+            f"pick between 2 and {COMPARE_MAX_RUNS} runs to compare", code="run_count", field="run"
+        )
+    found = {
+        run.pk: run
+        for run in TrainingRun.objects.filter(project=project, pk__in=ids).only(
+            "id", "project_id", "name", "method", "status", "dataset_snapshot_id", "config"
+        )
+    }
+    if len(found) != len(ids):
+        raise Http404("No such training run.")
+    runs = [found[run_id] for run_id in ids]
+    rows = [
+        _compare_row(label, [getattr(run, attribute) for run in runs])
+        for label, attribute in COMPARE_FACTS
+    ]
+    names = sorted(set().union(*(run.config for run in runs)))
+    rows += [_compare_row(name, [run.config.get(name) for run in runs]) for name in names]
+    return {"project": project, "runs": runs, "rows": rows}
+
+
+def _compare_row(name: str, values: list) -> dict:
+    return {"name": name, "values": values, "differs": any(v != values[0] for v in values[1:])}
+
+
+def training_run_compare_curves(*, runs: list[TrainingRun], max_points: int = 500) -> dict:
+    """The compared runs' metric series, per metric then run: ``{"runs": [{id, label}],
+    "metrics": {name: {run id (text): [[step, value], ...]}}}``, each series thinned to about
+    ``max_points`` (``training_run_metrics``)."""
+    metrics: dict[str, dict[str, list]] = defaultdict(dict)
+    for run in runs:
+        for name, points in training_run_metrics(run=run, max_points=max_points)["series"].items():
+            metrics[name][str(run.pk)] = points
+    return {
+        "runs": [
+            {"id": run.pk, "label": f"#{run.pk} {run.name or run.method}".strip()} for run in runs
+        ],
+        "metrics": {name: metrics[name] for name in sorted(metrics)},
+    }

@@ -43,6 +43,7 @@ from rlhf.training.config import (
     METHODS,
     ConfigError,
     config_from_dict,
+    preset_values,
 )
 
 logger = logging.getLogger(__name__)
@@ -191,10 +192,12 @@ def training_run_launch(
     base_model_run: TrainingRun | None = None,
     reward_model_run: TrainingRun | None = None,
     max_attempts: int = 3,
+    preset: str = "",
 ) -> TrainingRun:
     """Validate a run request, record it as ``queued`` and enqueue its job after commit.
 
-    ``config`` holds the method's config fields (missing ones take the dataclass defaults).
+    ``config`` holds the method's config fields (missing ones take the ``preset``'s values, a
+    name from ``PRESETS``, then the dataclass defaults).
     The base (parent) model is a registered ``base_model_version``, another run's output
     (``base_model_run``) or the ``base_model`` folder in ``config``; an online method's reward
     model likewise (``reward_model_version``, ``reward_model_run``, ``reward_model``).
@@ -215,7 +218,10 @@ def training_run_launch(
     if not 1 <= int(max_attempts) <= 20:
         raise ValidationFailed("max_attempts must be between 1 and 20", code="invalid_attempts")
 
-    values = dict(config or {})
+    try:
+        values = {**preset_values(method, preset), **(config or {})}
+    except ConfigError as exc:
+        raise ValidationFailed("unknown preset", code="invalid_preset", fields=exc.errors) from None
     if base_model_version is not None and base_model_run is not None:
         raise ValidationFailed("give a base model version or a run, not both", code="two_bases")
     if reward_model_version is not None and reward_model_run is not None:

@@ -152,14 +152,16 @@ class TrainingConfig:
         "Multi-GPU strategy when launched through `accelerate launch` (see launch.py): DDP "
         "replicates the model, FSDP and DeepSpeed ZeRO shard it.",
         choices=["none", "ddp", "fsdp", "deepspeed"],
+        multi_gpu=True,
     )
     num_processes: int = _f(
-        1, "Processes (usually one per GPU) for a distributed run.", min=1, max=1024
+        1, "Processes (usually one per GPU) for a distributed run.", min=1, max=1024, multi_gpu=True
     )
     deepspeed_zero_stage: int = _f(
         2,
         "DeepSpeed ZeRO stage: 2 shards optimizer state and gradients, 3 also weights.",
         choices=[1, 2, 3],
+        multi_gpu=True,
     )
     # --- checkpoints, logging, evaluation ----------------------------------------------------
     checkpoint_every_steps: int = _f(
@@ -734,10 +736,125 @@ def config_from_dict(method: str, values: dict) -> TrainingConfig:
     return config
 
 
+# The launch form's sections, in order: (key, title). A field's section is FIELD_GROUPS[name];
+# a field not listed there is one of its method's own knobs ("method").
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("essentials", "Essentials"),
+    ("method", "Method settings"),
+    ("optimisation", "Optimisation"),
+    ("lora", "LoRA"),
+    ("precision_devices", "Precision and devices"),
+    ("checkpoints", "Checkpoints, logging and evaluation"),
+)
+_GROUP_MEMBERS = {
+    "essentials": (
+        "base_model", "reward_model", "reference_model", "value_model", "backbone",
+        "learning_rate", "num_epochs", "max_steps", "per_device_batch_size", "max_length", "seed",
+    ),
+    "optimisation": (
+        "gradient_accumulation_steps", "warmup_steps", "lr_scheduler", "weight_decay",
+        "max_grad_norm",
+    ),
+    "lora": ("use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"),
+    "precision_devices": (
+        "precision", "device", "gradient_checkpointing", "compile_model", "group_by_length",
+        "dataloader_num_workers", "distributed", "num_processes", "deepspeed_zero_stage",
+    ),
+    "checkpoints": (
+        "checkpoint_every_steps", "keep_checkpoints", "log_every_steps", "eval_every_steps",
+        "max_eval_examples", "holdout_fraction", "eval_generations", "eval_max_new_tokens",
+    ),
+}  # fmt: skip
+FIELD_GROUPS: dict[str, str] = {
+    name: group for group, names in _GROUP_MEMBERS.items() for name in names
+}
+# When a field applies: {field: {controlling field: values for which it applies}}. A field
+# whose controlling field the method lacks always applies. The form hides a field that does
+# not apply (its value is still sent and validated; it has no effect on the run).
+FIELD_APPLIES_WHEN: dict[str, dict[str, list]] = {
+    "lora_r": {"use_lora": [True]},
+    "lora_alpha": {"use_lora": [True]},
+    "lora_dropout": {"use_lora": [True]},
+    "lora_target_modules": {"use_lora": [True]},
+    "max_length": {"backbone": ["decoder"]},
+    "encoder_max_length": {"backbone": ["encoder"]},
+    "num_processes": {"distributed": ["ddp", "fsdp", "deepspeed"]},
+    "deepspeed_zero_stage": {"distributed": ["deepspeed"]},
+    "target_kl": {"adaptive_kl": [True]},
+    "kl_horizon": {"adaptive_kl": [True]},
+}
+
+
+def field_applies(name: str, values: dict) -> bool:
+    """Whether a field has any effect given the other fields' ``values`` (FIELD_APPLIES_WHEN)."""
+    return all(
+        values[other] in allowed
+        for other, allowed in FIELD_APPLIES_WHEN.get(name, {}).items()
+        if other in values
+    )
+
+
+# Named starting points for the launch form and the API (``"preset": "quick_cpu"``): each
+# sets these fields (those the method has) and explicit fields override them. ``needs_gpu``
+# presets train on CUDA. Every preset validates for every method (tests/rlhf/runs).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick_cpu": {
+        "title": "Quick CPU check",
+        "help": "Ten short steps on the CPU, no checkpoints, a small evaluation: checks the "
+        "data and settings end to end in minutes before a long run.",
+        "needs_gpu": False,
+        "values": {
+            "device": "cpu", "precision": "auto", "max_steps": 10, "per_device_batch_size": 4,
+            "gradient_accumulation_steps": 1, "max_length": 256, "gradient_checkpointing": False,
+            "compile_model": False, "checkpoint_every_steps": 0, "eval_every_steps": 0,
+            "max_eval_examples": 64, "eval_generations": 4, "max_new_tokens": 32,
+        },
+    },
+    "small_gpu": {
+        "title": "Small GPU",
+        "help": "One pass on one CUDA GPU in bf16, batches of 16, sequences up to 1024 tokens, "
+        "a checkpoint and an evaluation every 100 steps.",
+        "needs_gpu": True,
+        "values": {
+            "device": "cuda", "precision": "bf16", "max_steps": -1, "num_epochs": 1.0,
+            "per_device_batch_size": 16, "gradient_accumulation_steps": 1, "max_length": 1024,
+            "gradient_checkpointing": False, "checkpoint_every_steps": 100,
+            "eval_every_steps": 100, "max_eval_examples": 512,
+        },
+    },
+    "full_run": {
+        "title": "Full run",
+        "help": "Every example once on CUDA in bf16, an effective batch of 32 (8 x 4 "
+        "accumulated), sequences up to 2048 tokens with gradient checkpointing, cosine "
+        "schedule with 3% warm-up, checkpoints and evaluations every 200 steps.",
+        "needs_gpu": True,
+        "values": {
+            "device": "cuda", "precision": "bf16", "max_steps": -1, "num_epochs": 1.0,
+            "per_device_batch_size": 8, "gradient_accumulation_steps": 4, "max_length": 2048,
+            "gradient_checkpointing": True, "lr_scheduler": "cosine", "warmup_steps": 0.03,
+            "checkpoint_every_steps": 200, "keep_checkpoints": 3, "eval_every_steps": 200,
+            "max_eval_examples": 2048, "eval_generations": 64,
+        },
+    },
+}  # fmt: skip
+
+
+def preset_values(method: str, preset: str) -> dict[str, Any]:
+    """The fields a preset sets for ``method`` (only those the method has); "" sets none."""
+    if not preset:
+        return {}
+    if preset not in PRESETS:
+        raise ConfigError({"preset": f"must be one of {list(PRESETS)}"})
+    names = {entry["name"] for entry in config_schema(method)}
+    return {k: v for k, v in PRESETS[preset]["values"].items() if k in names}
+
+
 def config_schema(method: str) -> list[dict]:
     """Every field of a method's config as a form would need it: name, type, default, help.
 
     A field whose ``methods`` metadata leaves this method out is not offered (its default holds).
+    ``group`` names its launch-form section (GROUPS), ``applies_when`` the other fields' values
+    for which it has an effect, ``multi_gpu`` that it matters only under `accelerate launch`.
     """
     cls = CONFIG_CLASSES[method]
     defaults = asdict(cls())
@@ -748,5 +865,7 @@ def config_schema(method: str) -> list[dict]:
         default = defaults[f.name]
         entry = {"name": f.name, "type": type(default).__name__, "default": default}
         entry.update(f.metadata)
+        entry["group"] = FIELD_GROUPS.get(f.name, "method")
+        entry["applies_when"] = FIELD_APPLIES_WHEN.get(f.name, {})
         schema.append(entry)
     return schema

@@ -151,6 +151,9 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-run-artifact", "get"): DATA,
     ("runs:list", "get"): DATA,
     ("runs:list", "post"): DATA,
+    ("api-runs-compare", "get"): DATA,
+    ("runs:compare", "get"): DATA,
+    ("runs:compare", "post"): DATA,  # renders like GET
     ("runs:new", "get"): TRAIN,
     ("runs:new", "post"): TRAIN,
     ("runs:run", "get"): DATA,

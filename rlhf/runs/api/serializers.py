@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from rlhf.models import TrainingRun
 from rlhf.runs import versions
-from rlhf.training.config import METHODS
+from rlhf.training.config import METHODS, PRESETS
 
 SUMMARY_FIELDS = [
     "id", "project", "name", "method", "method_title", "dataset_snapshot", "status", "attempt",
@@ -61,6 +61,13 @@ class TrainingRunLaunchSerializer(serializers.Serializer):
         help_text="Fields of the method's config (GET /api/training/methods/); omitted ones "
         "take their documented defaults.",
     )
+    preset = serializers.ChoiceField(
+        choices=list(PRESETS),
+        required=False,
+        allow_blank=True,
+        help_text="A named set of config values (quick_cpu, small_gpu, full_run); fields given "
+        "in config override it.",
+    )
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     base_model_run = serializers.IntegerField(
         required=False, allow_null=True, help_text="Start from this succeeded run's model."
@@ -90,3 +97,16 @@ class TrainingMethodSerializer(serializers.Serializer):
     title = serializers.CharField()
     shape = serializers.CharField()
     fields = serializers.ListField(child=serializers.DictField())
+
+
+class RunCompareSerializer(serializers.Serializer):
+    runs = serializers.ListField(child=serializers.DictField(), help_text="[{id, label}], in order")
+    metrics = serializers.DictField(
+        child=serializers.DictField(child=serializers.ListField(child=serializers.ListField())),
+        help_text="{metric: {run id: [[step, value], ...]}}",
+    )
+    config = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="[{name, values: [one per run, null where absent], differs}]: facts, then "
+        "config fields by name",
+    )

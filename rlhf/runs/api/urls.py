@@ -9,6 +9,11 @@ urlpatterns = [
         views.TrainingRunListView.as_view(),
         name="api-runs",
     ),
+    path(
+        "projects/<int:project_id>/runs/compare/",
+        views.TrainingRunCompareView.as_view(),
+        name="api-runs-compare",
+    ),
     path("runs/<int:run_id>/", views.TrainingRunDetailView.as_view(), name="api-run"),
     path(
         "runs/<int:run_id>/cancel/",

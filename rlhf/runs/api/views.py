@@ -98,6 +98,33 @@ class TrainingRunMetricsView(APIView):
         return Response(metrics)
 
 
+class TrainingRunCompareView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("run", int, many=True, description="2 to 8 runs of the project."),
+            OpenApiParameter("max_points", int, description="Thin each series to about this."),
+        ],
+        responses=s.RunCompareSerializer,
+    )
+    def get(self, request, project_id: int):
+        try:
+            max_points = min(5000, max(2, int(request.query_params.get("max_points") or 500)))
+        except ValueError:
+            return Response(
+                {
+                    "error": "invalid",
+                    "detail": "max_points is a whole number",
+                    "field": "max_points",
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        compared = selectors.training_run_compare(
+            user=request.user, project_id=project_id, run_ids=request.query_params.getlist("run")
+        )
+        curves = selectors.training_run_compare_curves(runs=compared["runs"], max_points=max_points)
+        return Response({**curves, "config": compared["rows"]})
+
+
 class TrainingRunArtifactView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request, run_id: int, path: str):
