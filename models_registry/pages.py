@@ -1,4 +1,5 @@
-"""Registry pages: a project's versions, a version's lineage, the reviewer's decision page.
+"""Registry pages: a project's versions, a version's lineage, the reviewer's decision page, the
+project's audit log and its Bradley-Terry leaderboard.
 
 One access gate and one selector or service per view. The decision page calls the registry's
 own services (``model_version_approve`` / ``model_version_transition``): a refusal (own run,
@@ -12,13 +13,14 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.access import access_project
 from annotation.roles import Capability, role_can
 from config.errors import DomainError
 from models_registry import review_selectors, selectors, services
 from models_registry.access import access_model_version
+from models_registry.forms import AuditFilterForm
 from models_registry.models import LoopRound, VersionState
 
 
@@ -91,5 +93,60 @@ def decision_page(request, version_id: int):
             "chart_json": json.dumps(evidence["chart"]),
             "own_run": version.launched_by_id == request.user.pk,
             "can_decide": version.state == VersionState.IN_REVIEW,
+        },
+    )
+
+
+@login_required
+@require_GET
+def audit_log_page(request, project_id: int):
+    """The registry's audit trail as a table; the filters travel in the query string."""
+    project = access_project(request.user, project_id, capability=Capability.DATA)
+    form = AuditFilterForm(request.GET, project=project)
+    context = {
+        "project": project,
+        "form": form,
+        "versions": selectors.model_version_list(project=project),
+        "actors": selectors.audit_actor_names(project=project),
+        "events_page": None,
+    }
+    if not form.is_valid():
+        return render(request, "models_registry/audit_log.html", context, status=400)
+    filters = form.cleaned_data
+    context["events_page"] = selectors.audit_event_page(
+        project=project,
+        version=filters["version"],
+        actor_name=filters["actor"],
+        action=filters["action"],
+        date_from=filters["date_from"],
+        date_to=filters["date_to"],
+        page=filters["page"] or 1,
+    )
+    # The query string without the page, for the pager's links.
+    query = request.GET.copy()
+    query.pop("page", None)
+    context["filter_query"] = query.urlencode()
+    return render(request, "models_registry/audit_log.html", context)
+
+
+@login_required
+@require_GET
+def leaderboard_page(request, project_id: int):
+    """Every reviewed policy version ranked by Bradley-Terry over all blind review labels.
+
+    The same bootstrap (samples and seed) as the decision page's table, so a version shows
+    the same interval on both pages."""
+    project = access_project(request.user, project_id, capability=Capability.DATA)
+    standings = selectors.leaderboard(
+        project=project, bootstrap_samples=review_selectors.LEADERBOARD_BOOTSTRAP
+    )
+    return render(
+        request,
+        "models_registry/leaderboard.html",
+        {
+            "project": project,
+            "standings": standings,
+            "comparisons": sum(item["row"].comparisons for item in standings) // 2,
+            "bootstrap_samples": review_selectors.LEADERBOARD_BOOTSTRAP,
         },
     )

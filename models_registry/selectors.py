@@ -9,7 +9,10 @@ matter. ``both_bad`` expresses no preference between the two and counts as a tie
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
+
+from django.core.paginator import Paginator
 
 from annotation.models import Label, Project, TaskItem, TaskKind
 from models_registry import stats
@@ -71,6 +74,64 @@ def audit_events(
     if version is not None:
         events = events.filter(version=version) | events.filter(previous_version=version)
     return list(events.order_by("id"))
+
+
+AUDIT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class AuditEventPage:
+    events: list[AuditEvent]
+    """Newest first."""
+    number: int
+    pages: int
+    total: int
+    """Events matching the filters, over all pages."""
+
+
+def audit_event_page(
+    *,
+    project: Project,
+    version: ModelVersion | None = None,
+    actor_name: str = "",
+    action: str = "",
+    date_from: datetime.date | None = None,
+    date_to: datetime.date | None = None,
+    page: int = 1,
+    per_page: int = AUDIT_PAGE_SIZE,
+) -> AuditEventPage:
+    """One page of the project's audit trail, filtered on the server, newest first.
+
+    ``version`` matches the events about it and the alias moves away from it (as
+    ``audit_events`` does); ``actor_name`` is the name recorded at the time; the dates are
+    inclusive days in the site's time zone. A page past the last is the last page."""
+    events = AuditEvent.objects.filter(project=project)
+    if version is not None:
+        events = events.filter(version=version) | events.filter(previous_version=version)
+    if actor_name:
+        events = events.filter(actor_name=actor_name)
+    if action:
+        events = events.filter(action=action)
+    if date_from is not None:
+        events = events.filter(created_at__date__gte=date_from)
+    if date_to is not None:
+        events = events.filter(created_at__date__lte=date_to)
+    events = events.select_related("version", "previous_version").order_by("-id")
+    paginator = Paginator(events, per_page)
+    current = paginator.get_page(page)
+    return AuditEventPage(
+        events=list(current.object_list),
+        number=current.number,
+        pages=paginator.num_pages,
+        total=paginator.count,
+    )
+
+
+def audit_actor_names(*, project: Project) -> list[str]:
+    """Everyone who appears in the project's audit trail, for the actor filter."""
+    return sorted(
+        set(AuditEvent.objects.filter(project=project).values_list("actor_name", flat=True))
+    )
 
 
 # --------------------------------------------------------------------------- review results
@@ -148,10 +209,27 @@ def review_summary(
 
 
 def leaderboard(*, project: Project, bootstrap_samples: int = 1000) -> list[dict]:
-    """Bradley-Terry rows for every version with reviews, strongest first."""
+    """Bradley-Terry rows for every version with reviews, strongest first.
+
+    Each item: ``row`` (``stats.LeaderboardRow``), ``version``, ``aliases`` it holds (names),
+    ``win_rate`` over all its comparisons (``stats.WinRate``: ties half a win, Wilson 95%) and
+    ``rank_upper_bound`` (1 + the versions whose interval lies wholly above its own)."""
     versions = {v.pk: v for v in model_version_list(project=project, kind="policy")}
     rows = stats.leaderboard(
         review_comparisons(project=project, versions=list(versions.values())),
         bootstrap_samples=bootstrap_samples,
     )
-    return [{"row": row, "version": versions[row.version]} for row in rows]
+    aliases: dict[int, list[str]] = {}
+    for alias in ModelAlias.objects.filter(project=project).order_by("name"):
+        aliases.setdefault(alias.version_id, []).append(alias.name)
+    upper_bounds = stats.rank_upper_bounds(rows)
+    return [
+        {
+            "row": row,
+            "version": versions[row.version],
+            "aliases": aliases.get(row.version, []),
+            "win_rate": stats.win_rate(row.wins, row.losses, row.ties),
+            "rank_upper_bound": upper_bound,
+        }
+        for row, upper_bound in zip(rows, upper_bounds, strict=True)
+    ]

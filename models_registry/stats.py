@@ -398,3 +398,10 @@ def leaderboard(
             )
         )
     return rows
+
+
+def rank_upper_bounds(rows: Sequence[LeaderboardRow]) -> list[int]:
+    """Chatbot Arena's "Rank (UB)": 1 + the number of versions whose interval lies wholly above
+    this version's. Versions whose intervals overlap share a rank, so the column shows which
+    orderings the reviews actually support."""
+    return [1 + sum(other.ci_low > row.ci_high for other in rows) for row in rows]

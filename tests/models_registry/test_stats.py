@@ -8,12 +8,14 @@ from scipy.optimize import minimize
 
 from models_registry.stats import (
     Comparison,
+    LeaderboardRow,
     NoFiniteEstimate,
     bootstrap_bradley_terry,
     elo_rating,
     fit_bradley_terry,
     head_to_head,
     leaderboard,
+    rank_upper_bounds,
     score_matrix,
     wilson_interval,
     win_rate,
@@ -271,3 +273,19 @@ def test_a_leaderboard_of_one_version_is_empty():
 def test_a_comparison_with_itself_is_refused():
     with pytest.raises(ValueError, match="itself"):
         Comparison("A", "A", "a")
+
+
+def _row(version, low, high):
+    return LeaderboardRow(
+        rank=0, version=version, strength=(low + high) / 2, ci_low=low, ci_high=high,
+        rating=0.0, rating_ci_low=0.0, rating_ci_high=0.0, wins=0, losses=0, ties=0,
+    )  # fmt: skip
+
+
+def test_rank_upper_bound_counts_only_versions_whose_interval_lies_wholly_above():
+    # given two leaders whose intervals overlap and a third clearly below both
+    rows = [_row("a", 1.0, 2.0), _row("b", 0.5, 1.5), _row("c", -2.0, -1.2)]
+    # then the leaders share rank 1 and the third is 3rd (two versions wholly above it)
+    assert rank_upper_bounds(rows) == [1, 1, 3]
+    # and an interval touching another's bound is not "wholly above"
+    assert rank_upper_bounds([_row("a", 1.0, 2.0), _row("b", 0.0, 1.0)]) == [1, 1]

@@ -140,6 +140,10 @@ POLICY: dict[tuple[str, str], object] = {
     ("models:version", "post"): DATA,  # renders like GET
     ("models:decide", "get"): REVIEW,
     ("models:decide", "post"): REVIEW,
+    ("models:audit", "get"): DATA,  # as the audit API
+    ("models:audit", "post"): DATA,  # 405
+    ("models:leaderboard", "get"): DATA,  # as the leaderboard API
+    ("models:leaderboard", "post"): DATA,  # 405
     # training runs (rlhf)
     ("api-methods", "get"): AUTHENTICATED,
     ("api-runs", "get"): DATA,
