@@ -5,7 +5,8 @@ PEFT ``merge_and_unload``, or the adapter alone on request), the tokenizer with 
 template, the generation config (policies), the model card as ``README.md``, ``lineage.json``
 and ``MANIFEST.sha256``: the sha256 of every other file, in ``sha256sum -c`` format.
 
-Bundles are built into ``TANDEM_ARTIFACT_ROOT/bundles/version-<id>/<mode>-<stamp>`` by the
+Bundles are built into ``TANDEM_BUNDLE_ROOT/version-<id>/<mode>-<stamp>`` (outside the model
+roots, so no project can register another's bundle as a model folder) by the
 ``generation`` queue's job (``model_version_bundle_job``, enqueued on commit by
 ``model_version_bundle_request``) or by ``manage.py models export``. The stamp is the version's
 ``updated_at``: a state change (approval, say) makes the next request build a new bundle, so a
@@ -77,7 +78,7 @@ def bundle_name(version: ModelVersion, mode: str) -> str:
 
 def _bundle_folder(version: ModelVersion, mode: str) -> Path:
     stamp = int(version.updated_at.timestamp() * 1_000_000)
-    root = Path(settings.TANDEM_ARTIFACT_ROOT) / "bundles" / f"version-{version.pk}"
+    root = Path(settings.TANDEM_BUNDLE_ROOT) / f"version-{version.pk}"
     return root / f"{mode}-{stamp}"
 
 

@@ -260,7 +260,7 @@ class BundleView(APIView):
             filename=f"{current.name}.tar",
             etag=etag,
         )
-        if response.status_code in (200, 206):
+        if request.method == "GET" and response.status_code in (200, 206):
             bundles.model_version_bundle_sent(
                 version=version,
                 bundle=current,

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from annotation.audit import DataAuditEvent
 from annotation.roles import Role
+from config.safepaths import FolderNotAllowed, allowed_model_folder
 from models_registry import bundles, services
 from models_registry.models import VersionKind
 from tests.rlhf.conftest import IMMEDIATE_TASKS
@@ -38,6 +39,8 @@ BUNDLE_FILES_OF_A_POLICY = {
 @pytest.fixture(autouse=True)
 def bundle_settings(settings, tmp_path):
     settings.TANDEM_ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.TANDEM_BUNDLE_ROOT = tmp_path / "bundles"
+    settings.TANDEM_MODEL_ROOTS = [settings.TANDEM_ARTIFACT_ROOT, tmp_path / "models"]
     settings.TASKS = IMMEDIATE_TASKS
     return settings
 
@@ -238,6 +241,10 @@ def test_an_approved_bundle_is_built_then_downloaded_and_resumed_with_range(
         queued = client.post(url, {}, format="json")
     assert queued.status_code == 202
     assert client.post(url, {}, format="json").json()["status"] == "ready"
+    # (stored outside the model roots: no project can register it as a model folder)
+    stored = bundles.model_version_bundle_status(version=base_version, adapter_only=False)
+    with pytest.raises(FolderNotAllowed):
+        allowed_model_folder(stored.folder)
 
     # when it is downloaded whole
     full = client.get(url)
