@@ -158,6 +158,9 @@ STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = VAR_DIR / "media"
 TANDEM_ARTIFACT_ROOT = Path(os.environ.get("TANDEM_ARTIFACT_ROOT", VAR_DIR / "artifacts"))
 TANDEM_MODEL_CACHE = Path(os.environ.get("TANDEM_MODEL_CACHE", VAR_DIR / "models"))
+# Export bundles of model versions (models_registry.bundles). Keep it outside every model root
+# (TANDEM_MODEL_ROOTS): a bundle there could be registered into another project over HTTP.
+TANDEM_BUNDLE_ROOT = Path(os.environ.get("TANDEM_BUNDLE_ROOT", VAR_DIR / "bundles"))
 
 # Uploads: refuse oversized payloads early with a clear error instead of buffering them.
 # How long a project invitation can be answered (annotation.invitations).

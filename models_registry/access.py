@@ -15,7 +15,7 @@ from django.http import Http404
 
 from annotation.access import project_role
 from annotation.roles import Capability, role_can
-from models_registry.models import GenerationJob, ModelVersion
+from models_registry.models import GenerationJob, ModelVersion, VersionState
 
 
 def access_model_version(user, version_id, *, capability: str = Capability.DATA) -> ModelVersion:
@@ -45,3 +45,18 @@ def access_generation_job(user, job_id, *, capability: str = Capability.DATA) ->
     if not role_can(role, capability):
         raise PermissionDenied(f"Your role in this project cannot {capability}.")
     return job
+
+
+def access_model_version_export(user, version_id) -> ModelVersion:
+    """Who may export (build or download a bundle of) a version: an approved one, anyone who may
+    read the registry (``data``: reviewers, engineers, admins); any other state, only those who
+    train (``train``: the project's engineers and admins). Annotators never (403)."""
+    version = access_model_version(user, version_id, capability=Capability.DATA)
+    if version.state != VersionState.APPROVED and not role_can(
+        version.viewer_role, Capability.TRAIN
+    ):
+        raise PermissionDenied(
+            f"{version.label} is {version.state}: only the project's engineers export a version "
+            "that is not approved."
+        )
+    return version

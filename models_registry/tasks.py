@@ -27,3 +27,12 @@ def loop_round_evaluate_job(round_id: int) -> None:
     from models_registry.review_cycle import loop_round_evaluate
 
     loop_round_evaluate(round_id=round_id)
+
+
+@task(queue_name="generation")
+def model_version_bundle_job(version_id: int, adapter_only: bool = False) -> str:
+    """Build a version's export bundle (merging an adapter needs a worker's memory); returns
+    its folder."""
+    from models_registry.bundles import model_version_bundle_build
+
+    return str(model_version_bundle_build(version_id=version_id, adapter_only=adapter_only).folder)

@@ -168,3 +168,16 @@ class EvalPromptsSerializer(serializers.Serializer):
         help_text="Conversations to store and pin: lists of {role, content}.",
     )
     replace = serializers.BooleanField(default=False)
+
+
+class BundleRequestSerializer(serializers.Serializer):
+    adapter_only = serializers.BooleanField(
+        default=False, help_text="A LoRA version: the adapter alone instead of merged weights."
+    )
+
+
+class BundleStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ready", "queued", "failed", "missing"])
+    mode = serializers.ChoiceField(choices=["full", "merged", "adapter"])
+    name = serializers.CharField(help_text="The tar's top folder: <name>-v<n>[-adapter].")
+    error = serializers.CharField(help_text="Why the last build failed, if it did.")

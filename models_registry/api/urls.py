@@ -63,6 +63,7 @@ urlpatterns = [
     path(
         "models/<int:version_id>/generate/", views.GenerateView.as_view(), name="api-model-generate"
     ),
+    path("models/<int:version_id>/bundle/", views.BundleView.as_view(), name="api-model-bundle"),
     path(
         "generation-jobs/<int:job_id>/",
         views.GenerationJobView.as_view(),

@@ -11,15 +11,21 @@ from rest_framework.views import APIView
 from annotation.access import access_project
 from annotation.roles import Capability
 from config.errors import ValidationFailed
+from config.ranges import ranged_response
 from config.safepaths import allowed_model_folder
 from models_registry import (
+    bundles,
     generation,
     review_selectors,
     review_settings,
     selectors,
     services,
 )
-from models_registry.access import access_generation_job, access_model_version
+from models_registry.access import (
+    access_generation_job,
+    access_model_version,
+    access_model_version_export,
+)
 from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
 from rlhf.models import DatasetSnapshot, TrainingRun
@@ -224,6 +230,61 @@ class GenerateView(APIView):
             created_by=request.user,
         )
         return Response(s.GenerationJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class BundleView(APIView):
+    """A version's export bundle: POST builds it (in a worker), GET downloads it as a tar
+    (``Range`` resumes it). ``access_model_version_export`` decides who may do either."""
+
+    @extend_schema(
+        parameters=[s.BundleRequestSerializer],
+        responses={(200, "application/x-tar"): bytes, (206, "application/x-tar"): bytes},
+    )
+    def get(self, request, version_id: int):
+        version = access_model_version_export(request.user, version_id)
+        query = s.BundleRequestSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        current, layout, etag = bundles.model_version_bundle_download(
+            version=version, adapter_only=query.validated_data["adapter_only"]
+        )
+        response = ranged_response(
+            request,
+            size=layout.size,
+            read_range=layout.read_range,
+            content_type="application/x-tar",
+            filename=f"{current.name}.tar",
+            etag=etag,
+        )
+        if request.method == "GET" and response.status_code in (200, 206):
+            bundles.model_version_bundle_sent(
+                version=version,
+                bundle=current,
+                etag=etag,
+                size=layout.size,
+                actor=request.user,
+                sent=response.get("Content-Range", ""),
+            )
+        return response
+
+    @extend_schema(
+        request=s.BundleRequestSerializer,
+        responses={200: s.BundleStatusSerializer, 202: s.BundleStatusSerializer},
+    )
+    def post(self, request, version_id: int):
+        version = access_model_version_export(request.user, version_id)
+        data = s.BundleRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        current = bundles.model_version_bundle_request(
+            version=version, adapter_only=data.validated_data["adapter_only"]
+        )
+        body = {
+            "status": current.status,
+            "mode": current.mode,
+            "name": current.name,
+            "error": current.error,
+        }
+        ready = current.status == "ready"
+        return Response(body, status=status.HTTP_200_OK if ready else status.HTTP_202_ACCEPTED)
 
 
 class GenerationJobView(APIView):

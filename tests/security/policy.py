@@ -129,6 +129,9 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-model-alias-rollback", "post"): REVIEW,
     ("api-model-leaderboard", "get"): DATA,
     ("api-model-generate", "post"): TRAIN,
+    # an approved version's bundle: DATA roles; any other state: TRAIN (the world's is approved)
+    ("api-model-bundle", "get"): DATA,
+    ("api-model-bundle", "post"): DATA,
     ("api-generation-job", "get"): DATA,
     ("api-eval-prompts", "get"): DATA,
     ("api-eval-prompts", "post"): ADMIN,
@@ -191,6 +194,7 @@ TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-run-retry", "post"),
             ("api-model-register", "post"),
             ("api-model-generate", "post"),
+            ("api-model-bundle", "post"),
         }
     ),
 }

@@ -11,6 +11,7 @@
     models leaderboard --project demo
     models generate ID --prompts all|N [--max-new-tokens 64 --temperature 0.7 --seed 0] [--now]
     models verify ID
+    models export ID --out DIR [--adapter-only] [--as alice]   # an export bundle (see bundles)
     models pin-eval --project demo --from-file prompts.jsonl | --prompt-ids 3 4 | --first 20
     models review-start ID [--as rita]       # a candidate's blind review round, by hand
 
@@ -37,7 +38,14 @@ from annotation.models import Project, Prompt
 from annotation.roles import Capability
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
-from models_registry import generation, review_cycle, review_settings, selectors, services
+from models_registry import (
+    bundles,
+    generation,
+    review_cycle,
+    review_settings,
+    selectors,
+    services,
+)
 from models_registry.models import ModelVersion, VersionKind, VersionState
 
 
@@ -105,6 +113,13 @@ class Command(BaseCommand):
         start.add_argument("--as", dest="actor")
         verify = sub.add_parser("verify")
         verify.add_argument("version", type=int)
+        export = sub.add_parser("export", help="write a version's export bundle")
+        export.add_argument("version", type=int)
+        export.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+        export.add_argument(
+            "--adapter-only", action="store_true", help="a LoRA version: the adapter, not merged"
+        )
+        export.add_argument("--as", dest="actor", help="who exports it (for the audit log)")
 
     def handle(self, *args, action, **options):
         try:
@@ -303,3 +318,14 @@ class Command(BaseCommand):
         if mismatched:
             raise CommandError("changed since registration: " + ", ".join(mismatched))
         self.stdout.write("all artifacts match their recorded sha256")
+
+    def do_export(self, version, out, adapter_only, actor, **_):
+        v, user = self._version(version), self._user(actor)
+        folder = bundles.model_version_bundle(version=v, out_dir=out, adapter_only=adapter_only)
+        mode = bundles.bundle_mode(v, adapter_only=adapter_only)
+        bundles.model_version_export_audit(version=v, mode=mode, actor=user, out=folder)
+        files = (folder / bundles.MANIFEST).read_text().count("\n")
+        self.stdout.write(
+            f"{v.label}: {mode} bundle in {folder} ({files} files in {bundles.MANIFEST}; "
+            f"check with: cd {folder} && sha256sum -c {bundles.MANIFEST})"
+        )
