@@ -65,6 +65,9 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "gunicorn-sync", "uvicorn", "daphne")
+# The server's and this process's secret key: an API token is bound to its user's password
+# fingerprint, an HMAC under the secret key, so tokens made here must be checked under it.
+BENCH_SECRET_KEY = secrets.token_urlsafe(64)
 
 
 @dataclass
@@ -383,7 +386,7 @@ def server_start(cfg: BenchConfig, run_url: str, port: int, log: Path) -> subpro
         "DATABASE_URL": run_url,
         "TANDEM_ENV": "production",
         "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_SECRET_KEY": BENCH_SECRET_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "TANDEM_SSL_REDIRECT": "0",
         "TANDEM_LOG_LEVEL": "ERROR",
@@ -794,6 +797,7 @@ def main(argv=None) -> None:
     os.environ["DATABASE_URL"] = run_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["DJANGO_SECRET_KEY"] = BENCH_SECRET_KEY
     sys.path.insert(0, str(ROOT))
     import django
 

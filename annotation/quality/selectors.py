@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from annotation.models import Label, Lease, LeaseState, Project, Task, TaskItem, TaskKind
 from annotation.quality import contributions
-from annotation.quality.aggregation import AggregationConfig, aggregate
+from annotation.quality.aggregation import POLICY_GOLD_WEIGHTED, AggregationConfig, aggregate
 from annotation.quality.config import QualityConfig
 from annotation.quality.models import (
     Adjudication,
@@ -168,6 +169,17 @@ def quality_report(project: Project) -> dict | None:
     if row is None:
         return None
     return {**row["report"], "computed_at": row["computed_at"]}
+
+
+def annotator_gold_accuracy(project: Project) -> tuple[tuple[int, int, int], ...]:
+    """Each annotator's gold record, (annotator, correct, answered), for the ``gold_weighted``
+    policy (``AggregationConfig.gold_accuracy``): all their gold answers, as counted by the
+    last quality refresh; annotators without a gold answer are left out."""
+    return tuple(
+        AnnotatorQuality.objects.filter(project=project, gold_answered__gt=0)
+        .order_by("annotator_id")
+        .values_list("annotator_id", "gold_correct", "gold_answered")
+    )
 
 
 def annotators_failing_gold(project: Project) -> set[int]:
@@ -328,6 +340,8 @@ def final_labels(
     if kind != TaskKind.PAIRWISE and config.policy == "dawid_skene":
         raise ValueError("Dawid-Skene weighting applies to pairwise outcomes")
     classes = contributions.OUTCOMES if kind == TaskKind.PAIRWISE else None
+    if config.policy == POLICY_GOLD_WEIGHTED and not config.gold_accuracy:
+        config = dataclasses.replace(config, gold_accuracy=annotator_gold_accuracy(project))
     decisions = aggregate(labels, config, classes=classes, adjudicated=adjudicated)
     out = []
     for task_id in sorted(decisions):

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 
 from annotation.quality.aggregation import (
     KEEP_ALL,
+    POLICY_MAJORITY,
+    POLICY_MIN_AGREEMENT,
+    POLICY_UNANIMOUS,
     POLICY_TABLE,
     AggregationConfig,
     Decision,
@@ -175,7 +178,8 @@ def aggregate_task(
     ``pooled`` holds the fitted decisions (``fit_pooled``) of this task's comparisons."""
     adjudication = labels[0].adjudication if labels[0].kind in ("pairwise", "ranking") else None
     single = len(labels) == 1 and labels[0].kind == "pairwise"
-    if single and adjudication is None and not config.pooled:
+    # A weighting policy may give the one label no weight: the general path decides those.
+    if single and adjudication is None and config.policy in _VOTES:
         return _single_pairwise(labels[0], config, stats)
     kept = []
     for label in labels:
@@ -216,7 +220,8 @@ def aggregate_task(
         decide = unit_rule(config)
     if adjudication is not None:
         unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
-        _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats)
+        annotators = [label.annotator_id for label in kept]
+        _adjudicate(unit, adjudication, kind, position, votes, annotators, decide, source, stats)
         return [unit]
 
     if config.policy == KEEP_ALL:
@@ -233,21 +238,24 @@ def aggregate_task(
         return units
 
     unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
+    annotators = [label.annotator_id for label in kept]
+    strength_of = dict(zip(annotators, strengths, strict=True))
     for pair in comparisons:
-        cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}  # {label index: outcome}
+        # {annotator: outcome}: a weighting policy weighs each vote by who cast it.
+        cast = {annotators[i]: v[pair] for i, v in enumerate(votes) if pair in v}
         decision = decide(pair, cast)
         if decision.value is None:
             stats.decisions["no_agreement"] += 1
             continue
         top = decision.value
-        agreeing = [strengths[i] for i, outcome in cast.items() if outcome == top]
+        agreeing = [strength_of[a] for a, outcome in cast.items() if outcome == top]
         margins = [STRENGTH_MARGIN[s] for s in agreeing if s in STRENGTH_MARGIN]
         _decide(unit, pair, top, decision.support, margins, source, stats)
     derive_kto(unit)
     return [unit]
 
 
-def _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats) -> None:
+def _adjudicate(unit, adjudication, kind, position, votes, annotators, decide, source, stats):
     """The adjudicator's outcome for every comparison it orders, whatever the votes were; a
     comparison counts as changed when the policy alone would have exported another outcome
     (or nothing; under ``all``, where ``decide`` is None, when any label voted otherwise)."""
@@ -256,7 +264,7 @@ def _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats
     margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
     stats.decisions["adjudicated_tasks"] += 1
     for pair, outcome in sorted(verdict.items()):
-        cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}
+        cast = {annotators[i]: v[pair] for i, v in enumerate(votes) if pair in v}
         if decide is None:
             changed = not cast or any(vote != outcome for vote in cast.values())
         else:
@@ -301,6 +309,7 @@ def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> li
     return [unit]
 
 
+_VOTES = (KEEP_ALL, POLICY_MAJORITY, POLICY_UNANIMOUS, POLICY_MIN_AGREEMENT)
 _PAIRWISE_OUTCOME = {"A": FIRST, "B": SECOND, "tie": TIE, "both_bad": BOTH_BAD}
 
 
