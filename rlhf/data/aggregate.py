@@ -8,8 +8,11 @@ its ``AggregationConfig``; besides the engine's policies a snapshot may keep ``a
 every label counts on its own (one unit per label) and its ``weight`` is the share of the
 task's labels that agree with it. A pooled policy (Dawid-Skene) is fitted on every comparison
 of the snapshot first (``comparison_votes``, ``fit_pooled``), then decides each one; a pair's
-``weight`` is then its posterior. Weights are counted here but not exported (no trainer
-takes a per-row weight). A task's frozen adjudication decides it under every policy.
+``weight`` is then its posterior. Under a vote it is the winning share, under
+``gold_weighted`` the winning share of the gold-accuracy weight. A task's frozen adjudication
+decides it under every policy, with weight 1.0 (a reviewer's decision is not a vote). The
+weight is exported with each preference row, and the reward trainer weighs the pair's loss by
+it.
 
 Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
 yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
@@ -270,8 +273,7 @@ def _adjudicate(unit, adjudication, kind, position, votes, annotators, decide, s
         else:
             changed = decide(pair, cast).value != outcome
         stats.decisions["adjudication_changed"] += int(changed)
-        agreeing = sum(vote == outcome for vote in cast.values())
-        _decide(unit, pair, outcome, agreeing / len(cast) if cast else 1.0, margins, source, stats)
+        _decide(unit, pair, outcome, 1.0, margins, source, stats)
     derive_kto(unit)
 
 

@@ -291,6 +291,14 @@ class RewardConfig(TrainingConfig):
         "Subtract the pair's preference strength (its 'margin' field) inside the loss, "
         "-log sigmoid(r_chosen - r_rejected - margin), as in Llama 2's reward model.",
     )
+    use_weights: bool = _f(
+        True,
+        "Weigh each pair's loss by its 'weight' column (a snapshot exports how far each "
+        "decision can be trusted: the agreeing share of the votes, a Dawid-Skene posterior, a "
+        "gold-weighted share; 1.0 for an adjudication): the batch loss is "
+        "sum(w * loss) / sum(w). Rows without a weight count 1.0; data without the column "
+        "train unweighted. The run records which (details.pair_weights).",
+    )
     center_rewards_coefficient: float = _f(
         0.0,
         "Weight of the penalty on the squared mean reward (Eisenstein et al. 2023) that keeps "

@@ -6,7 +6,8 @@ the shapes ``preference``, ``sft``, ``kto`` and ``prompt_only``; rows are TRL co
 stable hash of each row puts ``holdout_fraction`` of them into the validation split.
 
 Everything here returns canonical rows:
-- preference: ``{"id", "prompt": [messages], "chosen": str, "rejected": str, "margin", "source"}``
+- preference: ``{"id", "prompt": [messages], "chosen": str, "rejected": str, "margin", "weight",
+  "source"}`` (``weight``: None where the row has none)
 - sft: ``{"id", "messages": [messages ending with the assistant's answer], "source"}``
 - prompt: ``{"id", "prompt": [messages ending with a user turn]}``
 """
@@ -69,12 +70,18 @@ def canonical_preference(row: dict, index: int) -> dict:
     margin = row.get("margin") if isinstance(row, dict) else None
     if margin is not None and not isinstance(margin, int | float):
         raise FormatError("'margin' must be a number or null")
+    weight = row.get("weight") if isinstance(row, dict) else None
+    if weight is not None and (
+        isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < 1e9
+    ):
+        raise FormatError("'weight' must be a number from 0 or null")
     return {
         "id": _row_id(row, f"row-{index}"),
         "prompt": pair.prompt,
         "chosen": pair.chosen,
         "rejected": pair.rejected,
         "margin": None if margin is None else float(margin),
+        "weight": None if weight is None else float(weight),
         "source": row.get("source") if isinstance(row, dict) else None,
     }
 

@@ -45,6 +45,9 @@ class RewardModelResult(MethodResult):
     """decoder or encoder (``RewardConfig.backbone``)."""
     head_init: dict | None = None
     """How the scalar head started: probe (with its fit), random, trained or checkpoint."""
+    pair_weights: str | None = None
+    """"weighted" (each pair's loss weighed by its ``weight`` column), or "unweighted" with
+    why: the data has no weights, or ``use_weights`` is off."""
 
 
 @dataclass

@@ -34,9 +34,24 @@ HEAD_MODULES = (*(f"{name}." for name in HEAD_NAMES), "pooler.")  # new or retra
 
 
 class TandemRewardTrainer(hf.LengthGroupedMixin, RewardTrainer):
-    """TRL's RewardTrainer with the seeded length-grouped sampler and an optional head rate."""
+    """TRL's RewardTrainer with the seeded length-grouped sampler, an optional head rate and
+    per-pair loss weights (a ``weight`` column, see ``weighted_pair_loss``)."""
 
     tandem_head_lr: float = 0.0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        weight = inputs.pop("weight", None)
+        if weight is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # TRL's pass gives the outputs (and logs its metrics); the loss is taken again, weighted.
+        _, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
+        loss = weighted_pair_loss(rewards_chosen, rewards_rejected, weight, inputs.get("margin"))
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * torch.mean(
+                (rewards_chosen + rewards_rejected) ** 2
+            )
+        return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, *args, **kwargs):
         if not self.tandem_head_lr or self.optimizer is not None:
@@ -62,6 +77,33 @@ class TandemRewardTrainer(hf.LengthGroupedMixin, RewardTrainer):
         return self.optimizer
 
 
+def weighted_pair_loss(rewards_chosen, rewards_rejected, weight, margin=None):
+    """Bradley-Terry loss with a weight per pair: sum(w * -log sigmoid(r_c - r_r - m)) / sum(w).
+
+    rewards_chosen, rewards_rejected, weight, margin: (batch,). A batch whose weights are all 0
+    gives loss 0 (and no gradient) rather than 0/0.
+    """
+    difference = rewards_chosen - rewards_rejected
+    if margin is not None:
+        difference = difference - margin
+    per_pair = -torch.nn.functional.logsigmoid(difference)  # (batch,)
+    weight = weight.to(per_pair.dtype)
+    return (weight * per_pair).sum() / weight.sum().clamp_min(1e-12)
+
+
+class WeightCollator:
+    """TRL's preference collator, plus each row's ``weight`` as a (batch,) tensor."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        weights = [example.pop("weight") for example in examples]
+        batch = self.inner(examples)
+        batch["weight"] = torch.tensor(weights, dtype=torch.float32)
+        return batch
+
+
 def effective_max_length(config, tokenizer) -> int:
     if getattr(tokenizer, "chat_template", None):
         return config.max_length
@@ -69,12 +111,18 @@ def effective_max_length(config, tokenizer) -> int:
 
 
 def tokenize_pairs(
-    rows: list[dict], tokenizer, max_length: int, *, use_margin: bool
+    rows: list[dict], tokenizer, max_length: int, *, use_margin: bool, use_weights: bool = False
 ) -> tuple[dict, int]:
-    """Columns ``chosen_ids``/``rejected_ids`` (and ``margin``) plus the truncated-row count."""
+    """Columns ``chosen_ids``/``rejected_ids`` (and ``margin``, and ``weight`` when
+    ``use_weights`` and some row has one: a row without counts 1.0) plus the truncated-row
+    count."""
     columns: dict[str, list] = {"chosen_ids": [], "rejected_ids": []}
     if use_margin:
         columns["margin"] = []
+    if use_weights and any(row.get("weight") is not None for row in rows):
+        columns["weight"] = [
+            1.0 if row.get("weight") is None else float(row["weight"]) for row in rows
+        ]
     truncated = 0
     for row in rows:
         (chosen, rejected), cut = encode_for_scoring(
@@ -96,9 +144,21 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     ctx.chat_template_sha256 = chat_template_sha256(tokenizer)
     max_length = effective_max_length(config, tokenizer)
     train_columns, truncated = tokenize_pairs(
-        ctx.splits.train, tokenizer, max_length, use_margin=config.use_margin
+        ctx.splits.train,
+        tokenizer,
+        max_length,
+        use_margin=config.use_margin,
+        use_weights=config.use_weights,
     )
     ctx.truncated_rows = truncated
+    weighted = "weight" in train_columns
+    ctx.method_result.pair_weights = (
+        "weighted"
+        if weighted
+        else "unweighted: use_weights is off"
+        if not config.use_weights
+        else "unweighted: the data has no weight column"
+    )
     eval_dataset = None
     validation = ctx.splits.validation[: config.max_eval_examples]
     if validation and config.eval_every_steps:
@@ -126,7 +186,8 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
         pad_to_multiple_of=None,
         model_init_kwargs=None,
     )
-    collator = hf.CountingCollator(DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id))
+    inner = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
+    collator = hf.CountingCollator(WeightCollator(inner) if weighted else inner)
     trainer = TandemRewardTrainer(
         model=model,
         args=args,
