@@ -19,7 +19,8 @@ from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from rlhf.training import head_probe, hf
+from rlhf.training import head_probe, hf, rollout
+from rlhf.training.data import DataError
 from rlhf.training.evaluation import pairwise_accuracy
 from rlhf.training.loading import (
     HEAD_NAMES,
@@ -40,6 +41,8 @@ class TandemRewardTrainer(hf.LengthGroupedMixin, RewardTrainer):
     tandem_head_lr: float = 0.0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "score" in inputs:
+            return self._score_loss(model, inputs, return_outputs)
         weight = inputs.pop("weight", None)
         if weight is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -51,6 +54,18 @@ class TandemRewardTrainer(hf.LengthGroupedMixin, RewardTrainer):
             loss = loss + self.args.center_rewards_coefficient * torch.mean(
                 (rewards_chosen + rewards_rejected) ** 2
             )
+        return (loss, outputs) if return_outputs else loss
+
+    def _score_loss(self, model, inputs, return_outputs):
+        """Regression on rubric scores: mean squared error between reward and target."""
+        target = inputs.pop("score")  # (2 * batch,): the chosen-side rows, then the rejected
+        outputs = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+        )
+        rewards = outputs.logits.squeeze(-1)  # (2 * batch,)
+        loss = torch.nn.functional.mse_loss(rewards, target.to(rewards.dtype))
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["score_mse"].append(float(loss.detach()))
         return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, *args, **kwargs):
@@ -104,6 +119,91 @@ class WeightCollator:
         return batch
 
 
+def score_rows(rows: list[dict], dimension: str) -> list[dict]:
+    """The rubric score rows of ``dimension`` (empty: the data's only dimension)."""
+    dimensions = sorted({row["dimension"] for row in rows})
+    if not dimension:
+        if len(dimensions) > 1:
+            raise DataError(
+                f"the score rows hold several rubric dimensions {dimensions}: "
+                "name one in score_dimension"
+            )
+        return rows
+    picked = [row for row in rows if row["dimension"] == dimension]
+    if rows and not picked:
+        raise DataError(f"no score rows of dimension {dimension!r} (the data has {dimensions})")
+    return picked
+
+
+def tokenize_scores(
+    rows: list[dict], tokenizer, max_length: int, *, mean: float, std: float
+) -> tuple[dict, int]:
+    """Scored answers packed two per example, as ``chosen_ids``/``rejected_ids`` with
+    ``score_chosen``/``score_rejected`` (standardised), so TRL's preference collator and its
+    dataset checks carry them unchanged; nothing is compared. An odd last row is paired with
+    itself."""
+    ids, targets, truncated = [], [], 0
+    for row in rows:
+        (answer,), cut = encode_for_scoring(
+            tokenizer, row["prompt"], [row["completion"]], max_length
+        )
+        ids.append(answer)
+        targets.append((row["score"] - mean) / std)
+        truncated += cut
+    if len(ids) % 2:
+        ids.append(ids[-1])
+        targets.append(targets[-1])
+    return {
+        "chosen_ids": ids[0::2],
+        "rejected_ids": ids[1::2],
+        "score_chosen": targets[0::2],
+        "score_rejected": targets[1::2],
+    }, truncated
+
+
+class ScoreCollator:
+    """TRL's preference collator, plus the targets as one (2 * batch,) tensor in its order:
+    every example's first answer, then every example's second."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        first = [example.pop("score_chosen") for example in examples]
+        second = [example.pop("score_rejected") for example in examples]
+        batch = self.inner(examples)
+        batch["score"] = torch.tensor(first + second, dtype=torch.float32)
+        return batch
+
+
+def score_fit(model, tokenizer, rows: list[dict], *, max_length, ctx, mean, std) -> dict:
+    """Mean squared error and Pearson correlation of the rewards against the standardised
+    scores of ``rows``."""
+    if not rows:
+        return {"rows": 0, "mse": None, "pearson": None}
+    scores, truncated = rollout.score_answers(
+        model,
+        tokenizer,
+        [row["prompt"] for row in rows],
+        [[row["completion"]] for row in rows],
+        max_length=max_length,
+        device=ctx.device,
+        precision=ctx.precision,
+        batch_size=max(8, ctx.config.per_device_batch_size * 2),
+    )
+    predicted = torch.tensor([s[0] for s in scores], dtype=torch.float64)
+    target = torch.tensor([(row["score"] - mean) / std for row in rows], dtype=torch.float64)
+    pearson = None
+    if len(rows) > 1 and predicted.std() > 0 and target.std() > 0:
+        pearson = float(torch.corrcoef(torch.stack([predicted, target]))[0, 1])
+    return {
+        "rows": len(rows),
+        "mse": float(((predicted - target) ** 2).mean()),
+        "pearson": pearson,
+        "truncated_rows": truncated,
+    }
+
+
 def effective_max_length(config, tokenizer) -> int:
     if getattr(tokenizer, "chat_template", None):
         return config.max_length
@@ -143,6 +243,9 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     tokenizer = load_tokenizer(source)
     ctx.chat_template_sha256 = chat_template_sha256(tokenizer)
     max_length = effective_max_length(config, tokenizer)
+    ctx.method_result.reward_target = config.reward_target
+    if config.reward_target == "scores":
+        return _build_score_trainer(ctx, source, tokenizer, max_length, callbacks)
     train_columns, truncated = tokenize_pairs(
         ctx.splits.train,
         tokenizer,
@@ -188,6 +291,73 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     )
     inner = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
     collator = hf.CountingCollator(WeightCollator(inner) if weighted else inner)
+    trainer = TandemRewardTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=Dataset.from_dict(train_columns),
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[hf.TandemCallback(ctx, collator), *(callbacks or [])],
+    )
+    trainer.tandem_head_lr = config.head_learning_rate
+    if config.group_by_length:
+        trainer.tandem_lengths = [
+            max(len(c), len(r))
+            for c, r in zip(train_columns["chosen_ids"], train_columns["rejected_ids"], strict=True)
+        ]
+    ctx.method_result.reward_backbone = config.backbone
+    ctx.method_result.base_model = str(source)
+    return trainer, collator, tokenizer
+
+
+def _build_score_trainer(ctx, source, tokenizer, max_length, callbacks):
+    """The trainer for reward_target "scores": regression on one rubric dimension."""
+    config = ctx.config
+    train_rows = score_rows(ctx.splits.train, config.score_dimension)
+    dimension = config.score_dimension or train_rows[0]["dimension"]
+    values = torch.tensor([row["score"] for row in train_rows], dtype=torch.float64)
+    mean = float(values.mean())
+    std = float(values.std()) if len(values) > 1 and float(values.std()) > 0 else 1.0
+    ctx.method_result.score_target = {"dimension": dimension, "mean": mean, "std": std}
+    train_columns, truncated = tokenize_scores(
+        train_rows, tokenizer, max_length, mean=mean, std=std
+    )
+    ctx.truncated_rows = truncated
+    ctx.method_result.pair_weights = "unweighted: scores are regressed, not weighed"
+    eval_dataset = None
+    validation = score_rows(ctx.splits.validation, dimension)[: config.max_eval_examples]
+    if validation and config.eval_every_steps:
+        columns, _ = tokenize_scores(validation, tokenizer, max_length, mean=mean, std=std)
+        eval_dataset = Dataset.from_dict(columns)
+    torch.manual_seed(config.seed)
+    model = load_sequence_classifier(source, pad_token_id=tokenizer.pad_token_id)
+    ctx.method_result.head_init = (
+        {"mode": "trained", "why": "the backbone already has a trained head"}
+        if not model.tandem_new_head
+        else {"mode": "random", "why": "the linear probe fits pairs, not scores"}
+    )
+    peft_config = None
+    if config.use_lora:
+        encoder = not getattr(tokenizer, "chat_template", None)
+        config_for_lora = (
+            _with_targets(config, ["all-linear"])
+            if encoder and "q_proj" in config.lora_target_modules
+            else config
+        )
+        head = ["classifier", "pooler"] if encoder else ["score"]
+        peft_config = lora_config(config_for_lora, task_type="SEQ_CLS", modules_to_save=head)
+    args = TRLRewardConfig(
+        **hf.trainer_arguments(ctx, has_eval=eval_dataset is not None),
+        max_length=None,
+        disable_dropout=not config.keep_dropout,
+        center_rewards_coefficient=None,
+        pad_to_multiple_of=None,
+        model_init_kwargs=None,
+    )
+    inner = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
+    collator = hf.CountingCollator(ScoreCollator(inner))
     trainer = TandemRewardTrainer(
         model=model,
         args=args,
@@ -266,7 +436,21 @@ def train(ctx: hf.RunContext) -> dict:
     # Accuracy on every split: train (capped like the others) shows how far eval lags it.
     for split in ("train", "validation", "test"):
         rows = ctx.splits.split(split)[: ctx.config.max_eval_examples]
-        if rows:
+        if rows and ctx.config.reward_target == "scores":
+            target = ctx.method_result.score_target
+            rows = score_rows(ctx.splits.split(split), target["dimension"])
+            result = score_fit(
+                model,
+                tokenizer,
+                rows[: ctx.config.max_eval_examples],
+                max_length=max_length,
+                ctx=ctx,
+                mean=target["mean"],
+                std=target["std"],
+            )
+            metrics[split] = result
+            ctx.reporter.emit("eval", step=trainer.state.global_step, metrics={split: result})
+        elif rows:
             result = pairwise_accuracy(
                 model,
                 tokenizer,
