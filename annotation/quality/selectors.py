@@ -276,6 +276,7 @@ def review_task_view(task: Task) -> dict:
                 "reviewer": adjudication.reviewer.username,
                 "payload": adjudication.payload,
                 "reason": adjudication.reason,
+                "flags": adjudication.flags,
                 "updated_at": adjudication.updated_at.isoformat(),
             }
             if adjudication
@@ -377,3 +378,54 @@ def gold_tasks(project: Project) -> list[dict]:
         .order_by("task_id")
         .values("task_id", "expected", "source", "created_at", kind=F("task__kind"))
     )
+
+
+def annotator_flag_scores(project: Project) -> list[dict]:
+    """Precision, recall and F1 of each annotator's flags against the reviewers' flags.
+
+    The truth is an adjudication that judged flags (``Adjudication.flags`` not null): on each
+    such task, for each flag, an annotator's label either carries it or not, and the reviewer
+    found it or not (true/false positive, false negative). A score whose denominator is 0 is
+    None (no flag given, or none to find). Bounded by the adjudicated tasks, so read per page.
+    """
+    truth = dict(
+        Adjudication.objects.filter(project=project, flags__isnull=False).values_list(
+            "task_id", "flags"
+        )
+    )
+    counts: dict[int, dict[str, int]] = {}
+    names = dict(
+        get_user_model()
+        .objects.filter(labels__task_id__in=list(truth))
+        .values_list("id", "username")
+    )
+    rows = Label.objects.filter(task_id__in=list(truth)).values_list(
+        "task_id", "annotator_id", "flags"
+    )
+    for task_id, annotator_id, flags in rows.iterator(chunk_size=5000):
+        given, found = set(flags or ()), set(truth[task_id] or ())
+        c = counts.setdefault(annotator_id, {"tasks": 0, "tp": 0, "fp": 0, "fn": 0})
+        c["tasks"] += 1
+        c["tp"] += len(given & found)
+        c["fp"] += len(given - found)
+        c["fn"] += len(found - given)
+    out = []
+    for annotator_id, c in sorted(counts.items()):
+        precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else None
+        recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else None
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if precision is not None and recall is not None and precision + recall
+            else None
+        )
+        out.append(
+            {
+                "annotator_id": annotator_id,
+                "annotator": names.get(annotator_id, str(annotator_id)),
+                **c,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+            }
+        )
+    return out

@@ -237,7 +237,10 @@ def process_chunk(
         if sum(cleaner.pii.values()) > pii_before:
             note_example(examples, "pii_replaced", first.task_id)
         flagged = task_flags(
-            labels, response_ids=response_ids, excluded=config.aggregation.exclude_annotators
+            labels,
+            response_ids=response_ids,
+            excluded=config.aggregation.exclude_annotators,
+            adjudication=first.adjudication,
         )
         counted = flagged.counted(policy)
         for flag in flagged.counts:

@@ -251,13 +251,14 @@ def test_a_snapshot_config_recorded_before_flag_policies_ignores_flags():
     }
 
 
-def adjudicate(task, reviewer, outcome):
+def adjudicate(task, reviewer, outcome, flags=None):
     winner = task.items.get(position={"A": 0, "B": 1}[outcome]).response_id
     return Adjudication.objects.update_or_create(
         task=task,
         defaults={
             "project": task.project,
             "reviewer": reviewer,
+            "flags": flags,
             "payload": {
                 "outcome": outcome,
                 "strength": "strong",
@@ -558,3 +559,27 @@ def test_an_adjudicated_row_weighs_one_and_the_card_links_to_examples(
         in snapshot.data_card
     )
     assert f"flagged unsafe: rows removed: [task {flagged.pk}]" in snapshot.data_card
+
+
+@pytest.mark.parametrize("action", ["drop", "reject"])
+def test_an_adjudicators_unsafe_flag_counts_whatever_the_labels_and_the_minimum(
+    project, engineer, crowd, snapshot_settings, action
+):
+    # given a task all three annotators decided for the unsafe answer B, none flagging it, and
+    # an adjudicator who decided A and flagged the task unsafe; the project wants 2 flags
+    a, b, c = crowd
+    task = pairwise_task(project, "How do I prune roses?", SAFE, UNSAFE,
+                         [(a, "B", []), (b, "B", []), (c, "B", [])])  # fmt: skip
+    adjudicate(task, engineer, "A", flags=["unsafe"])
+
+    # when a snapshot is built with the unsafe action dropping or rejecting
+    snapshot = build(project, engineer, flags={"min_flags": 2, "unsafe": action})
+
+    # then the reviewer's flag counted: dropped, or kept with the flagged answer rejected
+    # (the adjudicator's decision already rejects it, so nothing is turned round)
+    expected = [] if action == "drop" else [("How do I prune roses?", SAFE, UNSAFE)]
+    assert pairs(snapshot) == expected
+    assert snapshot.report["flags"]["tasks_flagged"] == {"unsafe": 1}
+    flag_rows = [(r["completion"][0]["content"], r["flagged_by"], r["labels"]) for r in
+                 rows(snapshot, "flags")]  # fmt: skip
+    assert flag_rows == [(UNSAFE, 1, 4)]
