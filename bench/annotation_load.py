@@ -66,6 +66,11 @@ from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "gunicorn-sync", "uvicorn", "daphne")
+# The server's and this process's secret key: an API token is bound to its user's password
+# fingerprint, an HMAC under the secret key, so tokens made here must be checked under it.
+BENCH_SECRET_KEY = secrets.token_urlsafe(64)
+# The server's field-encryption key, shared with this process when it writes through the ORM.
+BENCH_FIELD_KEYS = Fernet.generate_key().decode()
 
 
 @dataclass
@@ -388,8 +393,8 @@ def server_start(
         "DATABASE_URL": run_url,
         "TANDEM_ENV": "production",
         "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": secret_key or secrets.token_urlsafe(64),
-        "TANDEM_FIELD_KEYS": Fernet.generate_key().decode(),
+        "DJANGO_SECRET_KEY": secret_key or BENCH_SECRET_KEY,
+        "TANDEM_FIELD_KEYS": BENCH_FIELD_KEYS,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "TANDEM_SSL_REDIRECT": "0",
         "TANDEM_LOG_LEVEL": "ERROR",
@@ -800,6 +805,8 @@ def main(argv=None) -> None:
     os.environ["DATABASE_URL"] = run_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["DJANGO_SECRET_KEY"] = BENCH_SECRET_KEY
+    os.environ["TANDEM_FIELD_KEYS"] = BENCH_FIELD_KEYS
     sys.path.insert(0, str(ROOT))
     import django
 

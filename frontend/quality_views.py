@@ -11,6 +11,7 @@ from annotation.models import TaskKind
 from annotation.quality import selectors, services
 from annotation.quality.access import access_task_for_review
 from annotation.roles import Capability, role_can
+from annotation.services import project_allowed_flags
 from config.errors import Conflict, DomainError
 
 
@@ -24,6 +25,7 @@ def quality_dashboard(request, project_id: int):
             "project": project,
             "can_review": role_can(project.viewer_role, Capability.REVIEW),
             "can_manage": role_can(project.viewer_role, Capability.MANAGE),
+            "flag_scores": selectors.annotator_flag_scores(project),
         },
     )
 
@@ -69,6 +71,8 @@ def review_task(request, task_id: int):
                     task, _decision_payload(task.kind, request.POST)
                 ),
                 reason=request.POST.get("reason", ""),
+                # The form always judges flags: no box ticked means "no flag applies".
+                flags=request.POST.getlist("flags"),
             )
         except DomainError as exc:
             messages.error(request, exc.message)
@@ -78,5 +82,9 @@ def review_task(request, task_id: int):
     return render(
         request,
         "frontend/review_task.html",
-        {"task": task, "view": selectors.review_task_view(task)},
+        {
+            "task": task,
+            "view": selectors.review_task_view(task),
+            "allowed_flags": project_allowed_flags(task.project),
+        },
     )

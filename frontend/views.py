@@ -134,6 +134,8 @@ def annotate(request, project_id: int):
             "guidelines_html": markdown_to_safe_html(project.guidelines),
             "progress": selectors.project_progress(project, user=request.user),
             "review": review_settings(project),
+            # Only the flags the project allows are offered (the API refuses the others).
+            "allowed_flags": ",".join(services.project_allowed_flags(project)),
         },
     )
 

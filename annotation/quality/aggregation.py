@@ -19,11 +19,26 @@ The vote policies, on a unit with ``n >= min_labels`` labels:
 A unit with a single label (and ``min_labels`` 1) is decided by that label under every vote
 policy: how many labels a decision needs is ``min_labels``'s business, not a policy's.
 
+The weighting policies:
+- ``dawid_skene``: Dawid & Skene (1979) EM over every annotator's confusion matrix, fitted on
+  all the units at once (pooled); a label's weight is P(true value = its value | annotator).
+- ``gold_weighted``: a weighted vote, each label weighing the log-odds of its annotator's
+  accuracy on gold tasks, ``log(acc / (1 - acc))`` (the optimal weights for independent
+  annotators choosing between two answers: Nitzan & Paroush 1982; errors are taken to fall on
+  the other side, as they do in a pairwise comparison). ``acc`` is
+  ``(correct + m * p) / (answered + m)``: the annotator's gold record shrunk towards the
+  crowd's pooled gold accuracy ``p`` by ``gold_prior_answers`` (m) pseudo-answers, so an
+  annotator with no gold answers weighs what an average one does, and capped at 0.999. An
+  annotator no better than a coin (acc <= 0.5) weighs 0. The record comes from the config
+  (``gold_accuracy``), so a snapshot records the accuracies it was weighted with. The value
+  with the largest total weight wins (a tie of totals, or a total of 0, is undecided);
+  support is its share of the unit's weight.
+
 Provenance of a final label:
 - ``unanimous``: every label agrees (at least two labels);
 - ``single``: the only label of a unit labelled once (overlap 1): agreement is unknown;
 - ``majority``: decided by ``majority`` or ``min_agreement`` without every label agreeing;
-- ``weighted``: decided by annotator-reliability weighting (Dawid-Skene);
+- ``weighted``: decided by annotator-reliability weighting (Dawid-Skene, gold_weighted);
 - ``adjudicated``: a reviewer's decision, which overrides every policy.
 """
 
@@ -46,6 +61,7 @@ POLICY_MAJORITY = "majority"
 POLICY_UNANIMOUS = "unanimous"
 POLICY_MIN_AGREEMENT = "min_agreement"
 POLICY_DAWID_SKENE = "dawid_skene"
+POLICY_GOLD_WEIGHTED = "gold_weighted"
 # Not a policy: snapshots keep every label as its own row (weighted by its share of agreement),
 # so nothing is decided and there is no final label to show.
 KEEP_ALL = "all"
@@ -81,6 +97,13 @@ class AggregationConfig:
     smoothing: float = 0.01
     # dawid_skene only: a decision needs at least this posterior probability, else undecided.
     min_posterior: float = 0.0
+    # gold_weighted only: each annotator's gold record, (annotator, correct, answered) triples
+    # (``annotation.quality.selectors.annotator_gold_accuracy``); an annotator left out has
+    # answered no gold task.
+    gold_accuracy: tuple = ()
+    # gold_weighted only: pseudo-answers at the crowd's pooled gold accuracy added to each
+    # annotator's record (a Beta prior), so two gold answers do not make anyone infallible.
+    gold_prior_answers: float = 2.0
 
     def __post_init__(self):
         if self.policy not in POLICY_TABLE and self.policy != KEEP_ALL:
@@ -90,6 +113,21 @@ class AggregationConfig:
         if self.min_labels < 1:
             raise ValueError("min_labels must be at least 1")
         object.__setattr__(self, "exclude_annotators", frozenset(self.exclude_annotators))
+        try:
+            record = tuple(
+                sorted(
+                    (a, int(correct), int(answered)) for a, correct, answered in self.gold_accuracy
+                )
+            )
+        except (TypeError, ValueError):
+            raise ValueError(
+                "gold_accuracy must be a list of [annotator, correct, answered]"
+            ) from None
+        if any(not 0 <= correct <= answered for _, correct, answered in record):
+            raise ValueError("gold_accuracy: correct must be from 0 to answered")
+        object.__setattr__(self, "gold_accuracy", record)
+        if not self.gold_prior_answers > 0:
+            raise ValueError("gold_prior_answers must be positive")
 
     @property
     def pooled(self) -> bool:
@@ -99,6 +137,7 @@ class AggregationConfig:
     def as_dict(self) -> dict:
         data = asdict(self)
         data["exclude_annotators"] = sorted(self.exclude_annotators)
+        data["gold_accuracy"] = [list(row) for row in self.gold_accuracy]
         return data
 
     @classmethod
@@ -200,6 +239,46 @@ def _fit_dawid_skene(labels: TaskLabels, config: AggregationConfig, *, classes=N
     return decide
 
 
+# An annotator's gold accuracy is capped here: a perfect record would weigh infinitely.
+_MAX_GOLD_ACCURACY = 0.999
+
+
+def gold_weights(config: AggregationConfig) -> tuple[dict, float]:
+    """{annotator: weight} for the annotators with a gold record, and the weight of one
+    without (the crowd's pooled accuracy): log(acc / (1 - acc)), at least 0."""
+    correct = sum(c for _, c, _ in config.gold_accuracy)
+    answered = sum(n for _, _, n in config.gold_accuracy)
+    pooled = correct / answered if answered else 0.5
+    m = config.gold_prior_answers
+
+    def weight(c: float, n: float) -> float:
+        accuracy = min((c + m * pooled) / (n + m), _MAX_GOLD_ACCURACY)
+        return float(np.log(accuracy / (1 - accuracy))) if accuracy > 0.5 else 0.0
+
+    return {a: weight(c, n) for a, c, n in config.gold_accuracy}, weight(0, 0)
+
+
+def _fit_gold_weighted(labels: TaskLabels, config: AggregationConfig, **_) -> Decide:
+    known, default = gold_weights(config)
+
+    def decide(task, task_labels) -> Decision:
+        n = len(task_labels)
+        weights = {a: known.get(a, default) for a in task_labels}
+        if n == 0 or n < config.min_labels:
+            return Decision(task, None, None, 0.0, n, weights)
+        totals: dict = {}
+        for a, v in task_labels.items():
+            totals[v] = totals.get(v, 0.0) + weights[a]
+        total = sum(totals.values())
+        top = max(totals.values())
+        if total <= 0 or sum(1 for t in totals.values() if t == top) > 1:
+            return Decision(task, None, None, 0.0, n, weights)
+        value = next(v for v, t in totals.items() if t == top)
+        return Decision(task, value, WEIGHTED, top / total, n, weights)
+
+    return decide
+
+
 POLICY_TABLE: dict[str, Policy] = {
     POLICY_MAJORITY: _vote_policy(lambda share, unique, config: share > 0.5),
     POLICY_UNANIMOUS: _vote_policy(lambda share, unique, config: False),
@@ -207,6 +286,7 @@ POLICY_TABLE: dict[str, Policy] = {
         lambda share, unique, config: unique and share + _SHARE_EPSILON >= config.min_agreement
     ),
     POLICY_DAWID_SKENE: Policy(fit=_fit_dawid_skene, pooled=True),
+    POLICY_GOLD_WEIGHTED: Policy(fit=_fit_gold_weighted),
 }
 POLICIES = tuple(POLICY_TABLE)
 

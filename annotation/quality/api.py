@@ -35,6 +35,12 @@ class AdjudicationSerializer(serializers.Serializer):
         "ids the review view shows (task item refs; response ids are accepted too).",
     )
     reason = serializers.CharField(max_length=5_000)
+    flags = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The content flags the reviewer found (unsafe, personal_data, spam): the "
+        "truth annotators' flags are scored against. Left out: flags not judged.",
+    )
 
 
 class GoldSerializer(serializers.Serializer):

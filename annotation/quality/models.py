@@ -52,6 +52,9 @@ class Adjudication(models.Model):
     reason = models.TextField()
     # The labels the reviewer saw (id -> version), so a later edit is visible as such.
     labels_seen = models.JSONField(default=dict)
+    # The content flags the reviewer found (annotation.labels.FLAGS), the truth annotators'
+    # flags are scored against; null: decided without judging flags (before flags existed).
+    flags = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

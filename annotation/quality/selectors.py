@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
@@ -16,7 +17,7 @@ from annotation.labels import ids_translated
 from annotation.models import Label, Lease, LeaseState, Project, Task, TaskItem, TaskKind
 from annotation.opaque import item_ref
 from annotation.quality import contributions
-from annotation.quality.aggregation import AggregationConfig, aggregate
+from annotation.quality.aggregation import POLICY_GOLD_WEIGHTED, AggregationConfig, aggregate
 from annotation.quality.config import QualityConfig
 from annotation.quality.models import (
     Adjudication,
@@ -173,6 +174,17 @@ def quality_report(project: Project) -> dict | None:
     return {**row["report"], "computed_at": row["computed_at"]}
 
 
+def annotator_gold_accuracy(project: Project) -> tuple[tuple[int, int, int], ...]:
+    """Each annotator's gold record, (annotator, correct, answered), for the ``gold_weighted``
+    policy (``AggregationConfig.gold_accuracy``): all their gold answers, as counted by the
+    last quality refresh; annotators without a gold answer are left out."""
+    return tuple(
+        AnnotatorQuality.objects.filter(project=project, gold_answered__gt=0)
+        .order_by("annotator_id")
+        .values_list("annotator_id", "gold_correct", "gold_answered")
+    )
+
+
 def annotators_failing_gold(project: Project) -> set[int]:
     """Annotators whose gold accuracy is below the project's threshold, or who are paused.
 
@@ -320,6 +332,7 @@ def review_task_view(task: Task) -> dict:
                 "reviewer": adjudication.reviewer.username,
                 "payload": ids_translated(task.kind, adjudication.payload, ids, strict=False),
                 "reason": adjudication.reason,
+                "flags": adjudication.flags,
                 "updated_at": adjudication.updated_at.isoformat(),
             }
             if adjudication
@@ -420,6 +433,8 @@ def final_labels_page(
         for task_id, payload in adjudications.values_list("task_id", "payload")
     }
     classes = contributions.OUTCOMES if kind == TaskKind.PAIRWISE else None
+    if config.policy == POLICY_GOLD_WEIGHTED and not config.gold_accuracy:
+        config = dataclasses.replace(config, gold_accuracy=annotator_gold_accuracy(project))
     decisions = aggregate(labels, config, classes=classes, adjudicated=adjudicated)
     wanted = sorted(decisions) if page_tasks is None else page_tasks[:limit]
     out = []
@@ -459,3 +474,54 @@ def gold_tasks(project: Project) -> list[dict]:
         .order_by("task_id")
         .values("task_id", "expected", "source", "created_at", kind=F("task__kind"))
     )
+
+
+def annotator_flag_scores(project: Project) -> list[dict]:
+    """Precision, recall and F1 of each annotator's flags against the reviewers' flags.
+
+    The truth is an adjudication that judged flags (``Adjudication.flags`` not null): on each
+    such task, for each flag, an annotator's label either carries it or not, and the reviewer
+    found it or not (true/false positive, false negative). A score whose denominator is 0 is
+    None (no flag given, or none to find). Bounded by the adjudicated tasks, so read per page.
+    """
+    truth = dict(
+        Adjudication.objects.filter(project=project, flags__isnull=False).values_list(
+            "task_id", "flags"
+        )
+    )
+    counts: dict[int, dict[str, int]] = {}
+    names = dict(
+        get_user_model()
+        .objects.filter(labels__task_id__in=list(truth))
+        .values_list("id", "username")
+    )
+    rows = Label.objects.filter(task_id__in=list(truth)).values_list(
+        "task_id", "annotator_id", "flags"
+    )
+    for task_id, annotator_id, flags in rows.iterator(chunk_size=5000):
+        given, found = set(flags or ()), set(truth[task_id] or ())
+        c = counts.setdefault(annotator_id, {"tasks": 0, "tp": 0, "fp": 0, "fn": 0})
+        c["tasks"] += 1
+        c["tp"] += len(given & found)
+        c["fp"] += len(given - found)
+        c["fn"] += len(found - given)
+    out = []
+    for annotator_id, c in sorted(counts.items()):
+        precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else None
+        recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else None
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if precision is not None and recall is not None and precision + recall
+            else None
+        )
+        out.append(
+            {
+                "annotator_id": annotator_id,
+                "annotator": names.get(annotator_id, str(annotator_id)),
+                **c,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+            }
+        )
+    return out

@@ -8,8 +8,11 @@ its ``AggregationConfig``; besides the engine's policies a snapshot may keep ``a
 every label counts on its own (one unit per label) and its ``weight`` is the share of the
 task's labels that agree with it. A pooled policy (Dawid-Skene) is fitted on every comparison
 of the snapshot first (``comparison_votes``, ``fit_pooled``), then decides each one; a pair's
-``weight`` is then its posterior. Weights are counted here but not exported (no trainer
-takes a per-row weight). A task's frozen adjudication decides it under every policy.
+``weight`` is then its posterior. Under a vote it is the winning share, under
+``gold_weighted`` the winning share of the gold-accuracy weight. A task's frozen adjudication
+decides it under every policy, with weight 1.0 (a reviewer's decision is not a vote). The
+weight is exported with each preference row, and the reward trainer weighs the pair's loss by
+it.
 
 Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
 yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
@@ -30,7 +33,10 @@ from dataclasses import dataclass, field
 
 from annotation.quality.aggregation import (
     KEEP_ALL,
+    POLICY_MAJORITY,
+    POLICY_MIN_AGREEMENT,
     POLICY_TABLE,
+    POLICY_UNANIMOUS,
     AggregationConfig,
     Decision,
     unit_rule,
@@ -175,7 +181,8 @@ def aggregate_task(
     ``pooled`` holds the fitted decisions (``fit_pooled``) of this task's comparisons."""
     adjudication = labels[0].adjudication if labels[0].kind in ("pairwise", "ranking") else None
     single = len(labels) == 1 and labels[0].kind == "pairwise"
-    if single and adjudication is None and not config.pooled:
+    # A weighting policy may give the one label no weight: the general path decides those.
+    if single and adjudication is None and config.policy in _VOTES:
         return _single_pairwise(labels[0], config, stats)
     kept = []
     for label in labels:
@@ -216,7 +223,8 @@ def aggregate_task(
         decide = unit_rule(config)
     if adjudication is not None:
         unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
-        _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats)
+        annotators = [label.annotator_id for label in kept]
+        _adjudicate(unit, adjudication, kind, position, votes, annotators, decide, source, stats)
         return [unit]
 
     if config.policy == KEEP_ALL:
@@ -233,21 +241,24 @@ def aggregate_task(
         return units
 
     unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in kept])
+    annotators = [label.annotator_id for label in kept]
+    strength_of = dict(zip(annotators, strengths, strict=True))
     for pair in comparisons:
-        cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}  # {label index: outcome}
+        # {annotator: outcome}: a weighting policy weighs each vote by who cast it.
+        cast = {annotators[i]: v[pair] for i, v in enumerate(votes) if pair in v}
         decision = decide(pair, cast)
         if decision.value is None:
             stats.decisions["no_agreement"] += 1
             continue
         top = decision.value
-        agreeing = [strengths[i] for i, outcome in cast.items() if outcome == top]
+        agreeing = [strength_of[a] for a, outcome in cast.items() if outcome == top]
         margins = [STRENGTH_MARGIN[s] for s in agreeing if s in STRENGTH_MARGIN]
         _decide(unit, pair, top, decision.support, margins, source, stats)
     derive_kto(unit)
     return [unit]
 
 
-def _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats) -> None:
+def _adjudicate(unit, adjudication, kind, position, votes, annotators, decide, source, stats):
     """The adjudicator's outcome for every comparison it orders, whatever the votes were; a
     comparison counts as changed when the policy alone would have exported another outcome
     (or nothing; under ``all``, where ``decide`` is None, when any label voted otherwise)."""
@@ -256,14 +267,13 @@ def _adjudicate(unit, adjudication, kind, position, votes, decide, source, stats
     margins = [STRENGTH_MARGIN[strength]] if strength in STRENGTH_MARGIN else []
     stats.decisions["adjudicated_tasks"] += 1
     for pair, outcome in sorted(verdict.items()):
-        cast = {i: v[pair] for i, v in enumerate(votes) if pair in v}
+        cast = {annotators[i]: v[pair] for i, v in enumerate(votes) if pair in v}
         if decide is None:
             changed = not cast or any(vote != outcome for vote in cast.values())
         else:
             changed = decide(pair, cast).value != outcome
         stats.decisions["adjudication_changed"] += int(changed)
-        agreeing = sum(vote == outcome for vote in cast.values())
-        _decide(unit, pair, outcome, agreeing / len(cast) if cast else 1.0, margins, source, stats)
+        _decide(unit, pair, outcome, 1.0, margins, source, stats)
     derive_kto(unit)
 
 
@@ -301,6 +311,7 @@ def _single_pairwise(label: LabelRecord, config: AggregationConfig, stats) -> li
     return [unit]
 
 
+_VOTES = (KEEP_ALL, POLICY_MAJORITY, POLICY_UNANIMOUS, POLICY_MIN_AGREEMENT)
 _PAIRWISE_OUTCOME = {"A": FIRST, "B": SECOND, "tie": TIE, "both_bad": BOTH_BAD}
 
 

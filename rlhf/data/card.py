@@ -21,9 +21,10 @@ KNOWN_LIMITATIONS = (
     "flags file rely on that; `drop` does not.",
     "Margins are null where the label kind carries no strength (rankings, corrections); "
     "trainers that need a number must fill them.",
-    "Label weights (agreement shares, Dawid-Skene posteriors) are not exported: no trainer "
-    "uses a per-row weight yet. Under a weighting policy the decision itself is weighted; "
-    "every kept row counts the same in training.",
+    "The preference `weight` column (agreeing share, Dawid-Skene posterior, gold-weighted "
+    "share; 1.0 for an adjudication) weighs each pair's loss in reward-model training "
+    "(`use_weights`, on by default); DPO training does not read it yet, so there every kept "
+    "row counts the same.",
     "KTO rows come from the preference evidence of each task; a response that is the "
     "middle of a ranking gives no KTO row.",
 )
@@ -41,7 +42,9 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
         "",
         f"- Labels read: {report['input']['labels']:,} on {report['input']['tasks']:,} tasks",
         f"- Annotators: {agg['annotators']:,}",
-        f"- Aggregation policy: `{agg['policy']}` (label weights: not exported)",
+        f"- Aggregation policy: `{agg['policy']}`{_policy_words(report)}",
+        "- Label weights: exported as the preference `weight` column; the reward-model trainer"
+        " weighs each pair's loss by it (`use_weights`), DPO does not read it",
         f"- Content sha256: `{report.get('content_sha256', '(pending)')}`",
         "",
         "| shape | " + " | ".join(SPLITS) + " | total |",
@@ -115,6 +118,7 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
         f"{report['leakage']['near_duplicate_pairs_across_splits']} near-duplicate pairs "
         "across splits)",
     ]
+    lines += _examples_section(report.get("examples"))
     truncation = report.get("truncation") or {}
     truncated = sum((truncation.get("rows_truncated") or {}).values())
     if truncated:
@@ -157,6 +161,43 @@ def _flags_section(flags: dict | None) -> list[str]:
             f"{_shape_counts(flags['rows_removed'].get(flag))} | "
             f"{_shape_counts(flags['rows_changed'].get(flag))} |"
         )
+    return lines
+
+
+# What each example key of the report stands for, in the card's words.
+_EXAMPLE_WORDS = {
+    "adjudicated": "adjudicated, the policy agreeing",
+    "adjudication_changed": "adjudication changed the exported outcome",
+    "changed:flag_unsafe": "flagged unsafe: pair turned round (reject)",
+    "removed:flag_unsafe": "flagged unsafe: rows removed",
+    "flag_personal_data_scrubbed": "flagged personal data: sent through the scrubber",
+    "pii_replaced": "personal data replaced by the cleaner",
+    "duplicate_rows": "exact or near duplicates removed",
+}
+
+
+def _policy_words(report: dict) -> str:
+    aggregation = (report.get("config") or {}).get("aggregation") or {}
+    if aggregation.get("policy") == "gold_weighted":
+        weighed = len(aggregation.get("gold_accuracy") or [])
+        return f" (votes weighed by the gold accuracy of {weighed:,} annotators)"
+    return ""
+
+
+def _examples_section(examples: dict | None) -> list[str]:
+    """Links to a few tasks behind each decision, on the reviewer's task page."""
+    if not examples:
+        return []
+    lines = ["", "## Links to examples", ""]
+    for decision, task_ids in examples.items():
+        if decision.startswith("removed:"):
+            words = _EXAMPLE_WORDS.get(
+                decision, f"rows removed: {decision.removeprefix('removed:')}"
+            )
+        else:
+            words = _EXAMPLE_WORDS.get(decision, decision)
+        links = ", ".join(f"[task {t}](/tasks/{t}/review/)" for t in task_ids)
+        lines.append(f"- {words}: {links}")
     return lines
 
 

@@ -36,8 +36,10 @@ SCHEMAS = {
             ("chosen", _MESSAGES),
             ("rejected", _MESSAGES),
             ("margin", pa.float64()),
-            # No "weight" column: the reward and DPO trainers take no per-row weight, so an
-            # exported one would only look as if it were used (docs/data-pipeline.md).
+            # How far the decision can be trusted (``rlhf.data.aggregate``): the agreeing share
+            # of the votes, a posterior, a weighted share; 1.0 for an adjudication, null for a
+            # correction. The reward trainer weighs each pair's loss by it (``use_weights``).
+            ("weight", pa.float64()),
             ("source", pa.string()),
         ]
     ),

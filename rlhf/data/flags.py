@@ -32,6 +32,9 @@ unsafe answer costs more than losing one pair, and flags are rare; ``drop`` rath
 personal-data flag drops the task because a person flags what the pattern-based scrubber
 misses (names, addresses), so scrubbing would usually leave it in.
 
+An adjudicator's flags (``Adjudication.flags``, frozen with the adjudication) count as one
+more judge's flags that always reach the minimum, attributed from the adjudicator's decision.
+
 Every flag given, counted or not, also becomes a row of the ``flags`` shape (one per flagged
 response and flag: text, flag, how many labels attributed it, agreement), for a safety
 classifier or a KTO run; a task dropped for spam or personal data gives no flags row.
@@ -58,15 +61,33 @@ class TaskFlags:
     labels: int
     counts: Counter
     attributed: dict[str, Counter]
+    # Flags the task's adjudicator found: they count whatever ``min_flags`` says.
+    adjudicated: frozenset = frozenset()
 
     def counted(self, policy: FlagPolicy) -> list[str]:
-        return sorted(f for f, n in self.counts.items() if n >= policy.min_flags)
+        return sorted(
+            f for f, n in self.counts.items() if n >= policy.min_flags or f in self.adjudicated
+        )
 
 
 def task_flags(
-    labels: list[LabelRecord], *, response_ids: list[int], excluded: frozenset = frozenset()
+    labels: list[LabelRecord],
+    *,
+    response_ids: list[int],
+    excluded: frozenset = frozenset(),
+    adjudication: dict | None = None,
 ) -> TaskFlags:
+    """The flags of a task's labels; an adjudication's flags (frozen with it) count as one
+    more judge whose flags always count, attributed from the adjudicator's decision."""
     kept = [label for label in labels if label.annotator_id not in excluded]
+    judges = list(kept)
+    reviewer_flags = frozenset((adjudication or {}).get("flags") or ())
+    if reviewer_flags:
+        judges.append(
+            LabelRecord(0, labels[0].task_id, labels[0].kind, 0, adjudication, 0, [], {},
+                        flags=tuple(sorted(reviewer_flags)))
+        )  # fmt: skip
+    kept = judges
     counts: Counter = Counter()
     attributed: dict[str, Counter] = {}
     position = {rid: i for i, rid in enumerate(response_ids)}
@@ -78,7 +99,9 @@ def task_flags(
         for flag in flags:
             counts[flag] += 1
             attributed.setdefault(flag, Counter()).update(targets)
-    return TaskFlags(labels=len(kept), counts=counts, attributed=attributed)
+    return TaskFlags(
+        labels=len(kept), counts=counts, attributed=attributed, adjudicated=reviewer_flags
+    )
 
 
 def attributed_responses(label: LabelRecord, position: dict[int, int]) -> list[int]:

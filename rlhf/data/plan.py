@@ -19,7 +19,7 @@ from rlhf.data.config import DedupConfig, PipelineConfig
 from rlhf.data.dedup import TextSpace
 from rlhf.data.minhash import _mix64
 from rlhf.data.records import SHAPES
-from rlhf.data.shards import LENGTH_BINS
+from rlhf.data.shards import EXAMPLES_PER_DECISION, LENGTH_BINS, note_example
 from rlhf.data.splits import assign_splits
 from rlhf.data.truncation import TruncationConfig
 
@@ -54,6 +54,8 @@ class StreamState:
         self.flag_counts: Counter = Counter()
         self.cleaning = {"texts": 0, "changed": Counter(), "pii": Counter(), "dropped": Counter()}
         self.stats = AggregationStats()
+        self.prompt_tasks: list[np.ndarray] = []  # the task of each prompt occurrence
+        self.examples: dict[str, list[int]] = {}
         self.prompt_hist = np.zeros(len(LENGTH_BINS), dtype=np.int64)
         self.text_hist = np.zeros(len(LENGTH_BINS), dtype=np.int64)
 
@@ -90,6 +92,10 @@ class StreamState:
         )
         self.removed += out["removed"]
         self.flag_counts += out["flag_counts"]
+        self.prompt_tasks.append(out["prompt_tasks"])
+        for decision, task_ids in out["examples"].items():
+            for task_id in task_ids:
+                note_example(self.examples, decision, task_id)
         self.cleaning["texts"] += out["cleaning"]["texts"]
         for key in ("changed", "pii", "dropped"):
             self.cleaning[key] += out["cleaning"][key]
@@ -159,6 +165,10 @@ class StreamState:
             prompt_keep &= near_first
         keep["prompt_only"] = prompt_keep
         self.removed += removed
+        tasks = np.concatenate(self.prompt_tasks) if self.prompt_tasks else np.zeros(0, np.int64)
+        duplicates = np.concatenate([np.flatnonzero(~prompt_keep), pref[~keep["preference"], 0]])
+        for prompt_index in duplicates[: 4 * EXAMPLES_PER_DECISION].tolist():
+            note_example(self.examples, "duplicate_rows", int(tasks[prompt_index]))
 
         sizes = pc.cluster_sizes()
         dedup_report = {
@@ -229,6 +239,9 @@ class StreamState:
                 "prompt_chars": self.prompt_hist.tolist(),
                 "answer_chars": self.text_hist.tolist(),
             },
+            # A few task ids per decision (removed:<reason>, changed:flag_unsafe, adjudicated,
+            # adjudication_changed, pii_replaced, duplicate_rows...), linked from the card.
+            "examples": {k: v for k, v in sorted(self.examples.items())},
             "seconds": round(seconds, 3),
         }
 

@@ -25,6 +25,15 @@ from rlhf.data.records import SHAPES, SPLITS, LabelRecord
 from rlhf.data.truncation import TruncationConfig
 
 LENGTH_BINS = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+# Example task ids kept per decision for the data card's links (the first ones met).
+EXAMPLES_PER_DECISION = 5
+
+
+def note_example(examples: dict[str, list[int]], decision: str, task_id: int) -> None:
+    """Remember ``task_id`` as an example of ``decision`` (a few per decision)."""
+    kept = examples.setdefault(decision, [])
+    if len(kept) < EXAMPLES_PER_DECISION and task_id not in kept:
+        kept.append(task_id)
 
 
 def _normalised_hash(text: str) -> int:
@@ -108,7 +117,7 @@ def write_shard(
             group = orjson.loads(line)
             split = split_names[group_index]
             prompt, texts = group["prompt"], group["texts"]
-            for row_id, c, r, margin, _weight, source in group["pref"]:
+            for row_id, c, r, margin, weight, source in group["pref"]:
                 if keep["preference"][cursor["preference"]]:
                     writer.write(
                         "preference",
@@ -119,6 +128,7 @@ def write_shard(
                             "chosen": [{"role": "assistant", "content": texts[c]}],
                             "rejected": [{"role": "assistant", "content": texts[r]}],
                             "margin": margin,
+                            "weight": weight,
                             "source": source,
                         },
                     )
@@ -188,11 +198,15 @@ def process_chunk(
     prompt_strings: list[str] = []
     text_strings: list[str] = []
     pref, kto, sft = [], [], []
+    prompt_tasks: list[int] = []  # the task of each spilled prompt, for the card's examples
+    examples: dict[str, list[int]] = {}
     prompt_lengths, text_lengths = [], []
     groups = 0
     for labels in _tasks(records):
         groups += 1
         first = labels[0]
+        pii_before = sum(cleaner.pii.values())
+        changed_before = stats.decisions["adjudication_changed"]
         messages = (
             orjson.loads(first.prompt) if isinstance(first.prompt, (str, bytes)) else first.prompt
         )
@@ -215,8 +229,18 @@ def process_chunk(
             corrected_index=corrected_index,
             pooled=pooled,
         )
+        if first.adjudication is not None:
+            changed = stats.decisions["adjudication_changed"] > changed_before
+            note_example(
+                examples, "adjudication_changed" if changed else "adjudicated", first.task_id
+            )
+        if sum(cleaner.pii.values()) > pii_before:
+            note_example(examples, "pii_replaced", first.task_id)
         flagged = task_flags(
-            labels, response_ids=response_ids, excluded=config.aggregation.exclude_annotators
+            labels,
+            response_ids=response_ids,
+            excluded=config.aggregation.exclude_annotators,
+            adjudication=first.adjudication,
         )
         counted = flagged.counted(policy)
         for flag in flagged.counts:
@@ -232,6 +256,7 @@ def process_chunk(
                     strict=True,
                 )
             )
+            note_example(examples, "flag_personal_data_scrubbed", first.task_id)
             prompt = [{**m, "content": c} for m, c in zip(prompt, scrubbed, strict=True)]
             prompt_string = _prompt_text(prompt)
             texts = scrubbed_texts
@@ -249,6 +274,7 @@ def process_chunk(
         )
         if prompt_reason or dropping:
             reason = f"prompt_{prompt_reason}" if prompt_reason else dropping
+            note_example(examples, f"removed:{reason}", first.task_id)
             removed["prompt_only", reason] += 1
             for unit in units:
                 removed["preference", reason] += len(unit.pairs)
@@ -261,6 +287,8 @@ def process_chunk(
             unsafe_rows: Counter = Counter()
             rows_after_unsafe(units, set(flagged.attributed[UNSAFE]), policy.unsafe, unsafe_rows)
             for (what, shape), n in unsafe_rows.items():
+                if n:
+                    note_example(examples, f"{what}:flag_unsafe", first.task_id)
                 if what == "removed":
                     removed[shape, "flag_unsafe"] += n
                 else:
@@ -271,6 +299,7 @@ def process_chunk(
 
         prompt_local = len(prompt_strings)
         prompt_strings.append(prompt_string)
+        prompt_tasks.append(first.task_id)
         prompt_lengths.append(len(prompt_string))
         group_pref, group_kto, group_sft = [], [], []
         group_rubric, group_scores = [], []
@@ -279,6 +308,7 @@ def process_chunk(
                 bad = verdicts[pair.chosen] or verdicts[pair.rejected]
                 if bad:
                     removed["preference", f"answer_{bad}"] += 1
+                    note_example(examples, f"removed:answer_{bad}", first.task_id)
                     continue
                 c = used.setdefault(pair.chosen, len(used))
                 r = used.setdefault(pair.rejected, len(used))
@@ -367,6 +397,8 @@ def process_chunk(
         "sft": np.asarray(sft, dtype=np.int64).reshape(-1, 2),
         "removed": removed,
         "flag_counts": flag_counts,
+        "prompt_tasks": np.asarray(prompt_tasks, dtype=np.int64),
+        "examples": examples,
         "stats": stats,
         "prompt_length_hist": np.histogram(prompt_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],
         "text_length_hist": np.histogram(text_lengths, bins=[*LENGTH_BINS, 1 << 62])[0],

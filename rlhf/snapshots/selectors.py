@@ -9,7 +9,7 @@ from django.http import Http404
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from annotation.services import project_flag_policy
+from annotation.services import project_aggregation_config, project_flag_policy
 from rlhf.models import DatasetSnapshot
 
 
@@ -64,3 +64,12 @@ def snapshot_flag_policy(*, project) -> dict:
     one: the project's ``flags`` setting (``annotation.services.project_flag_policy``, edited
     on the manage page and the settings API) over ``FlagPolicy``'s documented defaults."""
     return project_flag_policy(project).as_dict()
+
+
+def snapshot_aggregation_default(*, project) -> dict:
+    """The aggregation a new snapshot of ``project`` is built with, for the fields its request
+    leaves out: the project's ``aggregation`` setting (policy, min_agreement, min_labels; the
+    manage page and the settings API), else ``AggregationConfig``'s defaults (majority)."""
+    config = project_aggregation_config(project)
+    return {"policy": config.policy, "min_agreement": config.min_agreement,
+            "min_labels": config.min_labels}  # fmt: skip

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from annotation.audit import DataAuditAction, data_audit_record
 from annotation.models import Label, Project, TaskKind
+from annotation.quality.aggregation import POLICY_GOLD_WEIGHTED
 from config.errors import Conflict, ValidationFailed
 from config.process_setup import django_worker_setup
 from rlhf.data.card import render_data_card
@@ -44,7 +45,7 @@ from rlhf.snapshots.readers import (
     label_shards,
     parallel_reads_supported,
 )
-from rlhf.snapshots.selectors import snapshot_flag_policy
+from rlhf.snapshots.selectors import snapshot_aggregation_default, snapshot_flag_policy
 from rlhf.training.provenance import code_version
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def snapshot_create(
     paused) now are left out; their ids are written into the recorded config, so the snapshot
     can be rebuilt exactly.
     """
-    from annotation.quality.selectors import annotators_failing_gold
+    from annotation.quality.selectors import annotator_gold_accuracy, annotators_failing_gold
     from rlhf.snapshots.tasks import snapshot_build_job
 
     if config is not None and not isinstance(config, dict):
@@ -87,10 +88,29 @@ def snapshot_create(
     if requested_flags is not None and not isinstance(requested_flags, dict):
         raise ValidationFailed("config.flags must be an object", code="invalid_config")
     config["flags"] = {**snapshot_flag_policy(project=project), **(requested_flags or {})}
+    # Likewise the aggregation: the request's fields over the project's setting.
+    requested_aggregation = config.get("aggregation")
+    if requested_aggregation is not None and not isinstance(requested_aggregation, dict):
+        raise ValidationFailed("config.aggregation must be an object", code="invalid_config")
+    config["aggregation"] = {
+        **snapshot_aggregation_default(project=project),
+        **(requested_aggregation or {}),
+    }
     try:
         pipeline = PipelineConfig.from_dict(config)
     except (TypeError, ValueError, AttributeError) as exc:
         raise ValidationFailed(f"invalid pipeline config: {exc}", code="invalid_config") from None
+    if (
+        pipeline.aggregation.policy == POLICY_GOLD_WEIGHTED
+        and not pipeline.aggregation.gold_accuracy
+    ):
+        # Recorded whole, so a rebuild weighs every annotator as this one did.
+        pipeline = dataclasses.replace(
+            pipeline,
+            aggregation=dataclasses.replace(
+                pipeline.aggregation, gold_accuracy=annotator_gold_accuracy(project)
+            ),
+        )
     if exclude_failing_gold:
         failing = annotators_failing_gold(project)
         if failing:

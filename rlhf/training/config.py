@@ -308,6 +308,29 @@ class RewardConfig(TrainingConfig):
         "Subtract the pair's preference strength (its 'margin' field) inside the loss, "
         "-log sigmoid(r_chosen - r_rejected - margin), as in Llama 2's reward model.",
     )
+    reward_target: str = _f(
+        "pairs",
+        "What the reward model learns from. 'pairs': preference pairs (the export's "
+        "'preference' shape) with the Bradley-Terry loss. 'scores': rubric scores (the 'score' "
+        "shape: one answer, a dimension and its mean score) by regression, mean squared error "
+        "between the reward and the score standardised over the training rows, so the reward "
+        "keeps the pairs' scale (zero mean, unit spread). The run records which "
+        "(details.reward_target).",
+        choices=["pairs", "scores"],
+    )
+    score_dimension: str = _f(
+        "",
+        "With reward_target 'scores': the rubric dimension to regress on (its rows only). "
+        "Empty: the data must hold a single dimension.",
+    )
+    use_weights: bool = _f(
+        True,
+        "Weigh each pair's loss by its 'weight' column (a snapshot exports how far each "
+        "decision can be trusted: the agreeing share of the votes, a Dawid-Skene posterior, a "
+        "gold-weighted share; 1.0 for an adjudication): the batch loss is "
+        "sum(w * loss) / sum(w). Rows without a weight count 1.0; data without the column "
+        "train unweighted. The run records which (details.pair_weights).",
+    )
     center_rewards_coefficient: float = _f(
         0.0,
         "Weight of the penalty on the squared mean reward (Eisenstein et al. 2023) that keeps "

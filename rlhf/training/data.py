@@ -6,7 +6,8 @@ the shapes ``preference``, ``sft``, ``kto`` and ``prompt_only``; rows are TRL co
 stable hash of each row puts ``holdout_fraction`` of them into the validation split.
 
 Everything here returns canonical rows:
-- preference: ``{"id", "prompt": [messages], "chosen": str, "rejected": str, "margin", "source"}``
+- preference: ``{"id", "prompt": [messages], "chosen": str, "rejected": str, "margin", "weight",
+  "source"}`` (``weight``: None where the row has none)
 - sft: ``{"id", "messages": [messages ending with the assistant's answer], "source"}``
 - prompt: ``{"id", "prompt": [messages ending with a user turn]}``
 - kto: ``{"id", "prompt": [messages], "completion": str, "label": bool, "flag", "source"}``;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,12 +74,18 @@ def canonical_preference(row: dict, index: int) -> dict:
     margin = row.get("margin") if isinstance(row, dict) else None
     if margin is not None and not isinstance(margin, int | float):
         raise FormatError("'margin' must be a number or null")
+    weight = row.get("weight") if isinstance(row, dict) else None
+    if weight is not None and (
+        isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < 1e9
+    ):
+        raise FormatError("'weight' must be a number from 0 or null")
     return {
         "id": _row_id(row, f"row-{index}"),
         "prompt": pair.prompt,
         "chosen": pair.chosen,
         "rejected": pair.rejected,
         "margin": None if margin is None else float(margin),
+        "weight": None if weight is None else float(weight),
         "source": row.get("source") if isinstance(row, dict) else None,
     }
 
@@ -151,7 +159,31 @@ def canonical_kto(row: dict, index: int) -> dict:
     }
 
 
+def canonical_score(row: dict, index: int) -> dict:
+    """A rubric score row: one answer to a prompt, a dimension and its (mean) score."""
+    if not isinstance(row, dict):
+        raise FormatError("expected an object")
+    prompt = as_conversation(row.get("prompt"))
+    completion = as_conversation(row.get("completion"), default_role="assistant")
+    if not completion or completion[-1]["role"] != "assistant":
+        raise FormatError("'completion' must be the assistant's answer")
+    score = row.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        raise FormatError("'score' must be a number")
+    dimension = row.get("dimension")
+    if not isinstance(dimension, str) or not dimension:
+        raise FormatError("'dimension' must name a rubric dimension")
+    return {
+        "id": _row_id(row, f"row-{index}"),
+        "prompt": prompt,
+        "completion": completion[-1]["content"],
+        "dimension": dimension,
+        "score": float(score),
+    }
+
+
 _CANONICAL = {
+    "score": canonical_score,
     "preference": canonical_preference,
     "sft": canonical_sft,
     "prompt_only": canonical_prompt,
@@ -178,10 +210,17 @@ def _holdout(row: dict, index: int, fraction: float) -> bool:
 
 
 def load_splits(
-    method: str, data: str | Path | DatasetSplits, *, holdout_fraction: float = 0.1
+    method: str,
+    data: str | Path | DatasetSplits,
+    *,
+    holdout_fraction: float = 0.1,
+    shape: str | None = None,
 ) -> DatasetSplits:
-    """Canonical rows for a method from an export folder, a .jsonl file or in-memory splits."""
-    shape = SHAPE_FOR_METHOD[method]
+    """Canonical rows for a method from an export folder, a .jsonl file or in-memory splits.
+
+    ``shape``: another shape than the method's own (a reward model on rubric ``score`` rows).
+    """
+    shape = shape or SHAPE_FOR_METHOD[method]
     if isinstance(data, DatasetSplits):
         result = DatasetSplits(source=data.source, unreadable_rows=data.unreadable_rows)
         for name in SPLITS:
@@ -191,7 +230,7 @@ def load_splits(
         return _require_train(result, method)
     path = Path(data)
     if path.is_dir():
-        return _require_train(_load_export(path, method), method)
+        return _require_train(_load_export(path, method, shape), method)
     if path.is_file():
         raw = read_jsonl(path)
         rows, bad = canonical_rows(shape, raw)
@@ -203,7 +242,7 @@ def load_splits(
     raise DataError(f"{path} is neither an export folder nor a .jsonl file")
 
 
-def _load_export(root: Path, method: str) -> DatasetSplits:
+def _load_export(root: Path, method: str, shape: str) -> DatasetSplits:
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
         raise DataError(f"{root} has no manifest.json: not a Tandem export")
@@ -213,8 +252,8 @@ def _load_export(root: Path, method: str) -> DatasetSplits:
     # Online methods sample their own answers, so any prompt will do: fall back on the
     # prompts of preference pairs when the export has no prompt-only shape.
     spec = METHOD_SPECS[method]
-    shape = spec.data_shape
-    for candidate in spec.accepted_shapes:
+    candidates = spec.accepted_shapes if shape == spec.data_shape else (shape,)
+    for candidate in candidates:
         folder = root / candidate
         if (folder / "train.jsonl").is_file():
             result = DatasetSplits(source=str(root))

@@ -45,6 +45,15 @@ class RewardModelResult(MethodResult):
     """decoder or encoder (``RewardConfig.backbone``)."""
     head_init: dict | None = None
     """How the scalar head started: probe (with its fit), random, trained or checkpoint."""
+    reward_target: str | None = None
+    """"pairs" (Bradley-Terry on preference pairs) or "scores" (regression on rubric scores;
+    ``RewardConfig.reward_target``)."""
+    score_target: dict | None = None
+    """With "scores": the dimension, and the training scores' mean and spread the rewards
+    were standardised by (reward = (score - mean) / std)."""
+    pair_weights: str | None = None
+    """"weighted" (each pair's loss weighed by its ``weight`` column), or "unweighted" with
+    why: the data has no weights, or ``use_weights`` is off."""
 
 
 @dataclass

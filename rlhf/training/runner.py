@@ -103,7 +103,9 @@ def run_training(
     ctx = hf.RunContext(
         method=method,
         config=config,
-        splits=load_splits(method, data, holdout_fraction=config.holdout_fraction),
+        splits=load_splits(
+            method, data, holdout_fraction=config.holdout_fraction, shape=_data_shape(config)
+        ),
         out_dir=out_dir,
         reporter=Reporter(progress, should_stop),
         device=device,
@@ -186,3 +188,9 @@ def _write_json(path: Path, value: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process under a launcher
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
+
+
+def _data_shape(config) -> str | None:
+    """The export shape a run reads when not its method's own: rubric scores for a reward
+    model trained on them."""
+    return "score" if getattr(config, "reward_target", "pairs") == "scores" else None

@@ -119,3 +119,33 @@ def test_the_empty_queue_says_why_and_leads_home(page, login, pairwise_project):
     expect(empty).to_contain_text("held by other annotators")
     expect(empty.locator("a[data-testid=home-link]")).to_have_attribute("href", "/")
     expect(page.locator("[data-testid=remaining-count]")).to_have_text("2")
+
+
+def test_only_the_flags_the_project_allows_are_offered(page, login, pairwise_project):
+    # given a project that lets annotators flag unsafe answers and spam, not personal data
+    project, annotator, tasks = pairwise_project
+    services.project_settings_update(
+        project=project, changes={"flags": {"allowed": ["unsafe", "spam"]}}
+    )
+    # when the annotator opens a task
+    open_page(page, login, project)
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[0].pk)}']")
+    # then the page offers exactly those two flags, and a flagged label is stored with them
+    boxes = page.locator("[data-testid=flags] input[type=checkbox]")
+    expect(boxes).to_have_count(2)
+    assert [boxes.nth(i).get_attribute("value") for i in range(2)] == ["unsafe", "spam"]
+    page.locator("[data-testid=flags] input[value=spam]").check()
+    page.click("button[data-choice=left]")
+    page.click("[data-testid=submit]")
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[1].pk)}']")
+    expect(pending(page)).to_have_attribute("data-pending", "0")
+    assert Label.objects.get(annotator=annotator).flags == ["spam"]
+    assert page_errors(page) == []
+
+
+def test_a_project_that_allows_no_flag_shows_no_flag_box(page, login, pairwise_project):
+    project, _annotator, tasks = pairwise_project
+    services.project_settings_update(project=project, changes={"flags": {"allowed": []}})
+    open_page(page, login, project)
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[0].pk)}']")
+    expect(page.locator("[data-testid=flags]")).to_have_count(0)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from annotation.models import Label, Prompt, Response, Task, TaskItem
-from annotation.quality.models import Adjudication
+from annotation.quality.aggregation import AggregationConfig, gold_weights
+from annotation.quality.models import Adjudication, AnnotatorQuality
+from annotation.services import project_settings_update
 from annotation.services.labels import label_edit
 from rlhf.data.export import iter_export_rows
 from rlhf.data.records import SPLITS
@@ -249,13 +251,14 @@ def test_a_snapshot_config_recorded_before_flag_policies_ignores_flags():
     }
 
 
-def adjudicate(task, reviewer, outcome):
+def adjudicate(task, reviewer, outcome, flags=None):
     winner = task.items.get(position={"A": 0, "B": 1}[outcome]).response_id
     return Adjudication.objects.update_or_create(
         task=task,
         defaults={
             "project": task.project,
             "reviewer": reviewer,
+            "flags": flags,
             "payload": {
                 "outcome": outcome,
                 "strength": "strong",
@@ -372,8 +375,10 @@ def test_dawid_skene_outvotes_a_block_of_always_first_clickers(
     assert (len(pairs(majority)), wrong(majority)) == (12, 6)
     assert (len(pairs(weighted)), wrong(weighted)) == (12, 0)
     assert weighted.report["aggregation"]["policy"] == "dawid_skene"
-    assert "weight" not in rows(weighted)[0]
-    assert "not exported" in weighted.data_card
+    # each row's weight is its Dawid-Skene posterior; a vote's, its share (3 of 5, or all)
+    assert all(0.5 < row["weight"] <= 1.0 for row in rows(weighted))
+    assert sorted({row["weight"] for row in rows(majority)}) == [0.6, 1.0]
+    assert "exported as the preference `weight` column" in weighted.data_card
 
 
 def rubric_task(project, prompt_text, texts, scores_by_annotator):
@@ -466,3 +471,115 @@ def test_flags_are_read_at_the_frozen_label_version(
     assert pairs(rebuilt) == []
     assert rebuilt.report["flags"]["tasks_flagged"] == {"unsafe": 1}
     assert pairs(build(project, engineer)) == [("How do I prune roses?", UNSAFE, SAFE)]
+
+
+def test_gold_weighted_follows_the_annotators_with_a_good_gold_record(
+    project, engineer, make_user, snapshot_settings
+):
+    # given two careful annotators with a perfect gold record and three clickers at 15 of 20
+    # (above the gold threshold, so not left out), on 4 tasks where the careful pick the
+    # better answer and the clickers the other
+    careful = [make_user(f"careful{i}") for i in range(2)]
+    clickers = [make_user(f"clicker{i}") for i in range(3)]
+    for user, correct in [*((u, 20) for u in careful), *((u, 15) for u in clickers)]:
+        AnnotatorQuality.objects.create(
+            project=project, annotator=user, gold_answered=20, gold_correct=correct
+        )
+    for n in range(4):
+        good, bad = f"Good answer number {n} here.", f"Bad answer number {n} there."
+        truth, other = ("A", "B") if n % 2 == 0 else ("B", "A")
+        a, b = (good, bad) if truth == "A" else (bad, good)
+        votes = [(u, truth, []) for u in careful] + [(u, other, []) for u in clickers]
+        pairwise_task(project, f"Question number {n} please?", a, b, votes)
+
+    # when built by majority and by gold_weighted
+    majority = build(project, engineer, aggregation={"policy": "majority"})
+    weighted = build(project, engineer, aggregation={"policy": "gold_weighted"})
+
+    # then the majority follows the clickers, gold_weighted the careful, with these weights
+    assert [chosen[:4] for _, chosen, _ in pairs(majority)] == ["Bad "] * 4
+    assert [chosen[:4] for _, chosen, _ in pairs(weighted)] == ["Good"] * 4
+    recorded = weighted.config["aggregation"]["gold_accuracy"]
+    assert recorded == sorted(
+        [[u.pk, 20, 20] for u in careful] + [[u.pk, 15, 20] for u in clickers]
+    )
+    config = AggregationConfig.from_dict(weighted.config["aggregation"])
+    known, _ = gold_weights(config)
+    share = 2 * known[careful[0].pk] / (2 * known[careful[0].pk] + 3 * known[clickers[0].pk])
+    assert {row["weight"] for row in rows(weighted)} == {round(share, 4)}
+    assert "gold accuracy of 5 annotators" in weighted.data_card
+
+
+def test_a_snapshot_uses_the_projects_aggregation_setting_unless_the_request_names_one(
+    project, engineer, make_user, snapshot_settings
+):
+    # given a project whose aggregation setting is unanimous, and a 2-to-1 task
+    project_settings_update(project=project, changes={"aggregation": {"policy": "unanimous"}})
+    project.refresh_from_db()
+    a, b, c = (make_user(f"voter{i}") for i in range(3))
+    pairwise_task(project, "Which is kinder?", "A kind answer.", "A rude answer.",
+                  [(a, "A", []), (b, "A", []), (c, "B", [])])  # fmt: skip
+
+    # when a snapshot is requested without an aggregation, and one naming majority
+    default = build(project, engineer)
+    named = build(project, engineer, aggregation={"policy": "majority"})
+
+    # then the first is unanimous (no pair), the second majority (one pair, weight 2/3)
+    assert default.config["aggregation"]["policy"] == "unanimous"
+    assert pairs(default) == []
+    assert named.config["aggregation"]["policy"] == "majority"
+    assert [row["weight"] for row in rows(named)] == [0.6667]
+    assert "Aggregation policy: `unanimous`" in default.data_card
+
+
+def test_an_adjudicated_row_weighs_one_and_the_card_links_to_examples(
+    project, engineer, crowd, snapshot_settings
+):
+    # given a task all three voted B on, adjudicated A, and a task flagged unsafe (dropped)
+    a, b, c = crowd
+    task = pairwise_task(project, "Is the sky green?", "No, it is blue.", "Yes, always.",
+                         [(a, "B", []), (b, "B", []), (c, "B", [])])  # fmt: skip
+    adjudicate(task, engineer, "A")
+    flagged = flagged_by_the_minority(project, crowd)
+
+    snapshot = build(project, engineer)
+
+    # then the adjudicator's outcome is exported with weight 1.0, though nobody voted for it
+    assert [(r["chosen"][0]["content"], r["weight"]) for r in rows(snapshot)] == [
+        ("No, it is blue.", 1.0)
+    ]
+    # and the card links to an example of each decision
+    assert snapshot.report["examples"] == {
+        "adjudication_changed": [task.pk],
+        "removed:flag_unsafe": [flagged.pk],
+    }
+    assert "## Links to examples" in snapshot.data_card
+    assert (
+        f"- adjudication changed the exported outcome: [task {task.pk}](/tasks/{task.pk}/review/)"
+        in snapshot.data_card
+    )
+    assert f"flagged unsafe: rows removed: [task {flagged.pk}]" in snapshot.data_card
+
+
+@pytest.mark.parametrize("action", ["drop", "reject"])
+def test_an_adjudicators_unsafe_flag_counts_whatever_the_labels_and_the_minimum(
+    project, engineer, crowd, snapshot_settings, action
+):
+    # given a task all three annotators decided for the unsafe answer B, none flagging it, and
+    # an adjudicator who decided A and flagged the task unsafe; the project wants 2 flags
+    a, b, c = crowd
+    task = pairwise_task(project, "How do I prune roses?", SAFE, UNSAFE,
+                         [(a, "B", []), (b, "B", []), (c, "B", [])])  # fmt: skip
+    adjudicate(task, engineer, "A", flags=["unsafe"])
+
+    # when a snapshot is built with the unsafe action dropping or rejecting
+    snapshot = build(project, engineer, flags={"min_flags": 2, "unsafe": action})
+
+    # then the reviewer's flag counted: dropped, or kept with the flagged answer rejected
+    # (the adjudicator's decision already rejects it, so nothing is turned round)
+    expected = [] if action == "drop" else [("How do I prune roses?", SAFE, UNSAFE)]
+    assert pairs(snapshot) == expected
+    assert snapshot.report["flags"]["tasks_flagged"] == {"unsafe": 1}
+    flag_rows = [(r["completion"][0]["content"], r["flagged_by"], r["labels"]) for r in
+                 rows(snapshot, "flags")]  # fmt: skip
+    assert flag_rows == [(UNSAFE, 1, 4)]

@@ -5,17 +5,25 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.labels import clean_flags
 from annotation.models import Task
 from annotation.quality.models import Adjudication, GoldTask
 from annotation.quality.services.gold import _expected_payload
+from annotation.services.project_settings import project_allowed_flags
 from config.errors import Conflict, ValidationFailed
 
 MAX_REASON_CHARS = 5_000
 
 
 @transaction.atomic
-def adjudication_decide(*, task: Task, reviewer, payload: dict, reason: str) -> Adjudication:
-    """Record a reviewer's final decision on ``task``; its labels can no longer be edited."""
+def adjudication_decide(
+    *, task: Task, reviewer, payload: dict, reason: str, flags: list | None = None
+) -> Adjudication:
+    """Record a reviewer's final decision on ``task``; its labels can no longer be edited.
+
+    ``flags``: the content flags the reviewer found (among the project's allowed ones): they
+    count as the truth annotators' flags are scored against, and snapshots apply them as
+    flags that reached the minimum. None leaves flags unjudged."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("write the reason for the decision", field="reason")
@@ -28,6 +36,15 @@ def adjudication_decide(*, task: Task, reviewer, payload: dict, reason: str) -> 
     if not labels:
         raise Conflict("this task has no labels to adjudicate", code="no_labels")
     decision = _expected_payload(task, payload)
+    if flags is not None:
+        flags = clean_flags(flags)
+        allowed = project_allowed_flags(task.project)
+        refused = [f for f in flags if f not in allowed]
+        if refused:
+            raise ValidationFailed(
+                f"this project does not use the flags {refused}; it allows {list(allowed)}",
+                field="flags",
+            )
     adjudication, _ = Adjudication.objects.update_or_create(
         task=task,
         defaults={
@@ -36,6 +53,7 @@ def adjudication_decide(*, task: Task, reviewer, payload: dict, reason: str) -> 
             "payload": decision,
             "reason": reason,
             "labels_seen": {str(i): v for i, v in labels},
+            "flags": flags,
         },
     )
     task.labels.filter(reviewed_at__isnull=True).update(reviewed_at=timezone.now())

@@ -192,3 +192,69 @@ def test_dawid_skene_on_degenerate_input():
         classes=OUTCOMES,
     )
     assert too_few[7].value is None
+
+
+# --------------------------------------------------------------------------------------------
+# gold_weighted
+# --------------------------------------------------------------------------------------------
+
+
+def test_gold_weights_are_the_log_odds_of_the_shrunk_gold_accuracy():
+    # given two annotators' gold records: 9 of 10 and 5 of 10 (pooled: 14 of 20 = 0.7)
+    config = AggregationConfig(
+        policy="gold_weighted", gold_accuracy=[("ann", 9, 10), ("bob", 5, 10)]
+    )
+    known, default = aggregation.gold_weights(config)
+    # then each weighs log(acc / (1 - acc)), acc shrunk by two answers at the pooled 0.7
+    ann = (9 + 2 * 0.7) / 12
+    assert known["ann"] == pytest.approx(np.log(ann / (1 - ann)))
+    # bob's shrunk accuracy, (5 + 1.4) / 12 = 0.533, is above a coin's: he weighs a little
+    bob = (5 + 2 * 0.7) / 12
+    assert known["bob"] == pytest.approx(np.log(bob / (1 - bob)))
+    assert 0 < known["bob"] < known["ann"]
+    # an annotator without gold answers weighs what the pooled accuracy gives
+    assert default == pytest.approx(np.log(0.7 / 0.3))
+    # a perfect record is capped, not infinite
+    perfect = AggregationConfig(policy="gold_weighted", gold_accuracy=[("ann", 1000, 1000)])
+    assert aggregation.gold_weights(perfect)[0]["ann"] == pytest.approx(np.log(0.999 / 0.001))
+
+
+def test_gold_weighted_follows_the_accurate_annotator_against_two_poor_ones():
+    labels = {"t1": {"ann": "A", "bob": "B", "cy": "B"}, "t2": {"bob": "A", "cy": "A"}}
+    config = AggregationConfig(
+        policy="gold_weighted",
+        gold_accuracy=[("ann", 20, 20), ("bob", 11, 20), ("cy", 10, 20)],
+    )
+    decisions = aggregation.aggregate(labels, config)
+    # ann's record (20/20) outweighs bob's (11/20) and cy's (10/20) together
+    assert _values(decisions) == {"t1": ("A", WEIGHTED), "t2": ("A", WEIGHTED)}
+    known, _ = aggregation.gold_weights(config)
+    assert known["ann"] > known["bob"] + known["cy"] > 0
+    total = known["ann"] + known["bob"] + known["cy"]
+    assert decisions["t1"].support == pytest.approx(known["ann"] / total)
+    assert decisions["t2"].support == 1.0
+    assert decisions["t1"].weights == known
+
+
+def test_gold_weighted_without_any_gold_record_is_a_plurality_vote_and_ties_stay_undecided():
+    labels = {"t1": {"ann": "A", "bob": "A", "cy": "B"}, "t2": {"ann": "A", "bob": "B"}}
+    config = AggregationConfig(policy="gold_weighted")
+    decisions = aggregation.aggregate(labels, config)
+    # nobody has a gold record: the pooled accuracy is 0.5, every weight 0 -> undecided
+    assert _values(decisions) == {"t1": (None, None), "t2": (None, None)}
+    # with a crowd record above a coin, an annotator without gold weighs the crowd's weight
+    config = AggregationConfig(policy="gold_weighted", gold_accuracy=[("dee", 8, 10)])
+    decisions = aggregation.aggregate(labels, config)
+    assert _values(decisions) == {"t1": ("A", WEIGHTED), "t2": (None, None)}
+    assert decisions["t1"].support == pytest.approx(2 / 3)
+
+
+def test_gold_weighted_records_its_gold_accuracy_and_refuses_a_bad_one():
+    config = AggregationConfig(policy="gold_weighted", gold_accuracy=[[7, 3, 4], [2, 1, 1]])
+    assert config.as_dict()["gold_accuracy"] == [[2, 1, 1], [7, 3, 4]]
+    assert AggregationConfig.from_dict(config.as_dict()) == config
+    with pytest.raises(ValueError, match="gold_accuracy"):
+        AggregationConfig(policy="gold_weighted", gold_accuracy=[[1, 5, 4]])
+    with pytest.raises(ValueError, match="gold_accuracy"):
+        AggregationConfig(policy="gold_weighted", gold_accuracy=[[1, 2]])
+    assert "gold_weighted" in aggregation.POLICIES

@@ -252,9 +252,15 @@ function start(root) {
   }
 
   // ------------------------------------------------------------------ rendering
+  // The flags this project allows (data-flags, in the project's order): the API refuses any
+  // other, so a box for one would only turn a label into a "needs attention" item.
+  const allowedFlags = (root.dataset.flags || "").split(",").filter(Boolean);
+  const FLAG_NAMES = { unsafe: "Unsafe", personal_data: "Contains personal data", spam: "Spam / garbage" };
+
   function flagsBox(state) {
+    if (!allowedFlags.length) return null;
     const box = el("div", { class: "flags", "data-testid": "flags" });
-    for (const [value, name] of [["unsafe", "Unsafe"], ["personal_data", "Contains personal data"], ["spam", "Spam / garbage"]]) {
+    for (const [value, name] of allowedFlags.map((flag) => [flag, FLAG_NAMES[flag] || flag])) {
       const input = el("input", { type: "checkbox", value });
       input.checked = state.flags.has(value);
       input.addEventListener("change", () => (input.checked ? state.flags.add(value) : state.flags.delete(value)));
@@ -287,7 +293,8 @@ function start(root) {
     taskBox.dataset.kind = current.kind;
     taskBox.append(promptCard(current.prompt));
     taskBox.append(kindOf(current).render(view));
-    taskBox.append(flagsBox(view.state));
+    const flags = flagsBox(view.state);
+    if (flags) taskBox.append(flags);
     const submit = el("button", { class: "primary", type: "button", text: "Submit (Enter)", "data-testid": "submit" });
     submit.addEventListener("click", submitCurrent);
     const skip = el("button", { type: "button", text: "Skip (S)", "data-testid": "skip" });
