@@ -1,6 +1,8 @@
 """Quality pages: the dashboard (charts drawn in the browser from the stored report), the
 reviewer queue and the adjudication form. One access gate, one selector or service each."""
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -10,8 +12,10 @@ from annotation.access import access_project
 from annotation.models import TaskKind
 from annotation.quality import selectors, services
 from annotation.quality.access import access_task_for
+from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability, role_can
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
+from config.untrusted import int64_problem, json_value_problem
 
 
 @login_required
@@ -38,17 +42,40 @@ def review_queue(request, project_id: int):
     )
 
 
-def _decision_payload(kind: str, post) -> dict:
-    if kind == TaskKind.PAIRWISE:
+def _decision_payload(task, post) -> dict:
+    """The form's decision as a client payload (``annotation.labels`` checks it in the
+    service): pairwise outcome and strength, ranking tiers (the control's JSON), rubric
+    scores (one radio group per response and dimension)."""
+    if task.kind == TaskKind.PAIRWISE:
         payload = {"choice": post.get("choice", "")}
         if post.get("strength"):
             payload["strength"] = post["strength"]
         return payload
-    if kind == TaskKind.RANKING:
-        words = post.get("ranking", "").replace(",", " ").split()
-        # isascii: "²".isdigit() is True, and int("²") raises.
-        order = [int(x) for x in words if x.isascii() and x.isdigit()]
-        return {"ranking": [[i] for i in order]}
+    if task.kind == TaskKind.RANKING:
+        try:
+            tiers = json.loads(post.get("ranking") or "")
+        except ValueError:
+            raise ValidationFailed(
+                "order the responses with the ranking control", field="ranking"
+            ) from None
+        problem = json_value_problem(tiers)
+        if problem:
+            raise ValidationFailed(f"ranking {problem[1]}", field="ranking")
+        return {"ranking": tiers}
+    if task.kind == TaskKind.RUBRIC:
+        scores: dict[str, dict[str, int]] = {}
+        for response_id in task.items.order_by("position").values_list("response_id", flat=True):
+            row = scores[str(response_id)] = {}
+            for dim in task.project.rubric:
+                field = f"score-{response_id}-{dim['name']}"
+                raw = post.get(field, "")
+                if int64_problem(raw):
+                    raise ValidationFailed(
+                        f"choose a score for {dim['name']} of response #{response_id}",
+                        field=field,
+                    )
+                row[dim["name"]] = int(raw)
+        return {"scores": scores}
     raise DomainError("adjudicate this kind of task through the API", code="unsupported_kind")
 
 
@@ -61,7 +88,7 @@ def review_task(request, task_id: int):
             services.adjudication_decide(
                 task=task,
                 reviewer=request.user,
-                payload=_decision_payload(task.kind, request.POST),
+                payload=_decision_payload(task, request.POST),
                 reason=request.POST.get("reason", ""),
             )
         except DomainError as exc:
@@ -69,8 +96,24 @@ def review_task(request, task_id: int):
             return redirect("frontend:review-task", task_id=task.pk)
         messages.success(request, f"Decision on task {task.pk} recorded.")
         return redirect("frontend:review-queue", project_id=task.project_id)
+    view = selectors.review_task_view(task)
     return render(
         request,
         "frontend/review_task.html",
-        {"task": task, "view": selectors.review_task_view(task)},
+        {
+            "task": task,
+            "view": view,
+            # The ranking control (the annotator's module) draws each response from its
+            # sanitised HTML, as the annotate page does.
+            "ranking_items": json.dumps(
+                [
+                    {"id": r["id"], "html": markdown_to_safe_html(r["text"])}
+                    for r in view["responses"]
+                ]
+            ),
+            "rubric": [
+                {**dim, "values": range(dim["min"], dim["max"] + 1)}
+                for dim in (task.project.rubric if task.kind == TaskKind.RUBRIC else [])
+            ],
+        },
     )

@@ -65,13 +65,14 @@ def connection_params() -> dict:
 
 
 def freeze_adjudications(*, project_id: int) -> dict[str, dict]:
-    """The project's adjudications of pairwise and ranking tasks as they stand now,
+    """The project's adjudications of pairwise, ranking and rubric tasks as they stand now,
     ``{str(task id): canonical payload}``: a snapshot records them when it freezes its labels,
     since an adjudication can be edited later."""
     return {
         str(task_id): payload
         for task_id, payload in Adjudication.objects.filter(
-            project_id=project_id, task__kind__in=(TaskKind.PAIRWISE, TaskKind.RANKING)
+            project_id=project_id,
+            task__kind__in=(TaskKind.PAIRWISE, TaskKind.RANKING, TaskKind.RUBRIC),
         )
         .order_by("task_id")
         .values_list("task_id", "payload")
