@@ -28,6 +28,7 @@ import math
 import re
 import statistics
 import unicodedata
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,20 +75,36 @@ def length_audit(chosen: Sequence[str], rejected: Sequence[str]) -> dict:
     and the share of pairs, ties left out, whose chosen answer has more characters."""
     if len(chosen) != len(rejected):
         raise ValueError("one rejected answer per chosen answer")
-    out: dict = {"pairs": len(chosen)}
-    for unit, measure in (("chars", len), ("words", words)):
-        c = [measure(t) for t in chosen]
-        r = [measure(t) for t in rejected]
+    return length_stats(
+        [len(t) for t in chosen],
+        [len(t) for t in rejected],
+        [words(t) for t in chosen],
+        [words(t) for t in rejected],
+    )
+
+
+def length_stats(
+    chosen_chars: Sequence[int],
+    rejected_chars: Sequence[int],
+    chosen_words: Sequence[int],
+    rejected_words: Sequence[int],
+) -> dict:
+    """``length_audit`` from the lengths alone (what the collector keeps, not the texts)."""
+    out: dict = {"pairs": len(chosen_chars)}
+    for unit, c, r in (
+        ("chars", chosen_chars, rejected_chars),
+        ("words", chosen_words, rejected_words),
+    ):
         out[unit] = {
             "chosen_mean": _mean(c),
             "rejected_mean": _mean(r),
-            "chosen_median": statistics.median(c) if c else None,
-            "rejected_median": statistics.median(r) if r else None,
+            "chosen_median": statistics.median(c) if len(c) else None,
+            "rejected_median": statistics.median(r) if len(r) else None,
         }
-    longer = sum(len(c) > len(r) for c, r in zip(chosen, rejected, strict=True))
-    shorter = sum(len(c) < len(r) for c, r in zip(chosen, rejected, strict=True))
+    longer = sum(c > r for c, r in zip(chosen_chars, rejected_chars, strict=True))
+    shorter = sum(c < r for c, r in zip(chosen_chars, rejected_chars, strict=True))
     out["chosen_longer"] = proportion(longer, longer + shorter)
-    out["equal_length"] = len(chosen) - longer - shorter
+    out["equal_length"] = len(chosen_chars) - longer - shorter
     return out
 
 
@@ -349,7 +366,12 @@ class AuditCollector:
     Memory: two small integers per label for groups and position, a bounded prompt sample,
     and the texts' lengths of the exported pairs."""
 
-    def __init__(self, *, seed: int = 0, prompt_sample: int = PROMPT_SAMPLE):
+    def __init__(
+        self, *, seed: int = 0, prompt_sample: int = PROMPT_SAMPLE, rows_by_label: bool = False
+    ):
+        """``rows_by_label``: the snapshot keeps every label on its own (policy ``all``), so
+        its preference rows are named by label (``L<label>``), not by task."""
+        self.rows_by_label = rows_by_label
         self.seed = seed
         self.prompt_sample = prompt_sample
         self.left = self.right = self.side_not_recorded = 0
@@ -357,8 +379,8 @@ class AuditCollector:
         self.chose_longer: list[tuple[int, bool]] = []
         self._sample: list[tuple[int, int, str]] = []  # heap of (-hash, prompt id, text)
         self._seen_prompts: set[int] = set()
-        self.chosen: list[str] = []
-        self.rejected: list[str] = []
+        # Lengths of the exported pairs' answers: characters and words, chosen and rejected.
+        self.lengths = tuple(array("l") for _ in range(4))
         # Shown sides of decided pairwise labels, to name the side of each exported row:
         # by label (rows of a single label, ``L<label>``) and by (task, winner) (``T<task>``).
         self._label_left: dict[int, bool] = {}
@@ -403,9 +425,9 @@ class AuditCollector:
                     left = side == "left"
                     self.left += left
                     self.right += not left
-                    self._label_left[label.label_id] = left
-                    winner = payload.get("winner")
-                    if winner is not None:
+                    if self.rows_by_label:
+                        self._label_left[label.label_id] = left
+                    elif (winner := payload.get("winner")) is not None:
                         counts = self._winner_sides.setdefault((label.task_id, winner), [0, 0])
                         counts[0 if left else 1] += 1
                 if len(texts) == 2 and len(texts[0]) != len(texts[1]):
@@ -416,8 +438,11 @@ class AuditCollector:
 
     def observe_preference(self, row: dict) -> None:
         """One exported preference row (TRL conversational: the answer is the last message)."""
-        self.chosen.append(row["chosen"][-1]["content"])
-        self.rejected.append(row["rejected"][-1]["content"])
+        chosen, rejected = row["chosen"][-1]["content"], row["rejected"][-1]["content"]
+        for values, value in zip(
+            self.lengths, (len(chosen), len(rejected), words(chosen), words(rejected)), strict=True
+        ):
+            values.append(value)
         side = self._row_side(row["id"]) if row.get("source") == "pairwise" else None
         if side is not None:
             self.row_sides[row["id"]] = side
@@ -457,7 +482,7 @@ class AuditCollector:
         left out of the group test and counted)."""
         prompts = [text for _, _, text in sorted(self._sample, key=lambda x: x[1])]
         return {
-            "length": length_audit(self.chosen, self.rejected),
+            "length": length_stats(*self.lengths),
             "position": position_audit(self.left, self.right, not_recorded=self.side_not_recorded),
             "prompts": {
                 "distinct": len(self._seen_prompts),

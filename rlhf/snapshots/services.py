@@ -24,6 +24,7 @@ from django.utils import timezone
 from annotation.models import Label, Membership, Project, TaskKind
 from config.errors import Conflict, ValidationFailed
 from config.process_setup import django_worker_setup
+from rlhf.data.aggregate import KEEP_ALL
 from rlhf.data.audit import SHOWN_SIDES_FILE, AuditCollector
 from rlhf.data.card import render_data_card
 from rlhf.data.export import iter_export_rows, reexport
@@ -224,7 +225,9 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
             "code_version": snapshot.code_version,
         },
     )
-    result.report["audit"] = _audit(snapshot, ids, versions, export_dir, seed=config.split.seed)
+    started = time.monotonic()
+    result.report["audit"] = _audit(snapshot, ids, versions, export_dir, config=config)
+    result.report["timings_s"]["audit"] = round(time.monotonic() - started, 2)
     sources = sorted(
         {
             f"{s or 'unnamed source'}"
@@ -252,12 +255,14 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
     return snapshot
 
 
-def _audit(snapshot, ids, versions, export_dir: Path, *, seed: int) -> dict:
+def _audit(snapshot, ids, versions, export_dir: Path, *, config: PipelineConfig) -> dict:
     """The bias audit (``rlhf.data.audit``) of a built snapshot: its frozen labels read once
     more, its exported preference rows, and the annotator groups of the project's members as
     they are now (recorded in the audit). Writes the shown side of each preference row whose
     side is known beside the export (``SHOWN_SIDES_FILE``), for reward-model probes."""
-    collector = AuditCollector(seed=seed)
+    collector = AuditCollector(
+        seed=config.split.seed, rows_by_label=config.aggregation.policy == KEEP_ALL
+    )
     for shard in label_shards(
         ids, versions, workers=0, adjudications=snapshot.frozen_adjudications
     ):

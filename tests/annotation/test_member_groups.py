@@ -12,8 +12,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def people(member):
-    return member(Role.ADMIN, "proj-admin"), member(Role.ANNOTATOR, "ann"), member(
-        Role.REVIEWER, "rev"
+    return (
+        member(Role.ADMIN, "proj-admin"),
+        member(Role.ANNOTATOR, "ann"),
+        member(Role.REVIEWER, "rev"),
     )
 
 
@@ -57,9 +59,7 @@ def test_a_bad_group_is_a_400_naming_the_field_and_nothing_changes(
     assert group_of(project, ann) == "kept"
 
 
-def test_only_admins_set_groups_and_foreign_members_are_404(
-    project, people, client_for, make_user
-):
+def test_only_admins_set_groups_and_foreign_members_are_404(project, people, client_for, make_user):
     admin, ann, rev = people
     refused = client_for(rev).patch(
         f"/api/projects/{project.pk}/members/{ann.pk}/", {"group": "x"}, format="json"

@@ -284,9 +284,7 @@ def test_an_admin_sets_the_review_thresholds_on_the_manage_page_and_the_api_read
     assert project.options["review_min_win_rate"] == 0.55
 
 
-def test_the_decision_page_shows_a_reward_models_length_and_position_probes(
-    in_review, reviewer
-):
+def test_the_decision_page_shows_a_reward_models_length_and_position_probes(in_review, reviewer):
     # given a version whose training recorded the audit's probes on its test split
     from rlhf.data.audit import reward_probes
 
@@ -303,7 +301,9 @@ def test_the_decision_page_shows_a_reward_models_length_and_position_probes(
     assert 'data-testid="bias-probes-test"' in html
     row = html.split('data-testid="bias-probes-test"')[1].split("</tr>")[0]
     assert "<td>3</td>" in row
-    assert "1.000 <span" in row and "n 2)" in row and "n 1)" in row
+    assert "1.000 <span" in row
+    assert "n 2)" in row
+    assert "n 1)" in row
     assert "(n 2 / 1)" in row
     # a version without probes shows no table
     in_review.metrics = {"reward_mean": 0.42}

@@ -147,34 +147,40 @@ def record(label_id, task_id, annotator, outcome, side, texts=("short", "a longe
 def test_collector_counts_sides_groups_and_names_the_side_of_each_row():
     # given task 1 labelled B by annotators 1 and 2 (both saw B on the left) and A by 3;
     # and task 2 labelled A by annotator 1 on the right, with no side recorded for annotator 2
-    collector = audit.AuditCollector(seed=0)
-    collector.observe_records(
-        [
-            record(1, 1, 1, "B", "left"),
-            record(2, 1, 2, "B", "left"),
-            record(3, 1, 3, "A", "right"),
-            record(4, 2, 1, "A", "right"),
-            record(5, 2, 2, "A", None),
-        ]
-    )
-    for row_id, chosen, rejected in [
+    records = [
+        record(1, 1, 1, "B", "left"),
+        record(2, 1, 2, "B", "left"),
+        record(3, 1, 3, "A", "right"),
+        record(4, 2, 1, "A", "right"),
+        record(5, 2, 2, "A", None),
+    ]
+    rows = [
         ("T1:r11>r10", "a longer answer", "short"),
         ("T2:r20>r21", "short", "a longer answer"),
         ("L3:r10>r11", "short", "a longer answer"),
-    ]:
-        collector.observe_preference(
-            {"id": row_id, "source": "pairwise", "chosen": [{"content": chosen}],
-             "rejected": [{"content": rejected}]}
-        )  # fmt: skip
+    ]
+
+    def collected(**options):
+        collector = audit.AuditCollector(seed=0, **options)
+        collector.observe_records(records)
+        for row_id, chosen, rejected in rows:
+            collector.observe_preference(
+                {"id": row_id, "source": "pairwise", "chosen": [{"content": chosen}],
+                 "rejected": [{"content": rejected}]}
+            )  # fmt: skip
+        return collector
+
+    collector = collected()
     result = collector.result({1: "north", 2: "north", 3: "south"})
 
     # then: 2 left, 2 right, 1 without a side
     assert result["position"]["chosen_left"]["count"] == 2
     assert result["position"]["chosen_left"]["n"] == 4
     assert result["position"]["not_recorded"] == 1
-    # rows name the side most of their choosers saw; a single label's row, its own side
-    assert collector.row_sides == {"T1:r11>r10": "left", "T2:r20>r21": "right",
-                                   "L3:r10>r11": "right"}  # fmt: skip
+    # task rows name the side most of their choosers saw; under the policy "all" (rows by
+    # label) a row names its own label's side
+    assert collector.row_sides == {"T1:r11>r10": "left", "T2:r20>r21": "right"}
+    assert collected(rows_by_label=True).row_sides == {"L3:r10>r11": "right"}
     assert result["length"]["chosen_longer"]["count"] == 1
     # agreement with the others of the task: in task 1 the others of 1 and of 2 tie (B, A:
     # left out) and 3 disagrees with B, B; in task 2, 1 and 2 each agree with the other
