@@ -36,6 +36,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-members", "get"): ADMIN,
     ("api-members", "post"): ADMIN,
     ("api-member", "delete"): ADMIN,
+    ("api-member", "patch"): ADMIN,
     ("api-imports", "post"): ADMIN,
     ("api-progress", "get"): EVERY_ROLE,
     ("api-project-settings", "get"): DATA,
