@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rlhf.data import audit
+from rlhf.data import audit, topics
 from rlhf.data.records import LabelRecord
 
 
@@ -61,11 +61,11 @@ def test_position_audit_tests_the_left_share_against_one_half():
     ],
 )
 def test_language_of_reads_the_script_then_stopwords(text, language):
-    assert audit.language_of(text) == language
+    assert topics.language_of(text) == language
 
 
 def test_language_audit_shares_sum_to_one_largest_first():
-    out = audit.language_audit(["the cat and the dog", "Где вокзал", "where is the cat and"])
+    out = topics.language_audit(["the cat and the dog", "Где вокзал", "where is the cat and"])
     assert out["languages"] == [
         {"language": "en", "count": 2, "share": 0.6667},
         {"language": "cyrillic", "count": 1, "share": 0.3333},
@@ -73,7 +73,7 @@ def test_language_audit_shares_sum_to_one_largest_first():
 
 
 def test_tfidf_rows_are_unit_vectors_with_smoothed_idf():
-    matrix, terms = audit.tfidf(["apple banana", "apple cherry", "banana cherry", "kiwi"])
+    matrix, terms = topics.tfidf(["apple banana", "apple cherry", "banana cherry", "kiwi"])
     # every kept term is in two of four documents: idf = ln(5/3) + 1 for each, so equal
     assert terms == ["apple", "banana", "cherry"]
     row = matrix[0].toarray()[0]
@@ -84,13 +84,13 @@ def test_tfidf_rows_are_unit_vectors_with_smoothed_idf():
 def test_clusters_separate_two_topics():
     roses = [f"how do I prune roses in the garden in month {i}" for i in range(15)]
     code = [f"python function raises error in code line {i}" for i in range(15)]
-    out = audit.cluster_audit(roses + code, k=2, seed=3)
+    out = topics.cluster_audit(roses + code, k=2, seed=3)
     assert out["k"] == 2
     assert sorted(c["size"] for c in out["clusters"]) == [15, 15]
     tops = [set(c["top_terms"]) for c in out["clusters"]]
     assert any({"roses", "prune", "garden"} <= t for t in tops)
     assert any({"python", "function", "error"} <= t for t in tops)
-    assert audit.cluster_audit(roses[:5])["clusters"] == []
+    assert topics.cluster_audit(roses[:5])["clusters"] == []
 
 
 def test_leave_one_out_agreement_skips_labels_whose_others_tie():
