@@ -77,6 +77,9 @@ class Membership(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
+    # Optional: an annotator group the project's admins name (a site, a language, a vendor),
+    # so the bias audit can compare groups' preferences. Never required; "" is no group.
+    group = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,6 +1,8 @@
 """Quality pages: the dashboard (charts drawn in the browser from the stored report), the
 reviewer queue and the adjudication form. One access gate, one selector or service each."""
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -8,11 +10,14 @@ from django.views.decorators.http import require_http_methods
 
 from annotation.access import access_project
 from annotation.models import TaskKind
+from annotation.opaque import item_ref
 from annotation.quality import selectors, services
 from annotation.quality.access import access_task_for_review
+from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability, role_can
 from annotation.services import project_allowed_flags
-from config.errors import Conflict, DomainError
+from config.errors import Conflict, DomainError, ValidationFailed
+from config.untrusted import int64_problem, json_value_problem
 
 
 @login_required
@@ -40,17 +45,43 @@ def review_queue(request, project_id: int):
     )
 
 
-def _decision_payload(kind: str, post) -> dict:
-    if kind == TaskKind.PAIRWISE:
+def _decision_payload(task, post) -> dict:
+    """The form's decision as a client payload (``annotation.labels`` checks it in the
+    service): pairwise outcome and strength, ranking tiers (the control's JSON), rubric
+    scores (one radio group per response and dimension)."""
+    if task.kind == TaskKind.PAIRWISE:
         payload = {"choice": post.get("choice", "")}
         if post.get("strength"):
             payload["strength"] = post["strength"]
         return payload
-    if kind == TaskKind.RANKING:
-        words = post.get("ranking", "").replace(",", " ").split()
-        # isascii: "²".isdigit() is True, and int("²") raises.
-        order = [int(x) for x in words if x.isascii() and x.isdigit()]
-        return {"ranking": [[i] for i in order]}
+    if task.kind == TaskKind.RANKING:
+        try:
+            tiers = json.loads(post.get("ranking") or "")
+        except ValueError:
+            raise ValidationFailed(
+                "order the responses with the ranking control", field="ranking"
+            ) from None
+        problem = json_value_problem(tiers)
+        if problem:
+            raise ValidationFailed(f"ranking {problem[1]}", field="ranking")
+        return {"ranking": tiers}
+    if task.kind == TaskKind.RUBRIC:
+        scores: dict[str, dict[str, int]] = {}
+        # Responses are named as the review view names them (their items' refs, never raw
+        # response ids); ``selectors.payload_from_reviewer`` maps them back.
+        for item_id in task.items.order_by("position").values_list("pk", flat=True):
+            response_id = item_ref(item_id)
+            row = scores[str(response_id)] = {}
+            for dim in task.project.rubric:
+                field = f"score-{response_id}-{dim['name']}"
+                raw = post.get(field, "")
+                if int64_problem(raw):
+                    raise ValidationFailed(
+                        f"choose a score for {dim['name']} of response #{response_id}",
+                        field=field,
+                    )
+                row[dim["name"]] = int(raw)
+        return {"scores": scores}
     raise DomainError("adjudicate this kind of task through the API", code="unsupported_kind")
 
 
@@ -68,7 +99,7 @@ def review_task(request, task_id: int):
                 task=task,
                 reviewer=request.user,
                 payload=selectors.payload_from_reviewer(
-                    task, _decision_payload(task.kind, request.POST)
+                    task, _decision_payload(task, request.POST)
                 ),
                 reason=request.POST.get("reason", ""),
                 # The form always judges flags: no box ticked means "no flag applies".
@@ -79,12 +110,25 @@ def review_task(request, task_id: int):
             return redirect("frontend:review-task", task_id=task.pk)
         messages.success(request, f"Decision on task {task.pk} recorded.")
         return redirect("frontend:review-queue", project_id=task.project_id)
+    view = selectors.review_task_view(task)
     return render(
         request,
         "frontend/review_task.html",
         {
             "task": task,
-            "view": selectors.review_task_view(task),
+            "view": view,
+            # The ranking control (the annotator's module) draws each response from its
+            # sanitised HTML, as the annotate page does.
+            "ranking_items": json.dumps(
+                [
+                    {"id": r["id"], "html": markdown_to_safe_html(r["text"])}
+                    for r in view["responses"]
+                ]
+            ),
+            "rubric": [
+                {**dim, "values": range(dim["min"], dim["max"] + 1)}
+                for dim in (task.project.rubric if task.kind == TaskKind.RUBRIC else [])
+            ],
             "allowed_flags": project_allowed_flags(task.project),
         },
     )

@@ -5,6 +5,7 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -23,6 +24,7 @@ from annotation.quality.flag_policy import ACTIONS as FLAG_ACTIONS
 from annotation.rendering import markdown_to_safe_html
 from annotation.roles import Capability, Role, role_can
 from config.errors import DomainError, ValidationFailed
+from config.untrusted import int64_problem
 
 
 @login_required
@@ -185,6 +187,10 @@ def _annotation_settings_form(request) -> dict:
     return changes
 
 
+def _member_id(raw) -> int | None:
+    return None if int64_problem(raw) else int(raw)
+
+
 def _manage_member(request, project):
     role = request.POST.get("role")
     result = services.member_add_or_invite(
@@ -252,6 +258,14 @@ def _manage_post(request, project):
         )
         services.invitation_revoke(invitation=invitation, by=request.user)
         messages.success(request, f"The invitation of {invitation.invitee} was revoked.")
+    elif action == "member_group":
+        membership = project.memberships.filter(
+            user_id=_member_id(request.POST.get("user_id"))
+        ).first()
+        if membership is None:
+            raise Http404("No such member.")
+        services.membership_group_set(membership=membership, group=request.POST.get("group", ""))
+        messages.success(request, f"Group of {membership.user.username} saved.")
     elif action == "import":
         upload = request.FILES.get("file")
         if upload is None:

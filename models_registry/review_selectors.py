@@ -160,6 +160,17 @@ def model_version_lineage(version: ModelVersion) -> Lineage:
     )
 
 
+def bias_probes(version: ModelVersion) -> list[dict]:
+    """A reward model's length and position probes (``rlhf.data.audit.reward_probes``, run by
+    its training on each split), one row per split, held-out splits first."""
+    rows = []
+    for split in ("test", "validation", "train"):
+        probes = ((version.metrics or {}).get(split) or {}).get("bias_probes")
+        if isinstance(probes, dict):
+            rows.append({"split": split, **probes})
+    return rows
+
+
 def decision_evidence(version: ModelVersion) -> dict:
     project = version.project
     summary = selectors.review_summary(candidate=version)
@@ -186,4 +197,5 @@ def decision_evidence(version: ModelVersion) -> dict:
         "chart": chart,
         "lineage": model_version_lineage(version),
         "pinned_prompts": len(eval_prompt_ids(project)),
+        "bias_probes": bias_probes(version),
     }

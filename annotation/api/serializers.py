@@ -60,6 +60,19 @@ class MemberSerializer(serializers.Serializer):
     user_id = serializers.IntegerField(read_only=True)
     username = serializers.CharField(max_length=254, help_text="A username or an e-mail address.")
     role = serializers.ChoiceField(choices=Role.values)
+    group = serializers.CharField(
+        read_only=True, help_text="Optional annotator group (bias audit); empty: none."
+    )
+
+
+class MemberUpdateSerializer(serializers.Serializer):
+    group = serializers.CharField(
+        max_length=64,
+        allow_blank=True,
+        trim_whitespace=True,
+        help_text="An optional annotator group, compared by each snapshot's bias audit; "
+        "an empty string takes the member out of every group.",
+    )
 
 
 class InvitationCreatedSerializer(serializers.Serializer):

@@ -84,7 +84,7 @@ class MemberListView(APIView):
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)
         rows = [
-            {"user_id": m.user_id, "username": m.user.username, "role": m.role}
+            {"user_id": m.user_id, "username": m.user.username, "role": m.role, "group": m.group}
             for m in project.memberships.select_related("user").order_by("user__username")
         ]
         return Response(s.MemberSerializer(rows, many=True).data)
@@ -113,7 +113,7 @@ class MemberListView(APIView):
         membership = result.membership
         return Response(
             {"user_id": membership.user_id, "username": membership.user.username,
-             "role": membership.role}
+             "role": membership.role, "group": membership.group}
         )  # fmt: skip
 
 
@@ -164,6 +164,22 @@ class InvitationAnswerView(APIView):
 
 
 class MemberDetailView(APIView):
+    @extend_schema(request=s.MemberUpdateSerializer, responses=s.MemberSerializer)
+    def patch(self, request, project_id: int, user_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        membership = project.memberships.filter(user_id=user_id).select_related("user").first()
+        if membership is None:
+            raise Http404("No such member.")
+        data = s.MemberUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_group_set(
+            membership=membership, group=data.validated_data["group"]
+        )
+        return Response(
+            {"user_id": membership.user_id, "username": membership.user.username,
+             "role": membership.role, "group": membership.group}
+        )  # fmt: skip
+
     @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, user_id: int):
         project = access_project(request.user, project_id, capability=Capability.MANAGE)

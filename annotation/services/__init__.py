@@ -47,6 +47,7 @@ from annotation.services.invitations import (
 )
 from annotation.services.labels import SubmitResult, label_edit, label_submit
 from annotation.services.members import (
+    membership_group_set,
     membership_remove,
     membership_set,
     user_create,
@@ -90,6 +91,7 @@ __all__ = [
     "lease_heartbeat",
     "member_add_by_staff",
     "member_add_or_invite",
+    "membership_group_set",
     "membership_remove",
     "membership_set",
     "project_aggregation_config",

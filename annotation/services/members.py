@@ -24,6 +24,25 @@ def membership_set(*, project: Project, user, role: str) -> Membership:
     return membership
 
 
+MAX_GROUP_CHARS = 64
+
+
+@transaction.atomic
+def membership_group_set(*, membership: Membership, group: str) -> Membership:
+    """Put a member in an annotator group (the bias audit compares groups), or out of every
+    group with ``""``. Optional: no other part of the platform needs it."""
+    if not isinstance(group, str):
+        raise ValidationFailed("group must be text", field="group")
+    group = " ".join(group.split())
+    if len(group) > MAX_GROUP_CHARS:
+        raise ValidationFailed(f"group is longer than {MAX_GROUP_CHARS} characters", field="group")
+    if not group.isprintable():
+        raise ValidationFailed("group must be printable text", field="group")
+    membership.group = group
+    membership.save(update_fields=["group"])
+    return membership
+
+
 @transaction.atomic
 def membership_remove(*, project: Project, user) -> None:
     membership = Membership.objects.filter(project=project, user=user).first()

@@ -179,7 +179,7 @@ def aggregate_task(
     """The units of one task. ``corrected_index`` maps a correction label id to the index of
     its corrected text in the task's texts (after the responses). Under a pooled policy,
     ``pooled`` holds the fitted decisions (``fit_pooled``) of this task's comparisons."""
-    adjudication = labels[0].adjudication if labels[0].kind in ("pairwise", "ranking") else None
+    adjudication = labels[0].adjudication if labels[0].kind != "correction" else None
     single = len(labels) == 1 and labels[0].kind == "pairwise"
     # A weighting policy may give the one label no weight: the general path decides those.
     if single and adjudication is None and config.policy in _VOTES:
@@ -198,6 +198,8 @@ def aggregate_task(
     if kind == "correction":
         return [_correction_unit(label, response_ids, corrected_index, stats) for label in kept]
     if kind == "rubric":
+        if adjudication is not None:
+            return [_rubric_adjudicated(labels[0].task_id, kept, adjudication, response_ids, stats)]
         return [_rubric_unit(kept, response_ids, stats)] if kept else []
     if len(kept) < config.min_labels and adjudication is None:
         stats.decisions["too_few_labels"] += 1
@@ -385,6 +387,27 @@ def _correction_unit(label, response_ids, corrected_index, stats) -> Unit:
     unit.pairs.append(Pair(corrected, original, None, None, "correction"))
     unit.kto.extend([(corrected, True), (original, False)])
     stats.decisions["correction_pair"] += 1
+    return unit
+
+
+def _rubric_adjudicated(
+    task_id: int, labels: list[LabelRecord], adjudication: dict, response_ids: list[int], stats
+) -> Unit:
+    """The adjudicator's scores as the task's only scores (each ``score`` row then counts one
+    label); a row counts as changed when the labels alone would have exported a different
+    score row or rubric pair (or none)."""
+    decided = LabelRecord(0, task_id, "rubric", 0, adjudication, 0, [], {})
+    unit = _rubric_unit([decided], response_ids, stats)
+    unit.label_ids = [label.label_id for label in labels]
+    stats.decisions["adjudicated_tasks"] += 1
+    by_votes = _rubric_unit(labels, response_ids, AggregationStats()) if labels else Unit("", [])
+    scores = {(i, d): s for i, d, s, _ in unit.scores}
+    pairs = {(h, lo, d) for h, lo, d, _ in unit.rubric_pairs}
+    voted_scores = {(i, d): s for i, d, s, _ in by_votes.scores}
+    voted_pairs = {(h, lo, d) for h, lo, d, _ in by_votes.rubric_pairs}
+    changed = sum(voted_scores.get(key) != value for key, value in scores.items())
+    changed += len(pairs ^ voted_pairs)
+    stats.decisions["adjudication_changed"] += changed
     return unit
 
 

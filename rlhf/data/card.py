@@ -4,6 +4,7 @@ Datasets", 2021, trimmed to what the pipeline knows for certain)."""
 
 from __future__ import annotations
 
+from rlhf.data.audit import audit_markdown
 from rlhf.data.records import SHAPES, SPLITS
 
 KNOWN_LIMITATIONS = (
@@ -123,6 +124,7 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
     truncated = sum((truncation.get("rows_truncated") or {}).values())
     if truncated:
         lines += [f"- Prompts truncated from the left at export: {truncated:,} rows"]
+    lines += audit_markdown(report.get("audit"))
     lines += ["", "## Known limitations", ""]
     lines += [f"- {item}" for item in KNOWN_LIMITATIONS]
     return "\n".join(lines) + "\n"

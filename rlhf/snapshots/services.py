@@ -16,18 +16,21 @@ import shutil
 import time
 from pathlib import Path
 
+import orjson
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from annotation.audit import DataAuditAction, data_audit_record
-from annotation.models import Label, Project, TaskKind
+from annotation.models import Label, Membership, Project, TaskKind
 from annotation.quality.aggregation import POLICY_GOLD_WEIGHTED
 from config.errors import Conflict, ValidationFailed
 from config.process_setup import django_worker_setup
+from rlhf.data.aggregate import KEEP_ALL
+from rlhf.data.audit import SHOWN_SIDES_FILE, AuditCollector
 from rlhf.data.card import render_data_card
-from rlhf.data.export import reexport
+from rlhf.data.export import iter_export_rows, reexport
 from rlhf.data.idcodec import (
     decode_ids,
     decode_versions,
@@ -37,6 +40,7 @@ from rlhf.data.idcodec import (
 )
 from rlhf.data.peer_export import write_peer_exports
 from rlhf.data.pipeline import PipelineConfig, build_dataset
+from rlhf.data.records import SPLITS
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
 from rlhf.snapshots.readers import (
@@ -244,6 +248,9 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
             "code_version": snapshot.code_version,
         },
     )
+    started = time.monotonic()
+    result.report["audit"] = _audit(snapshot, ids, versions, export_dir, config=config)
+    result.report["timings_s"]["audit"] = round(time.monotonic() - started, 2)
     sources = sorted(
         {
             f"{s or 'unnamed source'}"
@@ -269,6 +276,32 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
     )
     snapshot.refresh_from_db()
     return snapshot
+
+
+def _audit(snapshot, ids, versions, export_dir: Path, *, config: PipelineConfig) -> dict:
+    """The bias audit (``rlhf.data.audit``) of a built snapshot: its frozen labels read once
+    more, its exported preference rows, and the annotator groups of the project's members as
+    they are now (recorded in the audit). Writes the shown side of each preference row whose
+    side is known beside the export (``SHOWN_SIDES_FILE``), for reward-model probes."""
+    collector = AuditCollector(
+        seed=config.split.seed, rows_by_label=config.aggregation.policy == KEEP_ALL
+    )
+    for shard in label_shards(
+        ids, versions, workers=0, adjudications=snapshot.frozen_adjudications
+    ):
+        collector.observe_records(shard())
+    for split in SPLITS:
+        for row in iter_export_rows(export_dir, "preference", split):
+            collector.observe_preference(row)
+    groups = dict(
+        Membership.objects.filter(project_id=snapshot.project_id)
+        .exclude(group="")
+        .values_list("user_id", "group")
+    )
+    sides = export_dir / SHOWN_SIDES_FILE
+    sides.parent.mkdir(parents=True, exist_ok=True)
+    sides.write_bytes(orjson.dumps(collector.row_sides))
+    return collector.result(groups)
 
 
 def snapshot_export_enqueue(
@@ -354,4 +387,7 @@ def snapshot_export(
             json.dumps(manifest, indent=2, sort_keys=True)
         )
     shutil.copyfile(source / "DATA_CARD.md", Path(export_dir) / "DATA_CARD.md")
+    if (source / SHOWN_SIDES_FILE).is_file():  # snapshots built before the audit have none
+        (Path(export_dir) / SHOWN_SIDES_FILE).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / SHOWN_SIDES_FILE, Path(export_dir) / SHOWN_SIDES_FILE)
     return manifest

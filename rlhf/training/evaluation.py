@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from rlhf.data.audit import reward_probes
 from rlhf.training import rollout
 from rlhf.training.data import canonical_rows, read_jsonl
 from rlhf.training.loading import load_for_inference
@@ -29,8 +30,11 @@ def pairwise_accuracy(
     device: str,
     precision: str,
     batch_size: int = 16,
+    chosen_sides: list[str | None] | None = None,
 ) -> dict:
-    """Accuracy (ties wrong), ties, mean Bradley-Terry loss and margin over canonical pairs."""
+    """Accuracy (ties wrong), ties, mean Bradley-Terry loss and margin over canonical pairs,
+    and the data audit's length and position probes (``rlhf.data.audit.reward_probes``;
+    ``chosen_sides``: the side each pair's chosen answer was shown on, where recorded)."""
     if not rows:
         return {"pairs": 0, "accuracy": None, "ties": 0, "loss": None, "nothing_learned": None}
     scores, truncated = rollout.score_answers(
@@ -55,6 +59,13 @@ def pairwise_accuracy(
         "mean_margin": float(diff.mean()),
         "truncated_pairs": truncated,
         "nothing_learned": loss >= NOTHING_LEARNED_LOSS,
+        "bias_probes": reward_probes(
+            chosen.tolist(),
+            rejected.tolist(),
+            [row["chosen"] for row in rows],
+            [row["rejected"] for row in rows],
+            chosen_sides,
+        ),
     }
 
 

@@ -10,8 +10,10 @@ from the left so that none is dropped, and handed to TRL already tokenised. Two 
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -19,6 +21,7 @@ from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
+from rlhf.data.audit import SHOWN_SIDES_FILE
 from rlhf.training import head_probe, hf, rollout
 from rlhf.training.data import DataError
 from rlhf.training.evaluation import pairwise_accuracy
@@ -424,6 +427,15 @@ def _with_targets(config, targets):
     return replace(config, lora_target_modules=targets)
 
 
+def shown_sides(source: str) -> dict[str, str]:
+    """Preference row id -> the side its chosen answer was shown on, from the export's audit
+    file (``rlhf.data.audit.SHOWN_SIDES_FILE``); empty for data without one."""
+    path = Path(source) / SHOWN_SIDES_FILE
+    if source == "memory" or not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
 def train(ctx: hf.RunContext) -> dict:
     trainer, _, tokenizer = build_trainer(ctx)
     hf.train(trainer, ctx)
@@ -433,6 +445,7 @@ def train(ctx: hf.RunContext) -> dict:
         model = model.merge_and_unload()
         trainer.model = model
     max_length = effective_max_length(ctx.config, tokenizer)
+    sides = shown_sides(ctx.splits.source)
     # Accuracy on every split: train (capped like the others) shows how far eval lags it.
     for split in ("train", "validation", "test"):
         rows = ctx.splits.split(split)[: ctx.config.max_eval_examples]
@@ -459,9 +472,12 @@ def train(ctx: hf.RunContext) -> dict:
                 device=ctx.device,
                 precision=ctx.precision,
                 batch_size=max(8, ctx.config.per_device_batch_size * 2),
+                chosen_sides=[sides.get(row["id"]) for row in rows] if sides else None,
             )
             metrics[split] = result
-            ctx.reporter.emit("eval", step=trainer.state.global_step, metrics={split: result})
+            # The probes (nested tables) stay in the run's metrics, out of the curves.
+            curve = {k: v for k, v in result.items() if k != "bias_probes"}
+            ctx.reporter.emit("eval", step=trainer.state.global_step, metrics={split: curve})
     model_dir = hf.save_final(trainer, ctx, meta={"kind": "reward_model"})
     ctx.method_result.model_dir = str(model_dir)
     return metrics

@@ -282,3 +282,31 @@ def test_an_admin_sets_the_review_thresholds_on_the_manage_page_and_the_api_read
     assert bad.status_code == 400
     project.refresh_from_db()
     assert project.options["review_min_win_rate"] == 0.55
+
+
+def test_the_decision_page_shows_a_reward_models_length_and_position_probes(in_review, reviewer):
+    # given a version whose training recorded the audit's probes on its test split
+    from rlhf.data.audit import reward_probes
+
+    chosen = ["a" * 30, "a" * 10, "a" * 25]
+    rejected = ["a" * 20, "a" * 15, "a" * 5]
+    probes = reward_probes([3.0, 1.0, 2.0], [2.0, 0.5, 0.0], chosen, rejected,
+                           ["left", "right", "left"])  # fmt: skip
+    in_review.metrics = {**in_review.metrics, "test": {"accuracy": 1.0, "bias_probes": probes}}
+    in_review.save(update_fields=["metrics"])
+
+    html = page_client(reviewer).get(f"/models/{in_review.pk}/review/").content.decode()
+
+    # then one row for the split: 2 of 2 right where chosen is longer, 1 of 1 where shorter
+    assert 'data-testid="bias-probes-test"' in html
+    row = html.split('data-testid="bias-probes-test"')[1].split("</tr>")[0]
+    assert "<td>3</td>" in row
+    assert "1.000 <span" in row
+    assert "n 2)" in row
+    assert "n 1)" in row
+    assert "(n 2 / 1)" in row
+    # a version without probes shows no table
+    in_review.metrics = {"reward_mean": 0.42}
+    in_review.save(update_fields=["metrics"])
+    html = page_client(reviewer).get(f"/models/{in_review.pk}/review/").content.decode()
+    assert "bias-probes" not in html

@@ -40,6 +40,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-members", "get"): ADMIN,
     ("api-members", "post"): ADMIN,
     ("api-member", "delete"): ADMIN,
+    ("api-member", "patch"): ADMIN,
     ("api-imports", "post"): ADMIN,
     ("api-labels-export", "get"): DATA,
     ("api-progress", "get"): EVERY_ROLE,

@@ -62,6 +62,7 @@ def _body(route, method, world, ids) -> dict:
         ("api-projects", "post"): {"name": "A new project"},
         ("api-project", "patch"): {"name": "Renamed"},
         ("api-members", "post"): {"username": "spare-member", "role": "reviewer"},
+        ("api-member", "patch"): {"group": "matrix"},
         ("api-label-submit", "post"): {"payload": {"choice": "A", "strength": "clear"}},
         ("api-task-skip", "post"): {"reason": "matrix"},
         ("api-label", "patch"): {"payload": {"choice": "B", "strength": "strong"}},

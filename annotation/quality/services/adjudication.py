@@ -28,7 +28,9 @@ def adjudication_decide(
     if not reason:
         raise ValidationFailed("write the reason for the decision", field="reason")
     if len(reason) > MAX_REASON_CHARS:
-        raise ValidationFailed(f"reason is longer than {MAX_REASON_CHARS} characters", "reason")
+        raise ValidationFailed(
+            f"reason is longer than {MAX_REASON_CHARS} characters", field="reason"
+        )
     task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
     if GoldTask.objects.filter(task=task).exists():
         raise Conflict("gold tasks are decided by their expected answer", code="gold_task")

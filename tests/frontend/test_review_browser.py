@@ -1,0 +1,132 @@
+"""The adjudication form in Chromium: a ranking is ordered with the annotator's control (keys
+and drag), a rubric task is scored per dimension, and each decision is stored as the snapshot
+path reads it (``Adjudication.payload`` in canonical form)."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
+
+from annotation import services
+from annotation.models import Label
+from annotation.quality.models import Adjudication
+from annotation.roles import Role
+
+from .annotate_helpers import page_errors
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def disputed_task(kind, texts, payloads):
+    """A project with a reviewer ("rev") and one ``kind`` task over ``texts`` whose labels
+    (one per payload, built from the response ids) disagree."""
+    User = get_user_model()
+    owner = User.objects.create_user("owner", password="owner-pass")
+    reviewer = User.objects.create_user("rev", password="rev-pass-123")
+    project = services.project_create(name="Review", created_by=owner, overlap=len(payloads))
+    services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
+    task, _ = services.task_create(
+        project=project, messages=[{"role": "user", "content": f"A {kind} task"}], kind=kind,
+        responses=[{"text": t, "origin": "model", "model_name": "m"} for t in texts],
+    )  # fmt: skip
+    ids = list(task.items.order_by("position").values_list("response_id", flat=True))
+    for n, make in enumerate(payloads):
+        annotator = User.objects.create_user(f"ann{n}", password="pw")
+        Label.objects.create(task=task, annotator=annotator, kind=kind, payload=make(ids))
+    return project, task, ids
+
+
+def open_review(page, login, task):
+    login("rev", "rev-pass-123")
+    page.goto(f"/tasks/{task.pk}/review/")
+    page.wait_for_selector("[data-testid=rank-item], [data-testid=rubric-response]")
+
+
+def test_a_ranking_is_adjudicated_with_keys_and_drag(page, login):
+    # given a ranking task two annotators ordered differently
+    project, task, (one, two, three) = disputed_task(
+        "ranking", ["first answer", "second answer", "third answer"],
+        [lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]]},
+         lambda ids: {"ranking": [[ids[2]], [ids[1]], [ids[0]]]}],
+    )  # fmt: skip
+    open_review(page, login, task)
+    items = page.locator("[data-testid=ranking-control] [data-testid=rank-item]")
+    expect(items).to_have_count(3)
+    control = page.locator("[data-testid=ranking-control]")
+    expect(control).to_have_attribute("data-order", f"{one},{two},{three}")
+
+    # when the reviewer selects the third with its key and moves it to the top with ↑ ↑
+    items.nth(0).focus()
+    page.keyboard.press("3")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")
+    expect(control).to_have_attribute("data-order", f"{three},{one},{two}")
+    # and drags the last one above the second, then ties it with the one above ("=")
+    page.locator(f"[data-testid=rank-item][data-response-id='{two}']").drag_to(
+        page.locator(f"[data-testid=rank-item][data-response-id='{one}']")
+    )
+    expect(control).to_have_attribute("data-order", f"{three},{two},{one}")
+    page.locator(f"[data-testid=rank-item][data-response-id='{one}']").focus()
+    page.keyboard.press("=")
+    # typing digits in the reason does not move the ranking
+    page.fill("textarea[name=reason]", "3 is the only correct one; 1 and 2 are equally vague")
+    page.locator("[data-testid=adjudicate-form] button[type=submit]").click()
+
+    # then the decision is stored as tiers, best first, and the task leaves the queue page
+    page.wait_for_url(f"**/projects/{project.pk}/review/")
+    adjudication = Adjudication.objects.get(task=task)
+    assert adjudication.payload["ranking"] == [[three], sorted([two, one])]
+    assert adjudication.reason.startswith("3 is the only correct one")
+    assert page_errors(page) == []
+
+
+def test_a_refused_ranking_changes_nothing_and_says_why(page, login):
+    # given the ranking form, when the hidden field is emptied of its tiers before submit
+    _, task, _ = disputed_task(
+        "ranking", ["a", "b", "c"],
+        [lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]]},
+         lambda ids: {"ranking": [[ids[2]], [ids[1]], [ids[0]]]}],
+    )  # fmt: skip
+    open_review(page, login, task)
+    page.fill("textarea[name=reason]", "because")
+    page.evaluate(
+        """() => {
+          const form = document.querySelector('[data-testid=adjudicate-form]');
+          form.addEventListener('submit', () => {
+            form.querySelector('input[name=ranking]').value = "[[999999]]";
+          });
+        }"""
+    )
+    page.locator("[data-testid=adjudicate-form] button[type=submit]").click()
+
+    # then the page says what is wrong and nothing is stored
+    expect(page.locator(".messages .message").first).to_contain_text("ranking")
+    assert not Adjudication.objects.filter(task=task).exists()
+
+
+def test_a_rubric_task_is_adjudicated_one_score_per_dimension(page, login):
+    # given a rubric task two annotators scored apart
+    low = {"helpfulness": 1, "harmlessness": 2, "honesty": 3}
+    high = {"helpfulness": 5, "harmlessness": 5, "honesty": 4}
+    project, task, (first, second) = disputed_task(
+        "rubric", ["A kind, correct answer.", "A rude one."],
+        [lambda ids: {"scores": {str(ids[0]): high, str(ids[1]): low}},
+         lambda ids: {"scores": {str(ids[0]): low, str(ids[1]): high}}],
+    )  # fmt: skip
+    open_review(page, login, task)
+    forms = page.locator("[data-testid=rubric-response]")
+    expect(forms).to_have_count(2)
+
+    # when the reviewer scores every dimension of both answers and gives a reason
+    decided = {first: {"helpfulness": 5, "harmlessness": 4, "honesty": 5},
+               second: {"helpfulness": 2, "harmlessness": 1, "honesty": 3}}  # fmt: skip
+    for response_id, dims in decided.items():
+        for name, value in dims.items():
+            page.check(f"input[name='score-{response_id}-{name}'][value='{value}']")
+    page.fill("textarea[name=reason]", "The second answer insults the user.")
+    page.locator("[data-testid=adjudicate-form] button[type=submit]").click()
+
+    # then the scores are stored as the rubric label payload, and the queue page is shown
+    page.wait_for_url(f"**/projects/{project.pk}/review/")
+    adjudication = Adjudication.objects.get(task=task)
+    assert adjudication.payload["scores"] == {str(k): v for k, v in decided.items()}
+    assert page_errors(page) == []
