@@ -270,10 +270,8 @@ def _manage_post(request, project):
         upload = request.FILES.get("file")
         if upload is None:
             messages.error(request, "Choose a file to import.")
-        elif upload.size > settings.TANDEM_MAX_IMPORT_BYTES:
-            messages.error(request, importers.size_refusal(upload.size))
         else:
-            importers.upload_size_check(file_bytes=upload.size)
+            importers.upload_size_check(file_bytes=upload.size)  # before the upload is read
             batch = importers.import_file(
                 project=project,
                 data=upload.read(),

@@ -75,7 +75,10 @@ class ExplorerCountView(APIView):
 
 
 class ExplorerTaskView(APIView):
-    @extend_schema(responses={200: OpenApiResponse(description="The task, labels, history.")})
+    @extend_schema(
+        operation_id="projects_explorer_task_retrieve",
+        responses={200: OpenApiResponse(description="The task, labels, history.")},
+    )
     def get(self, request, project_id: int, task_id: int):
         project = access_project(request.user, project_id, capability=Capability.DATA)
         task = access_task(request.user, task_id, capability=Capability.DATA)

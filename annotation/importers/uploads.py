@@ -56,7 +56,9 @@ def upload_size_check(*, file_bytes: int | None = None, request_bytes: int | Non
     if request_bytes is not None and request_bytes > limit + MULTIPART_OVERHEAD_BYTES:
         raise PayloadTooLarge(f"the upload is larger than the import limit of {limit} bytes")
     if file_bytes is not None and file_bytes > limit:
-        raise PayloadTooLarge(size_refusal(file_bytes))
+        raise PayloadTooLarge(
+            f"{size_refusal(file_bytes)} (larger than the import limit of {limit} bytes)"
+        )
 
 
 def unpack_upload(data: bytes, filename: str) -> tuple[bytes, str]:

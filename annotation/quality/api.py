@@ -149,10 +149,9 @@ class ReviewTaskView(APIView):
         task = access_task_for_review(request.user, task_id)
         data = AdjudicationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        payload = selectors.payload_from_reviewer(task, data.validated_data["payload"])
-        services.adjudication_decide(
-            task=task, reviewer=request.user, payload=payload, reason=data.validated_data["reason"]
-        )
+        decision = dict(data.validated_data)
+        decision["payload"] = selectors.payload_from_reviewer(task, decision["payload"])
+        services.adjudication_decide(task=task, reviewer=request.user, **decision)
         return Response(selectors.review_task_view(task), status=status.HTTP_201_CREATED)
 
 

@@ -245,6 +245,7 @@ def run_new_page(request, project_id: int):
             "base_is_seq2seq": is_seq2seq(base_folder),
             "groups": form_groups(form_fields(method, values, errors, gpu=gpu)),
             "presets": form_presets(method, gpu=gpu),
+            "presets_json": json.dumps(form_presets(method, gpu=gpu)),
             "preset": preset,
             "gpu": gpu,
             "choices": choices,

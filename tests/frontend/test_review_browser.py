@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from annotation import services
-from annotation.models import Label
+from annotation.models import Label, Task, TaskStatus
+from annotation.opaque import item_ref
 from annotation.quality.models import Adjudication
 from annotation.roles import Role
 
@@ -32,7 +33,14 @@ def disputed_task(kind, texts, payloads):
     for n, make in enumerate(payloads):
         annotator = User.objects.create_user(f"ann{n}", password="pw")
         Label.objects.create(task=task, annotator=annotator, kind=kind, payload=make(ids))
+    # the task is done (a task still open is sealed from review: nothing of it is shown)
+    Task.objects.filter(pk=task.pk).update(label_count=len(payloads), status=TaskStatus.DONE)
     return project, task, ids
+
+
+def shown_ids(task) -> dict[int, int]:
+    """response id -> the id the review page names it by (its task item's ref)."""
+    return {rid: item_ref(pk) for pk, rid in task.items.values_list("pk", "response_id")}
 
 
 def open_review(page, login, task):
@@ -48,6 +56,8 @@ def test_a_ranking_is_adjudicated_with_keys_and_drag(page, login):
         [lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]]},
          lambda ids: {"ranking": [[ids[2]], [ids[1]], [ids[0]]]}],
     )  # fmt: skip
+    stored_as = {v: k for k, v in shown_ids(task).items()}
+    one, two, three = (shown_ids(task)[r] for r in (one, two, three))
     open_review(page, login, task)
     items = page.locator("[data-testid=ranking-control] [data-testid=rank-item]")
     expect(items).to_have_count(3)
@@ -74,7 +84,10 @@ def test_a_ranking_is_adjudicated_with_keys_and_drag(page, login):
     # then the decision is stored as tiers, best first, and the task leaves the queue page
     page.wait_for_url(f"**/projects/{project.pk}/review/")
     adjudication = Adjudication.objects.get(task=task)
-    assert adjudication.payload["ranking"] == [[three], sorted([two, one])]
+    assert adjudication.payload["ranking"] == [
+        [stored_as[three]],
+        sorted([stored_as[two], stored_as[one]]),
+    ]
     assert adjudication.reason.startswith("3 is the only correct one")
     assert page_errors(page) == []
 
@@ -121,7 +134,8 @@ def test_a_rubric_task_is_adjudicated_one_score_per_dimension(page, login):
                second: {"helpfulness": 2, "harmlessness": 1, "honesty": 3}}  # fmt: skip
     for response_id, dims in decided.items():
         for name, value in dims.items():
-            page.check(f"input[name='score-{response_id}-{name}'][value='{value}']")
+            ref = shown_ids(task)[response_id]
+            page.check(f"input[name='score-{ref}-{name}'][value='{value}']")
     page.fill("textarea[name=reason]", "The second answer insults the user.")
     page.locator("[data-testid=adjudicate-form] button[type=submit]").click()
 

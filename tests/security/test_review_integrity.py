@@ -193,7 +193,8 @@ def test_a_ranking_decision_names_responses_by_the_ids_the_review_view_shows(tea
         assert answer.status_code == 201, answer.content[:300]
     view = _client(reviewer).get(f"/api/tasks/{task.pk}/review/").json()
     shown = [r["id"] for r in view["responses"]]
-    form = {"ranking": " ".join(str(i) for i in reversed(shown)), "reason": "reversed"}
+    # (the page's ranking control posts tiers as JSON)
+    form = {"ranking": json.dumps([[i] for i in reversed(shown)]), "reason": "reversed"}
     posted = _client(reviewer).post(f"/tasks/{task.pk}/review/", form)
     assert posted.status_code == 302
     items = dict(task.items.values_list("position", "response_id"))

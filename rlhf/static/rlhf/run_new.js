@@ -38,7 +38,8 @@ function refresh() {
 }
 
 function applyPreset(name) {
-  const presets = JSON.parse(document.getElementById("run-presets").textContent);
+  // Read from an attribute: pages carry no inline script, not even inert JSON.
+  const presets = JSON.parse(document.getElementById("run-presets").dataset.presets);
   const preset = presets.find((p) => p.name === name);
   if (!preset) return;
   for (const [field, value] of Object.entries(preset.values)) {

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 
 from annotation.models import TaskKind
+from annotation.opaque import item_ref
 from annotation.quality import selectors as qs
 from annotation.quality import services as quality
 from annotation.quality.models import Adjudication
@@ -58,11 +59,13 @@ def test_disputed_rubric_and_ranking_tasks_leave_the_queue_once_decided(
     # when the reviewer decides both through the review page's forms
     client = Client()
     client.force_login(reviewer)
-    ids = list(rubric.items.order_by("position").values_list("response_id", flat=True))
+    items = list(rubric.items.order_by("position").values_list("pk", "response_id"))
+    ids = [response_id for _pk, response_id in items]
     form = {"reason": "the first is kind and correct"}
-    for response_id, values in zip(ids, ((5, 4, 5), (1, 2, 3)), strict=True):
+    # (the form names each response as the review view does: by its task item's ref)
+    for (item_id, _), values in zip(items, ((5, 4, 5), (1, 2, 3)), strict=True):
         for name, value in zip(("helpfulness", "harmlessness", "honesty"), values, strict=True):
-            form[f"score-{response_id}-{name}"] = str(value)
+            form[f"score-{item_ref(item_id)}-{name}"] = str(value)
     assert client.post(f"/tasks/{rubric.pk}/review/", form).status_code == 302
     order = list(ranking.items.order_by("position").values_list("response_id", flat=True))
     tiers = [[order[2]], [order[0], order[1]]]
