@@ -142,6 +142,12 @@ def plain_trl_accuracy(train: list[dict], held_out: list[dict], *, seed: int) ->
     return correct / len(held_out)
 
 
+def progress(event) -> None:
+    if event.kind in ("step", "log"):
+        detail = event.message or f"step {event.step}/{event.total_steps} loss={event.loss}"
+        print(f"ours: {detail}", file=sys.stderr, flush=True)
+
+
 def ours_accuracy(
     train: list[dict], held_out: list[dict], *, opts, seed: int, overrides: dict
 ) -> tuple[float, dict]:
@@ -156,7 +162,8 @@ def ours_accuracy(
     )
     scratch = Path(tempfile.mkdtemp(prefix="tandem-reward-accuracy-"))
     try:
-        result = run_training("reward", config, DatasetSplits(train=train, test=held_out), scratch)
+        splits = DatasetSplits(train=train, test=held_out)
+        result = run_training("reward", config, splits, scratch, progress=progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result.metrics["test"]["accuracy"], result.details.get("head_init") or {}
