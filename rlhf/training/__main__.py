@@ -33,7 +33,6 @@ def _print_event(event) -> None:
 
 def _train(args) -> int:
     from rlhf.training import launch
-    from rlhf.training.progress import TrainingStopped
     from rlhf.training.runner import run_training
 
     launch.watch_parent()
@@ -60,8 +59,6 @@ def _train(args) -> int:
         result = run_training(
             args.method, config, args.data, args.out, progress=progress, trusted_checkpoints=trusted
         )
-    except TrainingStopped:
-        return launch.EXIT_STOPPED
     except Exception as exc:
         launch.write_failure(Path(args.out), exc)
         raise

@@ -39,7 +39,6 @@ RESULT_FILE = "result.json"
 LOG_FILE = "train.log"
 FAILURE_GLOB = "failure-rank*.json"
 WATCH_ENV = "TANDEM_WATCH_PID"
-EXIT_STOPPED = 3  # the engine raised TrainingStopped (should_stop said yes)
 # Strategies that shard the model; both are configured for CUDA GPUs only.
 GPU_STRATEGIES = ("fsdp", "deepspeed")
 

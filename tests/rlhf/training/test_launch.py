@@ -101,3 +101,15 @@ def test_a_failure_report_names_the_exception_per_rank(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "failure-rank1.json").read_text())
     assert report["error"] == "ValueError: no rows"
     assert "Traceback" in report["traceback"]
+
+
+def test_the_probe_names_the_device_or_why_this_machine_cannot_run(capsys):
+    from rlhf.training.__main__ import main
+
+    assert main(["probe", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"device": "cpu"}
+
+    assert main(["probe", "--device", "cpu", "--distributed", "fsdp", "--num-processes", "2"]) == 2
+    assert json.loads(capsys.readouterr().out) == {
+        "error": "ValueError: distributed 'fsdp' needs CUDA GPUs; on a CPU use 'ddp'"
+    }
