@@ -301,7 +301,7 @@ def _claim(run_id: int, attempt: int) -> TrainingRun | None:
     if row is None or row["attempt"] != attempt or row["status"] != RunStatus.QUEUED:
         return None
     config = row["config"]
-    # Found before taking the row lock: the first call imports torch, which takes seconds.
+    # Found before taking the row lock: the probe child imports torch, which takes seconds.
     # This worker consumed the run's only job: if it cannot start the run (it was asked for a
     # CUDA device this machine lacks, say), nothing else ever will, so the run must fail here
     # rather than stay queued forever.
