@@ -96,7 +96,8 @@ def backbone_conflict(backbone: str, base_model: str) -> tuple[str, str] | None:
 def describe_loaded(model, *, role: str, source: str | Path) -> dict:
     """What was loaded for ``role`` (policy, reward model, reference, value model, ...)."""
     config = getattr(model, "config", None)
-    parameters = sum(p.numel() for p in model.parameters())
+    # LoRA layers peft injected into it later are not part of what was loaded.
+    parameters = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
     return {
         "role": role,
         "architecture": type(model).__name__,

@@ -277,6 +277,13 @@ def silence(trainer) -> None:
 def train(trainer, ctx: RunContext) -> None:
     """Run ``trainer`` from the newest valid checkpoint (or from scratch)."""
     silence(trainer)
+    if not ctx.loaded_models:
+        # A method that did not name what it loaded still names the model it trains.
+        model = trainer.model
+        unwrap = getattr(model, "get_base_model", None)  # a peft model: the model under it
+        ctx.record_loaded(
+            unwrap() if unwrap else model, role="trained model", source=ctx.config.base_model
+        )
     trainer.train(resume_from_checkpoint=resume_point(ctx))
     ctx.method_result.global_step = trainer.state.global_step
     shutil.rmtree(ctx.out_dir / HF_STAGING, ignore_errors=True)

@@ -113,3 +113,37 @@ def test_the_probe_names_the_device_or_why_this_machine_cannot_run(capsys):
     assert json.loads(capsys.readouterr().out) == {
         "error": "ValueError: distributed 'fsdp' needs CUDA GPUs; on a CPU use 'ddp'"
     }
+
+
+def test_a_method_that_names_nothing_it_loaded_still_records_the_model_it_trains(
+    tiny_encoder, tmp_path
+):
+    from types import SimpleNamespace
+
+    from transformers import BertModel
+
+    from rlhf.training import hf
+    from rlhf.training.config import SFTConfig
+    from rlhf.training.data import DatasetSplits
+    from rlhf.training.progress import Reporter
+
+    events = []
+    model = BertModel.from_pretrained(tiny_encoder)
+    trainer = SimpleNamespace(
+        model=model,
+        train=lambda resume_from_checkpoint=None: None,
+        state=SimpleNamespace(global_step=0),
+        remove_callback=lambda callback: None,
+    )
+    ctx = hf.RunContext(
+        method="sft", config=SFTConfig(base_model=str(tiny_encoder)),
+        splits=DatasetSplits(train=[], validation=[], test=[]), out_dir=tmp_path,
+        reporter=Reporter(events.append, None), device="cpu", precision="fp32", resume=False,
+    )  # fmt: skip
+
+    hf.train(trainer, ctx)
+
+    [info] = ctx.loaded_models
+    assert (info["role"], info["architecture"]) == ("trained model", "BertModel")
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    assert [e.message for e in events] == [hf.loaded_line(info)]
