@@ -38,6 +38,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -472,6 +473,30 @@ def _kill_group(child: subprocess.Popen) -> None:
         os.killpg(child.pid, signal.SIGKILL)
 
 
+def _kill_attempt_processes(token: str, timeout: float = 10.0) -> None:
+    """SIGKILL every process that carries this attempt's token in its environment, until none
+    is left. The ranks of a launched run sit in sessions of their own and would otherwise live
+    until their watch notices (up to a second), long enough to write and prune checkpoints in
+    the attempt folder that the next attempt is about to link from."""
+    marker = f"{launch.ATTEMPT_ENV}={token}".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = False
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:  # gone, or not ours
+                continue
+            if marker in environ.split(b"\0"):
+                found = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+        if not found:
+            return
+        time.sleep(0.05)
+    logger.warning("processes of attempt token %s outlived %s s of SIGKILLs", token, timeout)
+
+
 def _exit_reason(code: int) -> str:
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
@@ -488,7 +513,7 @@ def _output_tail(out_dir: Path) -> str:
     return "\n".join(text.splitlines()[-LOG_TAIL_ON_DEATH:])
 
 
-def _start_child(run: TrainingRun, fence: AttemptFence, out_dir: Path) -> subprocess.Popen:
+def _start_child(run: TrainingRun, out_dir: Path, token: str) -> subprocess.Popen:
     for name in (launch.EVENTS_FILE, launch.RESULT_FILE):
         (out_dir / name).unlink(missing_ok=True)
     for stale in out_dir.glob(launch.FAILURE_GLOB):
@@ -498,7 +523,12 @@ def _start_child(run: TrainingRun, fence: AttemptFence, out_dir: Path) -> subpro
     trusted_file = out_dir / "trusted-checkpoints.json"
     trusted_file.write_text(json.dumps(sorted({c["manifest_sha256"] for c in run.checkpoints})))
     command = launch.attempt_command(run.method, config_file, run.data_path, out_dir, trusted_file)
-    env = {**os.environ, launch.WATCH_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        launch.WATCH_ENV: str(os.getpid()),
+        launch.ATTEMPT_ENV: token,  # inherited by every process of the attempt
+        "PYTHONUNBUFFERED": "1",
+    }
     with open(out_dir / launch.LOG_FILE, "ab") as log:
         return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             command,
@@ -529,7 +559,8 @@ def _train(run: TrainingRun, fence: AttemptFence, reporter: RunReporter) -> str:
         config_from_dict(run.method, dict(run.config))  # a stored config that no longer loads
         out_dir.mkdir(parents=True, exist_ok=True)
         _seed_checkpoints(run, out_dir, fence.attempt)
-        child = _start_child(run, fence, out_dir)
+        token = uuid.uuid4().hex
+        child = _start_child(run, out_dir, token)
     except Exception as exc:
         logger.exception("run %s attempt %s could not start", run.pk, fence.attempt)
         return _failed(fence, reporter, f"{type(exc).__name__}: {exc}", "")
@@ -551,12 +582,15 @@ def _train(run: TrainingRun, fence: AttemptFence, reporter: RunReporter) -> str:
                 code = child.wait()
                 break
             time.sleep(CHILD_POLL_SECONDS)
-        if not stopped:
-            for event in events.read():
-                reporter(event)
     finally:
         _kill_group(child)  # whatever is left: dataloader workers, a launcher's agent
         child.wait()
+        _kill_attempt_processes(token)  # launched ranks, in sessions of their own
+    if not stopped:
+        # Read last, once no process of the attempt is left: every checkpoint it published is
+        # recorded, so the next attempt links the newest one (pruning took only older ones).
+        for event in events.read():
+            reporter(event)
 
     if fence.lost:
         reporter.flush()

@@ -16,9 +16,11 @@ Every process runs the same CLI; inside a launched process (``LOCAL_RANK`` set) 
 instead of launching again.
 
 Orphans: torch elastic starts each rank in a session of its own, so killing the child's
-process group does not reach the ranks. Each engine process therefore watches one pid
-(``TANDEM_WATCH_PID``): the top CLI process watches the worker, the ranks watch the top CLI
-process, and a process whose watched pid is gone kills its own process group.
+process group does not reach the ranks. The worker therefore also kills, and waits out,
+every process whose environment carries the attempt's ``TANDEM_ATTEMPT_TOKEN`` before it
+releases the run. And each engine process watches one pid (``TANDEM_WATCH_PID``): the top CLI
+process watches the worker, the ranks watch the top CLI process, and a process whose watched
+pid is gone kills its own process group (so a worker killed outright leaves no orphan).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ RESULT_FILE = "result.json"
 LOG_FILE = "train.log"
 FAILURE_GLOB = "failure-rank*.json"
 WATCH_ENV = "TANDEM_WATCH_PID"
+ATTEMPT_ENV = "TANDEM_ATTEMPT_TOKEN"  # marks every process of one attempt (the worker kills them)
 # Strategies that shard the model; both are configured for CUDA GPUs only.
 GPU_STRATEGIES = ("fsdp", "deepspeed")
 
