@@ -100,6 +100,10 @@ def _execute(run: TrainingRun, say) -> TrainingRun:
     """Run the queued attempt here; if a worker claimed it first, wait for that worker."""
     outcome = training_run_execute(run_id=run.pk, attempt=run.attempt)
     run.refresh_from_db()
+    # A training process killed by the kernel re-queues its run: run the next attempt here too.
+    while outcome == "requeued" and run.status == RunStatus.QUEUED:
+        outcome = training_run_execute(run_id=run.pk, attempt=run.attempt)
+        run.refresh_from_db()
     while run.status in ACTIVE_RUN_STATUSES:
         time.sleep(1)
         run.refresh_from_db()

@@ -9,9 +9,9 @@ Ties are counted as half a win for each side, everywhere, and are always reporte
   **Wilson score interval** computed with that rate and the number of comparisons. Each outcome
   scores 1, 1/2 or 0; the variance of such a score is ``p(1-p) - ties/(4n)``, never more than the
   Bernoulli ``p(1-p)`` that Wilson assumes, so with ties the interval is slightly conservative
-  (wider), never optimistic. Wilson rather than the normal (Wald) interval because it stays
-  inside [0, 1] and keeps its coverage at small n and near 0 or 1, which is where a review
-  round with a few dozen labels lives. The decisive win rate (ties left out) is reported too.
+  (wider), never optimistic. The interval itself is ``rlhf.training.intervals.wilson_interval``
+  (shared with reward-model accuracy on the run page). The decisive win rate (ties left out)
+  is reported too.
 - **Bradley-Terry**: ``P(i beats j) = pi_i / (pi_i + pi_j)``, fitted by maximum likelihood with
   the MM algorithm of Hunter (2004, "MM algorithms for generalized Bradley-Terry models", eq. 3):
   ``pi_i <- W_i / sum_j N_ij / (pi_i + pi_j)``, where ``W_i`` counts i's wins plus half its ties
@@ -42,10 +42,10 @@ from typing import Literal
 
 import numpy as np
 from scipy.sparse.csgraph import connected_components
-from scipy.stats import norm
+
+from rlhf.training.intervals import wilson_interval  # the one implementation
 
 Outcome = Literal["a", "b", "tie"]
-Z_95 = float(norm.ppf(0.975))  # 1.959963984540054
 ELO_SCALE = 400.0 / math.log(10.0)
 ELO_BASE = 1000.0
 
@@ -94,16 +94,6 @@ class WinRate:
     def significantly_better(self) -> bool:
         """The whole interval lies above one half."""
         return self.ci_low > 0.5
-
-
-def wilson_interval(rate: float, n: int, z: float = Z_95) -> tuple[float, float]:
-    if n <= 0:
-        raise ValueError("an interval needs at least one comparison")
-    z2 = z * z
-    denominator = 1.0 + z2 / n
-    centre = (rate + z2 / (2 * n)) / denominator
-    half_width = z / denominator * math.sqrt(rate * (1.0 - rate) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
 
 
 def win_rate(wins: int, losses: int, ties: int) -> WinRate:

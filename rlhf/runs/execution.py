@@ -2,31 +2,43 @@
 
 ``training_run_execute(run_id, attempt)`` runs inside the training job (``rlhf.runs.tasks``), in a
 worker process (``manage.py db_worker``), never in a web or websocket process. It claims the
-run for its attempt, starts a heartbeat thread, and runs the engine
-(``rlhf.training.runner.run_training``) with two callbacks:
+run for its attempt, starts a heartbeat thread, and runs the engine as a child process
+(``python -m rlhf.training <method> --events ...``, see ``rlhf.training.launch``) in a process
+group of its own; a multi-process run is that child under ``accelerate launch``. The worker
+never imports torch: its memory returns to its baseline after every run, and an out-of-memory
+kill or a crash in a native library takes the child, never the worker and its other queues.
 
-- ``progress`` buffers metric points and log lines and flushes them about once a second;
-- ``should_stop`` says yes once a cancel was requested or the attempt lost its run.
+While the child runs the worker reads its events file (``EventTail``) into ``RunReporter``,
+which buffers metric points and log lines and flushes them about once a second, and looks at
+the fence: once a cancel was requested or the attempt lost its run, it SIGKILLs the child's
+whole process group. A child that dies without an error report (SIGKILL from the kernel's
+out-of-memory killer, a segfault) re-queues its run with the reason, or fails it once
+``max_attempts`` are spent (``training_run_release_killed``).
 
 Fencing: every write goes through ``AttemptFence.write``, an ``UPDATE ... WHERE id = %s AND
 attempt = %s AND status = 'running'``. Once the run has been re-queued (its worker was
 presumed dead) the attempt number moved on, the update matches no row, the fence closes, and
-``should_stop`` stops the engine before its next step or write. Each attempt also trains in its
+the child is killed before the worker reads another event. Each attempt also trains in its
 own folder (``runs/<id>/attempt-<n>``), seeded with hard links to the checkpoints recorded by
 earlier attempts, so a lost attempt that is still running cannot touch the new one's files,
-and only checkpoints whose manifest hash the database recorded are ever resumed.
+and only checkpoints whose manifest hash the database recorded are ever resumed (the child is
+handed that list: ``trusted-checkpoints.json``). A worker killed outright leaves no orphan:
+the child watches the worker's pid and kills its own group when it is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import time
-import traceback
-from dataclasses import asdict
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,16 +54,23 @@ from rlhf.runs.services import (
     log_lines_append,
     run_dir,
     training_run_notify,
+    training_run_release_killed,
     training_run_requeue_stale,
     training_run_succeeded,
 )
-from rlhf.training.provenance import code_version, library_versions, sha256_file
+from rlhf.training import launch
+from rlhf.training.config import config_from_dict
+from rlhf.training.progress import ProgressEvent
+from rlhf.training.provenance import REPOSITORY_ROOT, code_version, library_versions, sha256_file
 
 logger = logging.getLogger(__name__)
 
 # Events after which the buffer is written at once (the rest wait for TANDEM_RUN_FLUSH_SECONDS).
 FLUSH_NOW = ("start", "eval", "checkpoint", "log", "end")
 SEEDED_CHECKPOINTS = 2  # newest recorded checkpoints linked into a new attempt's folder
+CHILD_POLL_SECONDS = 0.2  # how often the worker reads the child's events and the fence
+PROBE_TIMEOUT_SECONDS = 300  # the device probe imports torch: seconds on a loaded CPU
+LOG_TAIL_ON_DEATH = 15  # lines of the child's output quoted when it dies without a report
 
 
 def worker_name() -> str:
@@ -283,13 +302,15 @@ def _claim(run_id: int, attempt: int) -> TrainingRun | None:
     if row is None or row["attempt"] != attempt or row["status"] != RunStatus.QUEUED:
         return None
     config = row["config"]
-    # Found before taking the row lock: the first call imports torch, which takes seconds.
+    # Found before taking the row lock: the probe child imports torch, which takes seconds.
     # This worker consumed the run's only job: if it cannot start the run (it was asked for a
     # CUDA device this machine lacks, say), nothing else ever will, so the run must fail here
     # rather than stay queued forever.
     try:
-        device = _device(config.get("device", "auto"))
+        device = _probe_device(config)
         versions = library_versions()
+    except Unstartable:
+        raise
     except Exception as exc:
         raise Unstartable(f"{type(exc).__name__}: {exc}") from exc
     with transaction.atomic():
@@ -314,6 +335,8 @@ def _claim(run_id: int, attempt: int) -> TrainingRun | None:
                 "ended_at": None,
                 "outcome": None,
                 "resumed_from_step": resume,
+                "world_size": _world_size(config),
+                "pid": None,
             },
         ]
         run.log_tail = log_lines_append(
@@ -355,15 +378,34 @@ def _fail_unclaimed(run_id: int, attempt: int, error: str) -> bool:
     return True
 
 
-def _device(requested: str) -> str:
-    from rlhf.training.loading import resolve_device
+def _world_size(config: dict) -> int:
+    return int(config.get("num_processes", 1)) if config.get("distributed", "none") != "none" else 1
 
-    device = resolve_device(requested)
-    if device == "cuda":
-        import torch
 
-        return f"cuda: {torch.cuda.get_device_name()}"
-    return device
+def _probe_device(config: dict) -> str:
+    """The device this machine gives the run, found by a short child: the worker itself never
+    imports torch, so its memory stays at its baseline between runs."""
+    try:
+        done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+            launch.probe_command(config),
+            cwd=REPOSITORY_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise Unstartable(f"the device probe took over {PROBE_TIMEOUT_SECONDS} s") from exc
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        answer = {}
+    if "error" in answer:
+        raise Unstartable(answer["error"])
+    if done.returncode or "device" not in answer:
+        raise Unstartable(f"the device probe failed: {done.stderr.strip()[-500:]}")
+    return answer["device"]
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -398,58 +440,214 @@ def _seed_checkpoints(run: TrainingRun, out_dir: Path, attempt: int) -> None:
             _link_tree(source, target)
 
 
-def _train(run: TrainingRun, fence: AttemptFence, reporter: RunReporter) -> str:
-    from rlhf.training.progress import TrainingStopped
-    from rlhf.training.runner import run_training
+class EventTail:
+    """Reads the progress events a child appends to its events file, whole lines only."""
 
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def read(self) -> list[ProgressEvent]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        events = []
+        for line in lines:
+            try:
+                events.append(ProgressEvent(**json.loads(line)))
+            except (ValueError, TypeError):
+                logger.warning("unreadable event line from %s: %r", self.path, line[:200])
+        return events
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group (the launched ranks, in sessions of their own,
+    follow within a second: they watch the child, see launch.watch_parent)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+def _kill_attempt_processes(token: str, timeout: float = 10.0) -> None:
+    """SIGKILL every process that carries this attempt's token in its environment, until none
+    is left. The ranks of a launched run sit in sessions of their own and would otherwise live
+    until their watch notices (up to a second), long enough to write and prune checkpoints in
+    the attempt folder that the next attempt is about to link from."""
+    marker = f"{launch.ATTEMPT_ENV}={token}".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = False
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:  # gone, or not ours
+                continue
+            if marker in environ.split(b"\0"):
+                found = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+        if not found:
+            return
+        time.sleep(0.05)
+    logger.warning("processes of attempt token %s outlived %s s of SIGKILLs", token, timeout)
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        hint = " (the kernel's out-of-memory killer sends SIGKILL)" if -code == 9 else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code} without an error report"
+
+
+def _output_tail(out_dir: Path) -> str:
+    try:
+        text = (out_dir / launch.LOG_FILE).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-LOG_TAIL_ON_DEATH:])
+
+
+def _start_child(run: TrainingRun, out_dir: Path, token: str) -> subprocess.Popen:
+    for name in (launch.EVENTS_FILE, launch.RESULT_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    for stale in out_dir.glob(launch.FAILURE_GLOB):
+        stale.unlink()
+    config_file = out_dir / "run-config.json"
+    config_file.write_text(json.dumps(run.config))
+    trusted_file = out_dir / "trusted-checkpoints.json"
+    trusted_file.write_text(json.dumps(sorted({c["manifest_sha256"] for c in run.checkpoints})))
+    command = launch.attempt_command(run.method, config_file, run.data_path, out_dir, trusted_file)
+    env = {
+        **os.environ,
+        launch.WATCH_ENV: str(os.getpid()),
+        launch.ATTEMPT_ENV: token,  # inherited by every process of the attempt
+        "PYTHONUNBUFFERED": "1",
+    }
+    with open(out_dir / launch.LOG_FILE, "ab") as log:
+        return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            command,
+            cwd=REPOSITORY_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: one killpg ends it all
+        )
+
+
+def _record_pid(fence: AttemptFence, reporter: RunReporter, pid: int) -> None:
+    history = list(
+        TrainingRun.objects.filter(pk=fence.run_id).values_list("attempts_log", flat=True).first()
+        or []
+    )
+    for entry in history:
+        if entry.get("attempt") == fence.attempt:
+            entry["pid"] = pid
+    reporter.flush(attempts_log=history)
+
+
+def _train(run: TrainingRun, fence: AttemptFence, reporter: RunReporter) -> str:
+    """Run the attempt as a child process and follow it to its end."""
     out_dir = attempt_dir(run.pk, fence.attempt)
     try:
+        config_from_dict(run.method, dict(run.config))  # a stored config that no longer loads
         out_dir.mkdir(parents=True, exist_ok=True)
         _seed_checkpoints(run, out_dir, fence.attempt)
-        result = run_training(
-            run.method,
-            run.config,
-            run.data_path,
-            out_dir,
-            progress=reporter,
-            should_stop=fence.should_stop,
-            resume=True,
-            trusted_checkpoints={c["manifest_sha256"] for c in run.checkpoints},
-        )
-    except TrainingStopped as stop:
-        if fence.lost or not fence.cancel_requested:
-            reporter.flush()
-            return "lost"
-        reporter.log(f"cancelled at step {stop.global_step}")
+        token = uuid.uuid4().hex
+        child = _start_child(run, out_dir, token)
+    except Exception as exc:
+        logger.exception("run %s attempt %s could not start", run.pk, fence.attempt)
+        return _failed(fence, reporter, f"{type(exc).__name__}: {exc}", "")
+    world = _world_size(run.config)
+    reporter.log(f"training process {child.pid} started ({world} process{'es' * (world > 1)})")
+    _record_pid(fence, reporter, child.pid)
+    events = EventTail(out_dir / launch.EVENTS_FILE)
+    stopped = False
+    try:
+        while True:
+            for event in events.read():
+                reporter(event)
+            code = child.poll()
+            if code is not None:
+                break
+            if fence.should_stop():
+                stopped = True
+                _kill_group(child)
+                code = child.wait()
+                break
+            time.sleep(CHILD_POLL_SECONDS)
+    finally:
+        _kill_group(child)  # whatever is left: dataloader workers, a launcher's agent
+        child.wait()
+        _kill_attempt_processes(token)  # launched ranks, in sessions of their own
+    if not stopped:
+        # Read last, once no process of the attempt is left: every checkpoint it published is
+        # recorded, so the next attempt links the newest one (pruning took only older ones).
+        for event in events.read():
+            reporter(event)
+
+    if fence.lost:
+        reporter.flush()
+        return "lost"
+    if stopped:
+        step = reporter.progress.get("step", 0)
+        reporter.log(f"cancelled at step {step}: training process group killed")
         _finish(fence, reporter, RunStatus.CANCELLED, outcome="cancelled")
         return "cancelled"
-    except Exception as exc:
-        logger.exception("run %s attempt %s failed", run.pk, fence.attempt)
-        if fence.lost:
-            return "lost"
-        error = f"{type(exc).__name__}: {exc}"
-        reporter.log(f"failed: {error}")
-        trace = "".join(traceback.format_exception(exc))[-4000:]
-        _finish(fence, reporter, RunStatus.FAILED, outcome="failed", error=f"{error}\n\n{trace}")
-        return "failed"
+    result_file = out_dir / launch.RESULT_FILE
+    if code == 0 and result_file.is_file():
+        return _succeeded(run, fence, reporter, json.loads(result_file.read_text()), out_dir)
+    failures = sorted(out_dir.glob(launch.FAILURE_GLOB))
+    if failures:
+        failure = json.loads(failures[0].read_text())
+        return _failed(fence, reporter, failure["error"], failure["traceback"])
+    reason = _exit_reason(code)
+    logger.warning("run %s attempt %s: training process %s", run.pk, fence.attempt, reason)
+    reporter.log(f"training process {child.pid} {reason}")
+    reporter.flush()
+    return training_run_release_killed(
+        run_id=run.pk,
+        attempt=fence.attempt,
+        reason=f"training process {reason}",
+        output=_output_tail(out_dir),
+    )
 
+
+def _failed(fence: AttemptFence, reporter: RunReporter, error: str, trace: str) -> str:
+    if fence.lost:
+        return "lost"
+    reporter.log(f"failed: {error}")
+    details = f"{error}\n\n{trace}" if trace else error
+    _finish(fence, reporter, RunStatus.FAILED, outcome="failed", error=details)
+    return "failed"
+
+
+def _succeeded(
+    run: TrainingRun, fence: AttemptFence, reporter: RunReporter, result: dict, out_dir: Path
+) -> str:
     artifacts = [
-        {"path": a.path, "sha256": a.sha256, "bytes": a.bytes} for a in result.artifacts
+        {"path": a["path"], "sha256": a["sha256"], "bytes": a["bytes"]} for a in result["artifacts"]
     ] + _run_files(run.pk, fence.attempt, out_dir)
     reporter.log(
-        f"succeeded at step {result.global_step}: {len(result.artifacts)} model files in "
-        f"{Path(result.model_dir).name}/"
+        f"succeeded at step {result['global_step']}: {len(result['artifacts'])} model files in "
+        f"{Path(result['model_dir']).name}/"
     )
     ok = _finish(
         fence,
         reporter,
         RunStatus.SUCCEEDED,
         outcome="succeeded",
-        result=json_safe(asdict(result)),
-        metrics=json_safe(result.metrics),
+        result=json_safe(result),
+        metrics=json_safe(result["metrics"]),
         artifact_dir=str(out_dir),
         artifacts=artifacts,
-        library_versions=result.library_versions,
+        library_versions=result["library_versions"],
     )
     if not ok:
         return "lost"
@@ -459,8 +657,6 @@ def _train(run: TrainingRun, fence: AttemptFence, reporter: RunReporter) -> str:
 
 def _run_files(run_id: int, attempt: int, out_dir: Path) -> list[dict]:
     """config.json and result.json from the engine, plus every metric point as metrics.jsonl."""
-    import json
-
     rows = TrainingRunMetric.objects.filter(run_id=run_id).values_list(
         "attempt", "step", "name", "value"
     )

@@ -333,6 +333,7 @@ def run_page(request, run_id: int):
             "project": run.project,
             "can_train": role_can(run.project.viewer_role, Capability.TRAIN),
             "config_rows": sorted(run.config.items()),
+            "held_out_accuracy": selectors.training_run_held_out_accuracy(run=run),
         },
     )
 

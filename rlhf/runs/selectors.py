@@ -17,6 +17,7 @@ from rlhf.runs import versions as run_versions
 from rlhf.runs.access import access_training_run
 from rlhf.training.config import METHOD_TITLES, METHODS, config_schema
 from rlhf.training.data import SHAPE_FOR_METHOD
+from rlhf.training.intervals import wilson_interval
 
 # Big fields a list of runs never shows.
 HEAVY_FIELDS = ("config", "log_tail", "result", "checkpoints", "attempts_log", "artifacts")
@@ -147,6 +148,38 @@ def training_run_metrics(
     for points in series.values():
         points.sort(key=lambda p: p[0])
     return {"series": dict(series), "last_id": last_id}
+
+
+HELD_OUT_SPLITS = ("validation", "test")
+
+
+def training_run_held_out_accuracy(*, run: TrainingRun) -> list[dict]:
+    """Each held-out split's final pairwise accuracy with its 95% Wilson interval.
+
+    A reward run's result metrics hold ``{split: {"accuracy", "pairs", ...}}``; 43 test pairs
+    give an interval about 30 points wide, so the page shows the interval beside the figure
+    and says when it reaches down to chance (0.5). Splits without pairs are left out.
+    """
+    rows = []
+    for split in HELD_OUT_SPLITS:
+        measured = (run.metrics or {}).get(split)
+        if not isinstance(measured, dict):
+            continue
+        accuracy, pairs = measured.get("accuracy"), measured.get("pairs")
+        if not isinstance(accuracy, int | float) or not isinstance(pairs, int) or pairs <= 0:
+            continue
+        low, high = wilson_interval(float(accuracy), pairs)
+        rows.append(
+            {
+                "split": split,
+                "pairs": pairs,
+                "accuracy": float(accuracy),
+                "low": low,
+                "high": high,
+                "chance_inside": low <= 0.5,
+            }
+        )
+    return rows
 
 
 def training_methods() -> list[dict]:

@@ -17,6 +17,7 @@ trained model as a candidate version. Registered versions reach a launch through
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from config.safepaths import FolderNotAllowed, allowed_model_folder
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
 from rlhf.runs import versions
 from rlhf.runs.selectors import folder_refusal_for, training_run_artifact_path
+from rlhf.training.architecture import backbone_conflict
 from rlhf.training.config import (
     METHOD_SPECS,
     METHOD_TITLES,
@@ -261,9 +263,13 @@ def training_run_launch(
     encoder_reward = method == "reward" and parsed.backbone == "encoder"
     if not parsed.base_model and not encoder_reward:
         errors["base_model"] = "a base model folder is required"
-    if parsed.distributed != "none":
+    if method == "reward" and parsed.base_model and "base_model" not in errors:
+        conflict = backbone_conflict(parsed.backbone, parsed.base_model)
+        if conflict:
+            errors[conflict[0]] = conflict[1]
+    if parsed.distributed == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         errors["distributed"] = (
-            "platform workers train in one process; multi-GPU runs go through accelerate launch"
+            "DeepSpeed is an optional extra that is not installed here (pip install deepspeed)"
         )
     if errors:
         raise ValidationFailed("invalid training config", code="invalid_config", fields=errors)
@@ -370,22 +376,55 @@ def training_run_requeue_stale(*, now=None) -> list[int]:
 
 
 def _release_lost_attempt(run: TrainingRun, now) -> None:
-    lost = run.attempt
     silence = (now - run.heartbeat_at).total_seconds()
-    lines = [log_line(f"worker {run.worker} lost: no heartbeat for {silence:.0f} s", attempt=lost)]
+    _release_attempt(
+        run,
+        now,
+        why=f"worker {run.worker} lost: no heartbeat for {silence:.0f} s",
+        outcome="lost",
+        error=f"the worker was lost {run.attempt} times (max_attempts={run.max_attempts})",
+    )
+
+
+def training_run_release_killed(*, run_id: int, attempt: int, reason: str, output: str) -> str:
+    """A running attempt whose training process died without an error report (SIGKILL from
+    the kernel's out-of-memory killer, a crash in a native library): re-queued as the next
+    attempt, resuming from its newest recorded checkpoint, or failed with the reason once
+    max_attempts are spent. Fenced on (run, attempt, running) like every worker write.
+    Returns "requeued", "failed", "cancelled" or "lost" (the attempt no longer owns the run).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        run = (
+            TrainingRun.objects.select_for_update()
+            .filter(pk=run_id, attempt=attempt, status=RunStatus.RUNNING)
+            .first()
+        )
+        if run is None:
+            return "lost"
+        error = f"{reason} (attempt {attempt} of max_attempts={run.max_attempts})"
+        if output:
+            error = f"{error}\n\nlast output:\n{output}"
+        _release_attempt(run, now, why=reason, outcome="killed", error=error)
+        return {RunStatus.QUEUED: "requeued"}.get(run.status, str(run.status))
+
+
+def _release_attempt(run: TrainingRun, now, *, why: str, outcome: str, error: str) -> None:
+    lost = run.attempt
+    lines = [log_line(why, attempt=lost)]
     for entry in run.attempts_log:
         if entry.get("attempt") == lost and not entry.get("ended_at"):
-            entry.update(ended_at=now.isoformat(), outcome="lost")
+            entry.update(ended_at=now.isoformat(), outcome=outcome)
     run.worker = ""
     if run.cancel_requested:
         run.status = RunStatus.CANCELLED
         run.finished_at = now
-        lines.append(log_line("cancelled (the cancel was pending when the worker was lost)"))
+        lines.append(log_line(f"cancelled (the cancel was pending when the attempt was {outcome})"))
     elif run.attempt >= run.max_attempts:
         run.status = RunStatus.FAILED
         run.finished_at = now
-        run.error = f"the worker was lost {run.attempt} times (max_attempts={run.max_attempts})"
-        lines.append(log_line(f"failed: {run.error}"))
+        run.error = error
+        lines.append(log_line(f"failed: {error.splitlines()[0]}"))
     else:
         run.attempt += 1
         run.status = RunStatus.QUEUED

@@ -59,6 +59,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
         )
 
     model = load_causal_lm(parent)
+    ctx.record_loaded(model, role="policy", source=parent)
     reference_path = Path(config.reference_model).resolve() if config.reference_model else parent
     ref_model = None
     if config.use_lora and reference_path == parent:
@@ -66,6 +67,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     else:
         ref_model = load_causal_lm(reference_path)
         ref_model.requires_grad_(False)
+        ctx.record_loaded(ref_model, role="reference", source=reference_path)
         ctx.method_result.reference_model = str(reference_path)
     peft_config = lora_config(config, task_type="CAUSAL_LM") if config.use_lora else None
 

@@ -14,6 +14,7 @@ import torch
 from rlhf.data.audit import reward_probes
 from rlhf.training import rollout
 from rlhf.training.data import canonical_rows, read_jsonl
+from rlhf.training.intervals import wilson_interval
 from rlhf.training.loading import load_for_inference
 from rlhf.training.tokens import chat_template_sha256, encode_decoder
 
@@ -32,9 +33,10 @@ def pairwise_accuracy(
     batch_size: int = 16,
     chosen_sides: list[str | None] | None = None,
 ) -> dict:
-    """Accuracy (ties wrong), ties, mean Bradley-Terry loss and margin over canonical pairs,
-    and the data audit's length and position probes (``rlhf.data.audit.reward_probes``;
-    ``chosen_sides``: the side each pair's chosen answer was shown on, where recorded)."""
+    """Accuracy (ties wrong) with its 95% Wilson interval, ties, mean Bradley-Terry loss and
+    margin over canonical pairs, and the data audit's length and position probes
+    (``rlhf.data.audit.reward_probes``; ``chosen_sides``: the side each pair's chosen answer
+    was shown on, where recorded)."""
     if not rows:
         return {"pairs": 0, "accuracy": None, "ties": 0, "loss": None, "nothing_learned": None}
     scores, truncated = rollout.score_answers(
@@ -51,9 +53,11 @@ def pairwise_accuracy(
     rejected = torch.tensor([pair[1] for pair in scores], dtype=torch.float64)
     diff = chosen - rejected
     loss = float(-torch.nn.functional.logsigmoid(diff).mean())
+    accuracy = float((diff > 0).double().mean())
     return {
         "pairs": len(rows),
-        "accuracy": float((diff > 0).double().mean()),
+        "accuracy": accuracy,
+        "accuracy_ci95": list(wilson_interval(accuracy, len(rows))),
         "ties": int((diff == 0).sum()),
         "loss": loss,
         "mean_margin": float(diff.mean()),

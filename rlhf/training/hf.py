@@ -19,6 +19,7 @@ import torch
 from transformers import TrainerCallback
 
 from rlhf.training import checkpoints
+from rlhf.training.architecture import describe_loaded, loaded_line
 from rlhf.training.config import TrainingConfig
 from rlhf.training.data import DatasetSplits
 from rlhf.training.methods import MethodResult
@@ -51,10 +52,18 @@ class RunContext:
     resume_checked: bool = False  # resume_point looked (hashes are verified once)
     last_checkpoint: checkpoints.CheckpointInfo | None = None
     method_result: MethodResult = field(default_factory=MethodResult)  # facts for the result
+    loaded_models: list = field(default_factory=list)  # architecture.describe_loaded records
 
     @property
     def checkpoints_dir(self) -> Path:
         return self.out_dir / "checkpoints"
+
+    def record_loaded(self, model, *, role: str, source) -> None:
+        """Name what was loaded for ``role`` in the log and the result (architecture,
+        parameters, folder), so a run's record says which model it trained."""
+        info = describe_loaded(model, role=role, source=source)
+        self.loaded_models.append(info)
+        self.reporter.emit("log", message=loaded_line(info))
 
     def checkpoint_meta(self) -> dict:
         return {"method": self.method, "chat_template_sha256": self.chat_template_sha256}
@@ -268,6 +277,13 @@ def silence(trainer) -> None:
 def train(trainer, ctx: RunContext) -> None:
     """Run ``trainer`` from the newest valid checkpoint (or from scratch)."""
     silence(trainer)
+    if not ctx.loaded_models:
+        # A method that did not name what it loaded still names the model it trains.
+        model = trainer.model
+        unwrap = getattr(model, "get_base_model", None)  # a peft model: the model under it
+        ctx.record_loaded(
+            unwrap() if unwrap else model, role="trained model", source=ctx.config.base_model
+        )
     trainer.train(resume_from_checkpoint=resume_point(ctx))
     ctx.method_result.global_step = trainer.state.global_step
     shutil.rmtree(ctx.out_dir / HF_STAGING, ignore_errors=True)

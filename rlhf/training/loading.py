@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import torch
 
+from rlhf.training.architecture import backbone_conflict
 from rlhf.training.base_models import minilm_path
 from rlhf.training.config import is_seq2seq
 
@@ -128,6 +129,9 @@ def reward_model_source(backbone: str, base_model: str) -> Path:
         return minilm_path()
     if not base_model:
         raise ModelFolderError("base_model is required")
+    conflict = backbone_conflict(backbone, base_model)
+    if conflict:
+        raise ModelFolderError(f"{conflict[0]} {conflict[1]}")
     return check_model_folder(base_model)
 
 

@@ -92,6 +92,9 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
         precision=ctx.precision,
         max_length=config.max_length + config.max_new_tokens,
     )
+    ctx.record_loaded(scorer.loaded.model, role="reward model", source=reward_dir)
+    policy = load_causal_lm(parent)
+    ctx.record_loaded(policy, role="policy", source=parent)
     config_cls, trainer_cls = _trainer_classes(ctx.method)
     extra = {}
     if ctx.method == "grpo":
@@ -111,7 +114,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
         **extra,
     )
     trainer = trainer_cls(
-        model=load_causal_lm(parent),
+        model=policy,
         reward_funcs=scorer,
         args=args,
         train_dataset=Dataset.from_dict({"prompt": prompts}),

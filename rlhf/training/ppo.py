@@ -89,6 +89,7 @@ class PPORun:
         self.pad_id = self.tokenizer.pad_token_id
 
         policy = load_causal_lm(parent)
+        ctx.record_loaded(policy, role="policy", source=parent)
         if config.use_lora:
             from peft import get_peft_model
 
@@ -108,6 +109,7 @@ class PPORun:
             precision=ctx.precision,
             max_length=config.max_length + config.max_new_tokens,
         )
+        ctx.record_loaded(self.scorer.loaded.model, role="reward model", source=reward_dir)
         value_dir = Path(config.value_model).resolve() if config.value_model else reward_dir
         value_tokenizer = load_tokenizer(value_dir)
         if value_tokenizer.chat_template and _same_tokenizer(value_tokenizer, self.tokenizer):
@@ -119,6 +121,7 @@ class PPORun:
             )
         torch.manual_seed(config.seed)
         classifier = load_sequence_classifier(value_dir, pad_token_id=self.pad_id)
+        ctx.record_loaded(classifier, role="value model", source=value_dir)
         self.value = ValueModel(classifier).to(self.device)
         ctx.method_result.base_model = str(parent)
         ctx.method_result.reward_model = str(reward_dir)
@@ -377,10 +380,6 @@ def _untie(state: dict) -> dict:
 
 def train(ctx: hf.RunContext) -> dict:
     config: PPOConfig = ctx.config
-    if config.distributed != "none":
-        raise NotImplementedError(
-            "PPO runs on one device; use RLOO or GRPO (TRL, accelerate-launched) for several GPUs"
-        )
     run = PPORun(ctx)
     resume_from = hf.resume_point(ctx)
     if resume_from:

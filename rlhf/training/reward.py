@@ -273,6 +273,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
 
     torch.manual_seed(config.seed)  # the new scalar head is initialised here
     model = load_sequence_classifier(source, pad_token_id=tokenizer.pad_token_id)
+    ctx.record_loaded(model, role="reward model", source=source)
     ctx.method_result.head_init = _init_head(ctx, model, train_columns, tokenizer.pad_token_id)
     peft_config = None
     if config.use_lora:

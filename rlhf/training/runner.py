@@ -74,6 +74,10 @@ class TrainingResult:
     # value_model_init (PPO), ...
     details: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    # What was actually loaded, per role: architecture, model_type, layers, parameters, source
+    # folder (architecture.describe_loaded), so the record says which model was trained.
+    loaded_models: list = field(default_factory=list)
+    world_size: int = 1  # training processes (accelerate launch: num_processes)
 
 
 def run_training(
@@ -181,6 +185,8 @@ def _result(ctx: hf.RunContext, metrics: dict, seconds: float) -> TrainingResult
         library_versions=library_versions(),
         details=result_details(facts),
         config=asdict(ctx.config),
+        loaded_models=list(ctx.loaded_models),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
     )
 
 

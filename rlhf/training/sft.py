@@ -53,6 +53,7 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     )
     ctx.truncated_rows = truncated
     model = load_causal_lm(parent)
+    ctx.record_loaded(model, role="policy", source=parent)
     args = TRLSFTConfig(
         **hf.trainer_arguments(ctx, has_eval=False),
         max_length=config.max_length,  # rows already fit: no cut applies

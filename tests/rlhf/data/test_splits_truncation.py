@@ -1,6 +1,9 @@
 """Split assignment by hash, and left truncation of long prompts."""
 
+import itertools
+
 import numpy as np
+import pytest
 
 from rlhf.data.splits import SplitConfig, assign_splits
 from rlhf.data.truncation import TruncationConfig, truncate_prompt_left, truncate_row
@@ -80,3 +83,63 @@ def test_sft_rows_keep_their_final_answer_whole():
         {"role": "user", "content": "xxxx"},
         {"role": "assistant", "content": "y" * 50},
     ]
+
+
+def shares(assigned):
+    return np.bincount(assigned, minlength=3) / len(assigned)
+
+
+def test_a_small_snapshot_holds_out_test_only_and_keeps_95_percent_to_train():
+    # given 800 prompt clusters (a small project) and the default split
+    hashes = np.random.default_rng(1).integers(0, 2**63, size=800, dtype=np.uint64)
+
+    # when they are assigned
+    assigned = assign_splits(hashes, SplitConfig())
+
+    # then none goes to validation and about 5% to test, so ~760 of 800 train (not ~720)
+    train, validation, test = np.bincount(assigned, minlength=3)
+    assert validation == 0
+    assert 0.03 * 800 < test < 0.07 * 800
+    assert train == 800 - test
+
+
+def test_validation_ramps_up_to_five_percent_and_test_never_moves_as_data_grows():
+    rng = np.random.default_rng(2)
+    hashes = rng.integers(0, 2**63, size=20_000, dtype=np.uint64)
+    config = SplitConfig()
+    sizes = [500, 1000, 1250, 1500, 1750, 2000, 5000, 20_000]
+    assigned = {n: assign_splits(hashes[:n], config) for n in sizes}
+
+    # the share follows the rule exactly
+    assert [config.validation_share(n) for n in sizes] == pytest.approx(
+        [0.0, 0.0, 0.0125, 0.025, 0.0375, 0.05, 0.05, 0.05]
+    )
+    # a large snapshot gets the full 5% / 5%
+    assert np.allclose(shares(assigned[20_000]), [0.9, 0.05, 0.05], atol=0.005)
+    for smaller, larger in itertools.pairwise(sizes):
+        before, after = assigned[smaller], assigned[larger][:smaller]
+        # a test prompt stays in test and nothing joins test from the older prompts
+        assert np.array_equal(before == 2, after == 2)
+        # prompts only ever move from train to validation, never back
+        assert not np.any((before == 1) & (after == 0))
+        # and the training rows never shrink as data is added
+        assert np.count_nonzero(assigned[larger] == 0) >= np.count_nonzero(before == 0)
+
+
+def test_an_explicit_validation_share_applies_at_every_size():
+    hashes = np.random.default_rng(3).integers(0, 2**63, size=800, dtype=np.uint64)
+    assigned = assign_splits(hashes, SplitConfig(validation=0.1, test=0.1))
+    assert np.allclose(shares(assigned), [0.8, 0.1, 0.1], atol=0.035)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"validation": "0.1"}, "split validation must be a number"),
+        ({"test": None}, "split test must be a number"),
+        ({"validation": 0.5, "test": 0.5}, "leave room for train"),
+    ],
+)
+def test_a_split_share_that_is_not_a_usable_number_is_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        SplitConfig(**fields)

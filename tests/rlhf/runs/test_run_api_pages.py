@@ -309,3 +309,36 @@ def test_cli_launches_lists_and_cancels(project, snapshot, tiny_models, run_sett
             "train", "reward", "--project", project.slug, "--snapshot", str(snapshot.pk),
             "--set", "max_steps=-5", stdout=StringIO(),
         )  # fmt: skip
+
+
+def test_run_page_shows_held_out_accuracy_with_its_wilson_interval(client, engineer, run):
+    # given a finished reward run that scored 30 of 43 test pairs and 8 of 10 validation pairs
+    run.metrics = {
+        "train_loss": 0.6,
+        "train": {"pairs": 512, "accuracy": 0.9},
+        "validation": {"pairs": 10, "accuracy": 0.8},
+        "test": {"pairs": 43, "accuracy": 30 / 43},
+    }
+    run.save(update_fields=["metrics"])
+    client.force_login(engineer)
+
+    # when its page is shown
+    html = client.get(reverse("runs:run", args=[run.pk])).content.decode()
+
+    # then both held-out splits carry their pairs and 95% Wilson interval (computed by hand:
+    # 30/43: centre 0.6815, half-width 0.1325; 8/10: 0.4902 to 0.9433), train is not a
+    # held-out figure, and the validation interval says it includes chance
+    assert 'data-testid="held-out-accuracy"' in html
+    test_row = html.split('data-testid="held-out-test"')[1].split("</tr>")[0]
+    assert "<td>43</td><td>0.698</td><td>0.549 to 0.814" in test_row
+    assert "includes chance" not in test_row
+    validation_row = html.split('data-testid="held-out-validation"')[1].split("</tr>")[0]
+    assert "<td>10</td><td>0.800</td><td>0.490 to 0.943" in validation_row
+    assert "includes chance" in validation_row
+    assert 'data-testid="held-out-train"' not in html
+
+
+def test_run_page_without_final_metrics_shows_no_held_out_table(client, engineer, run):
+    client.force_login(engineer)
+    html = client.get(reverse("runs:run", args=[run.pk])).content.decode()
+    assert 'data-testid="held-out-accuracy"' not in html

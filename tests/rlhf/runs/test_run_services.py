@@ -68,7 +68,8 @@ def test_launch_records_the_whole_config_and_enqueues_one_job(
         ({"lr_scheduler": "zigzag"}, "lr_scheduler", "must be one of"),
         ({"no_such_knob": 1}, "no_such_knob", "unknown field"),
         ({"base_model": "/etc"}, "base_model", "must be a folder under"),
-        ({"distributed": "ddp", "num_processes": 2}, "distributed", "one process"),
+        ({"distributed": "fsdp", "num_processes": 2, "device": "cpu"}, "distributed", "CUDA"),
+        ({"distributed": "ddp", "num_processes": 1}, "num_processes", "at least 2"),
     ],
 )
 def test_launch_refuses_invalid_config_and_creates_nothing(
@@ -177,9 +178,8 @@ def test_a_run_its_worker_cannot_start_fails_instead_of_staying_queued_forever(
     project, engineer, snapshot, reward_config, monkeypatch
 ):
     # given a run that asks for a CUDA device, picked up by a worker that has none
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # (the worker's device probe is a child process: it inherits the environment)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     run = launch(project, engineer, snapshot, {**reward_config, "device": "cuda"})
 
     # when its job runs

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from rlhf.training.__main__ import main
+from rlhf.training.intervals import wilson_interval
 
 from .conftest import FAST
 
@@ -42,6 +45,10 @@ def test_train_then_evaluate_reward_print_json_as_their_last_line(tiny_lm, tmp_p
     assert evaluated["pairs"] == 12
     assert {"accuracy", "ties", "loss"} <= set(evaluated)
     assert 0.0 <= evaluated["accuracy"] <= 1.0
+    # the accuracy comes with its 95% Wilson interval over the 12 pairs
+    low, high = wilson_interval(evaluated["accuracy"], 12)
+    assert evaluated["accuracy_ci95"] == [pytest.approx(low), pytest.approx(high)]
+    assert low <= evaluated["accuracy"] <= high
 
 
 def test_schema_prints_every_field(capsys):
