@@ -20,7 +20,9 @@ attempt = %s AND status = 'running'``. Once the run has been re-queued (its work
 presumed dead) the attempt number moved on, the update matches no row, the fence closes, and
 the child is killed before the worker reads another event. Each attempt also trains in its
 own folder (``runs/<id>/attempt-<n>``), seeded with hard links to the checkpoints recorded by
-earlier attempts, so a lost attempt that is still running cannot touch the new one's files,
+earlier attempts (from the worker's own links in ``recorded-checkpoints/``, taken as each one
+is recorded: the child prunes its ``checkpoints/``, a fenced-off one until it is killed), so
+a lost attempt that is still running cannot touch the new one's files,
 and only checkpoints whose manifest hash the database recorded are ever resumed (the child is
 handed that list: ``trusted-checkpoints.json``). A worker killed outright leaves no orphan:
 the child watches the worker's pid and kills its own group when it is gone.
@@ -58,7 +60,7 @@ from rlhf.runs.services import (
     training_run_requeue_stale,
     training_run_succeeded,
 )
-from rlhf.training import launch
+from rlhf.training import checkpoints, launch
 from rlhf.training.config import config_from_dict
 from rlhf.training.progress import ProgressEvent
 from rlhf.training.provenance import REPOSITORY_ROOT, code_version, library_versions, sha256_file
@@ -68,6 +70,7 @@ logger = logging.getLogger(__name__)
 # Events after which the buffer is written at once (the rest wait for TANDEM_RUN_FLUSH_SECONDS).
 FLUSH_NOW = ("start", "eval", "checkpoint", "log", "end")
 SEEDED_CHECKPOINTS = 2  # newest recorded checkpoints linked into a new attempt's folder
+PINNED_DIR = "recorded-checkpoints"  # the worker's links to the checkpoints it recorded
 CHILD_POLL_SECONDS = 0.2  # how often the worker reads the child's events and the fence
 PROBE_TIMEOUT_SECONDS = 300  # the device probe imports torch: seconds on a loaded CPU
 LOG_TAIL_ON_DEATH = 15  # lines of the child's output quoted when it dies without a report
@@ -155,6 +158,54 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     return {k: v for k, v in out.items() if v == v and abs(v) != float("inf")}
 
 
+def pinned_dir(run_id: int, attempt: int) -> Path:
+    """The worker's own links to the checkpoints it recorded for an attempt."""
+    return attempt_dir(run_id, attempt) / PINNED_DIR
+
+
+def _pin_checkpoint(fence: AttemptFence, source: Path, manifest_sha256: str) -> Path | None:
+    """Hard-link a checkpoint the child announced into the attempt's pinned folder, before it is
+    recorded; None when the child already pruned it.
+
+    The child prunes its own ``checkpoints/`` folder as it trains, and a fenced-off attempt
+    trains on until the worker notices it lost the run: by then it may have pruned every
+    checkpoint the run recorded. The pinned links are touched by the worker only, so each
+    recorded checkpoint is still there for the next attempt to seed from."""
+    target = pinned_dir(fence.run_id, fence.attempt) / source.name
+    if checkpoints.is_complete(target, manifest_sha256):
+        return target
+    shutil.rmtree(target, ignore_errors=True)  # an older write of the same step
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _link_tree(source, target)
+    except FileNotFoundError:  # pruned before (or while) it was linked
+        shutil.rmtree(target.with_name(f".staging-link-{target.name}"), ignore_errors=True)
+        return None
+    if not checkpoints.is_complete(target, manifest_sha256):  # pruned while it was linked
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    return target
+
+
+def _unpin_superseded(fence: AttemptFence, recorded: list) -> None:
+    """Once recorded, keep the pinned links of this attempt's newest SEEDED_CHECKPOINTS only."""
+    folder = pinned_dir(fence.run_id, fence.attempt)
+    if not folder.is_dir():
+        return
+    own = sorted(
+        (c for c in recorded if c["attempt"] == fence.attempt and Path(c["path"]).parent == folder),
+        key=lambda c: c["global_step"],
+        reverse=True,
+    )
+    keep = {Path(c["path"]).name for c in own[:SEEDED_CHECKPOINTS]}
+    newest = own[0]["global_step"] if own else -1
+    for path in folder.iterdir():
+        step = path.name.rpartition("-")[2]
+        # unrecorded pins newer than the newest record may be recorded by the next flush
+        if path.name not in keep and not (step.isdigit() and int(step) > newest):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class RunReporter:
     """The engine's ``progress`` callback: buffers points and log lines, flushes them fenced."""
 
@@ -226,15 +277,23 @@ class RunReporter:
             self.log(f"evaluation at step {event.step}: {shown}")
         elif kind == "checkpoint":
             info = event.checkpoint or {}
+            name = Path(info["path"]).name
+            step = int(info["global_step"])
+            # Recorded as announced; the path is the worker's pinned link where it could take
+            # one (a checkpoint read after the child pruned it stays on record, unresumable).
+            pinned = None
+            if not self.fence.lost:  # a fenced-off attempt records nothing more
+                pinned = _pin_checkpoint(self.fence, Path(info["path"]), info["manifest_sha256"])
             self.checkpoints.append(
                 {
                     "attempt": self.fence.attempt,
-                    "global_step": int(info["global_step"]),
+                    "global_step": step,
                     "manifest_sha256": info["manifest_sha256"],
-                    "path": str(info["path"]),
+                    "path": str(pinned or info["path"]),
                 }
             )
-            self.log(f"checkpoint at step {info['global_step']} ({Path(info['path']).name})")
+            pruned = "" if pinned else ", pruned before the worker could keep it"
+            self.log(f"checkpoint at step {step} ({name}{pruned})")
         elif kind == "log":
             self.log(event.message)
         elif kind == "end":
@@ -267,6 +326,7 @@ class RunReporter:
         if ok:
             self.log_tail = tail
             self.trim_after_step = None
+            _unpin_superseded(self.fence, self.checkpoints)
         self.pending_lines.clear()
         self.points.clear()
         self.dirty = False
@@ -693,3 +753,4 @@ def _prune_earlier_checkpoints(run_id: int, attempt: int) -> None:
     held nothing else that the run still needs."""
     for earlier in range(1, attempt):
         shutil.rmtree(attempt_dir(run_id, earlier) / "checkpoints", ignore_errors=True)
+        shutil.rmtree(pinned_dir(run_id, earlier), ignore_errors=True)

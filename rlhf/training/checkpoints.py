@@ -123,6 +123,19 @@ def verify(path: Path, *, trusted: set[str] | None = None) -> tuple[CheckpointIn
     return CheckpointInfo(path, int(manifest["global_step"]), digest), ""
 
 
+def is_complete(path: Path, manifest_sha256: str) -> bool:
+    """Whether ``path`` holds the manifest with this sha256 and every file it lists (present,
+    not hashed: a cheap check for a copy or links taken while the source may be pruned)."""
+    try:
+        text = (path / MANIFEST).read_bytes()
+        listed = json.loads(text)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if hashlib.sha256(text).hexdigest() != manifest_sha256:
+        return False
+    return all((path / name).is_file() for name in listed)
+
+
 def candidates(checkpoints_dir: Path) -> list[Path]:
     """Committed checkpoint folders, newest first."""
     if not checkpoints_dir.is_dir():

@@ -226,3 +226,56 @@ def test_a_fenced_off_attempt_stops_without_writing_and_the_next_resumes_its_che
     # and the curve has each step once: attempt 1's points after the checkpoint were replaced
     assert loss_steps(run) == list(range(1, last + 1))
     assert [e["outcome"] for e in run.attempts_log] == ["lost", "succeeded"]
+
+
+def test_a_recorded_checkpoint_survives_the_lost_attempt_pruning_it(
+    project, engineer, snapshot, reward_config
+):
+    # given attempt 1 running, and its child announcing two checkpoints the worker records
+    from rlhf.runs.execution import AttemptFence, RunReporter, _seed_checkpoints, attempt_dir
+    from rlhf.training import checkpoints
+    from rlhf.training.progress import ProgressEvent
+
+    run = launch(project, engineer, snapshot, reward_config)
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, attempt=1)
+    child_dir = attempt_dir(run.pk, 1) / "checkpoints"
+    reporter = RunReporter(AttemptFence(run.pk, 1), log_tail="", checkpoints=[])
+    for step in (3, 6):
+        staging = child_dir.parent / f".staging-{step}"
+        staging.mkdir(parents=True)
+        (staging / "model.safetensors").write_bytes(b"weights %d" % step)
+        info = checkpoints.commit(staging, child_dir, global_step=step, meta={})
+        reporter(
+            ProgressEvent(
+                kind="checkpoint",
+                step=step,
+                checkpoint={
+                    "path": str(info.path),
+                    "global_step": step,
+                    "manifest_sha256": info.manifest_sha256,
+                },
+            )
+        )
+    recorded = TrainingRun.objects.get(pk=run.pk).checkpoints
+    assert [c["global_step"] for c in recorded] == [3, 6]
+
+    # when the run is re-queued while the child trains on, committing and pruning (keep 2)
+    # the two checkpoints the run recorded before it is killed
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.QUEUED, attempt=2)
+    for step in (9, 12):
+        staging = child_dir.parent / f".staging-{step}"
+        staging.mkdir(parents=True)
+        (staging / "model.safetensors").write_bytes(b"weights %d" % step)
+        checkpoints.commit(staging, child_dir, global_step=step, meta={})
+        checkpoints.prune(child_dir, 2)
+    assert sorted(p.name for p in child_dir.iterdir()) == ["step-00000009", "step-00000012"]
+
+    # then attempt 2's folder is seeded with the newest recorded one, which its child resumes
+    run.refresh_from_db()
+    out_dir = attempt_dir(run.pk, 2)
+    _seed_checkpoints(run, out_dir, 2)
+    trusted = {c["manifest_sha256"] for c in run.checkpoints}
+    info, refused = checkpoints.latest_valid(out_dir / "checkpoints", trusted=trusted)
+    assert refused == []
+    assert info is not None
+    assert (info.global_step, info.manifest_sha256) == (6, recorded[1]["manifest_sha256"])
