@@ -325,6 +325,18 @@ def final_loss(trainer) -> float | None:
     return None
 
 
+def train_policy(trainer, ctx: RunContext) -> dict:
+    """Train a preference-tuned policy (DPO, KTO), evaluate it on its held-out rows, save it:
+    the metrics the run records."""
+    train(trainer, ctx)
+    metrics = {"train_loss": final_loss(trainer)}
+    if trainer.eval_dataset is not None:
+        evaluation = trainer.evaluate()
+        metrics["validation"] = {k: float(v) for k, v in evaluation.items()}
+    ctx.method_result.model_dir = str(save_policy(trainer, ctx))
+    return metrics
+
+
 def save_policy(trainer, ctx: RunContext) -> Path:
     """Save a trained policy: a LoRA adapter over a full-weight parent, else full weights.
 

@@ -190,11 +190,4 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
 
 def train(ctx: hf.RunContext) -> dict:
     trainer, _, _ = build_trainer(ctx)
-    hf.train(trainer, ctx)
-    metrics = {"train_loss": hf.final_loss(trainer)}
-    if trainer.eval_dataset is not None:
-        evaluation = trainer.evaluate()
-        metrics["validation"] = {k: float(v) for k, v in evaluation.items()}
-    model_dir = hf.save_policy(trainer, ctx)
-    ctx.method_result.model_dir = str(model_dir)
-    return metrics
+    return hf.train_policy(trainer, ctx)
