@@ -36,7 +36,9 @@ def test_staff_create_a_project_and_import_with_progress_and_refusals(
     assert project.options["quality"]["gold_rate"] == 0.1
     assert project.memberships.get().role == "admin"
 
-    # An image is refused before it is sent, in plain words.
+    # An image is refused before it is sent, in plain words (once the page's module ran:
+    # before DOMContentLoaded the form would still post the old way).
+    page.wait_for_load_state("domcontentloaded")
     png = tmp_path / "photo.jsonl"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     page.set_input_files("#import-form input[type=file]", str(png))

@@ -26,7 +26,16 @@ def _engineer_project():
 
 def _watch_failures(page) -> list[str]:
     failed: list[str] = []
-    page.on("requestfailed", lambda request: failed.append(f"failed {request.url}"))
+    # A request the browser itself aborted because the page moved on (the favicon's, during
+    # a navigation) is not a failure of the app; any other failed request is.
+    page.on(
+        "requestfailed",
+        lambda request: (
+            None
+            if "ERR_ABORTED" in (request.failure or "")
+            else failed.append(f"failed {request.url} ({request.failure})")
+        ),
+    )
     page.on(
         "response",
         lambda response: (
