@@ -27,7 +27,7 @@ export function render(view) {
     button.addEventListener("click", () => setStrength(view, value));
     strength.append(button);
   }
-  const rationale = el("textarea", { rows: 2, placeholder: "Why? (optional)", maxLength: 5000 });
+  const rationale = el("textarea", { rows: 2, placeholder: "Why? (optional)", maxLength: 5000, "aria-label": "Why? (optional)" });
   rationale.setAttribute("data-testid", "rationale");
   rationale.addEventListener("input", () => (state.rationale = rationale.value));
   setTimeout(() => paint(view), 0);
