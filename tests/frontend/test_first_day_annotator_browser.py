@@ -112,16 +112,12 @@ def test_an_annotator_walks_every_kind_offline_and_back_from_home(page, login, e
         t.pk for t in sorted(tasks, key=lambda t: t.pk)
     ]
     walk.click("[data-testid=home-link]", "**/", f"[data-testid=project-{project.slug}]")
-    expect(page.locator(f"[data-testid=project-{project.slug}]")).to_contain_text(
-        "you labelled 6"
-    )
+    expect(page.locator(f"[data-testid=project-{project.slug}]")).to_contain_text("you labelled 6")
 
     # Home → My labels → the correction just made
     walk.click("[data-testid=my-labels-link]", "**/labels/", "[data-testid=label-list]")
     expect(page.locator("[data-testid=label-row]")).to_have_count(6)
-    walk.click(
-        "[data-testid=label-row][data-kind=correction] a", "**/labels/*/", "h1"
-    )
+    walk.click("[data-testid=label-row][data-kind=correction] a", "**/labels/*/", "h1")
     # Home (brand) → account
     walk.home()
     walk.click("[data-testid=account-link]", "**/account/", "h1")

@@ -1,0 +1,86 @@
+"""A reviewer's first day, from the home page by clicking only: decide on a policy candidate
+with its evidence, find the decision in the audit log, see the leaderboard, the quality
+dashboard and the adjudication queue. axe runs on every page; no console error, no failed
+request.
+
+(A reward model's decision page is being built on another branch; when it lands, this walk
+decides one too.)"""
+
+import pytest
+from playwright.sync_api import expect
+
+from models_registry import selectors
+
+from .walk import Walk
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_reviewer_decides_a_policy_then_reads_the_audit_log_and_leaderboard(
+    page, login, candidate_in_review
+):
+    project, candidate, base, _task_ids = candidate_in_review
+    walk = Walk(page)
+    login("rev", "rev-pass-123")
+    walk.arrive("**/", f"[data-testid=project-{project.slug}]")
+
+    # Home → Model versions → Review → the decision page, with its evidence drawn
+    walk.click(f"[data-testid=models-{project.slug}]", f"**/models/projects/{project.pk}/", "h1")
+    walk.click(
+        f"[data-testid=review-{candidate.pk}]",
+        f"**/models/{candidate.pk}/review/",
+        "[data-testid=win-chart][data-drawn=true]",
+    )
+    expect(page.locator("[data-testid=win-rate-value]")).to_have_text("0.667")
+
+    # approve with a rationale → the version page says so
+    page.fill("[data-testid=rationale]", "Wins two of three blind comparisons.")
+    walk.click("[data-testid=approve]", f"**/models/{candidate.pk}/", "[data-testid=state]")
+    expect(page.locator("[data-testid=state]")).to_have_text("approved")
+    assert selectors.alias_target(project=project) == candidate
+
+    # → the audit log, filtered to this version; then only the reviewer's own events
+    walk.click("[data-testid=link-audit]", f"**/models/projects/{project.pk}/audit/?version=*")
+    expect(page.locator("[data-testid=audit-table]")).to_contain_text("Wins two of three")
+    page.select_option("[data-testid=filter-actor]", "rev")
+    walk.click("[data-testid=filter-submit]", "**/audit/?*actor=rev*", "[data-testid=audit-table]")
+    rows = page.locator("[data-testid=audit-table] tbody tr")
+    expect(rows.first).to_contain_text("rev")
+    for text in rows.all_inner_texts():
+        assert "\trev\t" in text, text
+
+    # → the leaderboard: both versions, the approved candidate first
+    walk.click("nav.nav a:has-text('Leaderboard')", f"**/models/projects/{project.pk}/leaderboard/")
+    first = page.locator("[data-testid=leaderboard-table] tbody tr").first
+    expect(first).to_contain_text(candidate.label)
+    expect(page.locator("[data-testid=leaderboard-table] tbody tr")).to_have_count(2)
+    expect(page.locator("[data-testid=leaderboard-table]")).to_contain_text(base.label)
+
+    # Home → Quality, Home → Adjudicate
+    walk.home()
+    walk.click(
+        f"[data-testid=project-{project.slug}] a:has-text('Quality')",
+        f"**/projects/{project.pk}/quality/",
+        "h1",
+    )
+    walk.home()
+    walk.click(
+        f"[data-testid=project-{project.slug}] a:has-text('Adjudicate')",
+        f"**/projects/{project.pk}/review/",
+        "[data-testid=review-queue]",
+    )
+
+    assert walk.visited == [
+        "/",
+        f"/models/projects/{project.pk}/",
+        f"/models/{candidate.pk}/review/",
+        f"/models/{candidate.pk}/",
+        f"/models/projects/{project.pk}/audit/",
+        f"/models/projects/{project.pk}/audit/",
+        f"/models/projects/{project.pk}/leaderboard/",
+        "/",
+        f"/projects/{project.pk}/quality/",
+        "/",
+        f"/projects/{project.pk}/review/",
+    ]
+    walk.assert_clean()
