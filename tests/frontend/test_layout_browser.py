@@ -83,3 +83,50 @@ def test_on_a_390px_screen_the_task_comes_first_and_the_cards_say_top_and_bottom
     expect(tags).to_have_text(["1 · left", "2 · right"], use_inner_text=True)
     expect(page.get_by_role("button", name="1 · Left is better")).to_have_count(1)
     assert page.watch.page_errors == []
+
+
+# Every text of every snapshot chart, against its SVG's own box: how far it sticks out.
+CHART_TEXT_OUTSIDE = """() => Array.from(document.querySelectorAll('[data-testid=charts] svg'))
+  .flatMap((svg) => {
+    const box = svg.viewBox.baseVal;
+    return Array.from(svg.querySelectorAll('text')).map((t) => {
+      const b = t.getBBox();
+      return [t.textContent, Math.max(0, box.x - b.x, b.x + b.width - (box.x + box.width))];
+    });
+  }).filter(([, out]) => out > 0)"""
+
+
+def test_the_snapshot_charts_show_their_longest_labels_whole(page, login, settings, tmp_path):
+    from django.contrib.auth import get_user_model
+
+    from annotation.roles import Role
+    from rlhf.models import DatasetSnapshot
+    from rlhf.snapshots import services as snapshot_services
+
+    settings.TANDEM_ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.TANDEM_SNAPSHOT_WORKERS = 0
+    project, annotator = project_with_annotator("Charts")
+    engineer = get_user_model().objects.create_user("eng", password="eng-pass-123")
+    services.membership_set(project=project, user=engineer, role=Role.ENGINEER)
+    for n in range(4):
+        services.task_create(
+            project=project, kind="pairwise", messages=[{"role": "user", "content": f"Q{n}?"}],
+            responses=[{"text": f"A{n}{s}", "origin": "model", "model_name": "m"} for s in "ab"],
+        )  # fmt: skip
+        lease = services.task_claim_next(project=project, annotator=annotator)
+        services.label_submit(task=lease.task, annotator=annotator, payload={"choice": "left"})
+    snapshot = snapshot_services.snapshot_create(project=project, created_by=engineer, config={})
+    snapshot_services.snapshot_build(snapshot_id=snapshot.pk)
+    snapshot.refresh_from_db()
+    # the longest reasons a build records (rlhf.data.shards and plan)
+    report = snapshot.report
+    report["removed"] = {"rubric_preference": {"near_duplicate": 4, "exact_duplicate": 12345}}
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(report=report)
+
+    login("eng", "eng-pass-123")
+    page.goto(f"/data/snapshots/{snapshot.pk}/")
+    expect(page.locator("[data-testid=charts] svg")).not_to_have_count(0)
+    expect(
+        page.locator("text.chart-label", has_text="rubric_preference: near_duplicate")
+    ).to_have_count(1)
+    assert page.evaluate(CHART_TEXT_OUTSIDE) == []
