@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from annotation import services
 from annotation.models import Label, Project, Task, TaskStatus
 from annotation.quality.models import Adjudication
+from annotation.quality.services import quality_recompute
 from annotation.roles import Role
 
 from .walk import Walk
@@ -150,6 +151,16 @@ def test_an_admin_creates_imports_sets_explores_and_adjudicates_every_kind(page,
     assert len(adjudications["ranking"]["ranking"]) == 3
     assert len(adjudications["rubric"]["scores"]) == 2
 
+    # (the quality worker computes the report) Home → Quality: charts and the annotators
+    quality_recompute(project_id=project.pk)
+    walk.home()
+    walk.click(
+        f"[data-testid=project-{project.slug}] a:has-text('Quality')",
+        f"**/projects/{project.pk}/quality/",
+        "[data-testid=quality-dashboard][data-rendered='1']",
+    )
+    expect(page.locator("#annotator-rows tr")).to_have_count(2)
+
     walk.home()
     assert walk.visited[:4] == [
         "/",
@@ -162,5 +173,6 @@ def test_an_admin_creates_imports_sets_explores_and_adjudicates_every_kind(page,
         "/",
         f"/projects/{project.pk}/review/",
     ]
-    assert len(walk.visited) == 7 + 2 * len(ROWS) + 1
+    assert walk.visited[-3:] == ["/", f"/projects/{project.pk}/quality/", "/"]
+    assert len(walk.visited) == 7 + 2 * len(ROWS) + 3
     walk.assert_clean()

@@ -42,11 +42,14 @@ def _task_shown(page, task):
     return page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(task.pk)}']")
 
 
-def test_an_annotator_walks_every_kind_offline_and_back_from_home(page, login, every_kind):
+def test_an_annotator_walks_every_kind_offline_and_back_from_home(page, every_kind):
     project, annotator, tasks = every_kind
     walk = Walk(page)
-    login("ann", "ann-pass-123")
-    walk.arrive("**/", f"[data-testid=project-{project.slug}]")
+    page.goto("/")  # the only typed address: the app sends a stranger to its login page
+    walk.arrive("**/login/?next=/", "input[name=username]")
+    page.fill("input[name=username]", "ann")
+    page.fill("input[name=password]", "ann-pass-123")
+    walk.click("button[type=submit]", "**/", f"[data-testid=project-{project.slug}]")
 
     # Home → Annotate
     walk.click(
@@ -124,6 +127,7 @@ def test_an_annotator_walks_every_kind_offline_and_back_from_home(page, login, e
     walk.home()
 
     assert walk.visited == [
+        "/login/",
         "/",
         f"/projects/{project.pk}/annotate/",
         "/",
