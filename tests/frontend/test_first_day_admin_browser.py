@@ -29,6 +29,18 @@ ROWS = [
 ]  # fmt: skip
 
 
+# Scrolled to its end, the annotator table's last header and cell lie inside the scroll box.
+LAST_COLUMN_REACHABLE = """() => {
+  const box = document.querySelector('[data-testid=annotator-table]').closest('.table-scroll');
+  box.scrollLeft = box.scrollWidth;
+  const edge = box.getBoundingClientRect();
+  return ['thead th:last-child', 'tbody td:last-child'].map((sel) => {
+    const r = box.querySelector(sel).getBoundingClientRect();
+    return r.left >= edge.left - 1 && r.right <= edge.right + 1;
+  });
+}"""
+
+
 def _two_annotators_disagree(project):
     """What two annotators' first hour leaves: every task labelled twice, apart."""
     User = get_user_model()
@@ -160,6 +172,8 @@ def test_an_admin_creates_imports_sets_explores_and_adjudicates_every_kind(page,
         "[data-testid=quality-dashboard][data-rendered='1']",
     )
     expect(page.locator("#annotator-rows tr")).to_have_count(2)
+    # the annotator table's last column can be brought fully into view
+    assert page.evaluate(LAST_COLUMN_REACHABLE) == [True, True]
 
     walk.home()
     assert walk.visited[:4] == [

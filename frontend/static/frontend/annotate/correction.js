@@ -18,9 +18,9 @@ export function render({ task, state }) {
   state.corrected = original.text;
   renderDiff(diff, original.text, original.text);
   return el("div", { class: "correction" },
-    el("h3", { text: "Response to correct" }), responseCard(original, null),
-    el("h3", { id: "correction-editor-title", text: "Your rewrite (Ctrl+Enter submits)" }), editor,
-    el("h3", { text: "Changes" }), diff);
+    el("h2", { text: "Response to correct" }), responseCard(original, null),
+    el("h2", { id: "correction-editor-title", text: "Your rewrite (Ctrl+Enter submits)" }), editor,
+    el("h2", { text: "Changes" }), diff);
 }
 
 export function payload({ task, state }) {
