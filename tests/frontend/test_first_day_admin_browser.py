@@ -132,6 +132,10 @@ def test_an_admin_creates_imports_sets_explores_and_adjudicates_every_kind(page,
     page.click("[data-action=send_to_adjudication]")
     expect(page.get_by_test_id("explorer-status")).to_contain_text("3 changed")
     walk.check("the explorer after a bulk action")
+    # a task opens with its labels and history
+    table.locator("tbody tr td:nth-child(2)").first.click()
+    expect(page.get_by_test_id("task-detail")).to_contain_text("ann1")
+    walk.check("a task opened in the explorer")
 
     # Home → Adjudicate → each task in turn, until the queue is empty
     walk.home()
