@@ -65,7 +65,11 @@ class Walk:
         assert_no_serious_axe_violations(self.page, where)
 
     def click(self, selector: str, url_glob: str, ready: str | None = None) -> None:
-        self.page.locator(selector).first.click()
+        # Waiting for the navigation itself, not only for the address: a form that answers
+        # with the page it was on (a redirect back) would otherwise match at once, and the
+        # checks would run on the old page.
+        with self.page.expect_navigation(url=url_glob):
+            self.page.locator(selector).first.click()
         self.arrive(url_glob, ready)
 
     def home(self) -> None:
