@@ -1,6 +1,9 @@
 """An annotator's first day, from the home page by clicking only: every task kind, a label made
 offline and sent when back, the help, the empty queue and the way home, their own labels.
-axe runs on every page and state visited; no console error, no failed request."""
+axe runs on every page and state visited; no console error, no failed request.
+
+(Undo of the last submit is being built on another branch; when it lands, this walk undoes
+one label too.)"""
 
 import pytest
 from playwright.sync_api import expect
