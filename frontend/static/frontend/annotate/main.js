@@ -20,6 +20,8 @@ import * as ranking from "./ranking.js";
 import * as rubric from "./rubric.js";
 
 const KINDS = { pairwise, ranking, rubric, correction };
+// How long a claim after reconnecting waits for labels still on their way (see reconnect).
+const SETTLE_WAIT_MS = 3000;
 
 function kindOf(task) {
   const kind = KINDS[task.kind];
@@ -218,13 +220,17 @@ function start(root) {
   }
 
   // The connection may be back (the online event, a retry timer, a login in another tab):
-  // send what waits, then take up claiming where it stopped.
+  // send what waits, then take up claiming where it stopped. The claim waits (a few seconds at
+  // most: a hanging request must not keep the next task away) for every label on its way,
+  // also those another flush sent (the online event and the retry timer race): their leases
+  // count against the cap until they are stored, and a claim made before is refused (409).
   function reconnect() {
     if (claimTrouble === "offline" || outbox.connection() === "offline") {
       reconnecting = true;
       showConnection();
     }
     return flushOutbox()
+      .then(() => outbox.settled(SETTLE_WAIT_MS))
       .then(() => (current ? preload() : showNext()))
       .finally(() => {
         reconnecting = false;

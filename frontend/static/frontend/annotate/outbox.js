@@ -50,7 +50,7 @@ export function createOutbox({ userId, onChange, onStored }) {
   const retries = new Map(); // key -> { attempt, at }: kept in memory, a reload retries at once
   let connection = "online";
   let retryTimer = null;
-  const inFlight = new Set(); // keys whose request is on its way
+  const inFlight = new Map(); // key -> the send of a label whose request is on its way
 
   const pending = () => load(OUTBOX_KEY);
   const tray = () => load(TRAY_KEY);
@@ -86,6 +86,13 @@ export function createOutbox({ userId, onChange, onStored }) {
     return Promise.all(due.map(send)).then(scheduleRetry);
   }
 
+  // Resolves when every label on its way now is settled, whichever flush sent it, or after
+  // `limitMs`: a request that hangs holds up the caller no longer than that.
+  function settled(limitMs) {
+    const all = Promise.all(inFlight.values()).then(() => undefined, () => undefined);
+    return Promise.race([all, new Promise((resolve) => setTimeout(resolve, limitMs))]);
+  }
+
   function retryLater(item) {
     const previous = retries.get(item.key);
     const attempt = previous ? previous.attempt + 1 : 0;
@@ -107,13 +114,10 @@ export function createOutbox({ userId, onChange, onStored }) {
     }
   }
 
-  async function send(item) {
-    inFlight.add(item.key);
-    try {
-      await sendOnce(item);
-    } finally {
-      inFlight.delete(item.key);
-    }
+  function send(item) {
+    const sending = sendOnce(item).finally(() => inFlight.delete(item.key));
+    inFlight.set(item.key, sending);
+    return sending;
   }
 
   async function sendOnce(item) {
@@ -160,5 +164,5 @@ export function createOutbox({ userId, onChange, onStored }) {
     save(TRAY_KEY, without(TRAY_KEY, key));
   }
 
-  return { add, flush, pending, tray, resend, discard, sessionAlive, connection: () => connection, changed };
+  return { add, flush, settled, pending, tray, resend, discard, sessionAlive, connection: () => connection, changed };
 }
