@@ -43,6 +43,7 @@ from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.records import SPLITS
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
+from rlhf.snapshots.downloads import snapshot_manifest_write
 from rlhf.snapshots.readers import (
     freeze_adjudications,
     freeze_label_ids,
@@ -264,6 +265,7 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         sources=[f"Project {snapshot.project.name!r}, prompt sources: {', '.join(sources)}"],
     )
     (export_dir / "DATA_CARD.md").write_text(card)
+    snapshot_manifest_write(export_dir=export_dir)  # last: it hashes every file written above
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
         status=SnapshotStatus.READY,
         finished_at=timezone.now(),

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from annotation.audit import DataAuditEvent
 from annotation.roles import Role
 from config.safepaths import FolderNotAllowed, allowed_model_folder
+from config.downloads import TarLayout
 from models_registry import bundles, services
 from models_registry.models import VersionKind
 from tests.rlhf.conftest import IMMEDIATE_TASKS
@@ -206,7 +207,7 @@ def test_a_version_whose_files_changed_since_registration_is_not_exported(
 
 def test_the_streamed_tar_is_byte_for_byte_what_tarfile_writes(base_version, tmp_path):
     folder = bundles.model_version_bundle(version=base_version, out_dir=tmp_path / "b")
-    layout = bundles.TarLayout(folder, prefix="tiny-base-v1")
+    layout = TarLayout(folder, prefix="tiny-base-v1")
 
     expected = io.BytesIO()
     with tarfile.open(fileobj=expected, mode="w", format=tarfile.PAX_FORMAT) as tar:
