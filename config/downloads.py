@@ -3,9 +3,10 @@
 ``TarLayout`` is an uncompressed tar of a folder assembled on the fly: its size is known before
 the first byte, so it carries ``Content-Length`` and serves any byte range without the tar ever
 being written to disk. ``file_read_range`` reads a range of one plain file the same way.
-``manifest_lines`` writes the one manifest format of a downloadable folder (``MANIFEST.sha256``,
-what ``sha256sum -c`` reads). Model export bundles (``models_registry.bundles``) and snapshot downloads
-(``rlhf.snapshots.downloads``) both serve through these.
+``manifest_lines`` writes the one manifest format of a downloadable folder
+(``MANIFEST.sha256``, what ``sha256sum -c`` reads). Model export bundles
+(``models_registry.bundles``) and snapshot downloads (``rlhf.snapshots.downloads``) both serve
+through these.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.audit import DataAuditAction, data_audit_record
-from config.errors import Conflict, ValidationFailed
 from config.downloads import MANIFEST, TarLayout, manifest_lines
+from config.errors import Conflict, ValidationFailed
 from models_registry import selectors
 from models_registry.models import ModelVersion, VersionKind
 from models_registry.services import (

@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 
 from annotation.audit import DataAuditEvent
 from annotation.roles import Role
-from config.safepaths import FolderNotAllowed, allowed_model_folder
 from config.downloads import TarLayout
+from config.safepaths import FolderNotAllowed, allowed_model_folder
 from models_registry import bundles, services
 from models_registry.models import VersionKind
 from tests.rlhf.conftest import IMMEDIATE_TASKS

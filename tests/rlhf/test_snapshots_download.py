@@ -158,9 +158,7 @@ def test_the_datasets_folder_downloads_as_a_tar_that_datasets_loads(ready, api, 
     assert body(download(api, ready, "preference/hf.tar")) == data
 
 
-def test_the_whole_export_downloads_as_a_tar_that_checks_against_its_manifest(
-    ready, api, tmp_path
-):
+def test_the_whole_export_downloads_as_a_tar_that_checks_against_its_manifest(ready, api, tmp_path):
     response = download(api, ready, "export.tar")
     assert response.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(body(response))) as tar:

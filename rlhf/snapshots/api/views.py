@@ -77,7 +77,10 @@ class SnapshotDownloadView(APIView):
 
     @extend_schema(
         parameters=[s.SnapshotDownloadQuerySerializer],
-        responses={(200, "application/octet-stream"): bytes, (206, "application/octet-stream"): bytes},
+        responses={
+            (200, "application/octet-stream"): bytes,
+            (206, "application/octet-stream"): bytes,
+        },
     )
     def get(self, request, snapshot_id: int):
         snapshot = selectors.snapshot_get(user=request.user, snapshot_id=snapshot_id)
