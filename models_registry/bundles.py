@@ -212,10 +212,14 @@ def _lineage(version: ModelVersion, mode: str) -> dict:
     }
 
 
-def model_version_bundle(*, version: ModelVersion, out_dir: Path, adapter_only: bool = False):
+def model_version_bundle(
+    *, version: ModelVersion, out_dir: Path, adapter_only: bool = False, on_progress=None
+):
     """Write ``version``'s bundle into ``out_dir`` (a new or empty folder); returns it.
 
-    The caller checked access (``access_model_version_export``); this checks only the files."""
+    The caller checked access (``access_model_version_export``); this checks only the files.
+    ``on_progress(stage, done, total)`` is called as each of the ``BUNDLE_STEPS`` starts and
+    once all are done (``manage.py models export`` draws it)."""
     version = ModelVersion.objects.select_related(
         "project", "base_model", "parent", "dataset_snapshot"
     ).get(pk=version.pk)
@@ -229,7 +233,7 @@ def model_version_bundle(*, version: ModelVersion, out_dir: Path, adapter_only: 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        _write_bundle(version, out, mode)
+        _write_bundle(version, out, mode, on_progress or (lambda stage, done, total: None))
     except BaseException:
         # Nothing half-written is left to be mistaken for a bundle.
         if created:
@@ -241,19 +245,29 @@ def model_version_bundle(*, version: ModelVersion, out_dir: Path, adapter_only: 
     return out
 
 
-def _write_bundle(version: ModelVersion, out: Path, mode: str) -> None:
+BUNDLE_STEPS = ("weights", "tokenizer files", "model card", "lineage", "manifest")
+
+
+def _write_bundle(version: ModelVersion, out: Path, mode: str, progress) -> None:
+    total = len(BUNDLE_STEPS)
+    progress(BUNDLE_STEPS[0], 0, total)
     if mode == BundleMode.FULL:
         _copy_recorded(version, out)
     elif mode == BundleMode.MERGED:
         _write_merged(version, out)
     else:
         _write_adapter(version, out)
+    progress(BUNDLE_STEPS[1], 1, total)
     _ensure_chat_template(out)
     _ensure_generation_config(version, out, mode)
+    progress(BUNDLE_STEPS[2], 2, total)
     (out / CARD).write_text(model_version_refresh_card(version=version), encoding="utf-8")
+    progress(BUNDLE_STEPS[3], 3, total)
     lineage = json.dumps(_lineage(version, mode), indent=2, sort_keys=True, default=str)
     (out / LINEAGE).write_text(lineage + "\n", encoding="utf-8")
+    progress(BUNDLE_STEPS[4], 4, total)
     (out / MANIFEST).write_text("\n".join(manifest_lines(out)) + "\n", encoding="utf-8")
+    progress("done", total, total)
 
 
 # --------------------------------------------------------------------------- stored bundles

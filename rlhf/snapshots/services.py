@@ -359,10 +359,12 @@ def snapshot_export(
     max_prompt_tokens: int | None = None,
     count_tokens=None,
     tools: list[str] | None = None,
+    on_progress=None,
 ) -> dict:
     """Write an export of a ready snapshot (optionally truncating long prompts from the
     left, and with its preference pairs also in the shapes of the peer ``tools``: Label
-    Studio, Argilla) and return its manifest. The rows come from the snapshot's canonical export, so
+    Studio, Argilla) and return its manifest (``on_progress``: see ``rlhf.data.export.reexport``).
+    The rows come from the snapshot's canonical export, so
     they are exactly the snapshot's content whatever happened to the labels since."""
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
@@ -382,7 +384,7 @@ def snapshot_export(
         )
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_truncation") from None
-    manifest = reexport(source, Path(export_dir), truncation=truncation)
+    manifest = reexport(source, Path(export_dir), truncation=truncation, on_progress=on_progress)
     if tools:
         manifest["peer_exports"] = write_peer_exports(Path(export_dir), list(tools))
         (Path(export_dir) / "manifest.json").write_text(

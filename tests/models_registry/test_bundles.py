@@ -73,10 +73,25 @@ def lora_version(project, engineer, base_version, tiny_adapter_dir):
     )
 
 
-def export(*args):
+def export(*args, stderr=None):
     out = StringIO()
-    call_command("models", "export", *map(str, args), stdout=out)
+    call_command("models", "export", *map(str, args), stdout=out, stderr=stderr or StringIO())
     return out.getvalue()
+
+
+def test_the_export_command_reports_each_step_on_stderr(base_version, tmp_path):
+    err = StringIO()
+    printed = export(base_version.pk, "--out", tmp_path / "out", stderr=err)
+    label = base_version.label
+    assert err.getvalue().splitlines() == [
+        f"export {label} [weights]: 0/5 step (0%)",
+        f"export {label} [tokenizer files]: 1/5 step (20%)",
+        f"export {label} [model card]: 2/5 step (40%)",
+        f"export {label} [lineage]: 3/5 step (60%)",
+        f"export {label} [manifest]: 4/5 step (80%)",
+        f"export {label} [done]: 5/5 step (100%)",
+    ]
+    assert printed.startswith(f"{label}: full bundle in ")
 
 
 def sha256sum_check(folder):
