@@ -265,7 +265,9 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         sources=[f"Project {snapshot.project.name!r}, prompt sources: {', '.join(sources)}"],
     )
     (export_dir / "DATA_CARD.md").write_text(card)
+    started = time.monotonic()
     snapshot_manifest_write(export_dir=export_dir)  # last: it hashes every file written above
+    result.report["timings_s"]["manifest"] = round(time.monotonic() - started, 2)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
         status=SnapshotStatus.READY,
         finished_at=timezone.now(),
