@@ -17,8 +17,6 @@ from config.downloads import MANIFEST, manifest_mismatches
 from rlhf.models import DatasetSnapshot, SnapshotStatus
 from rlhf.snapshots.services import snapshot_create
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def api(engineer):

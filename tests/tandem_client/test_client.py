@@ -25,7 +25,7 @@ from tandem_client import (
 from tests.hh_dialogues import hh_jsonl
 from tests.tandem_client.conftest import as_worker
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def write(tmp_path, name, data: bytes):
@@ -191,6 +191,7 @@ def test_a_tampered_file_fails_the_checksum_and_is_not_kept(people, connect, tmp
     assert not list((tmp_path / "out").rglob("test.jsonl*"))
 
 
+@pytest.mark.postgres  # the worker thread and the server write the run at once
 def test_train_launch_and_follow_report_progress_until_the_run_ends(
     people, connect, tmp_path, tiny_models
 ):
