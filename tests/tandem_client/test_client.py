@@ -16,6 +16,7 @@ from rlhf.snapshots.services import snapshot_build
 from tandem_client import (
     BadRequest,
     ChecksumMismatch,
+    Conflict,
     Forbidden,
     NotFound,
     RateLimited,
@@ -333,3 +334,32 @@ def test_gateway_chat_stream_models_and_feedback_speak_openais_shapes():
     with pytest.raises(RateLimited) as limited:
         client.gateway.chat(3, messages, model="busy")
     assert limited.value.retry_after == 2.0
+
+
+def test_the_read_and_export_calls_reach_their_routes(people, connect, tmp_path, tiny_base_dir):
+    project = people["project"]
+    admin = connect(people["erin-engineer"])
+    admin.project.import_file(
+        project.pk, write(tmp_path, "hh.jsonl", hh_jsonl(20)), kind="preferences",
+        annotator_name="hh-crowd",
+    )  # fmt: skip
+    snapshot = snapshot_build(snapshot_id=admin.snapshot.create(project.pk, name="s")["id"])
+    version = registry_services.model_version_register_base(
+        project=project, registered_by=people["erin-engineer"], folder=tiny_base_dir,
+        name="tiny-base",
+    )  # fmt: skip
+
+    assert admin.project.progress(project.pk)["tasks_total"] == 20
+    assert [s["name"] for s in admin.snapshot.list(project.pk)] == ["s"]
+    assert admin.snapshot.card(snapshot.pk).startswith("# Client: snapshot")
+    assert admin.snapshot.export(snapshot.pk, name="short", max_prompt_chars=100) == {
+        "name": "short"
+    }
+    assert [m["label"] for m in admin.models.list(project.pk)] == [version.label]
+    assert admin.models.show(version.pk)["id"] == version.pk
+    assert "reward" in {m["method"] for m in admin.train.methods()}
+    # a second export of the same name is a Conflict with the API's code
+    (Path(snapshot.export_path).parent / "exports" / "short").mkdir(parents=True)
+    with pytest.raises(Conflict) as exists:
+        admin.snapshot.export(snapshot.pk, name="short")
+    assert exists.value.code == "export_exists"
