@@ -17,6 +17,7 @@ from django.db import models
 
 class DataAuditAction(models.TextChoices):
     SNAPSHOT_EXPORTED = "snapshot_exported", "Snapshot export requested"
+    SNAPSHOT_DOWNLOADED = "snapshot_downloaded", "Snapshot file downloaded"
     LABELS_EXPORTED = "labels_exported", "Labels exported"
     RUN_ARTIFACT_DOWNLOADED = "run_artifact_downloaded", "Run artifact downloaded"
     MODEL_BUNDLE_DOWNLOADED = "model_bundle_downloaded", "Model bundle downloaded"

@@ -113,6 +113,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-snapshot-card", "get"): DATA,
     ("api-snapshot-exports", "get"): DATA,
     ("api-snapshot-exports", "post"): DATA,
+    ("api-snapshot-files", "get"): DATA,
+    ("api-snapshot-download", "get"): DATA,
     ("rlhf-pages:snapshots", "get"): DATA,
     ("rlhf-pages:snapshots", "post"): DATA,
     ("rlhf-pages:snapshot", "get"): DATA,

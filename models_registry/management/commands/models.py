@@ -38,6 +38,7 @@ from annotation.models import Project, Prompt
 from annotation.roles import Capability
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
+from config.progress import CommandProgress
 from models_registry import (
     bundles,
     generation,
@@ -321,7 +322,13 @@ class Command(BaseCommand):
 
     def do_export(self, version, out, adapter_only, actor, **_):
         v, user = self._version(version), self._user(actor)
-        folder = bundles.model_version_bundle(version=v, out_dir=out, adapter_only=adapter_only)
+        with CommandProgress(self.stderr, desc=f"export {v.label}", unit="step") as bar:
+            folder = bundles.model_version_bundle(
+                version=v,
+                out_dir=out,
+                adapter_only=adapter_only,
+                on_progress=lambda stage, done, total: bar.update(done, total, stage=stage),
+            )
         mode = bundles.bundle_mode(v, adapter_only=adapter_only)
         bundles.model_version_export_audit(version=v, mode=mode, actor=user, out=folder)
         files = (folder / bundles.MANIFEST).read_text().count("\n")
