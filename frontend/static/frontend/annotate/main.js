@@ -227,6 +227,7 @@ function start(root) {
 
   async function showNextOnce() {
     clearTimeout(claimTimer);
+    claimWaitsForLabels = false;
     if (preloading) await preloading;
     let task;
     try {
@@ -364,9 +365,10 @@ function start(root) {
     } finally {
       submitting = false;
     }
-    const flushing = flushOutbox();
+    flushOutbox();
     if (current) {
-      await preload(flushing);
+      // Every label on its way, the one just sent and any a periodic flush sent before it.
+      await preload(outbox.settled());
     } else {
       // Claim at once: a label whose request hangs must not keep the next task away. (When
       // the lease cap refuses, the claim is retried once labels are saved.)
