@@ -245,6 +245,9 @@ TANDEM_QUALITY_REFRESH_STALE_SECONDS = float(
     os.environ.get("TANDEM_QUALITY_REFRESH_STALE_SECONDS", 600)
 )
 TANDEM_MAX_ACTIVE_LEASES_PER_ANNOTATOR = 2
+# Periodic jobs (annotation.periodic): each ``manage.py worker`` looks every tick for due jobs.
+TANDEM_PERIODIC_TICK_SECONDS = float(os.environ.get("TANDEM_PERIODIC_TICK_SECONDS", 60))
+TANDEM_RETENTION_EVERY_SECONDS = float(os.environ.get("TANDEM_RETENTION_EVERY_SECONDS", 86_400))
 
 if os.environ.get("TANDEM_ENV") == "production":
     from config.production import *  # noqa: F403  (hardened overrides, validated)

@@ -63,6 +63,7 @@ function start(root) {
     onStored: (_item, created) => {
       if (created) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
       refreshProgress();
+      labelStored();
     },
   });
   const flushOutbox = outbox.flush;
@@ -142,9 +143,10 @@ function start(root) {
   // A claim that fails says why (trouble: "offline", "logged-out" or null for a refusal) and
   // is retried: when the connection returns, after a login, and with backoff meanwhile.
   class ClaimError extends Error {
-    constructor(message, trouble) {
+    constructor(message, trouble, code = "") {
       super(message);
       this.trouble = trouble;
+      this.code = code;
     }
   }
 
@@ -163,7 +165,7 @@ function start(root) {
     }
     if (result.status === 409 && data.error === "too_many_leases") {
       // The tasks this annotator holds are the ones whose labels still wait in the outbox.
-      throw new ClaimError("The next task loads once your labels are saved.", null);
+      throw new ClaimError("The next task loads once your labels are saved.", null, "too_many_leases");
     }
     throw new ClaimError(data.detail || `Could not get a task (${result.status}); trying again.`, null);
   }
@@ -172,16 +174,46 @@ function start(root) {
     return outbox.pending().map((item) => item.taskId);
   }
 
-  let preloading = null; // the preload request in flight, if any
+  // The server caps the leases an annotator holds (the task on screen and the preloaded one),
+  // and a task whose label is still on its way holds its lease until the label is stored. So
+  // a claim waits for the labels just sent (at most LABEL_WAIT_MS: a label whose request hangs
+  // must not keep the next task away), and one the cap refused is sent again the moment a
+  // label is stored, not after a backoff.
+  const LABEL_WAIT_MS = 2_000;
+  let preloading = null; // the preload in flight (waiting for labels, then claiming), if any
+  let preloadRefused = false; // the last preload hit the lease cap: retry when a label is stored
+  let claimWaitsForLabels = false; // likewise for the claim of the task on screen
 
-  function preload() {
+  function settledOrLater(promise, ms) {
+    let timer;
+    const later = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
+    return Promise.race([promise, later]).finally(() => clearTimeout(timer));
+  }
+
+  // Set at once, so that an answer given while labels are still on their way waits for this
+  // preload instead of sending a claim of its own that the lease cap would refuse.
+  function preload(labelsSent = null) {
     if (!current || preloaded || preloading) return preloading;
-    const exclude = [current.task_id, ...pendingTaskIds()];
-    preloading = claim(exclude)
+    preloadRefused = false;
+    preloading = (labelsSent ? settledOrLater(labelsSent, LABEL_WAIT_MS) : Promise.resolve())
+      .then(() => claim([...(current ? [current.task_id] : []), ...pendingTaskIds()]))
       .then((task) => { preloaded = task; setClaimTrouble(null); })
-      .catch(() => { preloaded = null; })
+      .catch((error) => {
+        preloaded = null;
+        preloadRefused = error.code === "too_many_leases";
+      })
       .finally(() => { preloading = null; });
     return preloading;
+  }
+
+  function labelStored() {
+    if (claimWaitsForLabels) {
+      claimWaitsForLabels = false;
+      clearTimeout(claimTimer);
+      showNext();
+    } else if (preloadRefused) {
+      preload();
+    }
   }
 
   let showing = null; // the showNext in flight: the online event, a timer and a submit may race
@@ -195,6 +227,7 @@ function start(root) {
 
   async function showNextOnce() {
     clearTimeout(claimTimer);
+    claimWaitsForLabels = false;
     if (preloading) await preloading;
     let task;
     try {
@@ -203,6 +236,7 @@ function start(root) {
       current = null;
       preloaded = null;
       view = null;
+      claimWaitsForLabels = error.code === "too_many_leases";
       setClaimTrouble(error.trouble);
       taskBox.replaceChildren(el("div", { class: "card empty", "data-testid": "waiting", text: error.message }));
       say(error.trouble ? "" : error.message, !error.trouble);
@@ -331,10 +365,10 @@ function start(root) {
     } finally {
       submitting = false;
     }
-    const flushing = flushOutbox();
+    flushOutbox();
     if (current) {
-      await flushing;
-      preload();
+      // Every label on its way, the one just sent and any a periodic flush sent before it.
+      await preload(outbox.settled());
     } else {
       // Claim at once: a label whose request hangs must not keep the next task away. (When
       // the lease cap refuses, the claim is retried once labels are saved.)

@@ -50,7 +50,7 @@ export function createOutbox({ userId, onChange, onStored }) {
   const retries = new Map(); // key -> { attempt, at }: kept in memory, a reload retries at once
   let connection = "online";
   let retryTimer = null;
-  const inFlight = new Set(); // keys whose request is on its way
+  const inFlight = new Map(); // key -> the send on its way
 
   const pending = () => load(OUTBOX_KEY);
   const tray = () => load(TRAY_KEY);
@@ -107,13 +107,15 @@ export function createOutbox({ userId, onChange, onStored }) {
     }
   }
 
-  async function send(item) {
-    inFlight.add(item.key);
-    try {
-      await sendOnce(item);
-    } finally {
-      inFlight.delete(item.key);
-    }
+  function send(item) {
+    const sending = sendOnce(item).finally(() => inFlight.delete(item.key));
+    inFlight.set(item.key, sending);
+    return sending;
+  }
+
+  // Resolves when every label now on its way has its answer (stored, refused or failed).
+  function settled() {
+    return Promise.all(inFlight.values()).then(() => undefined);
   }
 
   async function sendOnce(item) {
@@ -160,5 +162,5 @@ export function createOutbox({ userId, onChange, onStored }) {
     save(TRAY_KEY, without(TRAY_KEY, key));
   }
 
-  return { add, flush, pending, tray, resend, discard, sessionAlive, connection: () => connection, changed };
+  return { add, flush, settled, pending, tray, resend, discard, sessionAlive, connection: () => connection, changed };
 }
