@@ -64,8 +64,11 @@ def access_project_creation(user) -> None:
         raise PermissionDenied("Only platform staff create projects here; ask one of them.")
 
 
-def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task:
-    """A task for annotating: only one the user holds a lease on or has labelled.
+def access_task(
+    user, task_id, *, capability: str = Capability.ANNOTATE, skipped: bool = False
+) -> Task:
+    """A task for annotating: only one the user holds a lease on or has labelled (or, with
+    ``skipped``, for undoing a skip: skipped).
 
     Annotators are blind: they cannot open arbitrary tasks (and so cannot read other
     tasks' responses) by guessing ids. Members with the ``data`` capability may open any
@@ -76,9 +79,8 @@ def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task
     # One statement answers all three questions: the task, the user's role in its project,
     # and whether the user holds (or held) it. It sits on every submit.
     role = Membership.objects.filter(project_id=OuterRef("project_id"), user=user)
-    leased = Lease.objects.filter(
-        task_id=OuterRef("pk"), annotator=user, state__in=[LeaseState.ACTIVE, LeaseState.SUBMITTED]
-    )
+    states = [LeaseState.ACTIVE, LeaseState.SUBMITTED] + ([LeaseState.SKIPPED] if skipped else [])
+    leased = Lease.objects.filter(task_id=OuterRef("pk"), annotator=user, state__in=states)
     labelled = Label.objects.filter(task_id=OuterRef("pk"), annotator=user)
     try:
         task = (

@@ -24,6 +24,7 @@ class DataAuditAction(models.TextChoices):
     USER_ERASED = "user_erased", "Account erased"
     RETENTION_APPLIED = "retention_applied", "Retention applied"
     FIELD_KEYS_ROTATED = "field_keys_rotated", "Field keys rotated"
+    TASKS_BULK_CHANGED = "tasks_bulk_changed", "Tasks changed in bulk"
 
 
 class DataAuditImmutable(Exception):

@@ -255,6 +255,40 @@ def test_evaluation_records_reward_kl_and_lengths_on_the_candidate(
     assert candidate.metrics["reward_mean"] == 0.42  # the training metrics are kept
 
 
+def _evaluated(candidate):
+    """As the round's evaluation job leaves it (figures irrelevant here)."""
+    LoopRound.objects.filter(version=candidate, kind=RoundKind.REVIEW).update(
+        evaluation={"candidate": {"prompts": 5}, "champion": {"prompts": 5}}
+    )
+
+
+def test_approval_waits_for_the_rounds_evaluation_or_records_approving_without_it(
+    loop_project, candidate, base_version, reviewer, add_reviews
+):
+    # given a candidate in review whose round's evaluation job has not run
+    loop_round = review_cycle.loop_round_start_review(version=candidate)
+    add_reviews(candidate, base_version, "AAB")
+    events = AuditEvent.objects.count()
+    # when a reviewer approves: refused, nothing changes
+    with pytest.raises(Conflict) as refused:
+        services.model_version_approve(version=candidate, actor=reviewer, reason="good")
+    assert refused.value.code == "evaluation_not_finished"
+    assert f"review round {loop_round.pk} has not finished yet" in refused.value.message
+    candidate.refresh_from_db()
+    assert candidate.state == "in_review"
+    assert AuditEvent.objects.count() == events
+    # when they say they approve without it: approved, and the audit event says so
+    services.model_version_approve(
+        version=candidate, actor=reviewer, reason="good enough", without_evaluation=True
+    )
+    approval = AuditEvent.objects.get(version=candidate, to_state="approved")
+    assert approval.evidence["review"]["evaluation"] == {
+        "status": "pending",
+        "approved_without_it": True,
+        "message": f"the evaluation job of review round {loop_round.pk} has not finished yet",
+    }
+
+
 def test_approval_moves_the_champion_and_queues_the_next_annotation_round(
     loop_project, candidate, base_version, reviewer, add_reviews, django_capture_on_commit_callbacks
 ):
@@ -262,6 +296,7 @@ def test_approval_moves_the_champion_and_queues_the_next_annotation_round(
     loop_project.save()
     review_cycle.loop_round_start_review(version=candidate)
     add_reviews(candidate, base_version, "AAB")
+    _evaluated(candidate)
     # when a reviewer approves
     with django_capture_on_commit_callbacks(execute=True):
         services.model_version_approve(version=candidate, actor=reviewer, reason="better answers")
@@ -294,6 +329,7 @@ def test_a_refused_approval_changes_nothing(
     loop_project.save()
     review_cycle.loop_round_start_review(version=candidate)
     add_reviews(candidate, base_version, "ABB")
+    _evaluated(candidate)
     counts = (AuditEvent.objects.count(), LoopRound.objects.count(), DBTaskResult.objects.count())
     # when a reviewer tries to approve a candidate that loses
     with pytest.raises(Conflict) as refused:

@@ -50,6 +50,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-task", "get"): ANNOTATING,
     ("api-label-submit", "post"): ANNOTATING,
     ("api-task-skip", "post"): ANNOTATING,
+    ("api-task-undo", "post"): ANNOTATING,  # one's own last submit or skip
     ("api-heartbeat", "post"): ANNOTATING,
     ("api-labels", "get"): AUTHENTICATED,
     ("api-label", "get"): ANNOTATING,  # own label; reviewers/admins also others' (read-only)
@@ -184,6 +185,7 @@ TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-task-next", "post"),
             ("api-label-submit", "post"),
             ("api-task-skip", "post"),
+            ("api-task-undo", "post"),
             ("api-heartbeat", "post"),
             ("api-label", "patch"),
         }

@@ -83,6 +83,11 @@ class Command(BaseCommand):
         tr.add_argument("version", type=int)
         tr.add_argument("state", choices=[s for s in VersionState.values if s != "candidate"])
         tr.add_argument("--reason", default="")
+        tr.add_argument(
+            "--without-evaluation",
+            action="store_true",
+            help="approved only: approve although the evaluation is not in (audited)",
+        )
         alias = with_actor(with_project(sub.add_parser("alias")))
         alias.add_argument("--name", default=selectors.CHAMPION)
         alias.add_argument("--version", type=int, required=True)
@@ -208,10 +213,12 @@ class Command(BaseCommand):
         for artifact in v.artifacts.order_by("path"):
             self.stdout.write(f"       {artifact.sha256[:16]}  {artifact.path}")
 
-    def do_transition(self, version, state, reason, actor, **_):
+    def do_transition(self, version, state, reason, actor, without_evaluation=False, **_):
         v, user = self._version(version), self._user(actor)
         if state == VersionState.APPROVED:
-            v = services.model_version_approve(version=v, actor=user, reason=reason)
+            v = services.model_version_approve(
+                version=v, actor=user, reason=reason, without_evaluation=without_evaluation
+            )
         else:
             v = services.model_version_transition(
                 version=v, actor=user, to_state=state, reason=reason

@@ -41,6 +41,8 @@ function start(root) {
   const connectionBox = root.querySelector("[data-testid=connection]");
   const connectionText = root.querySelector("[data-testid=connection-text]");
   const reloginLink = root.querySelector("[data-testid=relogin]");
+  const undoBar = root.querySelector("[data-testid=undo-bar]");
+  const undoSeconds = Number(root.dataset.undoSeconds || 0);
   const trayBox = root.querySelector("[data-testid=attention]");
   const trayList = trayBox.querySelector("ul");
 
@@ -353,6 +355,7 @@ function start(root) {
         body: { payload, flags: Array.from(view.state.flags), duration_ms: Math.max(0, visibleMs) },
       };
       outbox.add(item);
+      offerUndo({ taskId: item.taskId, what: "label", key: item.key });
       // A new label for a task replaces the refused one waiting in the tray (the server hands
       // a refused task back with the next claim while its lease lasts).
       for (const refused of outbox.tray()) if (refused.taskId === item.taskId) outbox.discard(refused.key);
@@ -379,12 +382,73 @@ function start(root) {
 
   async function skipCurrent() {
     if (!current) return;
+    const taskId = current.task_id;
     let result = null;
     try {
-      result = await api("POST", `/api/tasks/${current.task_id}/skip/`, { reason: "" }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+      result = await api("POST", `/api/tasks/${taskId}/skip/`, { reason: "" }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
     } catch (_) { /* offline: said below */ }
     if (!result || result.status !== 200) { say("Could not skip this task; try again.", true); return; }
+    offerUndo({ taskId, what: "skip" });
     await showNext();
+  }
+
+  // ------------------------------------------------------------------ undo
+  // The last submit or skip can be undone for undoSeconds (the server's window,
+  // TANDEM_UNDO_SECONDS): the label is withdrawn or the skip taken back, and the task comes
+  // back on screen; the task that was showing waits as the next one.
+  let last = null; // { taskId, what: "label" | "skip", key }
+  let undoTimer = null;
+
+  function offerUndo(done) {
+    if (!undoSeconds) return;
+    last = done;
+    undoBar.querySelector("[data-testid=undo-text]").textContent =
+      `Task ${done.taskId} ${done.what === "label" ? "submitted" : "skipped"}.`;
+    undoBar.hidden = false;
+    clearTimeout(undoTimer);
+    undoTimer = setTimeout(forgetUndo, undoSeconds * 1000);
+  }
+
+  function forgetUndo() {
+    last = null;
+    undoBar.hidden = true;
+    clearTimeout(undoTimer);
+  }
+
+  let undoing = false;
+
+  async function undoLast() {
+    if (!last || undoing) return;
+    const { taskId, what, key } = last;
+    undoing = true;
+    try {
+      // A label still in the outbox is sent first: the server undoes what it stored.
+      if (what === "label") await flushOutbox();
+      if (what === "label" && outbox.pending().some((item) => item.key === key)) {
+        say("This label has not reached the server yet: undo once you are back online.", true);
+        return;
+      }
+      let result = null;
+      try {
+        result = await api("POST", `/api/tasks/${taskId}/undo/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+      } catch (_) { /* offline: said below */ }
+      if (!result || result.status !== 200) {
+        const detail = result && result.data && result.data.detail;
+        if (result && result.status === 409) forgetUndo();
+        say(detail ? `Cannot undo: ${detail}.` : "Could not undo; try again.", true);
+        return;
+      }
+      forgetUndo();
+      if (what === "label") doneBox.textContent = String(Math.max(0, Number(doneBox.textContent || 0) - 1));
+      if (current && current.task_id !== taskId) preloaded = current;
+      current = result.data;
+      render();
+      if (document.activeElement) document.activeElement.blur();
+      say(`Task ${taskId}: ${what === "label" ? "your label was withdrawn" : "skip undone"}; answer it again.`);
+      refreshProgress();
+    } finally {
+      undoing = false;
+    }
   }
 
   async function heartbeat() {
@@ -423,6 +487,8 @@ function start(root) {
     }
     if (inField) return;
     if (event.key === "?") { helpBox.hidden = !helpBox.hidden; return; }
+    if ((event.key === "z" || event.key === "Z") && (event.ctrlKey || event.metaKey)) { event.preventDefault(); undoLast(); return; }
+    if ((event.key === "u" || event.key === "U") && !event.ctrlKey && !event.metaKey && !event.altKey) { undoLast(); return; }
     if (!current) return;
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
     if (key === "Enter") return;
@@ -432,6 +498,7 @@ function start(root) {
 
   document.addEventListener("keydown", onKey);
   helpBox.querySelector("[data-testid=help-close]").addEventListener("click", () => { helpBox.hidden = true; });
+  undoBar.querySelector("[data-testid=undo]").addEventListener("click", undoLast);
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) hiddenSince = performance.now();
     else if (hiddenSince !== null) { hiddenMs += performance.now() - hiddenSince; hiddenSince = null; }
