@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -64,8 +64,11 @@ def access_project_creation(user) -> None:
         raise PermissionDenied("Only platform staff create projects here; ask one of them.")
 
 
-def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task:
-    """A task for annotating: only one the user holds a lease on or has labelled.
+def access_task(
+    user, task_id, *, capability: str = Capability.ANNOTATE, skipped: bool = False
+) -> Task:
+    """A task for annotating: only one the user holds a lease on or has labelled (or, with
+    ``skipped``, for undoing a skip: skipped).
 
     Annotators are blind: they cannot open arbitrary tasks (and so cannot read other
     tasks' responses) by guessing ids. Members with the ``data`` capability may open any
@@ -76,9 +79,8 @@ def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task
     # One statement answers all three questions: the task, the user's role in its project,
     # and whether the user holds (or held) it. It sits on every submit.
     role = Membership.objects.filter(project_id=OuterRef("project_id"), user=user)
-    leased = Lease.objects.filter(
-        task_id=OuterRef("pk"), annotator=user, state__in=[LeaseState.ACTIVE, LeaseState.SUBMITTED]
-    )
+    states = [LeaseState.ACTIVE, LeaseState.SUBMITTED] + ([LeaseState.SKIPPED] if skipped else [])
+    leased = Lease.objects.filter(task_id=OuterRef("pk"), annotator=user, state__in=states)
     labelled = Label.objects.filter(task_id=OuterRef("pk"), annotator=user)
     try:
         task = (
@@ -106,29 +108,71 @@ def access_task(user, task_id, *, capability: str = Capability.ANNOTATE) -> Task
     return task
 
 
-def review_sealed_reason(task: Task, user) -> str | None:
-    """Why ``user`` may not yet see ``task``'s sides and other people's labels, or None.
+# Why a task is sealed, by the condition that seals it (``review_seals``).
+REVIEW_SEALED_REASONS = {
+    "open": "the task is still open for labelling",
+    "leased": "you hold a lease on this task",
+    "own_label_editable": "your own label on this task can still be edited",
+}
+
+
+def review_seals(user, *, project: Project) -> dict:
+    """The sealing rule, as conditions over ``Task`` rows of ``project`` (keys as in
+    ``REVIEW_SEALED_REASONS``): a task is sealed for ``user`` while any holds.
 
     Reviewers and admins also annotate. Were they shown how an open task is being labelled
     (and, on a review round, its canonical sides with every label so far), they could label it
     knowing the others' answers, or learn which side the candidate is on. So a task stays
     sealed while it is open (any member who annotates could still draw it), while ``user``
-    holds a lease on it, and while ``user``'s own label on it can still be edited.
+    holds a lease on it, and while ``user``'s own label on it can still be edited. The one
+    task view (``review_sealed_reason``) and the bulk reads (``review_sealed_filter``) both
+    decide through here.
     """
-    if task.status == TaskStatus.OPEN:
-        return "the task is still open for labelling"
-    now = timezone.now()
-    if Lease.objects.filter(
-        task=task, annotator=user, state=LeaseState.ACTIVE, expires_at__gt=now
-    ).exists():
-        return "you hold a lease on this task"
-    own = Label.objects.filter(task=task, annotator=user, reviewed_at__isnull=True).first()
-    if own is not None:
-        from annotation.services.project_settings import project_label_edit_window
+    from annotation.services.project_settings import project_label_edit_window
 
-        window = project_label_edit_window(task.project)
-        if window is None or now <= own.created_at + window:
-            return "your own label on this task can still be edited"
+    now = timezone.now()
+    own = Label.objects.filter(task_id=OuterRef("pk"), annotator=user, reviewed_at__isnull=True)
+    window = project_label_edit_window(project)
+    if window is not None:
+        own = own.filter(created_at__gte=now - window)
+    leased = Lease.objects.filter(
+        task_id=OuterRef("pk"), annotator=user, state=LeaseState.ACTIVE, expires_at__gt=now
+    )
+    return {
+        "open": Q(status=TaskStatus.OPEN),
+        "leased": Q(Exists(leased)),
+        "own_label_editable": Q(Exists(own)),
+    }
+
+
+def review_sealed_filter(user, *, project: Project) -> Q:
+    """``Task`` rows of ``project`` sealed for ``user`` (``review_seals``), as one filter."""
+    sealed = Q()
+    for condition in review_seals(user, project=project).values():
+        sealed |= condition
+    return sealed
+
+
+def review_sealed_reason(task: Task, user) -> str | None:
+    """Why ``user`` may not yet see ``task``'s sides and other people's labels, or None
+    (the rule: ``review_seals``); one query."""
+    seals = review_seals(user, project=task.project)
+    found = (
+        Task.objects.filter(pk=task.pk)
+        .annotate(
+            **{
+                f"seal_{name}": ExpressionWrapper(condition, output_field=BooleanField())
+                for name, condition in seals.items()
+            }
+        )
+        .values(*(f"seal_{name}" for name in seals))
+        .first()
+    )
+    if found is None:
+        return REVIEW_SEALED_REASONS["open"]  # gone meanwhile: show nothing
+    for name in seals:
+        if found[f"seal_{name}"]:
+            return REVIEW_SEALED_REASONS[name]
     return None
 
 

@@ -17,12 +17,14 @@ from django.db import models
 
 class DataAuditAction(models.TextChoices):
     SNAPSHOT_EXPORTED = "snapshot_exported", "Snapshot export requested"
+    SNAPSHOT_DOWNLOADED = "snapshot_downloaded", "Snapshot file downloaded"
     LABELS_EXPORTED = "labels_exported", "Labels exported"
     RUN_ARTIFACT_DOWNLOADED = "run_artifact_downloaded", "Run artifact downloaded"
     MODEL_BUNDLE_DOWNLOADED = "model_bundle_downloaded", "Model bundle downloaded"
     USER_ERASED = "user_erased", "Account erased"
     RETENTION_APPLIED = "retention_applied", "Retention applied"
     FIELD_KEYS_ROTATED = "field_keys_rotated", "Field keys rotated"
+    TASKS_BULK_CHANGED = "tasks_bulk_changed", "Tasks changed in bulk"
 
 
 class DataAuditImmutable(Exception):

@@ -341,5 +341,6 @@ class ImportBatch(models.Model):
 # Defined beside their rules; imported here so Django registers them with this app.
 from annotation.audit import DataAuditEvent  # noqa: E402, F401
 from annotation.invitations import Invitation  # noqa: E402, F401
+from annotation.periodic import PeriodicJob  # noqa: E402, F401
 from annotation.quality.models import *  # noqa: E402, F403
 from annotation.tokens import ApiToken  # noqa: E402, F401

@@ -49,6 +49,7 @@ SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-task-next", "POST"),
             ("api-label-submit", "POST"),
             ("api-task-skip", "POST"),
+            ("api-task-undo", "POST"),
             ("api-heartbeat", "POST"),
             ("api-label", "PATCH"),
         }

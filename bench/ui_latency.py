@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.annotation_load import (
     ROOT,
+    _dbname,
     _free_port,
     _percentile,
     _with_dbname,
@@ -195,7 +196,9 @@ def main() -> None:
     base_url = os.environ.get("DATABASE_URL", "")
     if not base_url.startswith("postgres"):
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (COPY, pg_trgm)")
-    template, run_db = "tandem_ui_bench_template", "tandem_ui_bench"
+    # Named after DATABASE_URL's database, so two people's runs on one server do not collide.
+    prefix = _dbname(base_url) or "tandem"
+    template, run_db = f"{prefix}_ui_bench_template", f"{prefix}_ui_bench"
     template_migrate(base_url, template)
     database_create_from_template(base_url, run_db, template)
     run_url = _with_dbname(base_url, run_db)

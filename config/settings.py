@@ -245,6 +245,12 @@ TANDEM_QUALITY_REFRESH_STALE_SECONDS = float(
     os.environ.get("TANDEM_QUALITY_REFRESH_STALE_SECONDS", 600)
 )
 TANDEM_MAX_ACTIVE_LEASES_PER_ANNOTATOR = 2
+# Periodic jobs (annotation.periodic): each ``manage.py worker`` looks every tick for due jobs.
+TANDEM_PERIODIC_TICK_SECONDS = float(os.environ.get("TANDEM_PERIODIC_TICK_SECONDS", 60))
+TANDEM_RETENTION_EVERY_SECONDS = float(os.environ.get("TANDEM_RETENTION_EVERY_SECONDS", 86_400))
+# An annotator may undo their last submit or skip for this long (annotation.services.task_undo),
+# and never past the project's label edit window. Seconds.
+TANDEM_UNDO_SECONDS = int(os.environ.get("TANDEM_UNDO_SECONDS", 120))
 
 if os.environ.get("TANDEM_ENV") == "production":
     from config.production import *  # noqa: F403  (hardened overrides, validated)

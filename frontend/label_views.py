@@ -10,7 +10,6 @@ from datetime import date
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import render
-from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET
 
@@ -32,10 +31,8 @@ def _date(text: str) -> date | None:
 
 def _editable_until(label: Label):
     """(may the author edit it now, until when); ``None`` for no time limit."""
-    window = services.project_label_edit_window(label.task.project)
-    until = None if window is None else label.created_at + window
-    open_now = label.reviewed_at is None and (until is None or timezone.now() <= until)
-    return open_now, until
+    window = services.label_edit_window(label=label)
+    return window.open, window.until
 
 
 @login_required

@@ -138,6 +138,7 @@ def annotate(request, project_id: int):
             "review": review_settings(project),
             # Only the flags the project allows are offered (the API refuses the others).
             "allowed_flags": ",".join(services.project_allowed_flags(project)),
+            "undo_seconds": settings.TANDEM_UNDO_SECONDS,
         },
     )
 

@@ -26,9 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tarfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.audit import DataAuditAction, data_audit_record
+from config.downloads import MANIFEST, TarLayout, manifest_lines
 from config.errors import Conflict, ValidationFailed
 from models_registry import selectors
 from models_registry.models import ModelVersion, VersionKind
@@ -46,11 +45,9 @@ from models_registry.services import (
 )
 from rlhf.training.provenance import sha256_file
 
-MANIFEST = "MANIFEST.sha256"
 LINEAGE = "lineage.json"
 CARD = "README.md"
 COPIED_ROLES = ("weights", "adapter", "tokenizer", "config")
-CHUNK_BYTES = 1 << 20
 
 
 class BundleMode:
@@ -215,29 +212,14 @@ def _lineage(version: ModelVersion, mode: str) -> dict:
     }
 
 
-def manifest_lines(folder: Path) -> list[str]:
-    """``<sha256>  <path>`` for every file but the manifest, sorted (``sha256sum -c`` reads it)."""
-    lines = []
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if relative != MANIFEST:
-            lines.append(f"{sha256_file(path)}  {relative}")
-    return lines
-
-
-def manifest_mismatches(folder: Path) -> list[str]:
-    """Paths whose bytes differ from the bundle's manifest (missing or extra files included)."""
-    folder = Path(folder)
-    written = (folder / MANIFEST).read_text(encoding="utf-8").splitlines()
-    expected = dict(reversed(line.split("  ", 1)) for line in written if line)
-    actual = dict(reversed(line.split("  ", 1)) for line in manifest_lines(folder))
-    return sorted(p for p in expected.keys() | actual.keys() if expected.get(p) != actual.get(p))
-
-
-def model_version_bundle(*, version: ModelVersion, out_dir: Path, adapter_only: bool = False):
+def model_version_bundle(
+    *, version: ModelVersion, out_dir: Path, adapter_only: bool = False, on_progress=None
+):
     """Write ``version``'s bundle into ``out_dir`` (a new or empty folder); returns it.
 
-    The caller checked access (``access_model_version_export``); this checks only the files."""
+    The caller checked access (``access_model_version_export``); this checks only the files.
+    ``on_progress(stage, done, total)`` is called as each of the ``BUNDLE_STEPS`` starts and
+    once all are done (``manage.py models export`` draws it)."""
     version = ModelVersion.objects.select_related(
         "project", "base_model", "parent", "dataset_snapshot"
     ).get(pk=version.pk)
@@ -251,7 +233,7 @@ def model_version_bundle(*, version: ModelVersion, out_dir: Path, adapter_only: 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        _write_bundle(version, out, mode)
+        _write_bundle(version, out, mode, on_progress or (lambda stage, done, total: None))
     except BaseException:
         # Nothing half-written is left to be mistaken for a bundle.
         if created:
@@ -263,19 +245,29 @@ def model_version_bundle(*, version: ModelVersion, out_dir: Path, adapter_only: 
     return out
 
 
-def _write_bundle(version: ModelVersion, out: Path, mode: str) -> None:
+BUNDLE_STEPS = ("weights", "tokenizer files", "model card", "lineage", "manifest")
+
+
+def _write_bundle(version: ModelVersion, out: Path, mode: str, progress) -> None:
+    total = len(BUNDLE_STEPS)
+    progress(BUNDLE_STEPS[0], 0, total)
     if mode == BundleMode.FULL:
         _copy_recorded(version, out)
     elif mode == BundleMode.MERGED:
         _write_merged(version, out)
     else:
         _write_adapter(version, out)
+    progress(BUNDLE_STEPS[1], 1, total)
     _ensure_chat_template(out)
     _ensure_generation_config(version, out, mode)
+    progress(BUNDLE_STEPS[2], 2, total)
     (out / CARD).write_text(model_version_refresh_card(version=version), encoding="utf-8")
+    progress(BUNDLE_STEPS[3], 3, total)
     lineage = json.dumps(_lineage(version, mode), indent=2, sort_keys=True, default=str)
     (out / LINEAGE).write_text(lineage + "\n", encoding="utf-8")
+    progress(BUNDLE_STEPS[4], 4, total)
     (out / MANIFEST).write_text("\n".join(manifest_lines(out)) + "\n", encoding="utf-8")
+    progress("done", total, total)
 
 
 # --------------------------------------------------------------------------- stored bundles
@@ -352,73 +344,7 @@ def model_version_bundle_build(*, version_id: int, adapter_only: bool) -> Bundle
     return model_version_bundle_status(version=version, adapter_only=adapter_only)
 
 
-# --------------------------------------------------------------------------- the tar stream
-
-
-def _tar_header(name: str, size: int, mtime: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = mtime
-    info.mode = 0o644
-    info.uname = info.gname = ""
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
-@dataclass(frozen=True)
-class TarSegment:
-    offset: int
-    length: int
-    data: bytes | None  # a header or padding; None: the file's bytes
-    path: Path | None = None
-
-
-class TarLayout:
-    """An uncompressed tar of a folder as a list of byte segments, so its size is known and any
-    range of it can be read without writing the tar. Its bytes are what ``tarfile`` writes for
-    the same members (PAX headers, end-of-archive blocks, padding to a record)."""
-
-    def __init__(self, folder: Path, *, prefix: str):
-        self.segments: list[TarSegment] = []
-        offset = 0
-
-        def add(length: int, data: bytes | None, path: Path | None = None) -> None:
-            nonlocal offset
-            if length:
-                self.segments.append(TarSegment(offset, length, data, path))
-                offset += length
-
-        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            stat = path.stat()
-            name = f"{prefix}/{path.relative_to(folder).as_posix()}"
-            header = _tar_header(name, stat.st_size, int(stat.st_mtime))
-            add(len(header), header)
-            add(stat.st_size, None, path)
-            add(-stat.st_size % tarfile.BLOCKSIZE, b"\0" * (-stat.st_size % tarfile.BLOCKSIZE))
-        end = 2 * tarfile.BLOCKSIZE
-        end += -(offset + end) % tarfile.RECORDSIZE
-        add(end, b"\0" * end)
-        self.size = offset
-
-    def read_range(self, start: int, end: int) -> Iterator[bytes]:
-        """Bytes ``start`` to ``end`` inclusive, in chunks of at most ``CHUNK_BYTES``."""
-        for segment in self.segments:
-            seg_end = segment.offset + segment.length - 1
-            if seg_end < start or segment.offset > end:
-                continue
-            lo = max(start, segment.offset) - segment.offset
-            hi = min(end, seg_end) - segment.offset + 1
-            if segment.data is not None:
-                yield segment.data[lo:hi]
-                continue
-            with open(segment.path, "rb") as fh:
-                fh.seek(lo)
-                remaining = hi - lo
-                while remaining > 0:
-                    chunk = fh.read(min(CHUNK_BYTES, remaining))
-                    if not chunk:
-                        raise OSError(f"{segment.path} shrank while it was sent")
-                    remaining -= len(chunk)
-                    yield chunk
+# --------------------------------------------------------------------------- downloads
 
 
 def model_version_bundle_download(

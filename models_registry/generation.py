@@ -8,6 +8,7 @@ retried job never duplicates them.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from django.db import transaction
@@ -76,16 +77,74 @@ def _enqueue_generation(job_id: int) -> None:
 def generation_job_run(*, job_id: int) -> GenerationJob:
     """Run a generation job (in a worker). Idempotent: a finished job is returned as is, and
     responses are stored with get-or-create, so a retried job never duplicates rows."""
-    from rlhf.training.generation import GenerationConfig, generate_from_folder
+    return generation_jobs_run_interleaved(job_ids=[job_id], order_seed="")[0]
 
+
+def generation_jobs_run_interleaved(*, job_ids: list[int], order_seed: str) -> list[GenerationJob]:
+    """Run several jobs over the same prompts, then store all their responses in one
+    transaction, prompt by prompt, each prompt's answers in an order drawn from
+    ``order_seed`` and the prompt. A review round generates its candidate's and its champion's
+    answers this way, so the order response rows were written in (their ids) says nothing
+    about which version wrote which. Nothing is stored until every job has generated; a
+    failed job is marked failed and the error raised. Idempotent as ``generation_job_run``."""
+    pending = []
+    for job_id in job_ids:
+        job = _job_start(job_id)
+        if job is not None:
+            pending.append((job, *_job_generate(job)))
+    if pending:
+        # Per prompt, one write per job that answered it, in the seeded order.
+        writes: dict[int, list[tuple]] = {}
+        for job, version, ordered, result in pending:
+            for prompt, response in zip(ordered, result.responses, strict=True):
+                writes.setdefault(prompt.pk, []).append((job, version, prompt, response))
+        created = {job.pk: 0 for job, *_ in pending}
+        try:
+            with transaction.atomic():
+                for prompt_id, group in writes.items():
+                    random.Random(f"{order_seed}:{prompt_id}").shuffle(group)
+                    for job, version, prompt, response in group:
+                        created[job.pk] += _response_store(job, version, prompt, response)
+                for job, _, _, result in pending:
+                    GenerationJob.objects.filter(pk=job.pk).update(
+                        status=JobStatus.SUCCEEDED,
+                        done=job.total,
+                        responses_created=created[job.pk],
+                        backend=result.backend,
+                        finished_at=timezone.now(),
+                    )
+        except Exception as exc:
+            for job, *_ in pending:
+                _job_fail(job, exc)
+            raise
+    return [GenerationJob.objects.get(pk=job_id) for job_id in job_ids]
+
+
+def _job_start(job_id: int) -> GenerationJob | None:
+    """Mark the job running; None when it has already succeeded."""
     with transaction.atomic():
         job = GenerationJob.objects.select_for_update().get(pk=job_id)
         if job.status == JobStatus.SUCCEEDED:
-            return job
+            return None
         job.status = JobStatus.RUNNING
         job.started_at = timezone.now()
         job.error = ""
         job.save(update_fields=["status", "started_at", "error"])
+    return job
+
+
+def _job_fail(job: GenerationJob, exc: Exception) -> None:
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.FAILED,
+        error=f"{type(exc).__name__}: {exc}",
+        finished_at=timezone.now(),
+    )
+
+
+def _job_generate(job: GenerationJob):
+    """(version, prompts in the job's order, the generation result); nothing stored."""
+    from rlhf.training.generation import GenerationConfig, generate_from_folder
+
     version = ModelVersion.objects.select_related("base_model").get(pk=job.version_id)
     prompts = Prompt.objects.in_bulk(job.prompt_ids)
     ordered = [prompts[i] for i in job.prompt_ids if i in prompts]
@@ -107,42 +166,31 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
             base_model_dir=base_dir,
             on_progress=on_progress,
         )
-        created = 0
-        with transaction.atomic():
-            for prompt, response in zip(ordered, result.responses, strict=True):
-                # A sampled NUL byte is no text anyone can read, and PostgreSQL refuses it.
-                text = response.text.replace("\x00", "\ufffd")
-                _, was_created = Response.objects.get_or_create(
-                    prompt=prompt,
-                    origin=ResponseOrigin.MODEL,
-                    model_name=version.response_model_name,
-                    content_hash=text_hash(text),
-                    defaults={
-                        "text": text,
-                        "generation": {
-                            **response.params,
-                            "model_version_id": version.pk,
-                            "generation_job_id": job.pk,
-                            "prompt_tokens": response.prompt_tokens,
-                            "new_tokens": response.new_tokens,
-                            "finish_reason": response.finish_reason,
-                        },
-                    },
-                )
-                created += was_created
-            GenerationJob.objects.filter(pk=job.pk).update(
-                status=JobStatus.SUCCEEDED,
-                done=job.total,
-                responses_created=created,
-                backend=result.backend,
-                finished_at=timezone.now(),
-            )
     except Exception as exc:
-        GenerationJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
+        _job_fail(job, exc)
         raise
-    job.refresh_from_db()
-    return job
+    return version, ordered, result
+
+
+def _response_store(job: GenerationJob, version: ModelVersion, prompt: Prompt, response) -> bool:
+    """Store one generated answer (get-or-create by content hash); True when it is new."""
+    # A sampled NUL byte is no text anyone can read, and PostgreSQL refuses it.
+    text = response.text.replace("\x00", "\ufffd")
+    _, was_created = Response.objects.get_or_create(
+        prompt=prompt,
+        origin=ResponseOrigin.MODEL,
+        model_name=version.response_model_name,
+        content_hash=text_hash(text),
+        defaults={
+            "text": text,
+            "generation": {
+                **response.params,
+                "model_version_id": version.pk,
+                "generation_job_id": job.pk,
+                "prompt_tokens": response.prompt_tokens,
+                "new_tokens": response.new_tokens,
+                "finish_reason": response.finish_reason,
+            },
+        },
+    )
+    return was_created

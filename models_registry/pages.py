@@ -2,8 +2,9 @@
 project's audit log and its Bradley-Terry leaderboard.
 
 One access gate and one selector or service per view. The decision page calls the registry's
-own services (``model_version_approve`` / ``model_version_transition``): a refusal (own run,
-not enough reviews, win rate too low, no rationale) is shown as a message and changes nothing.
+own service (``model_version_decide``): a refusal (own run, not enough reviews, win rate too
+low, evaluation not finished and not waived, no rationale) is shown as a message and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -21,18 +22,21 @@ from config.errors import DomainError
 from models_registry import review_selectors, selectors, services
 from models_registry.access import access_model_version
 from models_registry.forms import AuditFilterForm
-from models_registry.models import LoopRound, VersionState
+from models_registry.models import LoopRound
 
 
 @login_required
 def version_list_page(request, project_id: int):
     project = access_project(request.user, project_id, capability=Capability.DATA)
+    versions = list(selectors.model_version_list(project=project))
+    for version in versions:
+        version.awaits_decision = review_selectors.model_version_awaits_decision(version)
     return render(
         request,
         "models_registry/versions.html",
         {
             "project": project,
-            "versions": selectors.model_version_list(project=project),
+            "versions": versions,
             "champion": selectors.alias_target(project=project),
             "rounds": LoopRound.objects.filter(project=project).select_related("version")[:20],
             "can_review": role_can(project.viewer_role, Capability.REVIEW),
@@ -52,6 +56,7 @@ def version_page(request, version_id: int):
             "lineage": review_selectors.model_version_lineage(version),
             "tree": selectors.model_version_tree(project=version.project),
             "can_review": role_can(version.viewer_role, Capability.REVIEW),
+            "awaits_decision": review_selectors.model_version_awaits_decision(version),
         },
     )
 
@@ -62,21 +67,14 @@ def decision_page(request, version_id: int):
     version = access_model_version(request.user, version_id, capability=Capability.REVIEW)
     if request.method == "POST":
         decision = request.POST.get("decision", "")
-        rationale = request.POST.get("rationale", "")
         try:
-            if decision == "approve":
-                services.model_version_approve(
-                    version=version, actor=request.user, reason=rationale
-                )
-            elif decision == "reject":
-                services.model_version_transition(
-                    version=version,
-                    actor=request.user,
-                    to_state=VersionState.REJECTED,
-                    reason=rationale,
-                )
-            else:
-                raise DomainError("choose approve or reject", code="invalid_decision")
+            services.model_version_decide(
+                version=version,
+                actor=request.user,
+                decision=decision,
+                reason=request.POST.get("rationale", ""),
+                without_evaluation=request.POST.get("without_evaluation") == "on",
+            )
         except DomainError as exc:
             messages.error(request, f"Not {decision or 'decided'}: {exc.message} ({exc.code})")
             return redirect("models:decide", version_id=version.pk)
@@ -92,7 +90,8 @@ def decision_page(request, version_id: int):
             "evidence": evidence,
             "chart_json": json.dumps(evidence["chart"]),
             "own_run": version.launched_by_id == request.user.pk,
-            "can_decide": version.state == VersionState.IN_REVIEW,
+            "can_decide": review_selectors.model_version_awaits_decision(version),
+            "waivable": services.EVALUATION_REQUIRED,
         },
     )
 

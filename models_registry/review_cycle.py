@@ -42,7 +42,11 @@ from annotation.models import Project, Prompt, Response, TaskKind
 from annotation.services import task_create
 from config.errors import Conflict, DomainError, ValidationFailed
 from models_registry import selectors
-from models_registry.generation import generation_job_create, generation_job_run
+from models_registry.generation import (
+    generation_job_create,
+    generation_job_run,
+    generation_jobs_run_interleaved,
+)
 from models_registry.models import (
     GenerationJob,
     LoopRound,
@@ -275,8 +279,11 @@ def _pair_task(loop_round, prompt: Prompt, first: Response, second: Response):
 def _prepare_review(loop_round: LoopRound) -> None:
     candidate, champion = loop_round.version, loop_round.opponent
     jobs = [_job_for(loop_round, v, _seed(loop_round, v)) for v in (candidate, champion)]
-    for job in jobs:
-        generation_job_run(job_id=job.pk)
+    # Both versions answer before anything is stored, then each prompt's two answers are
+    # written in a drawn order: response ids do not tell the candidate from the champion.
+    generation_jobs_run_interleaved(
+        job_ids=[job.pk for job in jobs], order_seed=f"review round {loop_round.pk}"
+    )
     prompt_ids = loop_round.prompt_ids
     prompts = Prompt.objects.in_bulk(prompt_ids)
     mine = {**_newest_answers(candidate, prompt_ids), **_answers(jobs[0])}

@@ -15,6 +15,7 @@ from annotation.models import Label, Project, Task, TaskItem, TaskStatus
 from annotation.rendering import markdown_to_safe_html
 from models_registry import selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind, VersionKind, VersionState
+from rlhf.runs.selectors import held_out_accuracy
 
 # Approval needs this many blind labels against the champion unless the project sets its own
 # number: with 20 labels a clear win (16 of 20) has a 95% Wilson interval of about 58% to 92%,
@@ -171,6 +172,99 @@ def bias_probes(version: ModelVersion) -> list[dict]:
     return rows
 
 
+def model_version_awaits_decision(version: ModelVersion) -> bool:
+    """Whether a reviewer can approve or reject ``version`` now: a policy once its review round
+    put it in review; a reward model (which no blind review compares) from its candidacy."""
+    return version.state == VersionState.IN_REVIEW or (
+        version.kind == VersionKind.REWARD and version.state == VersionState.CANDIDATE
+    )
+
+
+def evaluation_state(version: ModelVersion) -> dict:
+    """Whether the evaluation a decision rests on is in, as ``{"status", "message"}``.
+
+    ``finished``; ``pending`` (a policy's review round has not been evaluated yet); ``failed``
+    (its evaluation job raised); ``missing`` (a reward model whose training measured no
+    held-out pairs: nothing will ever evaluate it); ``none`` (a policy with no review round:
+    no evaluation job exists, the decision rests on review labels alone). Approval
+    (``services._approval_checks``) refuses ``pending``, ``failed`` and ``missing`` unless the
+    approver says they approve without it."""
+    if version.kind == VersionKind.REWARD:
+        if held_out_accuracy(version.metrics):
+            return {"status": "finished", "message": "held-out accuracy measured by training"}
+        return {
+            "status": "missing",
+            "message": "its training measured no held-out preference pairs (no validation or "
+            "test split), so there is no accuracy to judge it by",
+        }
+    if version.kind != VersionKind.POLICY:
+        return {"status": "none", "message": "base models are not evaluated"}
+    review = next((r for r in review_rounds(version) if r.kind == RoundKind.REVIEW), None)
+    if review is None:
+        return {"status": "none", "message": "no review round evaluated this version"}
+    if review.evaluation:
+        return {"status": "finished", "message": f"review round {review.pk} evaluated"}
+    if review.evaluation_error:
+        return {"status": "failed", "message": f"the evaluation of review round {review.pk} "
+                f"failed: {review.evaluation_error[:300]}"}  # fmt: skip
+    return {
+        "status": "pending",
+        "message": f"the evaluation job of review round {review.pk} has not finished yet",
+    }
+
+
+def _number(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value
+
+
+def metrics_table(metrics: dict | None, *, leave_out=("evaluation", "bias_probes")) -> list[dict]:
+    """A version's recorded metrics as rows of ``{"name", "value"}`` for a table: nested
+    dictionaries flattened to dotted names (``test.accuracy``), lists of numbers joined, floats
+    to four significant digits; the tables shown on their own (``leave_out``) left out."""
+    rows: list[dict] = []
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key not in leave_out:
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+            rows.append({"name": prefix, "value": " to ".join(str(_number(v)) for v in value)})
+        elif isinstance(value, list):
+            rows.append({"name": prefix, "value": f"{len(value)} items"})
+        else:
+            rows.append({"name": prefix, "value": "none" if value is None else _number(value)})
+
+    walk("", metrics or {})
+    return rows
+
+
+def kl_shown(value) -> dict | None:
+    """A KL estimate as the page shows it. The per-sample estimator (log p - log q on sampled
+    tokens) is unbiased but noisy, so a policy close to its parent can average below zero,
+    which a true KL never is: the page shows 0 and the raw figure beside it."""
+    if not isinstance(value, int | float):
+        return None
+    return {"shown": max(float(value), 0.0), "raw": float(value), "clipped": value < 0}
+
+
+def reward_model_evidence(version: ModelVersion) -> dict:
+    """What a reward model is judged by: accuracy on the held-out splits with its Wilson
+    interval, the calibration of its Bradley-Terry probabilities on each split, the length and
+    position probes (``bias_probes``)."""
+    calibration = []
+    for row in bias_probes(version):
+        measured = row.get("calibration")
+        if isinstance(measured, dict) and measured.get("pairs"):
+            calibration.append({"split": row["split"], **measured})
+    return {
+        "held_out": held_out_accuracy(version.metrics),
+        "calibration": calibration,
+    }
+
+
 def decision_evidence(version: ModelVersion) -> dict:
     project = version.project
     summary = selectors.review_summary(candidate=version)
@@ -184,6 +278,12 @@ def decision_evidence(version: ModelVersion) -> dict:
         "ci": [win.ci_low, win.ci_high] if win else None,
         "min_win_rate": thresholds(project)["review_min_win_rate"],
     }
+    evaluation = (review.evaluation if review else None) or {}
+    eval_rows = [
+        (side, {**evaluation[side], "kl": kl_shown(evaluation[side].get("kl_to_parent"))})
+        for side in ("candidate", "champion")
+        if isinstance(evaluation.get(side), dict)
+    ]
     return {
         "summary": summary,
         "champion": selectors.alias_target(project=project),
@@ -198,4 +298,9 @@ def decision_evidence(version: ModelVersion) -> dict:
         "lineage": model_version_lineage(version),
         "pinned_prompts": len(eval_prompt_ids(project)),
         "bias_probes": bias_probes(version),
+        "evaluation_state": evaluation_state(version),
+        "metrics_table": metrics_table(version.metrics),
+        "reward": reward_model_evidence(version) if version.kind == VersionKind.REWARD else None,
+        "eval_rows": eval_rows,
+        "kl_clipped": any(row["kl"] and row["kl"]["clipped"] for _, row in eval_rows),
     }

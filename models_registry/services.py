@@ -10,10 +10,16 @@
 Approval rules (``model_version_transition`` to ``approved``):
 1. a written rationale;
 2. the approver is not the person who launched the training run;
-3. for a policy, the project's review thresholds, from ``Project.options``:
+3. the evaluation it rests on is in (``review_selectors.evaluation_state``: a policy's review
+   round evaluated, a reward model's held-out accuracy measured), or the approver says they
+   approve without it (``without_evaluation``, recorded in the audit event's evidence);
+4. for a policy, the project's review thresholds, from ``Project.options``:
    ``review_min_labels`` (blind review labels against the champion, 20 unless set) and
    ``review_min_win_rate`` (point estimate, ties half; none unless set), read through
    ``review_selectors.thresholds``.
+
+``model_version_decide`` is the decision page's one call: approve or reject, a reward-model
+candidate put in review first (no review round ever does that for it), in one transaction.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ MEASURED_EVIDENCE_KEYS = frozenset(
     {
         "review", "thresholds", "override", "candidate_version", "opponent_version",
         "review_labels", "wins", "losses", "ties", "win_rate", "win_rate_ci_95",
-        "ties_counted_as", "interval",
+        "ties_counted_as", "interval", "evaluation",
     }
 )  # fmt: skip
 
@@ -314,7 +320,26 @@ def model_version_verify_artifacts(*, version: ModelVersion) -> list[str]:
 # --------------------------------------------------------------------------- lifecycle
 
 
-def _approval_checks(version: ModelVersion, actor, reason: str) -> dict:
+EVALUATION_REQUIRED = frozenset({"pending", "failed", "missing"})
+
+
+def _evaluation_check(version: ModelVersion, without_evaluation: bool) -> dict:
+    state = review_selectors.evaluation_state(version)
+    if state["status"] not in EVALUATION_REQUIRED:
+        return {"status": state["status"]}
+    if not without_evaluation:
+        raise Conflict(
+            f"{state['message']}: wait for it, or approve without it (say so explicitly: "
+            "without_evaluation, recorded in the audit trail)",
+            code="evaluation_not_finished",
+            evaluation=state["status"],
+        )
+    return {"status": state["status"], "approved_without_it": True, "message": state["message"]}
+
+
+def _approval_checks(
+    version: ModelVersion, actor, reason: str, without_evaluation: bool = False
+) -> dict:
     if not reason.strip():
         raise ValidationFailed("approving needs a written rationale", code="rationale_required")
     if (
@@ -326,10 +351,15 @@ def _approval_checks(version: ModelVersion, actor, reason: str) -> dict:
             "the person who launched the training run cannot approve its result",
             code="own_run",
         )
+    evaluation = _evaluation_check(version, without_evaluation)
     if version.kind != VersionKind.POLICY:
         # Blind reviews compare what policies write; a reward model writes nothing and never
         # faces the champion, so the review thresholds cannot apply to it.
-        return {"candidate_version": version.pk, "thresholds": "policies only"}
+        return {
+            "candidate_version": version.pk,
+            "thresholds": "policies only",
+            "evaluation": evaluation,
+        }
     summary = selectors.review_summary(candidate=version)
     evidence = summary.as_evidence()
     required = review_selectors.thresholds(version.project)
@@ -354,6 +384,7 @@ def _approval_checks(version: ModelVersion, actor, reason: str) -> dict:
                 required=float(min_win_rate),
             )
     evidence["thresholds"] = {"review_min_labels": min_labels, "review_min_win_rate": min_win_rate}
+    evidence["evaluation"] = evaluation
     return evidence
 
 
@@ -365,6 +396,7 @@ def model_version_transition(
     to_state: str,
     reason: str = "",
     evidence: dict | None = None,
+    without_evaluation: bool = False,
 ) -> ModelVersion:
     version = ModelVersion.objects.select_for_update().select_related("project").get(pk=version.pk)
     allowed = TRANSITIONS.get(version.state, frozenset())
@@ -376,7 +408,7 @@ def model_version_transition(
         )
     recorded = {k: v for k, v in (evidence or {}).items() if k not in MEASURED_EVIDENCE_KEYS}
     if to_state == VersionState.APPROVED:
-        recorded["review"] = _approval_checks(version, actor, reason)
+        recorded["review"] = _approval_checks(version, actor, reason, without_evaluation)
     elif to_state == VersionState.REJECTED:
         if not reason.strip():
             raise ValidationFailed("rejecting needs a written rationale", code="rationale_required")
@@ -407,7 +439,13 @@ def model_version_transition(
 
 @transaction.atomic
 def model_version_approve(
-    *, version: ModelVersion, actor, reason: str, evidence: dict | None = None, promote=True
+    *,
+    version: ModelVersion,
+    actor,
+    reason: str,
+    evidence: dict | None = None,
+    promote=True,
+    without_evaluation: bool = False,
 ) -> ModelVersion:
     """Approve, and (for a policy) make it the champion: two audited steps, one transaction."""
     version = model_version_transition(
@@ -416,6 +454,7 @@ def model_version_approve(
         to_state=VersionState.APPROVED,
         reason=reason,
         evidence=evidence,
+        without_evaluation=without_evaluation,
     )
     if promote and version.kind == VersionKind.POLICY:
         alias_set(
@@ -424,6 +463,36 @@ def model_version_approve(
         for hook in version_approved_hooks:
             hook(version, actor)
     return version
+
+
+@transaction.atomic
+def model_version_decide(
+    *, version: ModelVersion, actor, decision: str, reason: str, without_evaluation: bool = False
+) -> ModelVersion:
+    """A reviewer's decision: ``approve`` (``model_version_approve``) or ``reject``.
+
+    A reward model is never put in review by a round (blind reviews compare policies), so its
+    candidacy is put in review here first, audited, in the same transaction: a refused
+    decision leaves it a candidate."""
+    if decision not in ("approve", "reject"):
+        raise ValidationFailed(
+            "choose approve or reject", code="invalid_decision", field="decision"
+        )
+    current = ModelVersion.objects.get(pk=version.pk)
+    if current.kind == VersionKind.REWARD and current.state == VersionState.CANDIDATE:
+        version = model_version_transition(
+            version=current,
+            actor=actor,
+            to_state=VersionState.IN_REVIEW,
+            reason=f"reward model put up for the reviewer's decision ({decision})",
+        )
+    if decision == "approve":
+        return model_version_approve(
+            version=version, actor=actor, reason=reason, without_evaluation=without_evaluation
+        )
+    return model_version_transition(
+        version=version, actor=actor, to_state=VersionState.REJECTED, reason=reason
+    )
 
 
 # --------------------------------------------------------------------------- aliases

@@ -51,6 +51,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/", views.TaskDetailView.as_view(), name="api-task"),
     path("tasks/<int:task_id>/labels/", views.LabelSubmitView.as_view(), name="api-label-submit"),
     path("tasks/<int:task_id>/skip/", views.SkipView.as_view(), name="api-task-skip"),
+    path("tasks/<int:task_id>/undo/", views.UndoView.as_view(), name="api-task-undo"),
     path("tasks/<int:task_id>/heartbeat/", views.HeartbeatView.as_view(), name="api-heartbeat"),
     path("labels/", views.LabelListView.as_view(), name="api-labels"),
     path("labels/<int:label_id>/", views.LabelDetailView.as_view(), name="api-label"),

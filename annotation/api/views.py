@@ -349,6 +349,21 @@ class SkipView(APIView):
         )
 
 
+class UndoView(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: s.TaskViewSerializer},
+        description="Undo your last submit (the label is withdrawn) or skip of this task "
+        "within TANDEM_UNDO_SECONDS; the task comes back to you. 409 with a code saying why "
+        "not: nothing_to_undo, undo_window_closed, edit_window_closed, reviewed, task_closed, "
+        "label_in_snapshot, task_full.",
+    )
+    def post(self, request, task_id: int):
+        task = access_task(request.user, task_id, skipped=True)
+        lease = services.task_undo(task=task, annotator=request.user)
+        return Response(selectors.task_view_for_annotator(lease))
+
+
 class HeartbeatView(APIView):
     @extend_schema(request=None, responses=s.LeaseSerializer)
     def post(self, request, task_id: int):

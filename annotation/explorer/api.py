@@ -1,5 +1,7 @@
 """Data explorer API: one access gate, one selector or service, render."""
 
+from dataclasses import fields
+
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -8,7 +10,12 @@ from rest_framework.views import APIView
 
 from annotation.access import access_project, access_task
 from annotation.explorer import selectors
-from annotation.explorer.services import BULK_ACTIONS, BULK_CAPABILITY, tasks_bulk_apply
+from annotation.explorer.services import (
+    BULK_ACTIONS,
+    BULK_CAPABILITY,
+    tasks_bulk_apply,
+    tasks_bulk_apply_filtered,
+)
 from annotation.roles import Capability
 from config.errors import ValidationFailed
 from config.untrusted import int64_problem
@@ -87,10 +94,41 @@ class ExplorerTaskView(APIView):
         return Response(selectors.explorer_task_view(task))
 
 
+FILTER_NAMES = frozenset(f.name for f in fields(selectors.ExplorerFilters))
+
+
 class BulkRequestSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
-    task_ids = serializers.ListField(child=serializers.IntegerField(), max_length=1000)
+    task_ids = serializers.ListField(
+        child=serializers.IntegerField(), max_length=1000, required=False
+    )
+    filters = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=300),
+        required=False,
+        help_text="instead of task_ids: every task these explorer filters match (the same "
+        "names as the table's query parameters); needs expected_count",
+    )
+    expected_count = serializers.IntegerField(
+        required=False, help_text="with filters: the number of tasks the person confirmed"
+    )
     priority = serializers.IntegerField(required=False)
+
+    def validate(self, attrs):
+        if ("task_ids" in attrs) == ("filters" in attrs):
+            raise serializers.ValidationError(
+                {"task_ids": "send either task_ids or filters (with expected_count)"}
+            )
+        if "filters" in attrs:
+            unknown = sorted(set(attrs["filters"]) - FILTER_NAMES)
+            if unknown:
+                raise serializers.ValidationError(
+                    {"filters": f"unknown filters {unknown}; known: {sorted(FILTER_NAMES)}"}
+                )
+            if "expected_count" not in attrs:
+                raise serializers.ValidationError(
+                    {"expected_count": "send the number of matching tasks you confirmed"}
+                )
+        return attrs
 
 
 class ExplorerBulkView(APIView):
@@ -99,7 +137,9 @@ class ExplorerBulkView(APIView):
         responses={200: OpenApiResponse(description="action, changed, skipped (with reasons)")},
         description=(
             "reopen, set_priority and mark_gold need the manage capability (admins); "
-            "send_to_adjudication the review capability."
+            "send_to_adjudication the review capability. With filters instead of task_ids the "
+            "action applies to every matching task (at most 1,000; 409 count_changed when the "
+            "set no longer has expected_count tasks)."
         ),
     )
     def post(self, request, project_id: int):
@@ -111,6 +151,17 @@ class ExplorerBulkView(APIView):
         data.is_valid(raise_exception=True)
         action = data.validated_data["action"]
         project = access_project(request.user, project_id, capability=BULK_CAPABILITY[action])
+        if "filters" in data.validated_data:
+            return Response(
+                tasks_bulk_apply_filtered(
+                    project=project,
+                    by=request.user,
+                    action=action,
+                    filters=selectors.explorer_filters_parse(data.validated_data["filters"]),
+                    expected_count=data.validated_data["expected_count"],
+                    priority=data.validated_data.get("priority"),
+                )
+            )
         return Response(
             tasks_bulk_apply(
                 project=project,

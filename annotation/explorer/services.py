@@ -1,8 +1,12 @@
 """Bulk actions of the data explorer: re-open, set priority, mark gold, send to adjudication.
 
 Each takes the project (already through ``access_project`` with the action's capability,
-``BULK_CAPABILITY``) and explicit task ids; ids of other projects' tasks are reported as
-skipped, never touched. The answer says what changed and why each other task did not.
+``BULK_CAPABILITY``) and either explicit task ids (``tasks_bulk_apply``: ids of other projects'
+tasks are reported as skipped, never touched) or the explorer's filters
+(``tasks_bulk_apply_filtered``: every task the table's filters match, read with the same
+``explorer_queryset``, at most ``MAX_BULK_TASKS`` and only if the count the person confirmed is
+still the count). The answer says what changed and why each other task did not; each applied
+action is one data audit event (``tasks_bulk_changed``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from collections.abc import Callable
 from django.db import transaction
 from django.db.models import F
 
+from annotation.audit import DataAuditAction, data_audit_record
+from annotation.explorer.selectors import ExplorerFilters, explorer_queryset
 from annotation.models import Label, Project, Task, TaskKind, TaskStatus
 from annotation.quality.models import Adjudication, AdjudicationRequest, GoldTask
 from annotation.quality.services import GOLD_REQUIRED_LABELS, gold_mark
 from annotation.roles import Capability
-from config.errors import DomainError, ValidationFailed
+from config.errors import Conflict, DomainError, ValidationFailed
 
 MAX_BULK_TASKS = 1_000
 PRIORITY_LIMIT = 2**31 - 1
@@ -140,6 +146,35 @@ _ACTIONS: dict[str, Callable[..., int]] = {
 }
 
 
+def _apply(*, project: Project, by, action: str, wanted: list[int], priority, audit: dict) -> dict:
+    tasks = list(
+        Task.objects.filter(project=project, pk__in=wanted).select_related("project").order_by("id")
+    )
+    found = {t.pk for t in tasks}
+    skipped: list[dict] = []
+    for task_id in wanted:
+        if task_id not in found:
+            _skip(skipped, task_id, "no such task in this project")
+    changed = _ACTIONS[action](project, by, tasks, skipped, priority=priority)
+    details = {"action": action, **audit, "tasks": len(wanted), "changed": changed}
+    details["skipped"] = len(skipped)
+    if action == "set_priority":
+        details["priority"] = priority
+    data_audit_record(
+        action=DataAuditAction.TASKS_BULK_CHANGED,
+        subject=f"project:{project.pk}:{action}",
+        actor=by,
+        project=project,
+        details=details,
+    )
+    return {"action": action, "changed": changed, "skipped": skipped}
+
+
+def _check_action(action: str) -> None:
+    if action not in _ACTIONS:
+        raise ValidationFailed(f"action must be one of {list(BULK_ACTIONS)}", field="action")
+
+
 @transaction.atomic
 def tasks_bulk_apply(
     *, project: Project, by, action: str, task_ids: list[int], priority: int | None = None
@@ -148,8 +183,7 @@ def tasks_bulk_apply(
 
     Returns ``{"action", "changed", "skipped": [{"task_id", "reason"}]}``.
     """
-    if action not in _ACTIONS:
-        raise ValidationFailed(f"action must be one of {list(BULK_ACTIONS)}", field="action")
+    _check_action(action)
     if (
         not isinstance(task_ids, list)
         or not task_ids
@@ -161,13 +195,63 @@ def tasks_bulk_apply(
             f"at most {MAX_BULK_TASKS} tasks at a time ({len(task_ids)} sent)", field="task_ids"
         )
     wanted = list(dict.fromkeys(task_ids))
-    tasks = list(
-        Task.objects.filter(project=project, pk__in=wanted).select_related("project").order_by("id")
+    return _apply(
+        project=project,
+        by=by,
+        action=action,
+        wanted=wanted,
+        priority=priority,
+        audit={"scope": "selected"},
     )
-    found = {t.pk for t in tasks}
-    skipped: list[dict] = []
-    for task_id in wanted:
-        if task_id not in found:
-            _skip(skipped, task_id, "no such task in this project")
-    changed = _ACTIONS[action](project, by, tasks, skipped, priority=priority)
-    return {"action": action, "changed": changed, "skipped": skipped}
+
+
+@transaction.atomic
+def tasks_bulk_apply_filtered(
+    *,
+    project: Project,
+    by,
+    action: str,
+    filters: ExplorerFilters,
+    expected_count: int,
+    priority: int | None = None,
+) -> dict:
+    """Apply ``action`` to every task of ``project`` that ``filters`` match (the explorer's
+    own ``explorer_queryset``), in one transaction.
+
+    ``expected_count`` is the number the person confirmed: if the filtered set has grown or
+    shrunk since, nothing is applied (409 ``count_changed``, with the new ``count``). Above
+    ``MAX_BULK_TASKS`` matching tasks nothing is applied either (400 naming ``filters``).
+    """
+    _check_action(action)
+    if isinstance(expected_count, bool) or not isinstance(expected_count, int):
+        raise ValidationFailed(
+            "expected_count must be the number of tasks you confirmed", field="expected_count"
+        )
+    wanted = list(
+        explorer_queryset(project, filters)
+        .order_by("id")
+        .values_list("id", flat=True)[: MAX_BULK_TASKS + 1]
+    )
+    if len(wanted) > MAX_BULK_TASKS:
+        raise ValidationFailed(
+            f"these filters match more than {MAX_BULK_TASKS:,} tasks; a bulk action takes at "
+            f"most {MAX_BULK_TASKS:,} at a time: narrow the filters",
+            field="filters",
+        )
+    if not wanted:
+        raise ValidationFailed("no task matches these filters", field="filters")
+    if len(wanted) != expected_count:
+        raise Conflict(
+            f"the filters now match {len(wanted)} tasks, not the {expected_count} you "
+            "confirmed; nothing was changed: confirm again",
+            code="count_changed",
+            count=len(wanted),
+        )
+    return _apply(
+        project=project,
+        by=by,
+        action=action,
+        wanted=wanted,
+        priority=priority,
+        audit={"scope": "filtered", "filters": filters.as_params()},
+    )

@@ -262,6 +262,7 @@ class FinalLabelsView(APIView):
                 exclude_annotators=excluded,
                 after=after,
                 limit=limit,
+                sealed_for=request.user,
             )
         except ValueError as exc:
             raise serializers.ValidationError({"policy": str(exc)}) from exc

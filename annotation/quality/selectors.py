@@ -13,6 +13,7 @@ from django.db.models import Exists, F, OuterRef, Subquery, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from annotation.access import review_sealed_filter
 from annotation.labels import ids_translated
 from annotation.models import Label, Lease, LeaseState, Project, Task, TaskItem, TaskKind
 from annotation.opaque import item_ref
@@ -390,6 +391,7 @@ def final_labels_page(
     exclude_annotators: Iterable[int] = (),
     after: int = 0,
     limit: int | None = None,
+    sealed_for=None,
 ) -> dict:
     """``final_labels`` for at most ``limit`` labelled tasks with ids above ``after`` (keyset
     pagination, so a page costs the same wherever it starts): ``{"tasks": [...],
@@ -398,6 +400,9 @@ def final_labels_page(
     Majority, unanimity and agreement thresholds decide a task from its own labels, so a
     page reads only its tasks' labels. Dawid-Skene weighs annotators by all their labels: it
     is fitted on every label of the kind (one pass, streamed) and the page decided with it.
+
+    ``sealed_for``: the user who reads them; tasks sealed for that user (open, leased, or with
+    their own label still editable: ``review_sealed_filter``) are left out, labels and all.
     """
     excluded = set(exclude_annotators)
     if kind != TaskKind.PAIRWISE and config.policy == "dawid_skene":
@@ -407,6 +412,11 @@ def final_labels_page(
         .alias(gold=Exists(GoldTask.objects.filter(task_id=OuterRef("task_id"))))
         .filter(gold=False)
     )
+    if sealed_for is not None:
+        sealed = Task.objects.filter(pk=OuterRef("task_id")).filter(
+            review_sealed_filter(sealed_for, project=project)
+        )
+        labelled = labelled.alias(sealed=Exists(sealed)).filter(sealed=False)
     page_tasks = None
     if limit is not None:
         page_tasks = list(

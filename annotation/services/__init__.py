@@ -45,7 +45,13 @@ from annotation.services.invitations import (
     member_add_by_staff,
     member_add_or_invite,
 )
-from annotation.services.labels import SubmitResult, label_edit, label_submit
+from annotation.services.labels import (
+    SubmitResult,
+    label_edit,
+    label_edit_window,
+    label_submit,
+    task_undo,
+)
 from annotation.services.members import (
     membership_group_set,
     membership_remove,
@@ -86,6 +92,7 @@ __all__ = [
     "invitation_create",
     "invitation_revoke",
     "label_edit",
+    "label_edit_window",
     "label_submit",
     "label_submitted_hooks",
     "lease_heartbeat",
@@ -108,6 +115,7 @@ __all__ = [
     "task_content_hash",
     "task_create",
     "task_skip",
+    "task_undo",
     "text_hash",
     "user_create",
     "user_erase",

@@ -25,6 +25,9 @@ task_changed_hooks: list[Callable[[int, list[int]], None]] = []
 # Prompts another app still needs (the review cycle's evaluation and fresh prompts, its
 # generation jobs'): retention never deletes them. Signature: (project) -> set of prompt ids.
 retention_prompt_guards: list[Callable[[Project], set[int]]] = []
+# Whether another app froze a label into something built from it (a dataset snapshot): an
+# annotator can then no longer withdraw it. Signature: (label) -> bool.
+label_frozen_guards: list[Callable[[Label], bool]] = []
 
 
 def _after_commit_task_changed(project_id: int, task_id: int) -> None:

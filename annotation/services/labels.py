@@ -1,7 +1,16 @@
-"""Submitting and editing labels (see ``annotation.services`` for the guarantees)."""
+"""Submitting, editing and undoing labels (see ``annotation.services`` for the guarantees).
+
+The edit window (``label_edit_window``) is the one rule for how long an author may change a
+label: ``label_edit`` enforces it, the "my labels" pages show it, and ``task_undo`` (withdraw
+the last submit, or take back a skip) is bounded by it as well as by its own short window.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -16,9 +25,10 @@ from annotation.models import (
     Task,
     TaskStatus,
 )
+from annotation.quality.models import Adjudication
 from annotation.selectors import task_items
 from annotation.services import hooks
-from annotation.services.claims import _room_for
+from annotation.services.claims import _grant_lease, _room_for
 from annotation.services.hashing import content_hash
 from annotation.services.hooks import _after_commit_task_changed
 from annotation.services.project_settings import project_allowed_flags, project_label_edit_window
@@ -199,8 +209,7 @@ def label_edit(*, label: Label, editor, payload: dict, flags=None) -> Label:
         raise Conflict("only the author can edit a label", code="not_author")
     if label.reviewed_at is not None:
         raise Conflict("this label was reviewed and can no longer be edited", code="reviewed")
-    window = project_label_edit_window(label.task.project)
-    if window is not None and timezone.now() > label.created_at + window:
+    if not label_edit_window(label=label).open:
         raise Conflict(
             "the project's edit window for this label has closed", code="edit_window_closed"
         )
@@ -241,3 +250,101 @@ def _project_flags(project, flags) -> list[str]:
             field="flags",
         )
     return cleaned
+
+
+@dataclass(frozen=True)
+class EditWindow:
+    open: bool  # may the author change the label now
+    until: datetime | None  # when the project's edit window closes; None: never
+
+
+def label_edit_window(*, label: Label, now: datetime | None = None) -> EditWindow:
+    """Whether the author may still change ``label``: not reviewed, and within the project's
+    edit window (``labels.edit_window_hours``; none set: no time limit)."""
+    now = now or timezone.now()
+    window = project_label_edit_window(label.task.project)
+    until = None if window is None else label.created_at + window
+    return EditWindow(
+        open=label.reviewed_at is None and (until is None or now <= until), until=until
+    )
+
+
+def undo_window() -> timedelta:
+    return timedelta(seconds=settings.TANDEM_UNDO_SECONDS)
+
+
+@transaction.atomic
+def task_undo(*, task: Task, annotator) -> Lease:
+    """Undo ``annotator``'s submit or skip of ``task`` within ``TANDEM_UNDO_SECONDS``: the label
+    is withdrawn (deleted with its revisions and idempotency record; the task's count goes
+    down and a done task opens again), or the skip is taken back; either way the lease is
+    live again, so the task comes back to its annotator.
+
+    Refused (409, nothing changed): nothing to undo, the window passed (or the project's edit
+    window closed), the label was reviewed, adjudicated, or frozen into a dataset snapshot,
+    or the task has no room for the annotator any more (a skipped task others took)."""
+    now = timezone.now()
+    task = Task.objects.select_for_update(of=("self",)).select_related("project").get(pk=task.pk)
+    lease = Lease.objects.filter(task=task, annotator=annotator).first()
+    label = Label.objects.filter(task=task, annotator=annotator).first()
+    if label is not None:
+        label.task = task
+        _undo_label(task, lease, label, now)
+    elif lease is not None and lease.state == LeaseState.SKIPPED:
+        if now > (lease.closed_at or now) + undo_window():
+            raise Conflict(_window_passed("skip"), code="undo_window_closed")
+        if not _room_for(task, annotator, now):
+            raise Conflict(
+                "the task went to other annotators after you skipped it", code="task_full"
+            )
+    else:
+        raise Conflict("you have no submit or skip of this task to undo", code="nothing_to_undo")
+    if lease is None:
+        # An imported label has no lease; a label withdrawn by its author gets one.
+        lease = _grant_lease(task, annotator, now, None)
+    else:
+        lease.state = LeaseState.ACTIVE
+        lease.skip_reason = ""
+        lease.closed_at = None
+        lease.heartbeat_at = now
+        lease.expires_at = now + timedelta(seconds=task.project.lease_seconds)
+        lease.save(
+            update_fields=["state", "skip_reason", "closed_at", "heartbeat_at", "expires_at"]
+        )
+    _after_commit_task_changed(task.project_id, task.pk)
+    return lease
+
+
+def _window_passed(what: str) -> str:
+    return f"the {settings.TANDEM_UNDO_SECONDS} seconds to undo this {what} have passed"
+
+
+def _undo_label(task: Task, lease: Lease | None, label: Label, now) -> None:
+    if label.reviewed_at is not None:
+        raise Conflict("this label was reviewed and can no longer be withdrawn", code="reviewed")
+    if now > label.created_at + undo_window():
+        raise Conflict(_window_passed("label"), code="undo_window_closed")
+    if not label_edit_window(label=label, now=now).open:
+        raise Conflict(
+            "the project's edit window for this label has closed", code="edit_window_closed"
+        )
+    if Adjudication.objects.filter(task=task).exists():
+        raise Conflict(
+            "a reviewer has already decided this task; your label stays", code="task_closed"
+        )
+    if any(frozen(label) for frozen in hooks.label_frozen_guards):
+        raise Conflict(
+            "this label is already in a dataset snapshot and can no longer be withdrawn",
+            code="label_in_snapshot",
+        )
+    IdempotencyRecord.objects.filter(
+        user_id=label.annotator_id, scope=f"label_submit:{task.pk}"
+    ).delete()
+    label.delete()
+    task.label_count -= 1
+    fields = ["label_count"]
+    if task.status == TaskStatus.DONE and task.label_count < task.required_labels:
+        task.status = TaskStatus.OPEN
+        task.completed_at = None
+        fields += ["status", "completed_at"]
+    task.save(update_fields=fields)

@@ -15,8 +15,8 @@ Two settings of the project (``privacy`` in ``project_settings``), both off by d
   is deleted with its responses and its unlabelled tasks.
 
 Each pass that changes something writes one ``retention_applied`` event to the data audit
-log with its counts. ``manage.py apply_retention`` runs it for every project (daily, from cron
-or a systemd timer: see docs/security.md); running it twice changes nothing the second time.
+log with its counts. The workers run it for every project daily (``annotation.periodic``), and
+``manage.py apply_retention`` at once by hand; running it twice changes nothing the second time.
 """
 
 from __future__ import annotations

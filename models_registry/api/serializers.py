@@ -107,6 +107,12 @@ class TransitionSerializer(serializers.Serializer):
     to_state = serializers.ChoiceField(choices=VersionState.values)
     reason = serializers.CharField(allow_blank=True, default="", max_length=10_000)
     evidence = CheckedJSONField(required=False)
+    without_evaluation = serializers.BooleanField(
+        default=False,
+        help_text="approved only: approve although the evaluation is not in (a policy's review "
+        "round not evaluated yet, a reward model without held-out accuracy); recorded in the "
+        "audit event",
+    )
 
 
 class AliasMoveSerializer(serializers.Serializer):

@@ -134,7 +134,9 @@ class TransitionView(APIView):
             "evidence": data.validated_data.get("evidence"),
         }
         if to_state == VersionState.APPROVED:
-            version = services.model_version_approve(**arguments)
+            version = services.model_version_approve(
+                **arguments, without_evaluation=data.validated_data["without_evaluation"]
+            )
         else:
             version = services.model_version_transition(to_state=to_state, **arguments)
         return Response(s.ModelVersionSerializer(version).data)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import math
 import statistics
 from array import array
@@ -338,7 +339,8 @@ def reward_probes(
     """The audit's length and position probes for a reward model on held-out pairs:
     accuracy (ties wrong) where the chosen answer is longer and where it is shorter, the
     Spearman correlation of reward with length over every scored answer, and the accuracy
-    by the side the chosen answer was shown on (where the pairs record it)."""
+    by the side the chosen answer was shown on (where the pairs record it); and the
+    calibration of its Bradley-Terry probabilities (``pairwise_calibration``)."""
     c = np.asarray(chosen_scores, dtype=float)
     r = np.asarray(rejected_scores, dtype=float)
     c_len = np.array([len(t) for t in chosen_texts])
@@ -365,7 +367,44 @@ def reward_probes(
             side: proportion(int(right[sides == side].sum()), int((sides == side).sum()))
             for side in ("left", "right")
         }
+    out["calibration"] = pairwise_calibration(c, r)
     return out
+
+
+# Confidence bins of ``pairwise_calibration``: a preferred side is chosen with 0.5..1.
+CALIBRATION_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def pairwise_calibration(chosen_scores: Sequence[float], rejected_scores: Sequence[float]) -> dict:
+    """How far a reward model's Bradley-Terry probabilities can be taken at their word.
+
+    For each held-out pair the model prefers one side with confidence sigmoid(|margin|)
+    (Bradley-Terry: P(a beats b) = sigmoid(r_a - r_b)); within bins of that confidence, the
+    mean confidence against how often the preferred side is the chosen one. The expected
+    calibration error (Guo et al. 2017, eq. 3) is the pair-weighted mean gap: 0 when "80%
+    sure" is right 80% of the time. Ties (margin 0) prefer no side and are left out."""
+    margin = np.asarray(chosen_scores, dtype=float) - np.asarray(rejected_scores, dtype=float)
+    margin = margin[margin != 0]
+    confidence = 1.0 / (1.0 + np.exp(-np.abs(margin)))  # (pairs,)
+    right = margin > 0
+    n = len(margin)
+    bins, gap = [], 0.0
+    edges = CALIBRATION_EDGES
+    for i, (low, high) in enumerate(itertools.pairwise(edges)):
+        last = i == len(edges) - 2
+        mask = (confidence >= low) & ((confidence <= high) if last else (confidence < high))
+        count = int(mask.sum())
+        if not count:
+            bins.append({"low": low, "high": high, "pairs": 0, "confidence": None,
+                         "accuracy": None})  # fmt: skip
+            continue
+        mean_conf, accuracy = float(confidence[mask].mean()), float(right[mask].mean())
+        gap += count / n * abs(mean_conf - accuracy)
+        bins.append(
+            {"low": low, "high": high, "pairs": count,
+             "confidence": round(mean_conf, 4), "accuracy": round(accuracy, 4)}
+        )  # fmt: skip
+    return {"pairs": n, "ece": round(gap, 4) if n else None, "bins": bins}
 
 
 def _mean(values: Sequence[float]) -> float | None:

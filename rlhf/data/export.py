@@ -342,18 +342,36 @@ def iter_export_rows(export_dir: Path, shape: str, split: str):
             yield orjson.loads(line)
 
 
+REEXPORT_PROGRESS_ROWS = 5000  # rows between two on_progress calls
+
+
 def reexport(
-    source_dir: Path, export_dir: Path, *, truncation: TruncationConfig | None = None
+    source_dir: Path,
+    export_dir: Path,
+    *,
+    truncation: TruncationConfig | None = None,
+    on_progress=None,
 ) -> dict:
-    """Copy an export to ``export_dir`` (e.g. with prompt truncation), streaming every row."""
+    """Copy an export to ``export_dir`` (e.g. with prompt truncation), streaming every row.
+
+    ``on_progress(stage, done, total)``: rows copied of the source's rows (stage ``rows``),
+    then ``assemble`` while Parquet and the ``hf/`` folders are written."""
     source = json.loads((Path(source_dir) / "manifest.json").read_text())
     if source.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{source_dir} is not a {EXPORT_FORMAT} export")
+    total = sum(sum(splits.values()) for splits in source.get("shapes", {}).values())
+    progress = on_progress or (lambda stage, done, total: None)
+    done = 0
+    progress("rows", done, total)
     writer = ExportWriter(export_dir, truncation=truncation)
     for shape in SHAPES:
         for split in SPLITS:
             for row in iter_export_rows(source_dir, shape, split):
                 writer.write(shape, split, row)
+                done += 1
+                if done % REEXPORT_PROGRESS_ROWS == 0:
+                    progress("rows", done, total)
+    progress("assemble", done, total)
     keep = {k: v for k, v in source.items() if k not in {"shapes", "rows_sha256", "truncation"}}
     keep.pop("rows_sha256_all", None)
     keep["source_rows_sha256_all"] = source["rows_sha256_all"]

@@ -154,15 +154,22 @@ HELD_OUT_SPLITS = ("validation", "test")
 
 
 def training_run_held_out_accuracy(*, run: TrainingRun) -> list[dict]:
-    """Each held-out split's final pairwise accuracy with its 95% Wilson interval.
+    """Each held-out split's final pairwise accuracy with its 95% Wilson interval
+    (``held_out_accuracy`` of the run's result metrics)."""
+    return held_out_accuracy(run.metrics)
 
-    A reward run's result metrics hold ``{split: {"accuracy", "pairs", ...}}``; 43 test pairs
-    give an interval about 30 points wide, so the page shows the interval beside the figure
-    and says when it reaches down to chance (0.5). Splits without pairs are left out.
+
+def held_out_accuracy(metrics: dict | None) -> list[dict]:
+    """Each held-out split's pairwise accuracy with its 95% Wilson interval.
+
+    A reward run's result metrics (and the registered version's, a copy) hold
+    ``{split: {"accuracy", "pairs", ...}}``; 43 test pairs give an interval about 30 points
+    wide, so pages show the interval beside the figure and say when it reaches down to chance
+    (0.5). Splits without pairs are left out.
     """
     rows = []
     for split in HELD_OUT_SPLITS:
-        measured = (run.metrics or {}).get(split)
+        measured = (metrics or {}).get(split)
         if not isinstance(measured, dict):
             continue
         accuracy, pairs = measured.get("accuracy"), measured.get("pairs")

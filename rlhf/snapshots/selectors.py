@@ -10,7 +10,7 @@ from django.http import Http404
 from annotation.access import access_project
 from annotation.roles import Capability
 from annotation.services import project_aggregation_config, project_flag_policy
-from rlhf.models import DatasetSnapshot
+from rlhf.models import DatasetSnapshot, SnapshotStatus
 
 
 def snapshot_list(*, user, project_id) -> list[DatasetSnapshot]:
@@ -73,3 +73,15 @@ def snapshot_aggregation_default(*, project) -> dict:
     config = project_aggregation_config(project)
     return {"policy": config.policy, "min_agreement": config.min_agreement,
             "min_labels": config.min_labels}  # fmt: skip
+
+
+def snapshot_holds_label(label) -> bool:
+    """Whether a snapshot of the label's project froze it, or will when its job runs: one not
+    failed whose cut-off (``max_label_id``) reaches the label and whose kinds include it.
+    ``annotation.services.task_undo`` then refuses to withdraw it (``label_frozen_guards``)."""
+    kinds = (
+        DatasetSnapshot.objects.filter(project_id=label.task.project_id, max_label_id__gte=label.pk)
+        .exclude(status=SnapshotStatus.FAILED)
+        .values_list("kinds", flat=True)
+    )
+    return any(not wanted or label.kind in wanted for wanted in kinds)

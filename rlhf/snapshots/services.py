@@ -43,6 +43,7 @@ from rlhf.data.pipeline import PipelineConfig, build_dataset
 from rlhf.data.records import SPLITS
 from rlhf.data.truncation import TruncationConfig
 from rlhf.models import DatasetSnapshot, SnapshotStatus
+from rlhf.snapshots.downloads import snapshot_manifest_write
 from rlhf.snapshots.readers import (
     freeze_adjudications,
     freeze_label_ids,
@@ -264,6 +265,9 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         sources=[f"Project {snapshot.project.name!r}, prompt sources: {', '.join(sources)}"],
     )
     (export_dir / "DATA_CARD.md").write_text(card)
+    started = time.monotonic()
+    snapshot_manifest_write(export_dir=export_dir)  # last: it hashes every file written above
+    result.report["timings_s"]["manifest"] = round(time.monotonic() - started, 2)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
         status=SnapshotStatus.READY,
         finished_at=timezone.now(),
@@ -357,10 +361,12 @@ def snapshot_export(
     max_prompt_tokens: int | None = None,
     count_tokens=None,
     tools: list[str] | None = None,
+    on_progress=None,
 ) -> dict:
     """Write an export of a ready snapshot (optionally truncating long prompts from the
     left, and with its preference pairs also in the shapes of the peer ``tools``: Label
-    Studio, Argilla) and return its manifest. The rows come from the snapshot's canonical export, so
+    Studio, Argilla) and return its manifest (``on_progress``: see ``rlhf.data.export.reexport``).
+    The rows come from the snapshot's canonical export, so
     they are exactly the snapshot's content whatever happened to the labels since."""
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
@@ -380,7 +386,7 @@ def snapshot_export(
         )
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_truncation") from None
-    manifest = reexport(source, Path(export_dir), truncation=truncation)
+    manifest = reexport(source, Path(export_dir), truncation=truncation, on_progress=on_progress)
     if tools:
         manifest["peer_exports"] = write_peer_exports(Path(export_dir), list(tools))
         (Path(export_dir) / "manifest.json").write_text(

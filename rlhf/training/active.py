@@ -187,14 +187,10 @@ def fit_linear_reward(
     by cross-validation (``cv_repeats`` shuffles of the k folds), zero weights when nothing
     beats chance out of sample.
     """
-    both = torch.cat([chosen, rejected]).double()  # (2 * pairs, features)
-    mean, std = both.mean(0), both.std(0)
-    live = std > 1e-6
-    scale = torch.where(live, std, torch.ones_like(std))
-    diffs = (chosen.double() - rejected.double()) / scale  # the mean cancels
-    margins = torch.zeros(len(diffs), dtype=diffs.dtype)
-    weight, l2, _, _ = head_probe.head_weights(diffs, margins, seed=seed, repeats=cv_repeats)
-    return LinearReward(mean=mean, scale=scale, weight=weight * live, l2=l2)
+    fit = head_probe.standardised_fit(
+        chosen.double(), rejected.double(), seed=seed, repeats=cv_repeats
+    )
+    return LinearReward(mean=fit.mean, scale=fit.scale, weight=fit.weight, l2=fit.l2)
 
 
 def pair_scores(

@@ -164,6 +164,48 @@ def head_weights(
     return fit_weights(diffs, margins, l2), l2, cv_loss, cv_accuracy
 
 
+@dataclass(frozen=True)
+class StandardisedFit:
+    """A Bradley-Terry head on standardised frozen features: ``r(x) = weight . (f(x) - mean) /
+    scale``. ``diffs`` are the standardised chosen - rejected differences it was fitted on."""
+
+    mean: torch.Tensor  # (features,)
+    scale: torch.Tensor  # (features,) standard deviations, 1 where a feature is constant
+    weight: torch.Tensor  # (features,) zero on constant features
+    diffs: torch.Tensor  # (pairs, features)
+    l2: float
+    cv_loss: float
+    cv_accuracy: float
+
+
+def standardised_fit(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    margins: list[float] | None = None,
+    *,
+    seed: int = 0,
+    repeats: int = REPEATS,
+) -> StandardisedFit:
+    """Standardise the features of both sides together, then ``head_weights`` on the pairs'
+    differences. ``chosen``, ``rejected``: ``(pairs, features)``, in the dtype to fit in."""
+    both = torch.cat([chosen, rejected])  # (2 * pairs, features)
+    mean, std = both.mean(0), both.std(0)
+    live = std > 1e-6  # a constant feature carries no signal (and must not be divided by ~0)
+    scale = torch.where(live, std, torch.ones_like(std))
+    diffs = (chosen - rejected) / scale  # the mean cancels
+    margin = torch.tensor(margins if margins else [0.0] * len(diffs), dtype=diffs.dtype)
+    weight, l2, cv_loss, cv_accuracy = head_weights(diffs, margin, seed=seed, repeats=repeats)
+    return StandardisedFit(
+        mean=mean,
+        scale=scale,
+        weight=weight * live,
+        diffs=diffs,
+        l2=l2,
+        cv_loss=cv_loss,
+        cv_accuracy=cv_accuracy,
+    )
+
+
 def probe_head(
     model,
     chosen: list[list[int]],
@@ -190,15 +232,8 @@ def probe_head(
         batch_size=batch_size,
     )
     count = len(chosen)
-    mean = features.mean(0)
-    std = features.std(0)
-    live = std > 1e-6  # a constant feature carries no signal (and must not be divided by ~0)
-    scale = torch.where(live, std, torch.ones_like(std))
-    standard = (features - mean) / scale
-    diffs = standard[:count] - standard[count:]
-    margin = torch.tensor(margins if margins else [0.0] * count, dtype=diffs.dtype)
-    weight, l2, cv_loss, cv_accuracy = head_weights(diffs, margin, seed=seed)
-    weight = weight * live
+    fit = standardised_fit(features[:count], features[count:], margins, seed=seed)
+    weight, mean, scale = fit.weight, fit.mean, fit.scale
     raw = weight / scale  # back to the model's unstandardised features
     with torch.no_grad():
         head.weight.copy_(raw.to(head.weight)[None, :])
@@ -206,10 +241,10 @@ def probe_head(
             head.bias.fill_(-float(mean @ raw))
     return ProbeResult(
         pairs=count,
-        features=int(diffs.shape[1]),
+        features=int(fit.diffs.shape[1]),
         fitted=bool(weight.abs().sum() > 0),
-        l2=l2,
-        cv_accuracy=cv_accuracy,
-        cv_loss=cv_loss,
-        train_accuracy=_accuracy(diffs, weight),
+        l2=fit.l2,
+        cv_accuracy=fit.cv_accuracy,
+        cv_loss=fit.cv_loss,
+        train_accuracy=_accuracy(fit.diffs, weight),
     )

@@ -274,6 +274,23 @@ def silence(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
+class _CheckpointAlreadyFinished(Exception):
+    pass
+
+
+class _FinishedCheckpointGuard(TrainerCallback):
+    """Stops a run resumed from a checkpoint taken at max_steps before it trains.
+
+    HF's loop checks max_steps only after a step, so resuming from a checkpoint at max_steps
+    mid-epoch (a worker killed between the final checkpoint and the saved model) trained one
+    step past it. ``on_train_begin`` runs after the checkpoint's weights, optimizer and state are
+    loaded and before any batch, on every process alike, so raising here stops all of them."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise _CheckpointAlreadyFinished
+
+
 def train(trainer, ctx: RunContext) -> None:
     """Run ``trainer`` from the newest valid checkpoint (or from scratch)."""
     silence(trainer)
@@ -284,7 +301,17 @@ def train(trainer, ctx: RunContext) -> None:
         ctx.record_loaded(
             unwrap() if unwrap else model, role="trained model", source=ctx.config.base_model
         )
-    trainer.train(resume_from_checkpoint=resume_point(ctx))
+    trainer.add_callback(_FinishedCheckpointGuard())
+    try:
+        trainer.train(resume_from_checkpoint=resume_point(ctx))
+    except _CheckpointAlreadyFinished:
+        # The checkpoint's weights are loaded (the Trainer loads them before training begins):
+        # go on to evaluate and save them, as the attempt that wrote it would have.
+        ctx.reporter.emit(
+            "log",
+            step=trainer.state.global_step,
+            message=f"the checkpoint is at max_steps ({trainer.state.max_steps}): nothing to train",
+        )
     ctx.method_result.global_step = trainer.state.global_step
     shutil.rmtree(ctx.out_dir / HF_STAGING, ignore_errors=True)
 

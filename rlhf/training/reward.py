@@ -275,45 +275,18 @@ def build_trainer(ctx: hf.RunContext, *, callbacks: list | None = None):
     model = load_sequence_classifier(source, pad_token_id=tokenizer.pad_token_id)
     ctx.record_loaded(model, role="reward model", source=source)
     ctx.method_result.head_init = _init_head(ctx, model, train_columns, tokenizer.pad_token_id)
-    peft_config = None
-    if config.use_lora:
-        encoder = not getattr(tokenizer, "chat_template", None)
-        if encoder and "q_proj" in config.lora_target_modules:
-            config_for_lora = _with_targets(config, ["all-linear"])
-        else:
-            config_for_lora = config
-        head = ["classifier", "pooler"] if encoder else ["score"]
-        peft_config = lora_config(config_for_lora, task_type="SEQ_CLS", modules_to_save=head)
-
-    args = TRLRewardConfig(
-        **hf.trainer_arguments(ctx, has_eval=eval_dataset is not None),
-        max_length=None,  # rows are already fitted to max_length by left truncation
-        disable_dropout=not config.keep_dropout,
-        center_rewards_coefficient=config.center_rewards_coefficient or None,
-        pad_to_multiple_of=None,
-        model_init_kwargs=None,
-    )
     inner = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
-    collator = hf.CountingCollator(WeightCollator(inner) if weighted else inner)
-    trainer = TandemRewardTrainer(
+    return _assemble_trainer(
+        ctx,
         model=model,
-        args=args,
-        data_collator=collator,
-        train_dataset=Dataset.from_dict(train_columns),
+        tokenizer=tokenizer,
+        source=source,
+        train_columns=train_columns,
         eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[hf.TandemCallback(ctx, collator), *(callbacks or [])],
+        collator=WeightCollator(inner) if weighted else inner,
+        center_rewards_coefficient=config.center_rewards_coefficient or None,
+        callbacks=callbacks,
     )
-    trainer.tandem_head_lr = config.head_learning_rate
-    if config.group_by_length:
-        trainer.tandem_lengths = [
-            max(len(c), len(r))
-            for c, r in zip(train_columns["chosen_ids"], train_columns["rejected_ids"], strict=True)
-        ]
-    ctx.method_result.reward_backbone = config.backbone
-    ctx.method_result.base_model = str(source)
-    return trainer, collator, tokenizer
 
 
 def _build_score_trainer(ctx, source, tokenizer, max_length, callbacks):
@@ -337,14 +310,46 @@ def _build_score_trainer(ctx, source, tokenizer, max_length, callbacks):
         eval_dataset = Dataset.from_dict(columns)
     torch.manual_seed(config.seed)
     model = load_sequence_classifier(source, pad_token_id=tokenizer.pad_token_id)
+    ctx.record_loaded(model, role="reward model", source=source)
     ctx.method_result.head_init = (
         {"mode": "trained", "why": "the backbone already has a trained head"}
         if not model.tandem_new_head
         else {"mode": "random", "why": "the linear probe fits pairs, not scores"}
     )
+    inner = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
+    return _assemble_trainer(
+        ctx,
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        train_columns=train_columns,
+        eval_dataset=eval_dataset,
+        collator=ScoreCollator(inner),
+        center_rewards_coefficient=None,  # centring is a pairwise-loss term
+        callbacks=callbacks,
+    )
+
+
+def _assemble_trainer(
+    ctx: hf.RunContext,
+    *,
+    model,
+    tokenizer,
+    source,
+    train_columns: dict,
+    eval_dataset,
+    collator,
+    center_rewards_coefficient: float | None,
+    callbacks: list | None,
+):
+    """The trainer both reward targets share: LoRA on the backbone with the head trained in
+    full, TRL's RewardConfig from the run's config, the counting collator, the head's own
+    learning rate and length grouping. Returns (trainer, counting collator, tokenizer)."""
+    config = ctx.config
     peft_config = None
     if config.use_lora:
         encoder = not getattr(tokenizer, "chat_template", None)
+        # Encoders have no q_proj: their attention is query/key/value, so all-linear stands in.
         config_for_lora = (
             _with_targets(config, ["all-linear"])
             if encoder and "q_proj" in config.lora_target_modules
@@ -354,23 +359,22 @@ def _build_score_trainer(ctx, source, tokenizer, max_length, callbacks):
         peft_config = lora_config(config_for_lora, task_type="SEQ_CLS", modules_to_save=head)
     args = TRLRewardConfig(
         **hf.trainer_arguments(ctx, has_eval=eval_dataset is not None),
-        max_length=None,
+        max_length=None,  # rows are already fitted to max_length by left truncation
         disable_dropout=not config.keep_dropout,
-        center_rewards_coefficient=None,
+        center_rewards_coefficient=center_rewards_coefficient,
         pad_to_multiple_of=None,
         model_init_kwargs=None,
     )
-    inner = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
-    collator = hf.CountingCollator(ScoreCollator(inner))
+    counting = hf.CountingCollator(collator)
     trainer = TandemRewardTrainer(
         model=model,
         args=args,
-        data_collator=collator,
+        data_collator=counting,
         train_dataset=Dataset.from_dict(train_columns),
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[hf.TandemCallback(ctx, collator), *(callbacks or [])],
+        callbacks=[hf.TandemCallback(ctx, counting), *(callbacks or [])],
     )
     trainer.tandem_head_lr = config.head_learning_rate
     if config.group_by_length:
@@ -380,7 +384,7 @@ def _build_score_trainer(ctx, source, tokenizer, max_length, callbacks):
         ]
     ctx.method_result.reward_backbone = config.backbone
     ctx.method_result.base_model = str(source)
-    return trainer, collator, tokenizer
+    return trainer, counting, tokenizer
 
 
 def _init_head(ctx: hf.RunContext, model, columns: dict, pad_id: int) -> dict:

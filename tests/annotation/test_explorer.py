@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from annotation import services
+from annotation.audit import DataAuditEvent
 from annotation.explorer.selectors import ExplorerFilters, explorer_page, explorer_queryset
 from annotation.models import Project, Task, TaskKind, TaskStatus
 from annotation.quality import selectors as quality_selectors
@@ -297,3 +298,89 @@ def test_who_creates_projects_follows_the_setting(client_for, make_user, setting
     assert (
         client_for(user).post("/api/projects/", {"name": "Mine"}, format="json").status_code == 201
     )
+
+
+def test_bulk_on_the_filtered_set_applies_to_every_match_and_is_audited(
+    client_for, admin_user, project, data
+):
+    # given six tasks, four of them open and unlabelled
+    tasks, _ann, _ = data
+    url = f"/api/projects/{project.pk}/explorer/bulk/"
+    open_ids = sorted(t.pk for t in tasks[2:])
+    body = {
+        "action": "set_priority",
+        "priority": 5,
+        "filters": {"status": "open", "kind": "pairwise", "q": ""},
+        "expected_count": 4,
+    }
+    # when the admin applies a priority to all four matching
+    answer = client_for(admin_user).post(url, body, format="json")
+    # then each of them (and only they) changed, and one audit event says so
+    assert answer.status_code == 200, answer.json()
+    assert answer.json() == {"action": "set_priority", "changed": 4, "skipped": []}
+    assert sorted(Task.objects.filter(priority=5).values_list("id", flat=True)) == open_ids
+    assert sorted(Task.objects.filter(priority=100).values_list("id", flat=True)) == sorted(
+        [tasks[0].pk, tasks[1].pk]
+    )
+    event = DataAuditEvent.objects.get(action="tasks_bulk_changed")
+    assert (event.actor, event.project_id, event.subject) == (
+        admin_user,
+        project.pk,
+        f"project:{project.pk}:set_priority",
+    )
+    assert event.details == {
+        "action": "set_priority",
+        "scope": "filtered",
+        "filters": {"kind": "pairwise", "status": "open"},
+        "tasks": 4,
+        "changed": 4,
+        "skipped": 0,
+        "priority": 5,
+    }
+
+
+def test_bulk_on_the_filtered_set_refuses_a_stale_count_and_too_many_tasks(
+    client_for, admin_user, project, data, monkeypatch
+):
+    tasks, _ann, _ = data
+    client = client_for(admin_user)
+    url = f"/api/projects/{project.pk}/explorer/bulk/"
+    body = {"action": "set_priority", "priority": 5, "filters": {"status": "open"}}
+    # the set grew since the person saw 3: nothing changes, and the answer gives the new count
+    answer = client.post(url, {**body, "expected_count": 3}, format="json")
+    assert answer.status_code == 409
+    assert answer.json()["error"] == "count_changed"
+    assert answer.json()["count"] == 4
+    assert "not the 3 you confirmed" in answer.json()["detail"]
+    # above the limit: refused, naming the filters
+    monkeypatch.setattr("annotation.explorer.services.MAX_BULK_TASKS", 3)
+    answer = client.post(url, {**body, "expected_count": 4}, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["field"] == "filters"
+    assert "more than 3 tasks" in answer.json()["detail"]
+    # a bad filter, an unknown one, and filters without a count are 400s naming the field
+    answer = client.post(url, {**body, "filters": {"status": "no"}, "expected_count": 4}, "json")
+    assert (answer.status_code, answer.json()["field"]) == (400, "status")
+    answer = client.post(url, {**body, "filters": {"colour": "red"}, "expected_count": 4}, "json")
+    assert answer.status_code == 400
+    assert "colour" in str(answer.json()["filters"])
+    answer = client.post(url, body, format="json")
+    assert answer.status_code == 400
+    assert "expected_count" in answer.json()
+    answer = client.post(url, {**body, "task_ids": [tasks[2].pk], "expected_count": 4}, "json")
+    assert answer.status_code == 400
+    assert "task_ids" in answer.json()
+    assert not Task.objects.filter(priority=5).exists()
+    assert not DataAuditEvent.objects.filter(action="tasks_bulk_changed").exists()
+
+
+def test_bulk_on_the_filtered_set_needs_the_capability_before_the_body_is_judged(
+    client_for, project, data, member
+):
+    annotator = member(Role.ANNOTATOR, "cleo")
+    engineer = member(Role.ENGINEER, "eng2")
+    url = f"/api/projects/{project.pk}/explorer/bulk/"
+    body = {"action": "reopen", "filters": {}, "expected_count": 6}
+    assert client_for(annotator).post(url, {"nonsense": 1}, format="json").status_code == 403
+    assert client_for(engineer).post(url, body, format="json").status_code == 403
+    assert Task.objects.filter(status=TaskStatus.DONE).count() == 2

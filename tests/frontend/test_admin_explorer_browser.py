@@ -153,6 +153,63 @@ def test_the_explorer_filters_pages_acts_in_bulk_and_exports(page, login, staff)
     _no_errors_but_the_400(page)
 
 
+def test_the_explorer_applies_a_bulk_action_to_every_task_the_filters_match(page, login, staff):
+    # given 60 tasks, 55 of which mention otters: more than one page of them
+    project = services.project_create(name="Explore all", created_by=staff, overlap=1)
+    for n in range(60):
+        services.task_create(
+            project=project, kind=TaskKind.PAIRWISE,
+            messages=[{"role": "user", "content": f"Otters {n}" if n >= 5 else f"Question {n}"}],
+            responses=[{"text": f"A{n}{s}", "origin": "model", "model_name": "m"} for s in "ab"],
+        )  # fmt: skip
+    login("lead", "lead-pass-1")
+    page.get_by_test_id(f"explorer-{project.slug}").click()
+    page.fill("input[name=q]", "otters")
+    page.click("text=Filter")
+    expect(page.get_by_test_id("explorer-count")).to_have_text("55 tasks")
+    expect(page.get_by_test_id("bulk-all-label")).to_have_text(
+        "apply to all 55 tasks matching the filters"
+    )
+    # when the lead ticks "all matching", sets priority 4, and first cancels
+    page.get_by_test_id("bulk-all-matching").check()
+    page.get_by_test_id("bulk-priority").fill("4")
+    page.click("[data-action=set_priority]")
+    expect(page.get_by_test_id("bulk-confirm-text")).to_have_text(
+        "set priority: all 55 tasks matching the filters?"
+    )
+    page.get_by_test_id("bulk-confirm-no").click()
+    expect(page.get_by_test_id("bulk-confirm")).to_be_hidden()
+    assert not Task.objects.filter(priority=4).exists()
+    # then confirms: all 55 change on the server, the 5 others do not
+    page.click("[data-action=set_priority]")
+    page.get_by_test_id("bulk-confirm-yes").click()
+    expect(page.get_by_test_id("explorer-status")).to_have_text("set priority: 55 changed.")
+    assert Task.objects.filter(project=project, priority=4).count() == 55
+    others = Task.objects.filter(project=project).exclude(priority=4)
+    assert sorted(t.prompt.messages[0]["content"] for t in others) == [
+        f"Question {n}" for n in range(5)
+    ]
+    # a set that changed after the count is refused with the new number, nothing applied
+    services.task_create(
+        project=project, kind=TaskKind.PAIRWISE,
+        messages=[{"role": "user", "content": "Otters again"}],
+        responses=[{"text": f"late {s}", "origin": "model", "model_name": "m"} for s in "ab"],
+    )  # fmt: skip
+    page.get_by_test_id("bulk-priority").fill("8")
+    page.click("[data-action=set_priority]")
+    page.get_by_test_id("bulk-confirm-yes").click()
+    expect(page.get_by_test_id("explorer-status")).to_have_text(
+        "the filters now match 56 tasks, not the 55 you confirmed; nothing was changed: "
+        "confirm again"
+    )
+    assert not Task.objects.filter(priority=8).exists()
+    expect(page.get_by_test_id("bulk-all-label")).to_have_text(
+        "apply to all 56 tasks matching the filters"
+    )
+    assert page.watch.page_errors == []
+    assert all("409" in e for e in page.watch.console_errors), page.watch.console_errors
+
+
 def _no_errors_but_the_400(page):
     assert page.watch.page_errors == []
     # Chromium logs the refused request itself ("400 (Bad Request)"); nothing else.

@@ -1,6 +1,8 @@
 """The annotator's outbox never loses a label: a lost session, a refused label and a server
 error on one label each leave every other label on its way, in a real browser."""
 
+import time
+
 import pytest
 from django.contrib.sessions.models import Session
 from playwright.sync_api import expect
@@ -180,4 +182,43 @@ def test_a_label_whose_request_hangs_is_retried_while_the_others_are_sent(
     expect(pending(page)).to_have_attribute("data-pending", "0", timeout=40_000)
     assert len(hung) == 1
     assert stored_task_ids(annotator) == sorted(t.pk for t in tasks)
+    assert page_errors(page) == []
+
+
+def test_answering_while_the_last_label_is_still_on_its_way_waits_for_it_instead_of_a_refusal(
+    page, login, pairwise_project, monkeypatch
+):
+    # given a server that takes 0.4 s to store each label (the cap of two leases per annotator
+    # counts a task whose label is still on its way)
+    from django.db import connection
+
+    from annotation import services
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one write at a time: the claim waits for the label anyway")
+
+    submit = services.label_submit
+
+    def slow_submit(**kwargs):
+        time.sleep(0.4)
+        return submit(**kwargs)
+
+    monkeypatch.setattr(services, "label_submit", slow_submit)
+    project, annotator, tasks = pairwise_project
+    claims = []
+    page.on(
+        "response",
+        lambda r: claims.append(r.status) if r.url.endswith("/tasks/next/") else None,
+    )
+    open_page(page, login, project)
+    # when the annotator answers the first task and then the second at once, while the first
+    # label is still being stored
+    label_by_keyboard(page, tasks[0])
+    label_by_keyboard(page, tasks[1])
+    # then the third task is shown without a claim the lease cap refused (each refusal cost a
+    # second of "Loading the next task…" before the page tried again)
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[2].pk)}']")
+    expect(pending(page)).to_have_attribute("data-pending", "0")
+    assert 409 not in claims, claims
+    assert stored_task_ids(annotator) == sorted(t.pk for t in tasks[:2])
     assert page_errors(page) == []

@@ -33,8 +33,11 @@ def test_a_reviewer_decides_a_policy_then_reads_the_audit_log_and_leaderboard(
     )
     expect(page.locator("[data-testid=win-rate-value]")).to_have_text("0.667")
 
-    # approve with a rationale → the version page says so
+    # approve with a rationale, saying plainly it is without the evaluation (its job has not
+    # run) → the version page says so
+    expect(page.get_by_test_id("evaluation-pending")).to_contain_text("has not finished yet")
     page.fill("[data-testid=rationale]", "Wins two of three blind comparisons.")
+    page.get_by_test_id("without-evaluation").check()
     walk.click("[data-testid=approve]", f"**/models/{candidate.pk}/", "[data-testid=state]")
     expect(page.locator("[data-testid=state]")).to_have_text("approved")
     assert selectors.alias_target(project=project) == candidate

@@ -7,8 +7,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotation.roles import Role
-from models_registry import selectors
-from models_registry.models import AuditEvent, ModelAlias, ModelVersion
+from models_registry import selectors, services
+from models_registry.models import AuditEvent, ModelAlias, ModelVersion, VersionKind
 from tests.models_registry.conftest import snapshot_and_run
 
 pytestmark = pytest.mark.django_db
@@ -238,3 +238,31 @@ def test_registering_with_another_projects_run_or_snapshot_id_is_refused_naming_
     )
     version = ModelVersion.objects.get(name="borrowed")
     assert (version.training_run, version.dataset_snapshot) == (own_run, own_snapshot)
+
+
+def test_approving_a_reward_model_without_held_out_accuracy_needs_without_evaluation(
+    project, engineer, reviewer, tiny_reward_dir
+):
+    reward = services.model_version_register(
+        project=project, folder=tiny_reward_dir, name="tiny-rm", kind=VersionKind.REWARD,
+        registered_by=engineer, launched_by=engineer,
+    )  # fmt: skip
+    transition = reverse("api-model-transition", args=[reward.pk])
+    client_for(engineer).post(transition, {"to_state": "in_review"}, format="json")
+    refused = client_for(reviewer).post(
+        transition, {"to_state": "approved", "reason": "ok"}, format="json"
+    )
+    assert refused.status_code == 409
+    assert (refused.json()["error"], refused.json()["evaluation"]) == (
+        "evaluation_not_finished",
+        "missing",
+    )
+    reward.refresh_from_db()
+    assert reward.state == "in_review"
+    approved = client_for(reviewer).post(
+        transition,
+        {"to_state": "approved", "reason": "ok", "without_evaluation": True},
+        format="json",
+    )
+    assert approved.status_code == 200
+    assert approved.json()["state"] == "approved"

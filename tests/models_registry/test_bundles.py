@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from annotation.audit import DataAuditEvent
 from annotation.roles import Role
+from config.downloads import TarLayout
 from config.safepaths import FolderNotAllowed, allowed_model_folder
 from models_registry import bundles, services
 from models_registry.models import VersionKind
@@ -72,10 +73,25 @@ def lora_version(project, engineer, base_version, tiny_adapter_dir):
     )
 
 
-def export(*args):
+def export(*args, stderr=None):
     out = StringIO()
-    call_command("models", "export", *map(str, args), stdout=out)
+    call_command("models", "export", *map(str, args), stdout=out, stderr=stderr or StringIO())
     return out.getvalue()
+
+
+def test_the_export_command_reports_each_step_on_stderr(base_version, tmp_path):
+    err = StringIO()
+    printed = export(base_version.pk, "--out", tmp_path / "out", stderr=err)
+    label = base_version.label
+    assert err.getvalue().splitlines() == [
+        f"export {label} [weights]: 0/5 step (0%)",
+        f"export {label} [tokenizer files]: 1/5 step (20%)",
+        f"export {label} [model card]: 2/5 step (40%)",
+        f"export {label} [lineage]: 3/5 step (60%)",
+        f"export {label} [manifest]: 4/5 step (80%)",
+        f"export {label} [done]: 5/5 step (100%)",
+    ]
+    assert printed.startswith(f"{label}: full bundle in ")
 
 
 def sha256sum_check(folder):
@@ -206,7 +222,7 @@ def test_a_version_whose_files_changed_since_registration_is_not_exported(
 
 def test_the_streamed_tar_is_byte_for_byte_what_tarfile_writes(base_version, tmp_path):
     folder = bundles.model_version_bundle(version=base_version, out_dir=tmp_path / "b")
-    layout = bundles.TarLayout(folder, prefix="tiny-base-v1")
+    layout = TarLayout(folder, prefix="tiny-base-v1")
 
     expected = io.BytesIO()
     with tarfile.open(fileobj=expected, mode="w", format=tarfile.PAX_FORMAT) as tar:

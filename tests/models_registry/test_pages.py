@@ -99,7 +99,7 @@ def test_the_decision_page_shows_the_evidence_with_model_text_escaped(
     assert "Minimum review labels: 3" in html
     assert "Minimum win rate: 0.55" in html
     assert "<td>0.25</td>" in html
-    assert "<td>0.125</td>" in html
+    assert '<td data-testid="kl-candidate">0.1250</td>' in html
     assert HOSTILE not in html
     assert "&lt;script&gt;alert(&#x27;pair&#x27;)&lt;/script&gt;" in html
     assert 'data-chart="{&quot;wins&quot;: 2, &quot;ties&quot;: 0, &quot;losses&quot;: 1' in html
@@ -310,3 +310,21 @@ def test_the_decision_page_shows_a_reward_models_length_and_position_probes(in_r
     in_review.save(update_fields=["metrics"])
     html = page_client(reviewer).get(f"/models/{in_review.pk}/review/").content.decode()
     assert "bias-probes" not in html
+
+
+def test_a_negative_kl_estimate_is_shown_as_zero_with_the_estimate_and_a_note(
+    project, review_round, reviewer
+):
+    # given an evaluation whose KL estimate fell below zero
+    evaluation = review_round.evaluation
+    evaluation["candidate"]["kl_to_parent"] = -0.0213
+    LoopRound.objects.filter(pk=review_round.pk).update(evaluation=evaluation)
+    html = page_client(reviewer).get(f"/models/{review_round.version.pk}/review/").content.decode()
+    # then the cell shows 0 with the raw estimate, and the note explains why
+    cell = html.split('data-testid="kl-candidate">')[1].split("</td>")[0]
+    assert cell == '0.0000* <span class="muted">(estimate -0.0213)</span>'
+    assert 'data-testid="kl-note"' in html
+    # training metrics are a table of dotted names, never a printed dict
+    table = html.split('data-testid="training-metrics"')[1].split("</table>")[0]
+    assert "<th>reward_mean</th><td>0.42</td>" in table
+    assert "{" not in table

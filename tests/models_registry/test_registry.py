@@ -266,6 +266,7 @@ def test_a_reward_model_is_approved_without_the_policy_review_thresholds(
     reward = services.model_version_register(
         project=project, folder=tiny_reward_dir, name="tiny-rm", kind=VersionKind.REWARD,
         registered_by=engineer, launched_by=engineer,
+        metrics={"test": {"accuracy": 0.92, "pairs": 50}},
     )  # fmt: skip
     services.model_version_transition(version=reward, actor=engineer, to_state="in_review")
 
@@ -285,7 +286,59 @@ def test_a_reward_model_is_approved_without_the_policy_review_thresholds(
     assert approval.evidence["review"] == {
         "candidate_version": reward.pk,
         "thresholds": "policies only",
+        "evaluation": {"status": "finished"},
     }
+
+
+def test_a_reward_model_without_held_out_accuracy_needs_an_explicit_waiver(
+    project, engineer, reviewer, tiny_reward_dir
+):
+    # given a reward-model candidate whose training measured no held-out pairs
+    reward = services.model_version_register(
+        project=project, folder=tiny_reward_dir, name="tiny-rm", kind=VersionKind.REWARD,
+        registered_by=engineer, launched_by=engineer, metrics={"train_loss": 0.5},
+    )  # fmt: skip
+    # when a reviewer decides to approve it: refused, and it stays a candidate
+    with pytest.raises(Conflict) as refused:
+        services.model_version_decide(
+            version=reward, actor=reviewer, decision="approve", reason="looks fine"
+        )
+    assert refused.value.code == "evaluation_not_finished"
+    reward.refresh_from_db()
+    assert reward.state == VersionState.CANDIDATE
+    assert not AuditEvent.objects.filter(version=reward, action="transition").exists()
+    # when they approve without it: put in review, then approved, both audited
+    services.model_version_decide(
+        version=reward, actor=reviewer, decision="approve", reason="no split, used by hand",
+        without_evaluation=True,
+    )  # fmt: skip
+    reward.refresh_from_db()
+    assert reward.state == VersionState.APPROVED
+    steps = AuditEvent.objects.filter(version=reward, action="transition").order_by("id")
+    assert [(e.from_state, e.to_state, e.actor) for e in steps] == [
+        ("candidate", "in_review", reviewer),
+        ("in_review", "approved", reviewer),
+    ]
+    assert steps[1].evidence["review"]["evaluation"]["approved_without_it"] is True
+    # a client cannot write the evaluation record itself
+    assert "evaluation" in services.MEASURED_EVIDENCE_KEYS
+
+
+def test_a_reward_model_candidate_can_be_rejected_and_a_bad_decision_is_named(
+    project, engineer, reviewer, tiny_reward_dir
+):
+    reward = services.model_version_register(
+        project=project, folder=tiny_reward_dir, name="tiny-rm", kind=VersionKind.REWARD,
+        registered_by=engineer, launched_by=engineer,
+    )  # fmt: skip
+    with pytest.raises(ValidationFailed) as bad:
+        services.model_version_decide(version=reward, actor=reviewer, decision="ok", reason="x")
+    assert bad.value.extra == {"field": "decision"}
+    services.model_version_decide(
+        version=reward, actor=reviewer, decision="reject", reason="length-biased"
+    )
+    reward.refresh_from_db()
+    assert reward.state == VersionState.REJECTED
 
 
 def test_approval_records_the_review_evidence_and_moves_the_champion(

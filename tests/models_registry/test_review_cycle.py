@@ -1,6 +1,7 @@
 """The automatic review cycle: pinned prompts, blind review rounds, evaluation, the next round."""
 
 import json
+import random
 
 import pytest
 from django_tasks_db.models import DBTaskResult
@@ -176,17 +177,35 @@ def test_preparing_a_round_queues_one_blind_task_per_prompt_with_random_recorded
 def test_the_ids_an_annotator_sees_do_not_tell_the_candidate_from_the_champion(
     loop_project, candidate, base_version, annotator
 ):
-    # given a prepared round: the candidate's answers were written before the champion's,
-    # so every candidate response id is lower than every champion response id
+    # given a prepared round
     loop_round = review_cycle.loop_round_start_review(version=candidate)
     prepared = review_cycle.loop_round_prepare(round_id=loop_round.pk)
     items = TaskItem.objects.filter(task_id__in=prepared.task_ids).select_related("response")
+    # then its response rows were written prompt by prompt, both versions' answers to a
+    # prompt one after the other in a drawn order: no version's ids are all below the other's
     by_model: dict[str, list[int]] = {}
     for item in items:
         by_model.setdefault(item.response.model_name, []).append(item.response_id)
-    assert max(by_model[candidate.response_model_name]) < min(
-        by_model[base_version.response_model_name]
+    mine, theirs = (
+        by_model[candidate.response_model_name],
+        by_model[base_version.response_model_name],
     )
+    assert len(mine) == len(theirs) == 5
+    assert min(mine) < max(theirs)
+    assert min(theirs) < max(mine)
+    for task_id in prepared.task_ids:
+        pair = sorted(i.response_id for i in items if i.task_id == task_id)
+        assert pair[1] - pair[0] == 1
+    # and the order within a prompt is the one drawn for it, not the side shown
+    order = {}
+    for prompt_id in prepared.prompt_ids:
+        order[prompt_id] = [0, 1]  # the jobs' order: candidate, champion
+        random.Random(f"review round {loop_round.pk}:{prompt_id}").shuffle(order[prompt_id])
+    for item in items:
+        if item.response.model_name == candidate.response_model_name:
+            other = next(i for i in items if i.task_id == item.task_id and i.pk != item.pk)
+            candidate_written_first = order[item.response.prompt_id][0] == 0
+            assert (item.response_id < other.response_id) == candidate_written_first
     # when an annotator claims every task of the round through the API
     client = APIClient()
     client.force_authenticate(annotator)
@@ -236,6 +255,40 @@ def test_evaluation_records_reward_kl_and_lengths_on_the_candidate(
     assert candidate.metrics["reward_mean"] == 0.42  # the training metrics are kept
 
 
+def _evaluated(candidate):
+    """As the round's evaluation job leaves it (figures irrelevant here)."""
+    LoopRound.objects.filter(version=candidate, kind=RoundKind.REVIEW).update(
+        evaluation={"candidate": {"prompts": 5}, "champion": {"prompts": 5}}
+    )
+
+
+def test_approval_waits_for_the_rounds_evaluation_or_records_approving_without_it(
+    loop_project, candidate, base_version, reviewer, add_reviews
+):
+    # given a candidate in review whose round's evaluation job has not run
+    loop_round = review_cycle.loop_round_start_review(version=candidate)
+    add_reviews(candidate, base_version, "AAB")
+    events = AuditEvent.objects.count()
+    # when a reviewer approves: refused, nothing changes
+    with pytest.raises(Conflict) as refused:
+        services.model_version_approve(version=candidate, actor=reviewer, reason="good")
+    assert refused.value.code == "evaluation_not_finished"
+    assert f"review round {loop_round.pk} has not finished yet" in refused.value.message
+    candidate.refresh_from_db()
+    assert candidate.state == "in_review"
+    assert AuditEvent.objects.count() == events
+    # when they say they approve without it: approved, and the audit event says so
+    services.model_version_approve(
+        version=candidate, actor=reviewer, reason="good enough", without_evaluation=True
+    )
+    approval = AuditEvent.objects.get(version=candidate, to_state="approved")
+    assert approval.evidence["review"]["evaluation"] == {
+        "status": "pending",
+        "approved_without_it": True,
+        "message": f"the evaluation job of review round {loop_round.pk} has not finished yet",
+    }
+
+
 def test_approval_moves_the_champion_and_queues_the_next_annotation_round(
     loop_project, candidate, base_version, reviewer, add_reviews, django_capture_on_commit_callbacks
 ):
@@ -243,6 +296,7 @@ def test_approval_moves_the_champion_and_queues_the_next_annotation_round(
     loop_project.save()
     review_cycle.loop_round_start_review(version=candidate)
     add_reviews(candidate, base_version, "AAB")
+    _evaluated(candidate)
     # when a reviewer approves
     with django_capture_on_commit_callbacks(execute=True):
         services.model_version_approve(version=candidate, actor=reviewer, reason="better answers")
@@ -275,6 +329,7 @@ def test_a_refused_approval_changes_nothing(
     loop_project.save()
     review_cycle.loop_round_start_review(version=candidate)
     add_reviews(candidate, base_version, "ABB")
+    _evaluated(candidate)
     counts = (AuditEvent.objects.count(), LoopRound.objects.count(), DBTaskResult.objects.count())
     # when a reviewer tries to approve a candidate that loses
     with pytest.raises(Conflict) as refused:

@@ -191,20 +191,32 @@ def test_page_form_with_a_bad_number_says_so_and_creates_nothing(
 
 
 def test_command_line_create_and_export(small_project, snapshot_settings, tmp_path):
-    out = StringIO()
+    out, err = StringIO(), StringIO()
     call_command(
         "snapshot", "create", "--project", small_project.slug, "--inline", "--workers", "0",
-        "--policy", "majority", "--seed", "4", stdout=out,
+        "--policy", "majority", "--seed", "4", stdout=out, stderr=err,
     )  # fmt: skip
     snapshot = DatasetSnapshot.objects.get()
-    assert f"snapshot {snapshot.pk} [ready]" in out.getvalue()
+    # stdout holds the summary alone
+    assert len(out.getvalue().splitlines()) == 1
+    assert out.getvalue().startswith(f"snapshot {snapshot.pk} [ready]")
+    # the build's stages went to stderr as plain lines (no terminal here)
+    progress = err.getvalue().splitlines()
+    assert progress[0].startswith(f"snapshot {snapshot.pk} [")
+    assert f"snapshot {snapshot.pk} [read]: " in err.getvalue()
+    assert "\r" not in err.getvalue()
     assert snapshot.split_seed == 4
-    out = StringIO()
+    out, err = StringIO(), StringIO()
     target = tmp_path / "cli-export"
     call_command(
         "snapshot", "export", str(snapshot.pk), "--out", str(target), "--max-prompt-chars", "300",
-        stdout=out,
+        stdout=out, stderr=err,
     )  # fmt: skip
+    rows = sum(sum(splits.values()) for splits in snapshot.row_counts.values())
+    assert err.getvalue().splitlines() == [
+        f"export {snapshot.pk} [rows]: 0/{rows} row (0%)",
+        f"export {snapshot.pk} [assemble]: {rows}/{rows} row (100%)",
+    ]
     printed = json.loads(out.getvalue())
     assert printed["shapes"] == snapshot.row_counts
     assert (Path(target) / "preference" / "hf" / "dataset_dict.json").is_file()

@@ -50,6 +50,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-task", "get"): ANNOTATING,
     ("api-label-submit", "post"): ANNOTATING,
     ("api-task-skip", "post"): ANNOTATING,
+    ("api-task-undo", "post"): ANNOTATING,  # one's own last submit or skip
     ("api-heartbeat", "post"): ANNOTATING,
     ("api-labels", "get"): AUTHENTICATED,
     ("api-label", "get"): ANNOTATING,  # own label; reviewers/admins also others' (read-only)
@@ -113,6 +114,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-snapshot-card", "get"): DATA,
     ("api-snapshot-exports", "get"): DATA,
     ("api-snapshot-exports", "post"): DATA,
+    ("api-snapshot-files", "get"): DATA,
+    ("api-snapshot-download", "get"): DATA,
     ("rlhf-pages:snapshots", "get"): DATA,
     ("rlhf-pages:snapshots", "post"): DATA,
     ("rlhf-pages:snapshot", "get"): DATA,
@@ -182,6 +185,7 @@ TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-task-next", "post"),
             ("api-label-submit", "post"),
             ("api-task-skip", "post"),
+            ("api-task-undo", "post"),
             ("api-heartbeat", "post"),
             ("api-label", "patch"),
         }

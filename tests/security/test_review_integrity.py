@@ -200,3 +200,35 @@ def test_a_ranking_decision_names_responses_by_the_ids_the_review_view_shows(tea
     items = dict(task.items.values_list("position", "response_id"))
     stored = Adjudication.objects.get(task=task).payload["ranking"]
     assert [tier[0] for tier in stored] == [items[2], items[1], items[0]]
+
+
+def _final_label_tasks(client, project) -> list[int]:
+    response = client.get(f"/api/projects/{project.pk}/final-labels/")
+    assert response.status_code == 200, response.content[:300]
+    return [row["task_id"] for row in response.json()["tasks"]]
+
+
+def test_final_labels_leave_out_an_open_task_and_one_sealed_by_the_readers_own_label(team):
+    # given an open task one annotator has labelled (overlap 2: it waits for a second label)
+    project, task, reviewer = team["project"], team["task"], team["reviewer"]
+    first, _ = team["annotators"]
+    services.project_settings_update(project=project, changes={"labels": {"edit_window_hours": 1}})
+    _claim(first, project)
+    _label(first, task, "A")
+    client = _client(reviewer)
+    # when the reviewer reads the final labels, then the open task's partial label is not there
+    assert _final_label_tasks(client, project) == []
+    # given the reviewer then labels it too (the task is done, their label still editable)
+    _claim(reviewer, project)
+    own = _label(reviewer, task, "B")
+    task.refresh_from_db()
+    assert task.status == TaskStatus.DONE
+    # then it stays out for them while their label can change...
+    assert _final_label_tasks(client, project) == []
+    # ...while an admin who did not label it reads it
+    assert _final_label_tasks(_client(project.created_by), project) == [task.pk]
+    # and once the edit window has closed, the reviewer reads it with both labels
+    Label.objects.filter(pk=own.pk).update(created_at=own.created_at - timedelta(hours=2))
+    rows = client.get(f"/api/projects/{project.pk}/final-labels/").json()["tasks"]
+    assert [row["task_id"] for row in rows] == [task.pk]
+    assert len(rows[0]["labels"]) == 2

@@ -1,4 +1,4 @@
-"""Apply every project's retention settings once (run daily from cron or a timer)."""
+"""Apply every project's retention settings once, now (the workers also do it daily)."""
 
 import json
 

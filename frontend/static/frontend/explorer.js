@@ -14,7 +14,12 @@ const next = root.querySelector("[data-testid=next-page]");
 const detail = root.querySelector("[data-testid=task-detail]");
 const selectAll = root.querySelector("[data-testid=select-all]");
 const bulkBar = root.querySelector("[data-testid=bulk-bar]");
+const allMatching = root.querySelector("[data-testid=bulk-all-matching]");
+const confirmBox = root.querySelector("[data-testid=bulk-confirm]");
 const selected = new Set();
+// The count the table's filters matched when last counted: what "all N matching" confirms.
+let matching = null;
+let pendingBulk = null;
 let cursor = {};
 let current = null;
 let generation = 0;
@@ -88,12 +93,20 @@ async function loadCount(params, mine) {
   if (mine !== generation) return;
   if (answer.status !== 200) { countBox.textContent = ""; return; }
   const { count, capped } = answer.data;
+  matching = { count, capped, filters: Object.fromEntries(params) };
+  const allLabel = root.querySelector("[data-testid=bulk-all-label]");
+  if (allLabel) allLabel.textContent = `apply to all ${capped ? `${count.toLocaleString()}+` : count.toLocaleString()} task${count === 1 ? "" : "s"} matching the filters`;
   countBox.textContent = capped ? `${count.toLocaleString()} or more tasks` : `${count.toLocaleString()} task${count === 1 ? "" : "s"}`;
 }
 
 async function load(newCursor = {}, { recount = true } = {}) {
   const mine = ++generation;
   cursor = newCursor;
+  if (recount) {
+    matching = null;
+    pendingBulk = null;
+    if (confirmBox) confirmBox.hidden = true;
+  }
   const params = filterParams();
   const query = new URLSearchParams(params);
   for (const [key, value] of Object.entries(cursor)) query.set(key, value);
@@ -163,23 +176,63 @@ async function openTask(taskId) {
   detail.scrollIntoView({ block: "nearest" });
 }
 
-async function bulk(action) {
-  if (!selected.size) { say("Select tasks first (the boxes on the left).", true); return; }
-  const body = { action, task_ids: [...selected] };
+function bulkBody(action) {
+  const body = { action };
   if (action === "set_priority") {
     const text = bulkBar.querySelector("[name=priority]").value.trim();
-    if (!/^-?\d+$/.test(text)) { say("priority: enter a whole number", true); return; }
+    if (!/^-?\d+$/.test(text)) { say("priority: enter a whole number", true); return null; }
     body.priority = Number(text);
   }
+  return body;
+}
+
+async function bulk(action) {
+  const body = bulkBody(action);
+  if (!body) return;
+  if (allMatching && allMatching.checked) {
+    // Every task the filters match, done on the server with the same filters, once the
+    // person confirmed the number; the server refuses if that number changed meanwhile.
+    if (!matching) { say("Still counting the matching tasks; try again in a moment.", true); return; }
+    pendingBulk = { ...body, filters: matching.filters, expected_count: matching.count };
+    const n = matching.capped ? `${matching.count.toLocaleString()} or more` : matching.count.toLocaleString();
+    confirmBox.querySelector("[data-testid=bulk-confirm-text]").textContent =
+      `${action.replace(/_/g, " ")}: all ${n} task${matching.count === 1 ? "" : "s"} matching the filters?`;
+    confirmBox.hidden = false;
+    confirmBox.querySelector("[data-testid=bulk-confirm-yes]").focus();
+    return;
+  }
+  if (!selected.size) { say("Select tasks first (the boxes on the left), or tick “apply to all”.", true); return; }
+  await sendBulk({ ...body, task_ids: [...selected] });
+}
+
+async function sendBulk(body) {
   say("Working…");
   const answer = await api("POST", `${base}/bulk/`, body);
-  if (answer.status !== 200) { say(errorText(answer), true); return; }
-  const { changed, skipped } = answer.data;
+  if (answer.status !== 200) {
+    if (answer.status === 409) await load(cursor);  // the set changed: count it again
+    say(errorText(answer), true);
+    return;
+  }
+  const { action, changed, skipped } = answer.data;
   const reasons = skipped.slice(0, 5).map((s) => `task ${s.task_id}: ${s.reason}`).join("; ");
   selected.clear();
   showSelection();
-  await load(cursor, { recount: false });
+  await load(cursor, { recount: Boolean(body.filters) });
   say(`${action.replace(/_/g, " ")}: ${changed} changed${skipped.length ? `; ${skipped.length} skipped (${reasons}${skipped.length > 5 ? "; …" : ""})` : ""}.`);
+}
+
+if (confirmBox) {
+  confirmBox.querySelector("[data-testid=bulk-confirm-yes]").addEventListener("click", () => {
+    confirmBox.hidden = true;
+    const body = pendingBulk;
+    pendingBulk = null;
+    if (body) sendBulk(body);
+  });
+  confirmBox.querySelector("[data-testid=bulk-confirm-no]").addEventListener("click", () => {
+    confirmBox.hidden = true;
+    pendingBulk = null;
+    say("Nothing changed.");
+  });
 }
 
 form.addEventListener("submit", (event) => { event.preventDefault(); load(); });

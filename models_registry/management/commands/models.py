@@ -38,6 +38,7 @@ from annotation.models import Project, Prompt
 from annotation.roles import Capability
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
+from config.progress import CommandProgress
 from models_registry import (
     bundles,
     generation,
@@ -82,6 +83,11 @@ class Command(BaseCommand):
         tr.add_argument("version", type=int)
         tr.add_argument("state", choices=[s for s in VersionState.values if s != "candidate"])
         tr.add_argument("--reason", default="")
+        tr.add_argument(
+            "--without-evaluation",
+            action="store_true",
+            help="approved only: approve although the evaluation is not in (audited)",
+        )
         alias = with_actor(with_project(sub.add_parser("alias")))
         alias.add_argument("--name", default=selectors.CHAMPION)
         alias.add_argument("--version", type=int, required=True)
@@ -207,10 +213,12 @@ class Command(BaseCommand):
         for artifact in v.artifacts.order_by("path"):
             self.stdout.write(f"       {artifact.sha256[:16]}  {artifact.path}")
 
-    def do_transition(self, version, state, reason, actor, **_):
+    def do_transition(self, version, state, reason, actor, without_evaluation=False, **_):
         v, user = self._version(version), self._user(actor)
         if state == VersionState.APPROVED:
-            v = services.model_version_approve(version=v, actor=user, reason=reason)
+            v = services.model_version_approve(
+                version=v, actor=user, reason=reason, without_evaluation=without_evaluation
+            )
         else:
             v = services.model_version_transition(
                 version=v, actor=user, to_state=state, reason=reason
@@ -321,7 +329,13 @@ class Command(BaseCommand):
 
     def do_export(self, version, out, adapter_only, actor, **_):
         v, user = self._version(version), self._user(actor)
-        folder = bundles.model_version_bundle(version=v, out_dir=out, adapter_only=adapter_only)
+        with CommandProgress(self.stderr, desc=f"export {v.label}", unit="step") as bar:
+            folder = bundles.model_version_bundle(
+                version=v,
+                out_dir=out,
+                adapter_only=adapter_only,
+                on_progress=lambda stage, done, total: bar.update(done, total, stage=stage),
+            )
         mode = bundles.bundle_mode(v, adapter_only=adapter_only)
         bundles.model_version_export_audit(version=v, mode=mode, actor=user, out=folder)
         files = (folder / bundles.MANIFEST).read_text().count("\n")

@@ -6,6 +6,9 @@ python manage.py snapshot list --project harmless
 python manage.py snapshot show 12 [--card]
 python manage.py snapshot export 12 --name short --max-prompt-chars 4000
 python manage.py snapshot export 12 --out /data/hh --max-prompt-tokens 1024 --tokenizer DIR
+
+``create --inline`` and ``export`` show their progress on stderr: a bar on a terminal, plain
+lines in a log.
 """
 
 import json
@@ -17,6 +20,7 @@ from django.db import transaction
 from annotation.models import Project
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
+from config.progress import CommandProgress
 from rlhf.models import DatasetSnapshot
 from rlhf.snapshots import services
 
@@ -103,7 +107,12 @@ class Command(BaseCommand):
                     project=project, created_by=None, name=name, config=data, kinds=kinds,
                     enqueue=False,
                 )  # fmt: skip
-            snapshot = services.snapshot_build(snapshot_id=snapshot.pk, workers=workers)
+            with CommandProgress(self.stderr, desc=f"snapshot {snapshot.pk}", unit="label") as bar:
+                snapshot = services.snapshot_build(
+                    snapshot_id=snapshot.pk,
+                    workers=workers,
+                    on_progress=lambda stage, done, total: bar.update(done, total, stage=stage),
+                )
             self.stdout.write(self._summary(snapshot))
             return
         with transaction.atomic():
@@ -135,14 +144,16 @@ class Command(BaseCommand):
             tok = AutoTokenizer.from_pretrained(tokenizer)
             count_tokens = lambda text: len(tok(text, add_special_tokens=False).input_ids)  # noqa: E731
         snapshot = self._snapshot(snapshot)
-        manifest = services.snapshot_export(
-            snapshot=snapshot,
-            name=name,
-            export_dir=out,
-            max_prompt_chars=max_prompt_chars,
-            max_prompt_tokens=max_prompt_tokens,
-            count_tokens=count_tokens,
-        )
+        with CommandProgress(self.stderr, desc=f"export {snapshot.pk}", unit="row") as bar:
+            manifest = services.snapshot_export(
+                snapshot=snapshot,
+                name=name,
+                export_dir=out,
+                max_prompt_chars=max_prompt_chars,
+                max_prompt_tokens=max_prompt_tokens,
+                count_tokens=count_tokens,
+                on_progress=lambda stage, done, total: bar.update(done, total, stage=stage),
+            )
         services.snapshot_export_audit(
             snapshot=snapshot,
             actor=None,

@@ -10,6 +10,8 @@ python manage.py train schema reward     # every config field with its default a
 python manage.py train execute 12        # run the queued attempt here instead of in a worker
 
 A launched run is executed by a worker (``manage.py db_worker --queue-name training``).
+``--follow`` and ``follow`` print the run's log and show its steps on stderr: a bar on a
+terminal, plain lines in a log.
 """
 
 import json
@@ -22,10 +24,13 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation.models import Project
 from annotation.selectors import project_by_ref
 from config.errors import DomainError
+from config.progress import CommandProgress
 from rlhf.models import DatasetSnapshot, RunStatus, TrainingRun
 from rlhf.runs import services as run_services
 from rlhf.runs import versions as run_versions
 from rlhf.training.config import METHODS, config_schema
+
+FOLLOW_POLL_S = 2.0
 
 
 def _value(text: str):
@@ -183,15 +188,24 @@ class Command(BaseCommand):
 
     def _follow(self, *, run, **_):
         last = None
-        while True:
-            found = self._run(run)
-            lines = found.log_tail.splitlines()
-            # The tail is cut from the front as it grows: print what follows the last line shown.
-            start = len(lines) - lines[::-1].index(last) if last in lines else 0
-            for line in lines[start:]:
-                self.stdout.write(line)
-            last = lines[-1] if lines else last
-            if found.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
-                self.stdout.write(f"run {found.pk}: {found.status}")
-                return
-            time.sleep(2)
+        with CommandProgress(self.stderr, desc=f"run {run}", unit="step", out=self.stdout) as bar:
+            while True:
+                found = self._run(run)
+                lines = found.log_tail.splitlines()
+                # The tail is cut from the front as it grows: print what follows the last
+                # line shown.
+                start = len(lines) - lines[::-1].index(last) if last in lines else 0
+                for line in lines[start:]:
+                    bar.write(line)
+                last = lines[-1] if lines else last
+                progress = found.progress or {}
+                bar.update(
+                    int(progress.get("step") or 0),
+                    progress.get("total_steps") or None,
+                    stage=f"{found.status} attempt {found.attempt}",
+                )
+                if found.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                    bar.close()
+                    self.stdout.write(f"run {found.pk}: {found.status}")
+                    return
+                time.sleep(FOLLOW_POLL_S)

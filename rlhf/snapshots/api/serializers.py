@@ -57,3 +57,32 @@ class ExportSerializer(serializers.Serializer):
     rows_sha256_all = serializers.CharField()
     truncation = serializers.JSONField(allow_null=True)
     peer_exports = serializers.JSONField(allow_null=True)
+
+
+class SnapshotFileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class SnapshotArchiveSerializer(serializers.Serializer):
+    file = serializers.CharField(help_text="Pass as ?file= to the download route.")
+    folder = serializers.CharField(help_text="The export folder it holds ('' for all of it).")
+    top = serializers.CharField(help_text="The tar's top folder.")
+    size = serializers.IntegerField()
+
+
+class SnapshotFilesSerializer(serializers.Serializer):
+    snapshot = serializers.IntegerField()
+    content_sha256 = serializers.CharField()
+    manifest_sha256 = serializers.CharField()
+    files = SnapshotFileSerializer(many=True)
+    archives = SnapshotArchiveSerializer(many=True)
+
+
+class SnapshotDownloadQuerySerializer(serializers.Serializer):
+    file = serializers.CharField(
+        max_length=300,
+        help_text="A path of the export's MANIFEST.sha256 (e.g. preference/train.jsonl or "
+        ".parquet), MANIFEST.sha256, <shape>/hf.tar (the datasets folder) or export.tar.",
+    )

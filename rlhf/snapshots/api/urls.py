@@ -19,4 +19,14 @@ urlpatterns = [
         views.ExportListView.as_view(),
         name="api-snapshot-exports",
     ),
+    path(
+        "snapshots/<int:snapshot_id>/files/",
+        views.SnapshotFilesView.as_view(),
+        name="api-snapshot-files",
+    ),
+    path(
+        "snapshots/<int:snapshot_id>/download/",
+        views.SnapshotDownloadView.as_view(),
+        name="api-snapshot-download",
+    ),
 ]

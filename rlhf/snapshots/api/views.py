@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 
 from annotation.access import access_project
 from annotation.roles import Capability
-from rlhf.snapshots import selectors, services
+from config.ranges import ranged_response
+from rlhf.snapshots import downloads, selectors, services
 from rlhf.snapshots.api import serializers as s
 
 
@@ -60,3 +61,45 @@ class ExportListView(APIView):
             snapshot=snapshot, actor=request.user, **data.validated_data
         )
         return Response({"name": data.validated_data["name"]}, status=status.HTTP_202_ACCEPTED)
+
+
+class SnapshotFilesView(APIView):
+    """What a ready snapshot's download route serves, with sizes and sha256."""
+
+    @extend_schema(responses=s.SnapshotFilesSerializer)
+    def get(self, request, snapshot_id: int):
+        snapshot = selectors.snapshot_get(user=request.user, snapshot_id=snapshot_id)
+        return Response(downloads.snapshot_files(snapshot=snapshot))
+
+
+class SnapshotDownloadView(APIView):
+    """One file of a ready snapshot, or a folder as a tar, streamed; ``Range`` resumes it."""
+
+    @extend_schema(
+        parameters=[s.SnapshotDownloadQuerySerializer],
+        responses={
+            (200, "application/octet-stream"): bytes,
+            (206, "application/octet-stream"): bytes,
+        },
+    )
+    def get(self, request, snapshot_id: int):
+        snapshot = selectors.snapshot_get(user=request.user, snapshot_id=snapshot_id)
+        query = s.SnapshotDownloadQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        download = downloads.snapshot_download(snapshot=snapshot, file=query.validated_data["file"])
+        response = ranged_response(
+            request,
+            size=download.size,
+            read_range=download.read_range,
+            content_type=download.content_type,
+            filename=download.filename,
+            etag=download.etag,
+        )
+        if request.method == "GET" and response.status_code in (200, 206):
+            downloads.snapshot_download_sent(
+                snapshot=snapshot,
+                download=download,
+                actor=request.user,
+                sent=response.get("Content-Range", ""),
+            )
+        return response

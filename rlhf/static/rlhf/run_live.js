@@ -4,12 +4,19 @@
 // rebuilds its state from the API (run + metric series), holding back websocket points that
 // arrive meanwhile and applying only those newer than the API's `last_id`. A message that
 // reports a new attempt (the run resumed after a lost worker) triggers a full resync too,
-// since points after the resumed checkpoint were replaced. Charts are plain SVG built here
-// (no library, no inline script or style: the page runs under a strict CSP).
-import { el, getJson, svgEl } from "../frontend/dom.js";
+// since points after the resumed checkpoint were replaced. While the websocket is down (a
+// server without websockets, a proxy that drops them) the page polls the API instead.
+//
+// Charts use Chart.js (the vendored UMD build, as on run comparison), with tooltips; the
+// artifacts, the record and the "registered as version N" link are filled from the API as
+// soon as the run ends and again whenever its revision moves (the registry's hand-over
+// bumps it after registering the candidate).
+import { el, getJson } from "../frontend/dom.js";
+
+const COLORS = ["#2f6fdb", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#5c940d"];
+const POLL_MS = 3000;
 
 function start(root) {
-  const W = 480, H = 220, PAD = { left: 52, right: 10, top: 10, bottom: 24 };
   const CHARTS = {
     loss: (n) => /(^|[/_])loss$/.test(n),
     accuracy: (n) => /accuracy/.test(n),
@@ -27,7 +34,15 @@ function start(root) {
   let syncing = false;
   let held = []; // websocket messages that arrived during a resync
   let socket = null;
+  let socketOpen = false;
   let retryMs = 1000;
+  let pollTimer = null;
+  let detailRevision = null; // the run revision whose artifacts and record are on screen
+  let logFilled = false;
+  const charts = new Map(); // key -> Chart
+
+  Chart.defaults.animation = false;
+  Chart.defaults.maintainAspectRatio = false;
 
   // ------------------------------------------------------------------ state
   function fmtSeconds(s) {
@@ -67,9 +82,59 @@ function start(root) {
     if (retry) retry.hidden = !["failed", "cancelled"].includes(run.status);
     if (typeof logTail === "string") {
       const log = $("[data-testid=log]");
-      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      // The log opens at its newest line, and follows new lines while the reader is at the
+      // end (not while they scrolled up to read).
+      const atEnd = !logFilled || log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
       log.textContent = logTail;
       if (atEnd) log.scrollTop = log.scrollHeight;
+      logFilled = true;
+    }
+  }
+
+  // What only the run's detail holds: artifacts, the record, the candidate version.
+  function renderDetail(run) {
+    detailRevision = run.revision;
+    const candidate = $("[data-testid=run-candidate-slot]");
+    if (candidate) {
+      candidate.replaceChildren();
+      if (run.candidate_version) {
+        candidate.append(" · registered as ", el("a", {
+          href: root.dataset.versionUrl.replace(/0\/$/, `${run.candidate_version}/`),
+          "data-testid": "run-candidate",
+          text: `version ${run.candidate_version}`,
+        }));
+      }
+    }
+    const artifacts = $("[data-testid=artifacts-box]");
+    if (artifacts && (run.artifacts || []).length) {
+      const base = root.dataset.artifactUrl.replace(/_$/, "");
+      artifacts.replaceChildren(
+        el("p", { class: "muted" }, el("code", { text: run.artifact_dir || "" })),
+        el("table", { class: "table compact", "data-testid": "artifacts" },
+          el("thead", {}, el("tr", {}, ...["File", "Bytes", "sha256"].map((t) => el("th", { text: t })))),
+          el("tbody", {}, ...run.artifacts.map((a) => el("tr", {},
+            el("td", {}, el("a", { href: `${base}${a.path.split("/").map(encodeURIComponent).join("/")}`, text: a.path })),
+            el("td", { text: String(a.bytes) }),
+            el("td", {}, el("code", { text: `${String(a.sha256 || "").slice(0, 17)}…` })))))),
+      );
+    }
+    const record = (testid, text) => { const box = $(`[data-testid=${testid}]`); if (box) box.textContent = text; };
+    record("record-code", run.code_version || "—");
+    record("record-libraries", Object.entries(run.library_versions || {}).map(([k, v]) => `${k} ${v}`).join(" · ") || "—");
+    record("record-data", run.data_path || "—");
+    record("record-checkpoints", (run.checkpoints || []).map((c) => `step ${c.global_step} (attempt ${c.attempt})`).join(", ") || "—");
+  }
+
+  let detailLoading = false;
+  async function refreshDetail() {
+    if (detailLoading) return;
+    detailLoading = true;
+    try {
+      renderDetail(await getJson(root.dataset.api));
+    } catch (_) {
+      /* the next message or poll tries again */
+    } finally {
+      detailLoading = false;
     }
   }
 
@@ -86,43 +151,50 @@ function start(root) {
   }
 
   // ------------------------------------------------------------------ charts
-  function drawChart(key) {
-    const svg = root.querySelector(`[data-chart=${key}]`);
-    const legend = root.querySelector(`[data-legend=${key}]`);
-    const names = [...series.keys()].filter(CHARTS[key]).sort().slice(0, 6);
-    svg.replaceChildren();
-    legend.replaceChildren();
-    const all = names.flatMap((n) => series.get(n));
-    if (!all.length) {
-      const note = svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty-note" });
-      note.textContent = "no points yet";
-      svg.append(note);
-      return;
-    }
-    let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-    let [y0, y1] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
-    if (x1 === x0) x1 = x0 + 1;
-    if (y1 === y0) { y0 -= Math.abs(y0) * 0.05 || 0.5; y1 += Math.abs(y1) * 0.05 || 0.5; }
-    const sx = (x) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
-    const sy = (y) => H - PAD.bottom - ((y - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
-    svg.append(svgEl("line", { x1: PAD.left, y1: H - PAD.bottom, x2: W - PAD.right, y2: H - PAD.bottom, class: "axis" }));
-    svg.append(svgEl("line", { x1: PAD.left, y1: PAD.top, x2: PAD.left, y2: H - PAD.bottom, class: "axis" }));
-    for (const [y, anchor] of [[y0, H - PAD.bottom], [y1, PAD.top + 8], [(y0 + y1) / 2, (H - PAD.bottom + PAD.top) / 2 + 4]]) {
-      const t = svgEl("text", { x: PAD.left - 4, y: anchor, "text-anchor": "end", class: "tick" });
-      t.textContent = fmt(y);
-      svg.append(t);
-    }
-    for (const [x, anchor] of [[x0, "start"], [x1, "end"]]) {
-      const t = svgEl("text", { x: sx(x), y: H - 6, "text-anchor": anchor, class: "tick" });
-      t.textContent = `step ${Math.round(x)}`;
-      svg.append(t);
-    }
-    names.forEach((name, i) => {
-      const points = series.get(name);
-      const d = points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
-      svg.append(svgEl("polyline", { points: d, class: `line series-${i}`, "data-series": name }));
-      legend.append(el("li", { class: `series-${i}` }, el("span", { text: `${name} ${fmt(points[points.length - 1][1])}` })));
+  function chartFor(key) {
+    let chart = charts.get(key);
+    if (chart) return chart;
+    const canvas = root.querySelector(`[data-chart=${key}]`);
+    chart = new Chart(canvas, {
+      type: "line",
+      data: { datasets: [] },
+      options: {
+        parsing: false,
+        interaction: { mode: "nearest", axis: "x", intersect: false },
+        scales: { x: { type: "linear", title: { display: true, text: "step" } } },
+        plugins: {
+          legend: { position: "bottom" },
+          tooltip: {
+            callbacks: {
+              title: (items) => (items.length ? `step ${items[0].parsed.x}` : ""),
+              label: (item) => `${item.dataset.label}: ${fmt(item.parsed.y)}`,
+            },
+          },
+        },
+      },
     });
+    charts.set(key, chart);
+    return chart;
+  }
+
+  function drawChart(key) {
+    const canvas = root.querySelector(`[data-chart=${key}]`);
+    const names = [...series.keys()].filter(CHARTS[key]).sort().slice(0, 6);
+    const empty = root.querySelector(`[data-empty=${key}]`);
+    if (empty) empty.hidden = names.length > 0;
+    canvas.dataset.series = names.join(",");
+    if (!names.length && !charts.has(key)) return;
+    const chart = chartFor(key);
+    chart.data.datasets = names.map((name, i) => ({
+      label: `${name} ${fmt(series.get(name)[series.get(name).length - 1][1])}`,
+      data: series.get(name).map(([x, y]) => ({ x, y })),
+      borderColor: COLORS[i],
+      backgroundColor: COLORS[i],
+      borderWidth: 1.6,
+      pointRadius: 0,
+      pointHitRadius: 6,
+    }));
+    chart.update("none");
   }
 
   let drawPending = false;
@@ -156,6 +228,7 @@ function start(root) {
     }
     renderRun(message.run, message.log_tail);
     redraw();
+    if (TERMINAL.includes(message.run.status) && message.run.revision !== detailRevision) refreshDetail();
   }
 
   async function resync() {
@@ -174,6 +247,7 @@ function start(root) {
       lastId = metrics.last_id;
       attempt = run.attempt;
       renderRun(run, run.log_tail);
+      renderDetail(run);
       redraw();
     } catch (err) {
       $("[data-testid=connection]").textContent = `could not load the run (${err.message}); retrying`;
@@ -191,6 +265,9 @@ function start(root) {
     socket = new WebSocket(`${scheme}://${location.host}${root.dataset.ws}`);
     socket.addEventListener("open", () => {
       retryMs = 1000;
+      socketOpen = true;
+      clearInterval(pollTimer);
+      pollTimer = null;
       $("[data-testid=connection]").textContent = "live";
       resync();
     });
@@ -201,7 +278,10 @@ function start(root) {
       else apply(message);
     });
     socket.addEventListener("close", () => {
-      $("[data-testid=connection]").textContent = "reconnecting…";
+      socketOpen = false;
+      $("[data-testid=connection]").textContent = "reconnecting… (polling meanwhile)";
+      // Without the websocket the API is polled, so the page stays live all the same.
+      if (!pollTimer) pollTimer = setInterval(() => { if (!socketOpen) resync(); }, POLL_MS);
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 30000);
     });

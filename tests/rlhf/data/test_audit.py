@@ -134,6 +134,24 @@ def test_reward_probes_split_accuracy_by_length_and_side():
     assert "accuracy_by_shown_side" not in audit.reward_probes(c, r, chosen, rejected)
 
 
+def test_pairwise_calibration_bins_confidence_against_accuracy():
+    # given margins 2 (right), -2 (wrong), 1 (right) and 0 (a tie, left out)
+    out = audit.pairwise_calibration([2.0, 0.0, 1.0, 0.0], [0.0, 2.0, 0.0, 0.0])
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    # then sigmoid(1) = 0.731 sits in 0.7-0.8, right; sigmoid(2) = 0.881 twice in 0.8-0.9, half
+    assert out["pairs"] == 3
+    assert [b["pairs"] for b in out["bins"]] == [0, 0, 1, 2, 0]
+    assert out["bins"][2] == {"low": 0.7, "high": 0.8, "pairs": 1,
+                              "confidence": round(sig(1), 4), "accuracy": 1.0}  # fmt: skip
+    assert out["bins"][3]["accuracy"] == 0.5
+    # and the ECE is the pair-weighted gap, by hand
+    assert out["ece"] == round(1 / 3 * (1 - sig(1)) + 2 / 3 * (sig(2) - 0.5), 4)
+    # a huge margin (confidence rounds to 1.0) lands in the last bin; only ties: no ECE
+    assert audit.pairwise_calibration([100.0], [0.0])["bins"][4]["pairs"] == 1
+    assert audit.pairwise_calibration([1.0], [1.0])["ece"] is None
+    assert "calibration" in audit.reward_probes([1.0], [0.0], ["a"], ["b"])
+
+
 def record(label_id, task_id, annotator, outcome, side, texts=("short", "a longer answer")):
     winner = {"A": 10 * task_id, "B": 10 * task_id + 1}.get(outcome)
     return LabelRecord(

@@ -342,3 +342,24 @@ def test_run_page_without_final_metrics_shows_no_held_out_table(client, engineer
     client.force_login(engineer)
     html = client.get(reverse("runs:run", args=[run.pk])).content.decode()
     assert 'data-testid="held-out-accuracy"' not in html
+
+
+def test_cli_follow_prints_the_log_and_its_steps_on_stderr(run):
+    # given a run that has ended after 8 of 8 steps
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.SUCCEEDED,
+        progress={"step": 8, "total_steps": 8},
+        log_tail="step 4 loss 0.6\nstep 8 loss 0.4",
+    )
+    out, err = StringIO(), StringIO()
+
+    # when it is followed from a log (not a terminal)
+    call_command("train", "follow", str(run.pk), stdout=out, stderr=err)
+
+    # then the log and the outcome are on stdout, its steps on stderr
+    assert out.getvalue().splitlines() == [
+        "step 4 loss 0.6",
+        "step 8 loss 0.4",
+        f"run {run.pk}: succeeded",
+    ]
+    assert err.getvalue().splitlines() == [f"run {run.pk} [succeeded attempt 1]: 8/8 step (100%)"]

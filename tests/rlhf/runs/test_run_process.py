@@ -181,7 +181,7 @@ def test_ddp_over_two_cpu_processes_matches_one_process_and_resumes_after_a_sigk
 ):
     # given the same run twice: one process with batch 4, and DDP over 2 processes of batch 2
     # (24 steps: on an idle machine 8 were over before the kill landed, and resuming from the
-    # final step is a different case: HF's Trainer then trains one step past max_steps)
+    # final step is a different case, tested in tests/rlhf/training/test_resume.py)
     common = {**reward_config, "max_steps": 24, "checkpoint_every_steps": 2, "precision": "fp32",
               "group_by_length": False, "learning_rate": 1e-4}  # fmt: skip
     single = launch(project, engineer, snapshot, {**common, "per_device_batch_size": 4})

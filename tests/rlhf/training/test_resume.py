@@ -1,6 +1,7 @@
 """Killed runs resume from their newest valid checkpoint and continue the global step."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,3 +132,32 @@ def test_ppo_fenced_before_its_checkpoint_resumes_from_the_previous_one(
     assert result.resumed_from_step == 1
     assert [e.step for e in events if e.kind == "step"] == [2, 3]
     assert result.global_step == 3
+
+
+def test_a_run_killed_after_its_final_checkpoint_resumes_without_training_past_max_steps(
+    tiny_lm, tmp_path
+):
+    # Given a run whose last checkpoint is at max_steps, killed before it saved its model
+    config = RewardConfig(
+        base_model=str(tiny_lm), **{**FAST, "max_steps": 3, "checkpoint_every_steps": 1}
+    )
+    splits = DatasetSplits(train=preference_rows(12))
+    run_training("reward", config, splits, tmp_path)
+    final = tmp_path / "model" / "model.safetensors"
+    finished_weights = load_file(str(final))
+    shutil.rmtree(tmp_path / "model")
+
+    # When the same run starts again
+    events = []
+    result = run_training("reward", config, splits, tmp_path, progress=events.append)
+
+    # Then it trains no step (not one past max_steps), ends at max_steps and saves the
+    # checkpoint's weights as the model
+    assert result.resumed_from_step == 3
+    assert [e.step for e in events if e.kind == "step"] == []
+    assert result.global_step == 3
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir())[-1] == "step-00000003"
+    resaved = load_file(str(final))
+    assert resaved.keys() == finished_weights.keys()
+    for name, tensor in finished_weights.items():
+        assert torch.equal(resaved[name], tensor), name

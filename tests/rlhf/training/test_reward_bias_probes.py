@@ -45,3 +45,14 @@ def test_reward_evaluation_reports_length_and_shown_side_probes(tiny_lm, tmp_pat
     assert (by_side["left"]["n"], by_side["right"]["n"]) == (3, 1)
     assert by_side["left"]["count"] + by_side["right"]["count"] <= longer["count"]
     assert isinstance(probes["reward_length_spearman"]["rho"], float)
+    # and the calibration of its probabilities over the decided pairs (ties left out)
+    calibration = probes["calibration"]
+    assert calibration["pairs"] == 5 - metrics["ties"]
+    assert sum(b["pairs"] for b in calibration["bins"]) == calibration["pairs"]
+    right = sum(round(b["pairs"] * b["accuracy"]) for b in calibration["bins"] if b["pairs"])
+    assert right == longer["count"]
+    used = [b for b in calibration["bins"] if b["pairs"]]
+    gap = sum(
+        b["pairs"] / calibration["pairs"] * abs(b["confidence"] - b["accuracy"]) for b in used
+    )
+    assert abs(calibration["ece"] - gap) < 1e-3

@@ -20,8 +20,6 @@ import * as ranking from "./ranking.js";
 import * as rubric from "./rubric.js";
 
 const KINDS = { pairwise, ranking, rubric, correction };
-// How long a claim after reconnecting waits for labels still on their way (see reconnect).
-const SETTLE_WAIT_MS = 3000;
 
 function kindOf(task) {
   const kind = KINDS[task.kind];
@@ -43,6 +41,8 @@ function start(root) {
   const connectionBox = root.querySelector("[data-testid=connection]");
   const connectionText = root.querySelector("[data-testid=connection-text]");
   const reloginLink = root.querySelector("[data-testid=relogin]");
+  const undoBar = root.querySelector("[data-testid=undo-bar]");
+  const undoSeconds = Number(root.dataset.undoSeconds || 0);
   const trayBox = root.querySelector("[data-testid=attention]");
   const trayList = trayBox.querySelector("ul");
 
@@ -65,6 +65,7 @@ function start(root) {
     onStored: (_item, created) => {
       if (created) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
       refreshProgress();
+      labelStored();
     },
   });
   const flushOutbox = outbox.flush;
@@ -144,9 +145,10 @@ function start(root) {
   // A claim that fails says why (trouble: "offline", "logged-out" or null for a refusal) and
   // is retried: when the connection returns, after a login, and with backoff meanwhile.
   class ClaimError extends Error {
-    constructor(message, trouble) {
+    constructor(message, trouble, code = "") {
       super(message);
       this.trouble = trouble;
+      this.code = code;
     }
   }
 
@@ -165,7 +167,7 @@ function start(root) {
     }
     if (result.status === 409 && data.error === "too_many_leases") {
       // The tasks this annotator holds are the ones whose labels still wait in the outbox.
-      throw new ClaimError("The next task loads once your labels are saved.", null);
+      throw new ClaimError("The next task loads once your labels are saved.", null, "too_many_leases");
     }
     throw new ClaimError(data.detail || `Could not get a task (${result.status}); trying again.`, null);
   }
@@ -174,16 +176,46 @@ function start(root) {
     return outbox.pending().map((item) => item.taskId);
   }
 
-  let preloading = null; // the preload request in flight, if any
+  // The server caps the leases an annotator holds (the task on screen and the preloaded one),
+  // and a task whose label is still on its way holds its lease until the label is stored. So
+  // a claim waits for the labels just sent (at most LABEL_WAIT_MS: a label whose request hangs
+  // must not keep the next task away), and one the cap refused is sent again the moment a
+  // label is stored, not after a backoff.
+  const LABEL_WAIT_MS = 2_000;
+  let preloading = null; // the preload in flight (waiting for labels, then claiming), if any
+  let preloadRefused = false; // the last preload hit the lease cap: retry when a label is stored
+  let claimWaitsForLabels = false; // likewise for the claim of the task on screen
 
-  function preload() {
+  function settledOrLater(promise, ms) {
+    let timer;
+    const later = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
+    return Promise.race([promise, later]).finally(() => clearTimeout(timer));
+  }
+
+  // Set at once, so that an answer given while labels are still on their way waits for this
+  // preload instead of sending a claim of its own that the lease cap would refuse.
+  function preload(labelsSent = null) {
     if (!current || preloaded || preloading) return preloading;
-    const exclude = [current.task_id, ...pendingTaskIds()];
-    preloading = claim(exclude)
+    preloadRefused = false;
+    preloading = (labelsSent ? settledOrLater(labelsSent, LABEL_WAIT_MS) : Promise.resolve())
+      .then(() => claim([...(current ? [current.task_id] : []), ...pendingTaskIds()]))
       .then((task) => { preloaded = task; setClaimTrouble(null); })
-      .catch(() => { preloaded = null; })
+      .catch((error) => {
+        preloaded = null;
+        preloadRefused = error.code === "too_many_leases";
+      })
       .finally(() => { preloading = null; });
     return preloading;
+  }
+
+  function labelStored() {
+    if (claimWaitsForLabels) {
+      claimWaitsForLabels = false;
+      clearTimeout(claimTimer);
+      showNext();
+    } else if (preloadRefused) {
+      preload();
+    }
   }
 
   let showing = null; // the showNext in flight: the online event, a timer and a submit may race
@@ -197,6 +229,7 @@ function start(root) {
 
   async function showNextOnce() {
     clearTimeout(claimTimer);
+    claimWaitsForLabels = false;
     if (preloading) await preloading;
     let task;
     try {
@@ -205,6 +238,7 @@ function start(root) {
       current = null;
       preloaded = null;
       view = null;
+      claimWaitsForLabels = error.code === "too_many_leases";
       setClaimTrouble(error.trouble);
       taskBox.replaceChildren(el("div", { class: "card empty", "data-testid": "waiting", text: error.message }));
       say(error.trouble ? "" : error.message, !error.trouble);
@@ -220,17 +254,13 @@ function start(root) {
   }
 
   // The connection may be back (the online event, a retry timer, a login in another tab):
-  // send what waits, then take up claiming where it stopped. The claim waits (a few seconds at
-  // most: a hanging request must not keep the next task away) for every label on its way,
-  // also those another flush sent (the online event and the retry timer race): their leases
-  // count against the cap until they are stored, and a claim made before is refused (409).
+  // send what waits, then take up claiming where it stopped.
   function reconnect() {
     if (claimTrouble === "offline" || outbox.connection() === "offline") {
       reconnecting = true;
       showConnection();
     }
     return flushOutbox()
-      .then(() => outbox.settled(SETTLE_WAIT_MS))
       .then(() => (current ? preload() : showNext()))
       .finally(() => {
         reconnecting = false;
@@ -325,6 +355,7 @@ function start(root) {
         body: { payload, flags: Array.from(view.state.flags), duration_ms: Math.max(0, visibleMs) },
       };
       outbox.add(item);
+      offerUndo({ taskId: item.taskId, what: "label", key: item.key });
       // A new label for a task replaces the refused one waiting in the tray (the server hands
       // a refused task back with the next claim while its lease lasts).
       for (const refused of outbox.tray()) if (refused.taskId === item.taskId) outbox.discard(refused.key);
@@ -337,10 +368,10 @@ function start(root) {
     } finally {
       submitting = false;
     }
-    const flushing = flushOutbox();
+    flushOutbox();
     if (current) {
-      await flushing;
-      preload();
+      // Every label on its way, the one just sent and any a periodic flush sent before it.
+      await preload(outbox.settled());
     } else {
       // Claim at once: a label whose request hangs must not keep the next task away. (When
       // the lease cap refuses, the claim is retried once labels are saved.)
@@ -351,12 +382,73 @@ function start(root) {
 
   async function skipCurrent() {
     if (!current) return;
+    const taskId = current.task_id;
     let result = null;
     try {
-      result = await api("POST", `/api/tasks/${current.task_id}/skip/`, { reason: "" }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+      result = await api("POST", `/api/tasks/${taskId}/skip/`, { reason: "" }, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
     } catch (_) { /* offline: said below */ }
     if (!result || result.status !== 200) { say("Could not skip this task; try again.", true); return; }
+    offerUndo({ taskId, what: "skip" });
     await showNext();
+  }
+
+  // ------------------------------------------------------------------ undo
+  // The last submit or skip can be undone for undoSeconds (the server's window,
+  // TANDEM_UNDO_SECONDS): the label is withdrawn or the skip taken back, and the task comes
+  // back on screen; the task that was showing waits as the next one.
+  let last = null; // { taskId, what: "label" | "skip", key }
+  let undoTimer = null;
+
+  function offerUndo(done) {
+    if (!undoSeconds) return;
+    last = done;
+    undoBar.querySelector("[data-testid=undo-text]").textContent =
+      `Task ${done.taskId} ${done.what === "label" ? "submitted" : "skipped"}.`;
+    undoBar.hidden = false;
+    clearTimeout(undoTimer);
+    undoTimer = setTimeout(forgetUndo, undoSeconds * 1000);
+  }
+
+  function forgetUndo() {
+    last = null;
+    undoBar.hidden = true;
+    clearTimeout(undoTimer);
+  }
+
+  let undoing = false;
+
+  async function undoLast() {
+    if (!last || undoing) return;
+    const { taskId, what, key } = last;
+    undoing = true;
+    try {
+      // A label still in the outbox is sent first: the server undoes what it stored.
+      if (what === "label") await flushOutbox();
+      if (what === "label" && outbox.pending().some((item) => item.key === key)) {
+        say("This label has not reached the server yet: undo once you are back online.", true);
+        return;
+      }
+      let result = null;
+      try {
+        result = await api("POST", `/api/tasks/${taskId}/undo/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+      } catch (_) { /* offline: said below */ }
+      if (!result || result.status !== 200) {
+        const detail = result && result.data && result.data.detail;
+        if (result && result.status === 409) forgetUndo();
+        say(detail ? `Cannot undo: ${detail}.` : "Could not undo; try again.", true);
+        return;
+      }
+      forgetUndo();
+      if (what === "label") doneBox.textContent = String(Math.max(0, Number(doneBox.textContent || 0) - 1));
+      if (current && current.task_id !== taskId) preloaded = current;
+      current = result.data;
+      render();
+      if (document.activeElement) document.activeElement.blur();
+      say(`Task ${taskId}: ${what === "label" ? "your label was withdrawn" : "skip undone"}; answer it again.`);
+      refreshProgress();
+    } finally {
+      undoing = false;
+    }
   }
 
   async function heartbeat() {
@@ -395,6 +487,8 @@ function start(root) {
     }
     if (inField) return;
     if (event.key === "?") { helpBox.hidden = !helpBox.hidden; return; }
+    if ((event.key === "z" || event.key === "Z") && (event.ctrlKey || event.metaKey)) { event.preventDefault(); undoLast(); return; }
+    if ((event.key === "u" || event.key === "U") && !event.ctrlKey && !event.metaKey && !event.altKey) { undoLast(); return; }
     if (!current) return;
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
     if (key === "Enter") return;
@@ -404,6 +498,7 @@ function start(root) {
 
   document.addEventListener("keydown", onKey);
   helpBox.querySelector("[data-testid=help-close]").addEventListener("click", () => { helpBox.hidden = true; });
+  undoBar.querySelector("[data-testid=undo]").addEventListener("click", undoLast);
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) hiddenSince = performance.now();
     else if (hiddenSince !== null) { hiddenMs += performance.now() - hiddenSince; hiddenSince = null; }

@@ -50,7 +50,7 @@ export function createOutbox({ userId, onChange, onStored }) {
   const retries = new Map(); // key -> { attempt, at }: kept in memory, a reload retries at once
   let connection = "online";
   let retryTimer = null;
-  const inFlight = new Map(); // key -> the send of a label whose request is on its way
+  const inFlight = new Map(); // key -> the send on its way
 
   const pending = () => load(OUTBOX_KEY);
   const tray = () => load(TRAY_KEY);
@@ -86,13 +86,6 @@ export function createOutbox({ userId, onChange, onStored }) {
     return Promise.all(due.map(send)).then(scheduleRetry);
   }
 
-  // Resolves when every label on its way now is settled, whichever flush sent it, or after
-  // `limitMs`: a request that hangs holds up the caller no longer than that.
-  function settled(limitMs) {
-    const all = Promise.all(inFlight.values()).then(() => undefined, () => undefined);
-    return Promise.race([all, new Promise((resolve) => setTimeout(resolve, limitMs))]);
-  }
-
   function retryLater(item) {
     const previous = retries.get(item.key);
     const attempt = previous ? previous.attempt + 1 : 0;
@@ -118,6 +111,11 @@ export function createOutbox({ userId, onChange, onStored }) {
     const sending = sendOnce(item).finally(() => inFlight.delete(item.key));
     inFlight.set(item.key, sending);
     return sending;
+  }
+
+  // Resolves when every label now on its way has its answer (stored, refused or failed).
+  function settled() {
+    return Promise.all(inFlight.values()).then(() => undefined);
   }
 
   async function sendOnce(item) {
