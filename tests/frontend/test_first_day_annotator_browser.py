@@ -1,9 +1,7 @@
 """An annotator's first day, from the home page by clicking only: every task kind, a label made
-offline and sent when back, the help, the empty queue and the way home, their own labels.
-axe runs on every page and state visited; no console error, no failed request.
-
-(Undo of the last submit is being built on another branch; when it lands, this walk undoes
-one label too.)"""
+offline and sent when back, undo of the last submit, the help, the empty queue and the way
+home, their own labels. axe runs on every page and state visited; no console error, no
+failed request."""
 
 import pytest
 from playwright.sync_api import expect
@@ -110,9 +108,25 @@ def test_an_annotator_walks_every_kind_offline_and_back_from_home(page, every_ki
     editor = page.locator("[data-testid=correction-editor]")
     editor.fill("The capital of France is Paris.")
 
-    # the help opens over the task, is checked, and closes with Escape
     editor.press("Control+Enter")
     page.wait_for_selector("[data-testid=no-task]")
+
+    # the last submit is undone: the correction comes back, and is sent again
+    expect(pending(page)).to_have_attribute("data-pending", "0")
+    expect(page.get_by_test_id("undo-text")).to_have_text(
+        f"Task {task_ref(tasks[5].pk)} submitted."
+    )
+    walk.check("the undo offer")
+    page.get_by_test_id("undo").click()
+    _task_shown(page, tasks[5])
+    expect(page.get_by_test_id("status")).to_contain_text("your label was withdrawn")
+    assert not Label.objects.filter(annotator=annotator, task=tasks[5]).exists()
+    editor = page.locator("[data-testid=correction-editor]")
+    editor.fill("The capital of France is Paris.")
+    editor.press("Control+Enter")
+    page.wait_for_selector("[data-testid=no-task]")
+
+    # the help opens over the empty queue, is checked, and closes with Escape
     page.keyboard.press("?")
     expect(page.locator("[data-testid=help]")).to_be_visible()
     walk.check("the keyboard help")
