@@ -164,3 +164,29 @@ def candidate_in_review(tmp_path):
         status=RoundStatus.READY, task_ids=task_ids,
     )  # fmt: skip
     return project, candidate, base, task_ids
+
+
+def tiny_reward_candidate(*, project, engineer, tmp_path):
+    """A tiny reward model registered as a candidate of ``project``, with the held-out
+    evidence reward training records: 40 test pairs at 0.7 accuracy, and bias probes over
+    three pairs (margins 2, -2, 1)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from models_registry import services as registry
+    from models_registry.models import VersionKind
+    from rlhf.data.audit import reward_probes
+    from rlhf.training.base_models import build_tiny_causal_lm
+
+    lm = build_tiny_causal_lm(tmp_path / "reward-lm")
+    folder = tmp_path / "rm"
+    AutoModelForSequenceClassification.from_pretrained(lm, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(lm).save_pretrained(folder)
+    probes = reward_probes([2.0, 0.0, 1.0], [0.0, 2.0, 0.0], ["a" * 30, "a" * 5, "a" * 9],
+                           ["a" * 10, "a" * 20, "a" * 3], ["left", "right", "left"])  # fmt: skip
+    return registry.model_version_register(
+        project=project, folder=folder, name="tiny-rm", kind=VersionKind.REWARD,
+        registered_by=engineer, launched_by=engineer,
+        metrics={"train_loss": 0.61,
+                 "test": {"accuracy": 0.7, "pairs": 40, "loss": 0.58, "accuracy_ci95": [0.55, 0.82],
+                          "bias_probes": probes}},
+    )  # fmt: skip

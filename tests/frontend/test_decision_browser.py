@@ -7,9 +7,9 @@ from playwright.sync_api import expect
 from annotation import services
 from annotation.roles import Role
 from models_registry import selectors
-from models_registry import services as registry
-from models_registry.models import AuditEvent, VersionKind
-from rlhf.training.base_models import build_tiny_causal_lm
+from models_registry.models import AuditEvent
+
+from .conftest import tiny_reward_candidate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -70,10 +70,6 @@ def test_a_reviewer_approves_on_the_decision_page_and_an_annotator_cannot_open_i
 
 @pytest.fixture
 def reward_candidate(tmp_path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from rlhf.data.audit import reward_probes
-
     User = get_user_model()
     engineer = User.objects.create_user("eng", password="eng-pass-123")
     User.objects.create_user("rev", password="rev-pass-123")
@@ -82,21 +78,7 @@ def reward_candidate(tmp_path):
     services.membership_set(
         project=project, user=User.objects.get(username="rev"), role=Role.REVIEWER
     )
-    lm = build_tiny_causal_lm(tmp_path / "lm")
-    folder = tmp_path / "rm"
-    AutoModelForSequenceClassification.from_pretrained(lm, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(lm).save_pretrained(folder)
-    # held-out probes as reward training records them: margins 2, -2, 1 on the test split
-    probes = reward_probes([2.0, 0.0, 1.0], [0.0, 2.0, 0.0], ["a" * 30, "a" * 5, "a" * 9],
-                           ["a" * 10, "a" * 20, "a" * 3], ["left", "right", "left"])  # fmt: skip
-    reward = registry.model_version_register(
-        project=project, folder=folder, name="tiny-rm", kind=VersionKind.REWARD,
-        registered_by=engineer, launched_by=engineer,
-        metrics={"train_loss": 0.61,
-                 "test": {"accuracy": 0.7, "pairs": 40, "loss": 0.58, "accuracy_ci95": [0.55, 0.82],
-                          "bias_probes": probes}},
-    )  # fmt: skip
-    return project, reward
+    return project, tiny_reward_candidate(project=project, engineer=engineer, tmp_path=tmp_path)
 
 
 def test_a_reviewer_approves_a_reward_model_on_its_held_out_evidence(page, login, reward_candidate):

@@ -1,25 +1,27 @@
 """A reviewer's first day, from the home page by clicking only: decide on a policy candidate
 with its evidence, find the decision in the audit log, see the leaderboard, the quality
-dashboard and the adjudication queue. axe runs on every page; no console error, no failed
-request.
-
-(A reward model's decision page is being built on another branch; when it lands, this walk
-decides one too.)"""
+dashboard and the adjudication queue; decide on a reward model with its held-out evidence.
+axe runs on every page; no console error, no failed request."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from models_registry import selectors
 
+from .conftest import tiny_reward_candidate
 from .walk import Walk
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_reviewer_decides_a_policy_then_reads_the_audit_log_and_leaderboard(
-    page, login, candidate_in_review
+    page, login, candidate_in_review, tmp_path
 ):
     project, candidate, base, _task_ids = candidate_in_review
+    reward = tiny_reward_candidate(
+        project=project, engineer=get_user_model().objects.get(username="eng"), tmp_path=tmp_path
+    )
     walk = Walk(page)
     login("rev", "rev-pass-123")
     walk.arrive("**/", f"[data-testid=project-{project.slug}]")
@@ -59,6 +61,18 @@ def test_a_reviewer_decides_a_policy_then_reads_the_audit_log_and_leaderboard(
     expect(page.locator("[data-testid=leaderboard-table] tbody tr")).to_have_count(2)
     expect(page.locator("[data-testid=leaderboard-table]")).to_contain_text(base.label)
 
+    # → Model versions → the reward model's decision page: its held-out evidence; approve
+    walk.click("nav.nav a:has-text('Model versions')", f"**/models/projects/{project.pk}/", "h1")
+    walk.click(
+        f"[data-testid=review-{reward.pk}]",
+        f"**/models/{reward.pk}/review/",
+        "[data-testid=held-out-test]",
+    )
+    expect(page.get_by_test_id("held-out-test")).to_contain_text("0.700")
+    page.fill("[data-testid=rationale]", "70% on held-out pairs, calibrated within 0.35.")
+    walk.click("[data-testid=approve]", f"**/models/{reward.pk}/", "[data-testid=state]")
+    expect(page.locator("[data-testid=state]")).to_have_text("approved")
+
     # Home → Quality, Home → Adjudicate
     walk.home()
     walk.click(
@@ -81,6 +95,9 @@ def test_a_reviewer_decides_a_policy_then_reads_the_audit_log_and_leaderboard(
         f"/models/projects/{project.pk}/audit/",
         f"/models/projects/{project.pk}/audit/",
         f"/models/projects/{project.pk}/leaderboard/",
+        f"/models/projects/{project.pk}/",
+        f"/models/{reward.pk}/review/",
+        f"/models/{reward.pk}/",
         "/",
         f"/projects/{project.pk}/quality/",
         "/",
