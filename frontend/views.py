@@ -138,6 +138,9 @@ def annotate(request, project_id: int):
             "review": review_settings(project),
             # Only the flags the project allows are offered (the API refuses the others).
             "allowed_flags": ",".join(services.project_allowed_flags(project)),
+            # The reward model's preference, shown after each submit (off unless the lead
+            # turns it on: labels.reward_feedback).
+            "reward_feedback": services.project_reward_feedback(project),
         },
     )
 

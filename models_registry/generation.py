@@ -16,7 +16,14 @@ from django.utils import timezone
 from annotation.models import Prompt, Response, ResponseOrigin
 from annotation.services import text_hash
 from config.errors import Conflict, ValidationFailed
-from models_registry.models import GenerationJob, JobStatus, ModelVersion, VersionKind, VersionState
+from models_registry.models import (
+    GenerationJob,
+    GenerationPurpose,
+    JobStatus,
+    ModelVersion,
+    VersionKind,
+    VersionState,
+)
 
 
 def generation_job_create(
@@ -26,9 +33,13 @@ def generation_job_create(
     config: dict | None = None,
     created_by=None,
     enqueue: bool = True,
+    purpose: str = GenerationPurpose.ANSWER,
+    variants: int = 1,
+    response_ids: list[int] | None = None,
 ) -> GenerationJob:
     """Queue a job that makes ``version`` answer the prompts; enqueued after commit
-    (``enqueue=False``: the caller runs ``generation_job_run`` itself, as a loop round does)."""
+    (``enqueue=False``: the caller runs ``generation_job_run`` itself, as a loop round does).
+    ``purpose``, ``variants``, ``response_ids``: a proposal job (``models_registry.proposals``)."""
     from rlhf.training.generation import GenerationConfig, config_record
 
     if version.kind != VersionKind.POLICY:
@@ -58,8 +69,13 @@ def generation_job_create(
             version=version,
             prompt_ids=prompt_ids,
             config=config_record(generation_config),
-            total=len(prompt_ids),
+            total=len(prompt_ids) * variants
+            if purpose == GenerationPurpose.PROMPT_VARIANT
+            else len(response_ids or prompt_ids),
             created_by=created_by,
+            purpose=purpose,
+            variants=variants,
+            response_ids=list(response_ids or []),
         )
         if enqueue:
             transaction.on_commit(lambda: _enqueue_generation(job.pk))
@@ -76,6 +92,7 @@ def _enqueue_generation(job_id: int) -> None:
 def generation_job_run(*, job_id: int) -> GenerationJob:
     """Run a generation job (in a worker). Idempotent: a finished job is returned as is, and
     responses are stored with get-or-create, so a retried job never duplicates rows."""
+    from models_registry.proposals import proposal_inputs, proposals_record
     from rlhf.training.generation import GenerationConfig, generate_from_folder
 
     with transaction.atomic():
@@ -89,6 +106,9 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
     version = ModelVersion.objects.select_related("base_model").get(pk=job.version_id)
     prompts = Prompt.objects.in_bulk(job.prompt_ids)
     ordered = [prompts[i] for i in job.prompt_ids if i in prompts]
+    proposing = job.purpose != GenerationPurpose.ANSWER
+    inputs = proposal_inputs(job) if proposing else []
+    messages = [m for m, _ in inputs] if proposing else [p.messages for p in ordered]
 
     def on_progress(done: int, total: int) -> None:
         GenerationJob.objects.filter(pk=job.pk).update(done=min(done, job.total))
@@ -102,34 +122,19 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
         )
         result = generate_from_folder(
             Path(version.artifact_dir),
-            [p.messages for p in ordered],
+            messages,
             config,
             base_model_dir=base_dir,
             on_progress=on_progress,
         )
         created = 0
         with transaction.atomic():
-            for prompt, response in zip(ordered, result.responses, strict=True):
-                # A sampled NUL byte is no text anyone can read, and PostgreSQL refuses it.
-                text = response.text.replace("\x00", "\ufffd")
-                _, was_created = Response.objects.get_or_create(
-                    prompt=prompt,
-                    origin=ResponseOrigin.MODEL,
-                    model_name=version.response_model_name,
-                    content_hash=text_hash(text),
-                    defaults={
-                        "text": text,
-                        "generation": {
-                            **response.params,
-                            "model_version_id": version.pk,
-                            "generation_job_id": job.pk,
-                            "prompt_tokens": response.prompt_tokens,
-                            "new_tokens": response.new_tokens,
-                            "finish_reason": response.finish_reason,
-                        },
-                    },
+            if proposing:
+                created = proposals_record(
+                    job=job, version=version, inputs=inputs, samples=result.responses
                 )
-                created += was_created
+            else:
+                created = _responses_store(job, version, ordered, result.responses)
             GenerationJob.objects.filter(pk=job.pk).update(
                 status=JobStatus.SUCCEEDED,
                 done=job.total,
@@ -146,3 +151,30 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
         raise
     job.refresh_from_db()
     return job
+
+
+def _responses_store(job: GenerationJob, version: ModelVersion, prompts, samples) -> int:
+    """An answer job's samples as Responses (get-or-create by content); returns the new ones."""
+    created = 0
+    for prompt, response in zip(prompts, samples, strict=True):
+        # A sampled NUL byte is no text anyone can read, and PostgreSQL refuses it.
+        text = response.text.replace("\x00", "\ufffd")
+        _, was_created = Response.objects.get_or_create(
+            prompt=prompt,
+            origin=ResponseOrigin.MODEL,
+            model_name=version.response_model_name,
+            content_hash=text_hash(text),
+            defaults={
+                "text": text,
+                "generation": {
+                    **response.params,
+                    "model_version_id": version.pk,
+                    "generation_job_id": job.pk,
+                    "prompt_tokens": response.prompt_tokens,
+                    "new_tokens": response.new_tokens,
+                    "finish_reason": response.finish_reason,
+                },
+            },
+        )
+        created += was_created
+    return created

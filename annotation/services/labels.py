@@ -14,6 +14,7 @@ from annotation.models import (
     Lease,
     LeaseState,
     Task,
+    TaskKind,
     TaskStatus,
 )
 from annotation.selectors import task_items
@@ -22,6 +23,7 @@ from annotation.services.claims import _room_for
 from annotation.services.hashing import content_hash
 from annotation.services.hooks import _after_commit_task_changed
 from annotation.services.project_settings import project_allowed_flags, project_label_edit_window
+from annotation.services.proposals import proposal_context, proposal_decide
 from config.errors import Conflict, Unprocessable, ValidationFailed
 
 
@@ -153,6 +155,7 @@ def _label_submit_locked(
         shown_order=lease.shown_order,
         rubric=task.project.rubric,
         texts=texts,
+        proposal=proposal_context(task) if task.kind == TaskKind.CONFIRM else None,
     )
     label = Label.objects.create(
         task=task,
@@ -172,6 +175,8 @@ def _label_submit_locked(
         task.completed_at = now
         fields += ["status", "completed_at"]
     task.save(update_fields=fields)
+    if task.kind == TaskKind.CONFIRM:
+        proposal_decide(label=label)
     lease.state = LeaseState.SUBMITTED
     lease.closed_at = now
     lease.save(update_fields=["state", "closed_at"])
@@ -199,6 +204,10 @@ def label_edit(*, label: Label, editor, payload: dict, flags=None) -> Label:
         raise Conflict("only the author can edit a label", code="not_author")
     if label.reviewed_at is not None:
         raise Conflict("this label was reviewed and can no longer be edited", code="reviewed")
+    if label.kind == TaskKind.CONFIRM:
+        # The decision already put the proposal into the pool (or kept it out): changing it
+        # afterwards would leave a confirmed prompt with no confirmation behind it.
+        raise Conflict("a decision on a model's proposal cannot be edited", code="proposal_decided")
     window = project_label_edit_window(label.task.project)
     if window is not None and timezone.now() > label.created_at + window:
         raise Conflict(
