@@ -30,6 +30,7 @@ class TaskKind(models.TextChoices):
 # Kinds a file or a person can create tasks of; a ``confirm`` task exists only beside the
 # ``Proposal`` it asks about (annotation.services.proposals).
 IMPORTABLE_TASK_KINDS = tuple(k for k in TaskKind.values if k != TaskKind.CONFIRM)
+IMPORTABLE_TASK_KIND_CHOICES = [(k, name) for k, name in TaskKind.choices if k != TaskKind.CONFIRM]
 
 
 # The plain values, as API fields list them (named once in the OpenAPI schema: settings).

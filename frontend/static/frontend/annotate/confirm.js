@@ -16,6 +16,7 @@ export function render(view) {
   const { task, state } = view;
   const proposal = task.proposal;
   Object.assign(state, { decision: null, text: proposal.text });
+  view.box.dataset.decision = "";
   const [heading, question] = HEADINGS[proposal.kind] || ["A model's proposal", "Keep it?"];
   const card = el("article", { class: "card response proposal", "data-testid": "proposal" });
   card.append(sanitizedHtml(proposal.html));
@@ -62,6 +63,7 @@ function decide(view, decision) {
     b.classList.toggle("chosen-button", on);
     b.setAttribute("aria-pressed", String(on));
   });
+  box.dataset.decision = decision;
   const editor = box.querySelector("[data-testid=confirm-editor]");
   editor.hidden = decision !== "edit";
   if (decision === "edit") editor.focus();
