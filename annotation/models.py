@@ -113,7 +113,7 @@ class Prompt(models.Model):
     # root, so a variant of a variant points at the original). Snapshots put a variant on its
     # source's split (rlhf.data.plan), so a paraphrase never leaks across train and test.
     source_prompt = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="variants"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="variants"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

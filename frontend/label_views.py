@@ -35,6 +35,8 @@ def _editable_until(label: Label):
     window = services.project_label_edit_window(label.task.project)
     until = None if window is None else label.created_at + window
     open_now = label.reviewed_at is None and (until is None or timezone.now() <= until)
+    # A decision on a model's proposal already put it in the pool (or kept it out): final.
+    open_now = open_now and label.kind != TaskKind.CONFIRM
     return open_now, until
 
 

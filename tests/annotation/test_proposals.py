@@ -275,3 +275,55 @@ def test_confirm_tasks_cannot_be_imported_or_created_by_hand(project):
             responses=[{"text": "a"}],
         )
     assert "confirm" not in project.task_kinds
+
+
+def test_quality_metrics_refresh_with_decisions_among_the_labels(
+    project, source, annotator, client_for
+):
+    from annotation.quality.services.refresh import quality_recompute
+
+    propose_variant(project, source)
+    client = client_for(annotator)
+    client.post(
+        f"/api/tasks/{claim(client, project)['task_id']}/labels/",
+        {"payload": {"decision": "confirm"}},
+        format="json",
+    )
+    result = quality_recompute(project_id=project.pk)
+    assert result.tasks == 1  # the confirm task's label is counted, and nothing raised
+
+
+def test_retention_may_delete_a_source_prompt_and_its_variant_keeps_its_text(
+    project, source, annotator, client_for
+):
+    proposal = propose_variant(project, source)
+    client = client_for(annotator)
+    client.post(
+        f"/api/tasks/{claim(client, project)['task_id']}/labels/",
+        {"payload": {"decision": "confirm"}},
+        format="json",
+    )
+    proposal.refresh_from_db()
+    variant = proposal.result_prompt
+    Task.objects.filter(prompt=source).delete()
+    source.delete()
+    variant.refresh_from_db()
+    assert variant.source_prompt is None
+    assert variant.messages[-1]["content"] == "What is the way to boil an egg?"
+
+
+def test_the_my_label_page_offers_no_edit_of_a_decision(
+    project, source, annotator, client_for, client
+):
+    propose_variant(project, source)
+    api = client_for(annotator)
+    label_id = api.post(
+        f"/api/tasks/{claim(api, project)['task_id']}/labels/",
+        {"payload": {"decision": "confirm"}},
+        format="json",
+    ).json()["id"]
+    client.force_login(annotator)
+    page = client.get(f"/labels/{label_id}/").content.decode()
+    assert "a decision on a model's proposal is final" in page
+    assert 'data-editable="0"' in page
+    assert 'data-testid="save-edit"' not in page
