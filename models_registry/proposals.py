@@ -36,15 +36,22 @@ MAX_VARIANTS = 8
 MAX_SOURCES = 500
 DEFAULT_SOURCES = 20
 
-VARIANT_INSTRUCTION = (
-    "Rewrite the request below so that it asks for the same thing in different words. Keep "
-    "its meaning, language and level of detail. Reply with the rewritten request only.\n\n"
-    "Request:\n{request}"
+# A 135M instruct model given only an instruction mostly ANSWERS the request instead of
+# rewording it (SmolLM2-135M-Instruct, by hand: 4 of 4 samples answered). A system line and
+# two worked examples as earlier turns helped: at temperature 0.7, 4 of 4 were rewordings
+# (one verbatim, which proposals_record drops); at 0.9 on three prompts, 2 of 6 clean, 1
+# partial, 3 answers or drift, and its one correction draft was off-topic. So a small
+# champion proposes noisily, which is why a person confirms every proposal.
+VARIANT_SYSTEM = "You reword requests. You never answer them."
+VARIANT_EXAMPLES = (
+    ("How do I bake bread at home?", "What is the way to make bread in my own kitchen?"),
+    ("Which planet is closest to the sun?", "What planet orbits nearest to the sun?"),
 )
+CORRECTION_SYSTEM = "You rewrite rejected answers into good ones. Reply with the answer only."
 CORRECTION_INSTRUCTION = (
     "A reviewer rejected the answer below. Write a better answer to the same conversation: "
-    "correct, helpful and harmless. Reply with the improved answer only.\n\n"
-    "Conversation:\n{conversation}\n\nRejected answer:\n{answer}"
+    "correct, helpful and harmless.\n\nConversation:\n{conversation}\n\n"
+    "Rejected answer:\n{answer}"
 )
 
 
@@ -60,14 +67,23 @@ def _conversation(messages: list[dict]) -> str:
 
 
 def variant_instruction(messages: list[dict]) -> list[dict]:
-    return [
-        {"role": "user", "content": VARIANT_INSTRUCTION.format(request=_last_user_turn(messages))}
-    ]
+    """The conversation a policy continues with a rewording of the last user turn."""
+    turns = [{"role": "system", "content": VARIANT_SYSTEM}]
+    for request, reworded in VARIANT_EXAMPLES:
+        turns += [
+            {"role": "user", "content": f"Reword: {request}"},
+            {"role": "assistant", "content": reworded},
+        ]
+    return [*turns, {"role": "user", "content": f"Reword: {_last_user_turn(messages)}"}]
 
 
 def correction_instruction(messages: list[dict], answer: str) -> list[dict]:
     text = CORRECTION_INSTRUCTION.format(conversation=_conversation(messages), answer=answer)
-    return [{"role": "user", "content": text}]
+    return [{"role": "system", "content": CORRECTION_SYSTEM}, {"role": "user", "content": text}]
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -250,7 +266,24 @@ def proposal_inputs(job: GenerationJob) -> list[tuple[list[dict], dict]]:
 def proposals_record(
     *, job: GenerationJob, version: ModelVersion, inputs: list, samples: list
 ) -> int:
-    """Store a finished proposal job's samples as proposals; returns how many are new."""
+    """Store a finished proposal job's samples as proposals; returns how many are new. A
+    variant that repeats its source, or a correction that repeats the rejected answer, is
+    nothing to confirm and is dropped."""
+    prompts = Prompt.objects.in_bulk([source["prompt_id"] for _, source in inputs])
+    responses = Response.objects.in_bulk(
+        [s["response_id"] for _, s in inputs if s["response_id"] is not None]
+    )
+
+    def repeats(source: dict, text: str) -> bool:
+        if source["response_id"] is not None:
+            return _same_text(text, responses[source["response_id"]].text)
+        return _same_text(text, _last_user_turn(prompts[source["prompt_id"]].messages))
+
+    kept = [
+        (source, sample)
+        for (_, source), sample in zip(inputs, samples, strict=True)
+        if not repeats(source, sample.text.strip())
+    ]
     before = Proposal.objects.filter(project_id=job.project_id).count()
     proposals_store(
         project=job.project,
@@ -259,7 +292,7 @@ def proposals_record(
         proposals=[
             {
                 **source,
-                "text": sample.text,
+                "text": sample.text.strip(),
                 "generation": {
                     **sample.params,
                     "model_version_id": version.pk,
@@ -268,7 +301,7 @@ def proposals_record(
                     "finish_reason": sample.finish_reason,
                 },
             }
-            for (_, source), sample in zip(inputs, samples, strict=True)
+            for source, sample in kept
         ],
     )
     return Proposal.objects.filter(project_id=job.project_id).count() - before

@@ -216,3 +216,30 @@ def test_the_button_is_not_offered_to_reviewers(project, champion, reviewer, cli
     assert b'data-testid="propose"' not in page.content
     assert client.post(reverse("models:propose", args=[project.pk]), {}).status_code == 403
     assert not Task.objects.filter(kind=TaskKind.CONFIRM).exists()
+
+
+def test_a_sample_that_repeats_its_source_is_not_proposed(project, champion, prompts, engineer):
+    from rlhf.training.generation import GeneratedResponse
+
+    job = proposals.proposal_job_create(
+        project=project,
+        kind=ProposalKind.PROMPT_VARIANT,
+        prompt_ids=[prompts[0].pk],
+        variants=2,
+        created_by=engineer,
+        enqueue=False,
+    )
+    inputs = proposals.proposal_inputs(job)
+    # the instruction: two worked examples, then the request to reword
+    assert inputs[0][0][-1] == {"role": "user", "content": "Reword: How do I boil an egg?"}
+    assert inputs[0][0][0]["role"] == "system"
+    samples = [
+        GeneratedResponse(0, "  how do I boil an EGG? ", 5, 5, "eos", [], {"seed": 5}),
+        GeneratedResponse(1, "What is the way to boil an egg?", 5, 5, "eos", [], {"seed": 6}),
+    ]
+
+    created = proposals.proposals_record(job=job, version=champion, inputs=inputs, samples=samples)
+
+    assert created == 1
+    (proposal,) = Proposal.objects.all()
+    assert (proposal.text, proposal.generation["seed"]) == ("What is the way to boil an egg?", 6)
