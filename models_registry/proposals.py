@@ -23,6 +23,7 @@ from annotation.models import (
     ProposalKind,
     ProposalStatus,
     Response,
+    TaskItem,
     TaskKind,
 )
 from annotation.services import proposals_store
@@ -35,6 +36,7 @@ from models_registry.selectors import alias_target
 MAX_VARIANTS = 8
 MAX_SOURCES = 500
 DEFAULT_SOURCES = 20
+SCANNED_LABELS_PER_SOURCE = 20
 
 # A 135M instruct model given only an instruction mostly ANSWERS the request instead of
 # rewording it (SmolLM2-135M-Instruct, by hand: 4 of 4 samples answered). A system line and
@@ -99,8 +101,9 @@ def rejected_response_ids(*, project: Project, limit: int) -> list[int]:
             "source_response_id", flat=True
         )
     )
-    found: list[int] = []
-    labels = (
+    # The newest labels only (a bounded read in a web request): a project whose recent
+    # rejected answers all have proposals already gets fewer than ``limit``.
+    labels = list(
         Label.objects.filter(
             task__project=project,
             kind=TaskKind.PAIRWISE,
@@ -108,17 +111,18 @@ def rejected_response_ids(*, project: Project, limit: int) -> list[int]:
         )
         .exclude(task__prompt_id__in=excluded)
         .order_by("-id")
-        .values_list("task_id", "payload")
+        .values_list("task_id", "payload")[: SCANNED_LABELS_PER_SOURCE * limit]
     )
-    for task_id, payload in labels.iterator(chunk_size=500):
-        items = Response.objects.filter(task_items__task_id=task_id).values_list("pk", flat=True)
-        for response_id in items:
-            if payload.get("winner") == response_id or response_id in proposed:
-                continue
-            if response_id not in found:
+    sides: dict[int, list[int]] = {}
+    items = TaskItem.objects.filter(task_id__in={task_id for task_id, _ in labels})
+    for task_id, response_id in items.order_by("position").values_list("task_id", "response_id"):
+        sides.setdefault(task_id, []).append(response_id)
+    found: list[int] = []
+    for task_id, payload in labels:
+        for response_id in sides.get(task_id, ()):
+            rejected = payload.get("winner") != response_id
+            if rejected and response_id not in proposed and response_id not in found:
                 found.append(response_id)
-        if len(found) >= limit:
-            break
     return found[:limit]
 
 
