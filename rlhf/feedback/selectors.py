@@ -6,8 +6,8 @@ costs no model in the web process.
 
 - ``task_reward_preference``: for an annotator who has LABELLED a pairwise task, which side
   the reward model prefers, in the sides they saw. Before their label exists the answer is a
-  409, and the project must have turned ``labels.reward_feedback`` on: the preference must
-  never anchor a judgement.
+  409 (``label_first``), and where the project has not turned ``labels.reward_feedback`` on
+  it is a 409 too (``reward_feedback_off``): the preference must never anchor a judgement.
 - ``reward_agreement_by_week``: how often annotators' decisive pairwise labels agree with the
   reward model, per ISO week of the label, with a Wilson interval.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import date
 
 from django.db.models import OuterRef, Subquery
-from django.http import Http404
 
 from annotation.models import Label, Project, Task, TaskItem, TaskKind
 from annotation.services import project_reward_feedback
@@ -47,9 +46,14 @@ def _preferred_position(reward_a, reward_b) -> str | None:
 def task_reward_preference(*, task: Task, user) -> dict:
     """What the annotator sees after submitting ``task`` (see the module docstring)."""
     if not project_reward_feedback(task.project):
-        raise Http404("This project does not show the reward model's preference.")
+        raise Conflict(
+            "this project does not show the reward model's preference",
+            code="reward_feedback_off",
+        )
     if task.kind != TaskKind.PAIRWISE:
-        raise Http404("The reward model's preference exists for pairwise tasks only.")
+        raise Conflict(
+            "the reward model's preference exists for pairwise tasks only", code="not_pairwise"
+        )
     label = Label.objects.filter(task=task, annotator=user).first()
     if label is None:
         raise Conflict(

@@ -115,7 +115,7 @@ def test_the_preference_is_refused_before_the_label_and_given_after_it(project, 
     assert after.json() == {"preferred": model_side, "your_choice": person_side, "agrees": False}
 
 
-def test_off_by_default_the_preference_is_not_found_even_after_the_label(project, people):
+def test_off_by_default_the_preference_is_refused_even_after_the_label(project, people):
     scored_pair(project, 1, reward_a=2.0, reward_b=-1.0)
     client = client_for(people["annotator"])
     shown = client.post(f"/api/projects/{project.pk}/tasks/next/", {}, format="json").json()
@@ -123,7 +123,10 @@ def test_off_by_default_the_preference_is_not_found_even_after_the_label(project
         f"/api/tasks/{shown['task_id']}/labels/", {"payload": {"choice": "A"}}, format="json"
     )
     response = client.get(f"/api/tasks/{shown['task_id']}/reward-preference/")
-    assert response.status_code == 404
+    assert response.status_code == 409
+    assert response.json()["error"] == "reward_feedback_off"
+    assert "left" not in response.content.decode()
+    assert "right" not in response.content.decode()
 
 
 def test_another_annotator_cannot_read_a_task_they_never_held(project, people):

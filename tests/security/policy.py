@@ -153,7 +153,6 @@ POLICY: dict[tuple[str, str], object] = {
     ("models:leaderboard", "get"): DATA,  # as the leaderboard API
     ("models:leaderboard", "post"): DATA,  # 405
     ("models:propose", "post"): TRAIN,
-    ("models:propose", "get"): TRAIN,  # 405
     # training runs (rlhf)
     ("api-methods", "get"): AUTHENTICATED,
     ("api-runs", "get"): DATA,
