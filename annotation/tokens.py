@@ -63,6 +63,7 @@ SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-run-retry", "POST"),
             ("api-model-register", "POST"),
             ("api-model-generate", "POST"),
+            ("api-proposals", "POST"),
             ("api-model-bundle", "POST"),
         }
     ),

@@ -9,6 +9,7 @@ api_patterns = [
     path("", include("models_registry.api.urls")),
     path("", include("rlhf.snapshots.api.urls")),
     path("", include("rlhf.runs.api.urls")),
+    path("", include("rlhf.feedback.urls")),
 ]
 
 urlpatterns = [

@@ -18,6 +18,7 @@ from annotation.roles import Capability, role_can
 from annotation.services import project_allowed_flags
 from config.errors import Conflict, DomainError, ValidationFailed
 from config.untrusted import int64_problem, json_value_problem
+from rlhf.feedback.selectors import reward_agreement_by_week
 
 
 @login_required
@@ -31,6 +32,7 @@ def quality_dashboard(request, project_id: int):
             "can_review": role_can(project.viewer_role, Capability.REVIEW),
             "can_manage": role_can(project.viewer_role, Capability.MANAGE),
             "flag_scores": selectors.annotator_flag_scores(project),
+            "reward_agreement": reward_agreement_by_week(project=project),
         },
     )
 

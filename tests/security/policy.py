@@ -52,6 +52,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-task-skip", "post"): ANNOTATING,
     ("api-task-undo", "post"): ANNOTATING,  # one's own last submit or skip
     ("api-heartbeat", "post"): ANNOTATING,
+    # the reward model's preference, after the annotator's own label only
+    ("api-task-reward-preference", "get"): ANNOTATING,
     ("api-labels", "get"): AUTHENTICATED,
     ("api-label", "get"): ANNOTATING,  # own label; reviewers/admins also others' (read-only)
     ("api-label", "patch"): ANNOTATING,  # own label only
@@ -137,6 +139,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-model-bundle", "get"): DATA,
     ("api-model-bundle", "post"): DATA,
     ("api-generation-job", "get"): DATA,
+    ("api-proposals", "get"): DATA,
+    ("api-proposals", "post"): TRAIN,  # the champion proposes data people confirm
     ("api-eval-prompts", "get"): DATA,
     ("api-eval-prompts", "post"): ADMIN,
     ("api-review-settings", "get"): DATA,
@@ -151,6 +155,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("models:audit", "post"): DATA,  # 405
     ("models:leaderboard", "get"): DATA,  # as the leaderboard API
     ("models:leaderboard", "post"): DATA,  # 405
+    ("models:propose", "post"): TRAIN,
     # training runs (rlhf)
     ("api-methods", "get"): AUTHENTICATED,
     ("api-runs", "get"): DATA,
@@ -199,6 +204,7 @@ TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-run-retry", "post"),
             ("api-model-register", "post"),
             ("api-model-generate", "post"),
+            ("api-proposals", "post"),
             ("api-model-bundle", "post"),
         }
     ),
