@@ -264,6 +264,29 @@ def test_a_decision_cannot_be_edited_afterwards(project, source, annotator, clie
     assert Label.objects.get(pk=label_id).payload["decision"] == "reject"
 
 
+def test_a_decision_cannot_be_undone(project, source, annotator, client_for):
+    # given a confirmed variant, already in the pool as a prompt
+    proposal = propose_variant(project, source)
+    client = client_for(annotator)
+    ref = claim(client, project)["task_id"]
+    stored = client.post(
+        f"/api/tasks/{ref}/labels/", {"payload": {"decision": "confirm"}}, format="json"
+    )
+    assert stored.status_code == 201
+    prompts = Prompt.objects.filter(project=project).count()
+
+    # when its author tries to undo it within the undo window
+    response = client.post(f"/api/tasks/{ref}/undo/", format="json")
+
+    # then it is refused and the decision, its label and the new prompt all stay
+    assert response.status_code == 409
+    assert response.json()["error"] == "proposal_decided"
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.CONFIRMED
+    assert Label.objects.filter(task__proposal=proposal).count() == 1
+    assert Prompt.objects.filter(project=project).count() == prompts
+
+
 def test_confirm_tasks_cannot_be_imported_or_created_by_hand(project):
     from config.errors import ValidationFailed
 
