@@ -48,20 +48,32 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+KV_BLOCK_TOKENS = 256
+
+
 def engine_command(
-    *, kind: str, folder: str, host: str, port: int, served_name: str, device: str = "auto"
-) -> tuple[list[str], str]:
-    """(argv, the ``model`` name requests must carry upstream)."""
+    *, kind: str, folder: str, host: str, port: int, served_name: str, device: str = "auto",
+    kv_cache_tokens: int = 16384, max_batch_tokens: int = 2048,
+) -> tuple[list[str], str]:  # fmt: skip
+    """(argv, the ``model`` name requests must carry upstream).
+
+    The KV cache is sized here, not by the engine: left to itself, ``transformers serve``'s
+    continuous batching takes 60% of the machine's RAM on a CPU (90% of a GPU's memory),
+    which on a shared host, or with a second engine loading during a switch, is an OOM kill."""
     if kind == EngineKind.VLLM:
         argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                 "--model", folder, "--served-model-name", served_name,
-                "--host", host, "--port", str(port)]  # fmt: skip
+                "--host", host, "--port", str(port),
+                "--max-num-batched-tokens", str(max_batch_tokens)]  # fmt: skip
         return argv, served_name
     # The model on the command line pins the server to it: it is loaded once, at start, and a
     # request naming another model is refused (the gateway names this one).
     argv = [sys.executable, "-m", "transformers.cli.transformers", "serve", folder,
             "--host", host, "--port", str(port), "--continuous-batching",
-            "--device", device, "--log-level", "warning"]  # fmt: skip
+            "--device", device, "--log-level", "warning",
+            "--cb-block-size", str(KV_BLOCK_TOKENS),
+            "--cb-num-blocks", str(max(1, kv_cache_tokens // KV_BLOCK_TOKENS)),
+            "--cb-max-batch-tokens", str(max_batch_tokens)]  # fmt: skip
     return argv, folder
 
 

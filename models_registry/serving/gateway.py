@@ -15,7 +15,8 @@ writes it, rewritten only to carry the gateway's response id and the version's n
 answer has a usage record (``ServedResponse``) written ``in_flight`` before the upstream call
 and closed after its last byte, which is what lets the supervisor stop a replaced engine
 only once its streams have finished. A request whose engine refuses the connection (stopped
-between routing and connecting) is routed again, once, before any byte reached the client.
+between routing and connecting, or a pooled connection it closed) is routed again, before any
+byte reached the client (at most three more tries).
 """
 
 from __future__ import annotations
@@ -185,6 +186,8 @@ async def chat_completions(request, project_id: int):
         )
         body, model, messages, stream = _chat_body(request)
         tried: set[int] = set()
+        failures: dict[int, int] = {}
+        attempts = 0
         while True:
             route = await sync_to_async(_route)(project, model, tried)
             served = await sync_to_async(services.served_response_start)(
@@ -202,11 +205,20 @@ async def chat_completions(request, project_id: int):
                     stream=True,
                 )
             except (httpx.ConnectError, httpx.RemoteProtocolError):
-                # The engine went away between routing and connecting: route again, once.
+                # Nothing reached the client yet: a pooled connection the engine had closed, or
+                # an engine stopped between routing and connecting. Route again (the alias may
+                # have moved); an engine that fails twice is skipped. The supervisor, not the
+                # gateway, decides whether an engine is dead.
                 await _finish(served, started, ok=False, http_status=502)
-                await sync_to_async(_mark_gone)(route.engine)
-                tried.add(route.engine.pk)
-                continue
+                failures[route.engine.pk] = failures.get(route.engine.pk, 0) + 1
+                if failures[route.engine.pk] >= 2:
+                    tried.add(route.engine.pk)
+                attempts += 1
+                if attempts <= 3:
+                    continue
+                raise GatewayError(
+                    502, "upstream_unreachable", "The engine did not answer."
+                ) from None
             break
     except GatewayError as error:
         return error.response()
@@ -223,18 +235,6 @@ async def chat_completions(request, project_id: int):
     out["X-Tandem-Response-Id"] = served.response_id
     out["X-Tandem-Version"] = label
     return out
-
-
-def _mark_gone(engine: ServingEngine) -> None:
-    # Only a ready engine that refuses connections: the supervisor then stops it for good.
-    if not services_engine_alive(engine):
-        services.serving_engine_drain(engine=engine)
-
-
-def services_engine_alive(engine: ServingEngine) -> bool:
-    from models_registry.serving.engines import engine_healthy
-
-    return engine_healthy(engine.url, timeout_s=1.0)
 
 
 async def _finish(

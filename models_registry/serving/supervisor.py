@@ -43,6 +43,8 @@ class ServeConfig:
     engine: str = engines.AUTO  # transformers | vllm | auto (vLLM on a GPU where installed)
     host: str = "127.0.0.1"
     device: str = "auto"
+    kv_cache_tokens: int = 16384  # the engine's KV cache, in tokens (all requests together)
+    max_batch_tokens: int = 2048  # tokens one forward pass takes (prefill chunks)
     start_timeout_s: float = 600.0  # an engine not healthy by then is failed and retried
     drain_grace_s: float = 2.0  # covers a request routed just before the switch
     drain_timeout_s: float = 600.0  # a stream longer than this is cut when its engine stops
@@ -122,6 +124,7 @@ class Supervisor:
         argv, upstream_model = engines.engine_command(
             kind=kind, folder=folder, host=config.host, port=port,
             served_name=version.label.replace(" ", "-"), device=config.device,
+            kv_cache_tokens=config.kv_cache_tokens, max_batch_tokens=config.max_batch_tokens,
         )  # fmt: skip
         engine = services.serving_engine_create(
             version=version, alias=config.alias if config.version_id is None else "",

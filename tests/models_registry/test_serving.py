@@ -39,7 +39,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def fake_engines(monkeypatch):
-    def command(*, kind, folder, host, port, served_name, device="auto"):
+    def command(*, kind, folder, host, port, served_name, **_sizes):
         argv = [sys.executable, str(FAKE_ENGINE), folder, "--port", str(port), "--host", host,
                 "--name", served_name, "--chunks", "6", "--delay", "0.1",
                 "--startup", "1.0"]  # fmt: skip

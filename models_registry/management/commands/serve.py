@@ -4,7 +4,7 @@
                                                # the next engine loads, then takes over
     serve --project demo --version 7           # one pinned version
     serve ... --engine transformers|vllm|auto  # default auto: vLLM on a GPU where installed
-    serve --project demo --settings --canary-version 8 --canary-mode split --canary-share 0.1
+    serve --project demo --configure --canary-version 8 --canary-mode split --canary-share 0.1
           [--learn-from-traffic on|off] [--requests-per-minute 600]
 
 The engine is ``transformers serve`` (continuous batching, SSE streaming) or vLLM's OpenAI
@@ -16,6 +16,7 @@ Engines and what they serve are recorded (``ServingEngine``); Ctrl+C stops them.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -29,18 +30,28 @@ from models_registry.serving.supervisor import ServeConfig, Supervisor
 class Command(BaseCommand):
     help = "Serve a version or an alias on an OpenAI-compatible engine (behind the gateway)."
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # ``--version N`` names a model version here, not Django's version (which it replaces).
+        kwargs.setdefault("conflict_handler", "resolve")
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="project slug or id")
         which = parser.add_mutually_exclusive_group()
         which.add_argument("--alias", default=None, help="follow this alias (e.g. champion)")
         which.add_argument("--version", type=int, default=None, help="a version id")
         which.add_argument(
-            "--settings", action="store_true", help="change the serving settings and exit"
+            "--configure", action="store_true", help="change the serving settings and exit"
         )
         parser.add_argument("--engine", default="auto", choices=["auto", "transformers", "vllm"])
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--device", default="auto")
         parser.add_argument("--drain-timeout", type=float, default=600.0)
+        parser.add_argument(
+            "--kv-cache-tokens", type=int, default=16384, help="the engine's KV cache (tokens)"
+        )
+        parser.add_argument("--max-batch-tokens", type=int, default=2048)
+        parser.add_argument("--log-dir", default="var/serving", help="the engines' logs")
         parser.add_argument("--canary-version", type=int, default=None)
         parser.add_argument("--canary-mode", choices=["off", "split", "shadow"], default=None)
         parser.add_argument("--canary-share", type=float, default=None)
@@ -51,18 +62,21 @@ class Command(BaseCommand):
         project = project_by_ref(options["project"])
         if project is None:
             raise CommandError(f"no project {options['project']!r}")
-        if options["settings"]:
+        if options["configure"]:
             return self._settings(project, options)
         if options["version"] is None and not options["alias"]:
             options["alias"] = "champion"
         version = options["version"]
         if version is not None and not project.model_versions.filter(pk=version).exists():
             raise CommandError(f"no version {version} in {project.slug}")
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        # The project's logging prints the supervisor's starts, switches and stops.
+        logging.getLogger("models_registry.serving").setLevel(logging.INFO)
         config = ServeConfig(
             project_id=project.pk, alias=options["alias"] or "", version_id=options["version"],
             engine=options["engine"], host=options["host"], device=options["device"],
-            drain_timeout_s=options["drain_timeout"],
+            drain_timeout_s=options["drain_timeout"], log_dir=Path(options["log_dir"]),
+            kv_cache_tokens=options["kv_cache_tokens"],
+            max_batch_tokens=options["max_batch_tokens"],
         )  # fmt: skip
         self.stdout.write(
             f"Serving {options['alias'] or 'version ' + str(options['version'])} of "
