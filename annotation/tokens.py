@@ -19,7 +19,8 @@ still run in the views). ``scope_allows`` is the one rule, keyed by URL name and
   engineer's model work (register a run's model, generate);
 - ``admin``: everything the user's role allows (members, settings, imports, reviews, tokens);
 - ``serve``: the model gateway only (``/gateway/<project>/v1/...``: chat completions, models,
-  feedback), nothing else, not even reads: the key an application embeds. The gateway takes
+  feedback), nothing else, not even reads (but the public schema): the key an application
+  embeds. The gateway takes
   ``serve`` and ``admin`` tokens; the narrower data scopes cannot call it.
 
 A write route not named below is refused to every scope but ``admin``: a new endpoint is
@@ -80,6 +81,8 @@ def scope_allows(scope: str, route_name: str | None, method: str) -> bool:
     method = method.upper()
     if scope == TokenScope.ADMIN:
         return True
+    if scope == TokenScope.SERVE and route_name == "api-schema" and method in SAFE_METHODS:
+        return True  # the API's public description: anyone may read it, key or not
     if scope == TokenScope.SERVE or route_name in GATEWAY_ROUTES:
         return scope == TokenScope.SERVE and route_name in GATEWAY_ROUTES
     if scope not in SCOPE_WRITES:

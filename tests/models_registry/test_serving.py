@@ -222,6 +222,13 @@ def test_usage_records_and_the_per_key_rate_limit(project, key, champion, superv
     assert status == 200
     assert text.startswith("tiny-base-v1 says 0.")
 
+    listed = client.get(url(project, "models"), headers={"Authorization": f"Bearer {key}"})
+    assert listed.status_code == 200
+    assert {m["id"]: m["ready"] for m in listed.json()["data"]} == {
+        "champion": True,
+        "tiny-base-v1": True,
+    }
+
     limited = chat(client, project, key)
     assert limited.status_code == 429
     assert int(limited["Retry-After"]) >= 1
@@ -367,8 +374,22 @@ def test_approve_serve_feedback_then_the_next_snapshot_holds_the_served_labels(
     assert thumbs.status_code == 400
     assert list(thumbs.json()["fields"]) == ["rating"]
 
+    up = client.post(
+        url(project, "feedback"), {"response_id": second["id"], "rating": "up"},
+        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}",
+    )  # fmt: skip
+    assert up.status_code == 201
+    assert up.json() == {"id": up.json()["id"], "kind": "thumbs", "learned": False}
+    assert ServedFeedback.objects.get(pk=up.json()["id"]).thumbs_up is True
+    # with consent, a thumbs' conversation is kept as the project's prompt and response
+    served_prompt = project.prompts.get(source="served")  # one: the same messages twice
+    assert set(served_prompt.responses.values_list("model_name", flat=True)) == {
+        candidate.response_model_name,
+        champion.response_model_name,
+    }
+
     # then the label is the served source's, PII-scrubbed, and the snapshot counts it apart
-    label = Label.objects.get(pk=ServedFeedback.objects.get().learned_label_id)
+    label = Label.objects.get(pk=ServedFeedback.objects.get(pk=sent.json()["id"]).learned_label_id)
     assert label.annotator.username == "external:served-web-app"
     assert "jane.doe@example.com" not in label.task.prompt.messages[0]["content"]
     assert label.payload["winner"] in set(label.task.items.values_list("response_id", flat=True))

@@ -215,6 +215,8 @@ GATEWAY_ROUTES = frozenset({"gateway-chat-completions", "gateway-models", "gatew
 
 
 def token_scope_allows(scope: str, route_name: str, method: str) -> bool:
+    if scope == "serve" and route_name == "api-schema" and method == "get":
+        return True  # public anyway
     if scope == "serve" or route_name in GATEWAY_ROUTES:
         return scope in ("serve", "admin") and route_name in GATEWAY_ROUTES
     if scope == "admin" or method == "get":
