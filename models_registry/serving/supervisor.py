@@ -180,8 +180,8 @@ class Supervisor:
             ):
                 self.stop(engine)
 
-    def stop(self, engine: ServingEngine, *, error: str = "") -> None:
-        process = self.processes[engine.pk]
+    @staticmethod
+    def _terminate(process: subprocess.Popen) -> None:
         if process.poll() is None:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -190,13 +190,29 @@ class Supervisor:
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+    def stop(self, engine: ServingEngine, *, error: str = "") -> None:
+        self._terminate(self.processes[engine.pk])
         services.serving_engine_stopped(engine=engine, error=error)
         logger.info("engine %s stopped%s", engine.pk, f": {error}" if error else "")
 
     def stop_all(self) -> None:
-        for engine in self.mine():
-            if engine.status not in (EngineStatus.STOPPED, EngineStatus.FAILED):
+        """Every process this supervisor started ends, whatever its row says (or if the row
+        is gone): an engine is never left running behind a stopped ``serve``."""
+        try:
+            rows = {e.pk: e for e in self.mine()}
+        except Exception:
+            logger.exception("could not read the engines' rows; stopping the processes")
+            rows = {}
+        for pk, process in self.processes.items():
+            engine = rows.get(pk)
+            if engine is not None and engine.status not in (
+                EngineStatus.STOPPED,
+                EngineStatus.FAILED,
+            ):
                 self.stop(engine)
+            else:
+                self._terminate(process)
 
     def run(self, *, until=None) -> None:
         """Steps until SIGTERM/SIGINT (or ``until()`` is true), then stops every engine."""
