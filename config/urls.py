@@ -19,6 +19,7 @@ urlpatterns = [
     path("data/", include("rlhf.snapshots.page_urls")),
     path("runs/", include("rlhf.runs.page_urls")),
     path("models/", include("models_registry.page_urls")),
+    path("gateway/", include("models_registry.serving.urls")),
     path("", include("frontend.urls")),
 ]
 

@@ -422,3 +422,17 @@ class LoopRound(models.Model):
     @property
     def prompt_ids(self) -> list[int]:
         return [*self.eval_prompt_ids, *self.fresh_prompt_ids]
+
+
+# The serving domain's tables live beside their code (models_registry/serving/).
+from models_registry.serving.models import (  # noqa: E402, F401
+    CanaryMode,
+    EngineKind,
+    EngineStatus,
+    FeedbackKind,
+    ServedFeedback,
+    ServedResponse,
+    ServedStatus,
+    ServingEngine,
+    ServingSettings,
+)

@@ -79,6 +79,7 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
             f"| {shape} | " + " | ".join(f"{counts[s]:,}" for s in SPLITS) + f" | {total:,} |"
         )
     lines += _augmented_section(report.get("augmented"))
+    lines += _sources_section(report.get("label_sources"))
     lines += _flags_section(report.get("flags"))
     lines += ["", "## Label distribution", ""]
     lines += _table(("label kind", "labels"), agg["labels_by_kind"].items())
@@ -150,6 +151,19 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
     lines += ["", "## Known limitations", ""]
     lines += [f"- {item}" for item in KNOWN_LIMITATIONS]
     return "\n".join(lines) + "\n"
+
+
+def _sources_section(sources: dict | None) -> list[str]:
+    """Annotators' labels apart from served feedback (the model gateway's users, with the
+    project's consent) and from imports of external tools."""
+    if not sources:
+        return []
+    lines = ["", "## Label sources", "", f"- Annotators' labels: {sources['annotators']:,}"]
+    lines += [
+        f"- Served feedback ({name}): {n:,}" for name, n in sources["served_by_source"].items()
+    ]
+    lines.append(f"- Imported (external annotators): {sources['imported']:,}")
+    return lines
 
 
 def _flags_section(flags: dict | None) -> list[str]:

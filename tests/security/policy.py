@@ -59,6 +59,14 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-label", "patch"): ANNOTATING,  # own label only
     ("api-label-revisions", "get"): ANNOTATING,
     ("api-schema", "get"): PUBLIC,
+    # the model gateway (models_registry.serving): API keys only (serve or admin scope), any
+    # member's key; a session alone is refused (403), as a token is on a page
+    ("gateway-chat-completions", "post"): EVERY_ROLE,
+    ("gateway-chat-completions", "get"): EVERY_ROLE,  # 405
+    ("gateway-models", "get"): EVERY_ROLE,
+    ("gateway-models", "post"): EVERY_ROLE,  # 405
+    ("gateway-feedback", "post"): EVERY_ROLE,
+    ("gateway-feedback", "get"): EVERY_ROLE,  # 405
     # pages
     ("frontend:home", "get"): AUTHENTICATED,
     ("frontend:home", "post"): AUTHENTICATED,  # 405
@@ -185,6 +193,7 @@ POLICY: dict[tuple[str, str], object] = {
 # write not listed here is refused to the narrower scopes.
 TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
     "read": frozenset(),
+    "serve": frozenset(),
     "annotate": frozenset(
         {
             ("api-task-next", "post"),
@@ -211,7 +220,15 @@ TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
 }
 
 
+# The gateway's routes take only ``serve`` and ``admin`` keys; a ``serve`` key nothing else.
+GATEWAY_ROUTES = frozenset({"gateway-chat-completions", "gateway-models", "gateway-feedback"})
+
+
 def token_scope_allows(scope: str, route_name: str, method: str) -> bool:
+    if scope == "serve" and route_name == "api-schema" and method == "get":
+        return True  # public anyway
+    if scope == "serve" or route_name in GATEWAY_ROUTES:
+        return scope in ("serve", "admin") and route_name in GATEWAY_ROUTES
     if scope == "admin" or method == "get":
         return True
     return (route_name, method) in TOKEN_SCOPE_WRITES[scope]
