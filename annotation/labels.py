@@ -10,6 +10,10 @@ ranking     {"ranking": [[response_id, ...], ...]}  best tier first; a tier hold
 rubric      {"scores": {"<response_id>": {"<dimension>": int}}}
 correction  {"response_id", "original_text", "corrected_text", "diff", "edit_distance",
              "unchanged"}
+confirm     {"decision": "confirm"|"edit"|"reject", "proposal_id", "proposal_kind",
+             "proposed_text", "final_text"|None, "edit_distance"|None}; a correction proposal
+             that is kept also carries the correction keys ("response_id", "original_text",
+             "corrected_text", "diff", "unchanged"), so snapshots read it as a correction
 
 Every kind may carry ``flags`` (stored on the label itself), a subset of ``FLAGS``.
 
@@ -174,6 +178,49 @@ def canonical_correction(payload: dict, *, item_ids: list[int], texts: dict[int,
     }
 
 
+CONFIRM_DECISIONS = ("confirm", "edit", "reject")
+
+
+def canonical_confirm(payload: dict, *, proposal: dict, texts: dict[int, str]):
+    """A person's decision on a model's proposal. ``proposal``: ``{"id", "kind", "text",
+    "response_id"}`` (the response a correction rewrites, else None). ``edit`` with the
+    proposal's own text is a ``confirm``: the person changed nothing."""
+    decision = payload.get("decision")
+    if decision not in CONFIRM_DECISIONS:
+        raise _invalid(f"decision must be one of {list(CONFIRM_DECISIONS)}", "decision")
+    proposed = proposal["text"]
+    final = None
+    if decision == "confirm":
+        final = proposed
+    elif decision == "edit":
+        final = payload.get("text")
+        if not isinstance(final, str) or not final.strip():
+            raise _invalid("an edit needs the edited text", "text")
+        if len(final) > MAX_CORRECTION_CHARS:
+            raise _invalid(f"text is longer than {MAX_CORRECTION_CHARS} characters", "text")
+        if final == proposed:
+            decision = "confirm"
+    out = {
+        "decision": decision,
+        "proposal_id": proposal["id"],
+        "proposal_kind": proposal["kind"],
+        "proposed_text": proposed,
+        "final_text": final,
+        "edit_distance": None if final is None else Levenshtein.distance(proposed, final),
+        "rationale": _rationale(payload),
+    }
+    if final is not None and proposal["response_id"] is not None:
+        original = texts[proposal["response_id"]]
+        out.update(
+            response_id=proposal["response_id"],
+            original_text=original,
+            corrected_text=final,
+            diff=text_diff(original, final),
+            unchanged=original == final,
+        )
+    return out
+
+
 def _translated(value, mapping: dict[int, int], strict: bool):
     if not isinstance(value, int) or isinstance(value, bool):
         return value  # the wrong type is canonical_payload's to refuse, with its own message
@@ -213,7 +260,7 @@ def ids_translated(kind: str, payload, mapping: dict[int, int], *, strict: bool)
             is_id = number is not None and isinstance(value, dict)
             scores[str(one(number)) if is_id else key] = value
         out["scores"] = scores
-    elif kind == TaskKind.CORRECTION and "response_id" in out:
+    elif kind in (TaskKind.CORRECTION, TaskKind.CONFIRM) and "response_id" in out:
         out["response_id"] = one(out["response_id"])
     return out
 
@@ -226,8 +273,10 @@ def canonical_payload(
     shown_order: list[int] | None,
     rubric: list[dict],
     texts: dict[int, str],
+    proposal: dict | None = None,
 ) -> dict:
-    """Validate a client payload for a task of ``kind`` and return its canonical form."""
+    """Validate a client payload for a task of ``kind`` and return its canonical form
+    (``proposal``: what a ``confirm`` task asks about, see ``canonical_confirm``)."""
     if not isinstance(payload, dict):
         raise _invalid("payload must be an object")
     if kind == TaskKind.PAIRWISE:
@@ -238,4 +287,6 @@ def canonical_payload(
         return canonical_rubric(payload, item_ids=item_ids, rubric=rubric)
     if kind == TaskKind.CORRECTION:
         return canonical_correction(payload, item_ids=item_ids, texts=texts)
+    if kind == TaskKind.CONFIRM and proposal is not None:
+        return canonical_confirm(payload, proposal=proposal, texts=texts)
     raise _invalid(f"unknown task kind {kind!r}")

@@ -24,6 +24,13 @@ class TaskKind(models.TextChoices):
     RANKING = "ranking", "Ranking"
     RUBRIC = "rubric", "Rubric rating"
     CORRECTION = "correction", "Correction"
+    CONFIRM = "confirm", "Confirm a model proposal"
+
+
+# Kinds a file or a person can create tasks of; a ``confirm`` task exists only beside the
+# ``Proposal`` it asks about (annotation.services.proposals).
+IMPORTABLE_TASK_KINDS = tuple(k for k in TaskKind.values if k != TaskKind.CONFIRM)
+IMPORTABLE_TASK_KIND_CHOICES = [(k, name) for k, name in TaskKind.choices if k != TaskKind.CONFIRM]
 
 
 # The plain values, as API fields list them (named once in the OpenAPI schema: settings).
@@ -38,7 +45,7 @@ DEFAULT_RUBRIC = [
 
 
 def _default_task_kinds():
-    return [k.value for k in TaskKind]
+    return list(IMPORTABLE_TASK_KINDS)
 
 
 def _default_rubric():
@@ -102,6 +109,12 @@ class Prompt(models.Model):
     content_hash = models.CharField(max_length=64)
     source = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # A model-proposed variant a person confirmed: the prompt it varies (always the lineage's
+    # root, so a variant of a variant points at the original). Snapshots put a variant on its
+    # source's split (rlhf.data.plan), so a paraphrase never leaks across train and test.
+    source_prompt = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="variants"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -300,6 +313,77 @@ class LabelRevision(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["label", "version"], name="revision_unique_version")
         ]
+
+
+class ProposalKind(models.TextChoices):
+    PROMPT_VARIANT = "prompt_variant", "Prompt variant"
+    CORRECTION = "correction", "Correction of a rejected response"
+
+
+class ProposalStatus(models.TextChoices):
+    PROPOSED = "proposed", "Waiting for a person"
+    CONFIRMED = "confirmed", "Confirmed as proposed"
+    EDITED = "edited", "Confirmed after an edit"
+    REJECTED = "rejected", "Rejected"
+
+
+class Proposal(models.Model):
+    """Data a model proposed, waiting for a person to confirm, edit or reject it.
+
+    Nothing here is training data: a proposal enters the pool only when a person confirms it
+    (``result_prompt``: a new prompt whose ``source_prompt`` is the source; ``result_response``:
+    the correction, a response to the source prompt). ``generation`` records how it was
+    sampled and by whom (``model_version_id``, ``generation_job_id``, temperature, top_p,
+    seed), as ``Response.generation`` does for answers.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="proposals")
+    kind = models.CharField(max_length=16, choices=ProposalKind.choices)
+    source_prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="proposals")
+    source_response = models.ForeignKey(
+        Response, null=True, blank=True, on_delete=models.CASCADE, related_name="proposals"
+    )
+    text = models.TextField()
+    content_hash = models.CharField(max_length=64)
+    model_name = models.CharField(max_length=200)
+    generation = models.JSONField(default=dict, blank=True)
+    task = models.OneToOneField(
+        "Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="proposal"
+    )
+    status = models.CharField(
+        max_length=10, choices=ProposalStatus.choices, default=ProposalStatus.PROPOSED
+    )
+    final_text = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    result_prompt = models.ForeignKey(
+        Prompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    result_response = models.ForeignKey(
+        Response, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # A retried generation job finds its proposals instead of writing them twice.
+            models.UniqueConstraint(
+                fields=["project", "kind", "source_prompt", "source_response", "content_hash"],
+                name="proposal_unique_content",
+                nulls_distinct=False,
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="prompt_variant", source_response__isnull=True)
+                | Q(kind="correction", source_response__isnull=False),
+                name="proposal_source_matches_kind",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Proposal {self.pk} ({self.kind}, {self.status})"
 
 
 class IdempotencyRecord(models.Model):

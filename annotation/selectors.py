@@ -14,6 +14,7 @@ from annotation.models import (
     LeaseState,
     Membership,
     Project,
+    Proposal,
     Task,
     TaskItem,
     TaskKind,
@@ -110,10 +111,31 @@ def task_view_for_annotator(lease: Lease) -> dict:
             for rid in order
         ],
         "rubric": project.rubric if task.kind == "rubric" else [],
+        "proposal": _proposal_view(task) if task.kind == TaskKind.CONFIRM else None,
         "lease_expires_at": lease.expires_at.isoformat(),
         "lease_state": lease.state,
         "label": label_view_for_annotator(label, ids) if label else None,
     }
+
+
+def _proposal_view(task: Task) -> dict:
+    """A confirm task's proposal as its annotator sees it: what kind, and the text; not
+    which version wrote it (a name would anchor the decision as much as a score)."""
+    proposal = proposal_of_task(task)
+    return {
+        "kind": proposal.kind,
+        "text": proposal.text,
+        "html": markdown_to_safe_html(proposal.text),
+    }
+
+
+def proposal_of_task(task: Task) -> Proposal:
+    """The proposal a ``confirm`` task asks about (read once per task object)."""
+    proposal = getattr(task, "loaded_proposal", None)
+    if proposal is None:
+        proposal = Proposal.objects.get(task_id=task.pk)
+        task.loaded_proposal = proposal
+    return proposal
 
 
 def annotator_ids(task: Task) -> dict[int, int]:

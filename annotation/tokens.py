@@ -17,7 +17,11 @@ still run in the views). ``scope_allows`` is the one rule, keyed by URL name and
 - ``annotate``: read, plus claim, submit, skip, heartbeat and label edits;
 - ``train``: read, plus snapshots and their exports, runs (launch, cancel, retry), and the
   engineer's model work (register a run's model, generate);
-- ``admin``: everything the user's role allows (members, settings, imports, reviews, tokens).
+- ``admin``: everything the user's role allows (members, settings, imports, reviews, tokens);
+- ``serve``: the model gateway only (``/gateway/<project>/v1/...``: chat completions, models,
+  feedback), nothing else, not even reads (but the public schema): the key an application
+  embeds. The gateway takes
+  ``serve`` and ``admin`` tokens; the narrower data scopes cannot call it.
 
 A write route not named below is refused to every scope but ``admin``: a new endpoint is
 closed to narrow tokens until someone decides otherwise here.
@@ -40,6 +44,11 @@ class TokenScope(models.TextChoices):
     ANNOTATE = "annotate", "Annotate"
     TRAIN = "train", "Train"
     ADMIN = "admin", "Admin (everything your role allows)"
+    SERVE = "serve", "Serve (the model gateway only)"
+
+
+# The gateway's routes (models_registry.serving.urls): only ``serve`` and ``admin`` tokens.
+GATEWAY_ROUTES = frozenset({"gateway-chat-completions", "gateway-models", "gateway-feedback"})
 
 
 SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
@@ -63,6 +72,7 @@ SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-run-retry", "POST"),
             ("api-model-register", "POST"),
             ("api-model-generate", "POST"),
+            ("api-proposals", "POST"),
             ("api-model-bundle", "POST"),
         }
     ),
@@ -73,6 +83,10 @@ def scope_allows(scope: str, route_name: str | None, method: str) -> bool:
     method = method.upper()
     if scope == TokenScope.ADMIN:
         return True
+    if scope == TokenScope.SERVE and route_name == "api-schema" and method in SAFE_METHODS:
+        return True  # the API's public description: anyone may read it, key or not
+    if scope == TokenScope.SERVE or route_name in GATEWAY_ROUTES:
+        return scope == TokenScope.SERVE and route_name in GATEWAY_ROUTES
     if scope not in SCOPE_WRITES:
         return False
     if method in SAFE_METHODS:

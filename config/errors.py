@@ -25,6 +25,11 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class NotFound(DomainError):
+    http_status = 404
+    code = "not_found"
+
+
 class Forbidden(DomainError):
     http_status = 403
     code = "forbidden"

@@ -9,6 +9,7 @@ api_patterns = [
     path("", include("models_registry.api.urls")),
     path("", include("rlhf.snapshots.api.urls")),
     path("", include("rlhf.runs.api.urls")),
+    path("", include("rlhf.feedback.urls")),
 ]
 
 urlpatterns = [
@@ -18,6 +19,7 @@ urlpatterns = [
     path("data/", include("rlhf.snapshots.page_urls")),
     path("runs/", include("rlhf.runs.page_urls")),
     path("models/", include("models_registry.page_urls")),
+    path("gateway/", include("models_registry.serving.urls")),
     path("", include("frontend.urls")),
 ]
 

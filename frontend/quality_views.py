@@ -18,6 +18,7 @@ from annotation.roles import Capability, role_can
 from annotation.services import project_allowed_flags
 from config.errors import Conflict, DomainError, ValidationFailed
 from config.untrusted import int64_problem, json_value_problem
+from rlhf.feedback.selectors import reward_agreement_by_week
 
 
 @login_required
@@ -34,6 +35,7 @@ def quality_dashboard(request, project_id: int):
             # Without a stored report the page says so instead of asking the API for one
             # (whose 404 the browser would log as an error).
             "has_report": selectors.quality_report_computed_at(project) is not None,
+            "reward_agreement": reward_agreement_by_week(project=project),
         },
     )
 

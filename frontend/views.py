@@ -18,7 +18,12 @@ from annotation.access import (
     can_create_projects,
 )
 from annotation.labels import FLAGS
-from annotation.models import DEFAULT_RUBRIC, TaskKind
+from annotation.models import (
+    DEFAULT_RUBRIC,
+    IMPORTABLE_TASK_KIND_CHOICES,
+    IMPORTABLE_TASK_KINDS,
+    TaskKind,
+)
 from annotation.quality.aggregation import POLICIES
 from annotation.quality.flag_policy import ACTIONS as FLAG_ACTIONS
 from annotation.rendering import markdown_to_safe_html
@@ -117,8 +122,8 @@ def project_new(request):
             "error": error,
             "error_field": getattr(error, "extra", {}).get("field") if error else None,
             "form": form,
-            "kinds": TaskKind.choices,
-            "chosen_kinds": form.getlist("task_kinds") if form else list(TaskKind.values),
+            "kinds": IMPORTABLE_TASK_KIND_CHOICES,
+            "chosen_kinds": form.getlist("task_kinds") if form else list(IMPORTABLE_TASK_KINDS),
             "rubric_json": (form.get("rubric") if form else json.dumps(DEFAULT_RUBRIC, indent=1)),
         },
         status=400 if error else 200,
@@ -139,6 +144,9 @@ def annotate(request, project_id: int):
             # Only the flags the project allows are offered (the API refuses the others).
             "allowed_flags": ",".join(services.project_allowed_flags(project)),
             "undo_seconds": settings.TANDEM_UNDO_SECONDS,
+            # The reward model's preference, shown after each submit (off unless the lead
+            # turns it on: labels.reward_feedback).
+            "reward_feedback": services.project_reward_feedback(project),
         },
     )
 
@@ -181,7 +189,11 @@ def _annotation_settings_form(request) -> dict:
             "min_flags": number("min_flags", int),
             **{flag: request.POST.get(f"flag_{flag}") or None for flag in FLAG_ACTIONS},
         },
-        "labels": {"edit_window_hours": number("edit_window_hours", int)},
+        "labels": {
+            "edit_window_hours": number("edit_window_hours", int),
+            # A checkbox: unchecked sends nothing, which clears the setting (off, the default).
+            "reward_feedback": True if request.POST.get("reward_feedback") else None,
+        },
     }
     if rubric is not None:
         changes["rubric"] = rubric
@@ -308,7 +320,7 @@ def project_manage(request, project_id: int):
             "members": project.memberships.select_related("user").order_by("user__username"),
             "invitations": selectors.invitation_list_for_project(project),
             "roles": Role.choices,
-            "kinds": TaskKind.choices,
+            "kinds": IMPORTABLE_TASK_KIND_CHOICES,
             "imports": project.imports.all()[:20],
             "progress": selectors.project_progress(project, user=request.user),
             "review": review_settings(project),

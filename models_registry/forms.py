@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from annotation.models import Project
+from annotation.models import Project, ProposalKind
 from models_registry.models import AuditAction, ModelVersion
 
 
@@ -33,3 +33,11 @@ class AuditFilterForm(forms.Form):
         if start and end and start > end:
             self.add_error("date_to", "The end date is before the start date.")
         return cleaned
+
+
+class ProposalStartForm(forms.Form):
+    """The "Propose data" button's fields (``models_registry.proposals.proposal_job_create``)."""
+
+    kind = forms.ChoiceField(choices=ProposalKind.choices)
+    variants = forms.IntegerField(required=False, min_value=1, max_value=8)
+    limit = forms.IntegerField(required=False, min_value=1, max_value=500)

@@ -17,7 +17,14 @@ from django.utils import timezone
 from annotation.models import Prompt, Response, ResponseOrigin
 from annotation.services import text_hash
 from config.errors import Conflict, ValidationFailed
-from models_registry.models import GenerationJob, JobStatus, ModelVersion, VersionKind, VersionState
+from models_registry.models import (
+    GenerationJob,
+    GenerationPurpose,
+    JobStatus,
+    ModelVersion,
+    VersionKind,
+    VersionState,
+)
 
 
 def generation_job_create(
@@ -27,9 +34,13 @@ def generation_job_create(
     config: dict | None = None,
     created_by=None,
     enqueue: bool = True,
+    purpose: str = GenerationPurpose.ANSWER,
+    variants: int = 1,
+    response_ids: list[int] | None = None,
 ) -> GenerationJob:
     """Queue a job that makes ``version`` answer the prompts; enqueued after commit
-    (``enqueue=False``: the caller runs ``generation_job_run`` itself, as a loop round does)."""
+    (``enqueue=False``: the caller runs ``generation_job_run`` itself, as a loop round does).
+    ``purpose``, ``variants``, ``response_ids``: a proposal job (``models_registry.proposals``)."""
     from rlhf.training.generation import GenerationConfig, config_record
 
     if version.kind != VersionKind.POLICY:
@@ -59,8 +70,13 @@ def generation_job_create(
             version=version,
             prompt_ids=prompt_ids,
             config=config_record(generation_config),
-            total=len(prompt_ids),
+            total=len(prompt_ids) * variants
+            if purpose == GenerationPurpose.PROMPT_VARIANT
+            else len(response_ids or prompt_ids),
             created_by=created_by,
+            purpose=purpose,
+            variants=variants,
+            response_ids=list(response_ids or []),
         )
         if enqueue:
             transaction.on_commit(lambda: _enqueue_generation(job.pk))
@@ -76,8 +92,39 @@ def _enqueue_generation(job_id: int) -> None:
 
 def generation_job_run(*, job_id: int) -> GenerationJob:
     """Run a generation job (in a worker). Idempotent: a finished job is returned as is, and
-    responses are stored with get-or-create, so a retried job never duplicates rows."""
-    return generation_jobs_run_interleaved(job_ids=[job_id], order_seed="")[0]
+    responses are stored with get-or-create, so a retried job never duplicates rows. A
+    proposal job (variants of prompts, drafts of corrections) stores proposals instead
+    (``models_registry.proposals``)."""
+    purpose = GenerationJob.objects.values_list("purpose", flat=True).get(pk=job_id)
+    if purpose == GenerationPurpose.ANSWER:
+        return generation_jobs_run_interleaved(job_ids=[job_id], order_seed="")[0]
+    return _proposal_job_run(job_id)
+
+
+def _proposal_job_run(job_id: int) -> GenerationJob:
+    from models_registry.proposals import proposal_inputs, proposals_record
+
+    job = _job_start(job_id)
+    if job is None:
+        return GenerationJob.objects.get(pk=job_id)
+    inputs = proposal_inputs(job)
+    version, _, result = _job_generate(job, messages=[m for m, _ in inputs])
+    try:
+        with transaction.atomic():
+            created = proposals_record(
+                job=job, version=version, inputs=inputs, samples=result.responses
+            )
+            GenerationJob.objects.filter(pk=job.pk).update(
+                status=JobStatus.SUCCEEDED,
+                done=job.total,
+                responses_created=created,
+                backend=result.backend,
+                finished_at=timezone.now(),
+            )
+    except Exception as exc:
+        _job_fail(job, exc)
+        raise
+    return GenerationJob.objects.get(pk=job_id)
 
 
 def generation_jobs_run_interleaved(*, job_ids: list[int], order_seed: str) -> list[GenerationJob]:
@@ -141,13 +188,16 @@ def _job_fail(job: GenerationJob, exc: Exception) -> None:
     )
 
 
-def _job_generate(job: GenerationJob):
-    """(version, prompts in the job's order, the generation result); nothing stored."""
+def _job_generate(job: GenerationJob, *, messages: list | None = None):
+    """(version, prompts in the job's order, the generation result); nothing stored.
+    ``messages``: what to answer instead of the prompts' own (a proposal job's instructions)."""
     from rlhf.training.generation import GenerationConfig, generate_from_folder
 
     version = ModelVersion.objects.select_related("base_model").get(pk=job.version_id)
     prompts = Prompt.objects.in_bulk(job.prompt_ids)
     ordered = [prompts[i] for i in job.prompt_ids if i in prompts]
+    if messages is None:
+        messages = [p.messages for p in ordered]
 
     def on_progress(done: int, total: int) -> None:
         GenerationJob.objects.filter(pk=job.pk).update(done=min(done, job.total))
@@ -161,7 +211,7 @@ def _job_generate(job: GenerationJob):
         )
         result = generate_from_folder(
             Path(version.artifact_dir),
-            [p.messages for p in ordered],
+            messages,
             config,
             base_model_dir=base_dir,
             on_progress=on_progress,

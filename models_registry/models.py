@@ -297,6 +297,12 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class GenerationPurpose(models.TextChoices):
+    ANSWER = "answer", "Answer the prompts"
+    PROMPT_VARIANT = "prompt_variant", "Propose prompt variants"
+    CORRECTION = "correction", "Propose corrections of rejected responses"
+
+
 class GenerationJob(models.Model):
     """A version writing responses for a set of prompts, in a ``generation`` queue worker."""
 
@@ -308,6 +314,14 @@ class GenerationJob(models.Model):
     )
     prompt_ids = models.JSONField(help_text="annotation.Prompt ids, in order.")
     config = models.JSONField(help_text="rlhf.training.generation.GenerationConfig as a dict.")
+    # What the version writes: answers to the prompts (Responses), or proposals a person
+    # confirms (models_registry.proposals): ``variants`` rewordings of each prompt, or a
+    # correction of each rejected response in ``response_ids``.
+    purpose = models.CharField(max_length=16, choices=GenerationPurpose.choices, default="answer")
+    variants = models.PositiveSmallIntegerField(default=1)
+    response_ids = models.JSONField(
+        default=list, blank=True, help_text="annotation.Response ids a correction job rewrites."
+    )
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
@@ -408,3 +422,17 @@ class LoopRound(models.Model):
     @property
     def prompt_ids(self) -> list[int]:
         return [*self.eval_prompt_ids, *self.fresh_prompt_ids]
+
+
+# The serving domain's tables live beside their code (models_registry/serving/).
+from models_registry.serving.models import (  # noqa: E402, F401
+    CanaryMode,
+    EngineKind,
+    EngineStatus,
+    FeedbackKind,
+    ServedFeedback,
+    ServedResponse,
+    ServedStatus,
+    ServingEngine,
+    ServingSettings,
+)

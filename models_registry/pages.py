@@ -13,15 +13,17 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import redirect, render
+from django.views import View
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.access import access_project
 from annotation.roles import Capability, role_can
 from config.errors import DomainError
-from models_registry import review_selectors, selectors, services
+from models_registry import proposals, review_selectors, selectors, services
 from models_registry.access import access_model_version
-from models_registry.forms import AuditFilterForm
+from models_registry.forms import AuditFilterForm, ProposalStartForm
 from models_registry.models import LoopRound
 
 
@@ -40,8 +42,40 @@ def version_list_page(request, project_id: int):
             "champion": selectors.alias_target(project=project),
             "rounds": LoopRound.objects.filter(project=project).select_related("version")[:20],
             "can_review": role_can(project.viewer_role, Capability.REVIEW),
+            "can_train": role_can(project.viewer_role, Capability.TRAIN),
+            "proposal_counts": proposals.proposal_counts(project=project),
         },
     )
+
+
+class ProposalStartPage(LoginRequiredMixin, View):
+    """The versions page's "Propose data" button: the champion proposes prompt variants or
+    corrections, which people then confirm (``models_registry.proposals``). POST only: a
+    class view says so, so route discovery never GETs it."""
+
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.TRAIN)
+        form = ProposalStartForm(request.POST)
+        if not form.is_valid():
+            field, errors = next(iter(form.errors.items()))
+            messages.error(request, f"Nothing proposed: {field}: {errors[0]}")
+            return redirect("models:list", project_id=project.pk)
+        try:
+            job = proposals.proposal_job_create(
+                project=project,
+                kind=form.cleaned_data["kind"],
+                variants=form.cleaned_data["variants"] or 2,
+                limit=form.cleaned_data["limit"] or proposals.DEFAULT_SOURCES,
+                created_by=request.user,
+            )
+        except DomainError as exc:
+            messages.error(request, f"Nothing proposed: {exc.message} ({exc.code})")
+            return redirect("models:list", project_id=project.pk)
+        messages.success(
+            request,
+            f"Generation job {job.pk} queued: {job.total} {job.purpose} proposals to confirm.",
+        )
+        return redirect("models:list", project_id=project.pk)
 
 
 @login_required

@@ -88,7 +88,9 @@ def _labelled_pairs(project: Project) -> list[tuple[list[dict], str, str]]:
 
 def _scores(
     config: active.SelectionConfig, folder: str, candidates, labelled, *, device: str
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(informativeness per pair, the model's reward of side A, of side B): the rewards are
+    recorded for feedback after labelling (``rlhf.feedback``), never shown before."""
     path = check_model_folder(folder)
     with quiet_transformers():
         tokenizer = load_tokenizer(path)
@@ -100,14 +102,14 @@ def _scores(
     model.to(device)
     features = {"max_length": MAX_LENGTH, "device": device}
     side_a, side_b = active.response_features(model, tokenizer, candidates, **features)
+    with torch.no_grad():  # the model's own head: one forward pass gave both features and r
+        reward_a = head(side_a.to(head.weight))[:, 0].double().cpu()
+        reward_b = head(side_b.to(head.weight))[:, 0].double().cpu()
     if config.strategy in ("uncertainty", "mix"):
-        with torch.no_grad():  # the model's own head: one forward pass gave both features and r
-            reward_a = head(side_a.to(head.weight))[:, 0].double().cpu()
-            reward_b = head(side_b.to(head.weight))[:, 0].double().cpu()
-        return active.uncertainty_scores(reward_a, reward_b)
+        return active.uncertainty_scores(reward_a, reward_b), reward_a, reward_b
     chosen, rejected = active.response_features(model, tokenizer, labelled, **features)
     reward = active.fit_linear_reward(chosen.cpu(), rejected.cpu(), seed=config.seed)
-    return active.pair_scores(
+    scores = active.pair_scores(
         config,
         reward,
         features_a=side_a.cpu(),
@@ -115,6 +117,7 @@ def _scores(
         labelled_chosen=chosen.cpu(),
         labelled_rejected=rejected.cpu(),
     )
+    return scores, reward_a, reward_b
 
 
 def task_priorities_assign(
@@ -148,9 +151,11 @@ def task_priorities_assign(
             f"disagreement needs {MIN_LABELLED_PAIRS} labelled pairs, the project has "
             f"{len(labelled)}"
         )
-    scores = None
+    scores = reward_a = reward_b = None
     if tasks and strategy != "random":
-        scores = _scores(config, reward_model_folder, _pair_texts(tasks), labelled, device=device)
+        scores, reward_a, reward_b = _scores(
+            config, reward_model_folder, _pair_texts(tasks), labelled, device=device
+        )
     order = active.selection_order(config, count=len(tasks), scores=scores)
     ranked = active.priorities(order)
     with transaction.atomic():
@@ -162,6 +167,8 @@ def task_priorities_assign(
                 task=task,
                 strategy=strategy,
                 score=None if scores is None else float(scores[i]),
+                reward_a=None if reward_a is None else float(reward_a[i]),
+                reward_b=None if reward_b is None else float(reward_b[i]),
                 priority=task.priority,
                 reward_model=reward_model_folder if strategy != "random" else "",
                 config=config.as_dict(),

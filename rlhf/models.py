@@ -214,6 +214,10 @@ class TaskSelectionScore(models.Model):
     )
     strategy = models.CharField(max_length=16)
     score = models.FloatField(null=True, blank=True, help_text="informativeness; null for random")
+    # The scoring reward model's own rewards of the sides at positions A and B (null when no
+    # model scored the pair): read back only after a label exists (rlhf.feedback).
+    reward_a = models.FloatField(null=True, blank=True)
+    reward_b = models.FloatField(null=True, blank=True)
     priority = models.IntegerField()
     reward_model = models.CharField(
         max_length=500, blank=True, help_text="folder of the reward model that scored the pair"

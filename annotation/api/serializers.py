@@ -4,7 +4,7 @@ business rules live in the services)."""
 from rest_framework import serializers
 
 from annotation.importers import IMPORT_KINDS
-from annotation.models import ImportBatch, Project, TaskKind
+from annotation.models import IMPORTABLE_TASK_KINDS, ImportBatch, Project
 from annotation.roles import Role
 from config.api import CheckedJSONField
 from config.untrusted import INT64_MAX
@@ -31,7 +31,9 @@ class ProjectCreateSerializer(serializers.Serializer):
     slug = serializers.SlugField(max_length=80, required=False)
     guidelines = serializers.CharField(required=False, allow_blank=True, max_length=200_000)
     task_kinds = serializers.ListField(
-        child=serializers.ChoiceField(choices=TaskKind.values), required=False, min_length=1
+        child=serializers.ChoiceField(choices=list(IMPORTABLE_TASK_KINDS)),
+        required=False,
+        min_length=1,
     )
     overlap = serializers.IntegerField(min_value=1, max_value=50, required=False)
     rubric = CheckedJSONField(required=False)
@@ -49,7 +51,9 @@ class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     guidelines = serializers.CharField(required=False, allow_blank=True, max_length=200_000)
     task_kinds = serializers.ListField(
-        child=serializers.ChoiceField(choices=TaskKind.values), required=False, min_length=1
+        child=serializers.ChoiceField(choices=list(IMPORTABLE_TASK_KINDS)),
+        required=False,
+        min_length=1,
     )
     overlap = serializers.IntegerField(min_value=1, max_value=50, required=False)
     rubric = CheckedJSONField(required=False)
@@ -112,7 +116,7 @@ class ImportRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=list(IMPORT_KINDS))
     annotator_name = serializers.CharField(max_length=100, required=False)
     task_kinds = serializers.ListField(
-        child=serializers.ChoiceField(choices=TaskKind.values), required=False
+        child=serializers.ChoiceField(choices=list(IMPORTABLE_TASK_KINDS)), required=False
     )
 
 

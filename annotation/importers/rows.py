@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from annotation.models import TaskKind
+from annotation.models import IMPORTABLE_TASK_KINDS, TaskKind
 from formats.peers import READERS
 from formats.preference import FormatError, as_conversation, parse_preference_row
 
@@ -64,8 +64,8 @@ def _messages_from(record: dict) -> list[dict]:
 
 def _kinds_from(value, n_responses: int, enabled: list[str]) -> list[str]:
     if value:
-        if not isinstance(value, list) or any(k not in TaskKind.values for k in value):
-            raise _RowError(f"kinds must be drawn from {TaskKind.values}")
+        if not isinstance(value, list) or any(k not in IMPORTABLE_TASK_KINDS for k in value):
+            raise _RowError(f"kinds must be drawn from {list(IMPORTABLE_TASK_KINDS)}")
         kinds = list(dict.fromkeys(value))
     elif n_responses == 2:
         kinds = [TaskKind.PAIRWISE]

@@ -64,10 +64,12 @@ from annotation.services.project_settings import (
     project_allowed_flags,
     project_flag_policy,
     project_label_edit_window,
+    project_reward_feedback,
     project_settings,
     project_settings_update,
 )
 from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
+from annotation.services.proposals import proposal_decide, proposals_store
 from annotation.services.tasks import task_create
 from annotation.services.tokens import (
     IssuedToken,
@@ -106,10 +108,13 @@ __all__ = [
     "project_create",
     "project_flag_policy",
     "project_label_edit_window",
+    "project_reward_feedback",
     "project_settings",
     "project_settings_update",
     "project_update",
     "prompt_messages_hash",
+    "proposal_decide",
+    "proposals_store",
     "task_changed_hooks",
     "task_claim_next",
     "task_content_hash",

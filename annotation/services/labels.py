@@ -23,6 +23,7 @@ from annotation.models import (
     Lease,
     LeaseState,
     Task,
+    TaskKind,
     TaskStatus,
 )
 from annotation.quality.models import Adjudication
@@ -32,6 +33,7 @@ from annotation.services.claims import _grant_lease, _room_for
 from annotation.services.hashing import content_hash
 from annotation.services.hooks import _after_commit_task_changed
 from annotation.services.project_settings import project_allowed_flags, project_label_edit_window
+from annotation.services.proposals import proposal_context, proposal_decide
 from config.errors import Conflict, Unprocessable, ValidationFailed
 
 
@@ -163,6 +165,7 @@ def _label_submit_locked(
         shown_order=lease.shown_order,
         rubric=task.project.rubric,
         texts=texts,
+        proposal=proposal_context(task) if task.kind == TaskKind.CONFIRM else None,
     )
     label = Label.objects.create(
         task=task,
@@ -182,6 +185,8 @@ def _label_submit_locked(
         task.completed_at = now
         fields += ["status", "completed_at"]
     task.save(update_fields=fields)
+    if task.kind == TaskKind.CONFIRM:
+        proposal_decide(label=label)
     lease.state = LeaseState.SUBMITTED
     lease.closed_at = now
     lease.save(update_fields=["state", "closed_at"])
@@ -209,6 +214,7 @@ def label_edit(*, label: Label, editor, payload: dict, flags=None) -> Label:
         raise Conflict("only the author can edit a label", code="not_author")
     if label.reviewed_at is not None:
         raise Conflict("this label was reviewed and can no longer be edited", code="reviewed")
+    _refuse_decided_proposal(label)
     if not label_edit_window(label=label).open:
         raise Conflict(
             "the project's edit window for this label has closed", code="edit_window_closed"
@@ -259,14 +265,27 @@ class EditWindow:
 
 
 def label_edit_window(*, label: Label, now: datetime | None = None) -> EditWindow:
-    """Whether the author may still change ``label``: not reviewed, and within the project's
-    edit window (``labels.edit_window_hours``; none set: no time limit)."""
+    """Whether the author may still change ``label``: not reviewed, not a decision on a
+    model's proposal, and within the project's edit window (``labels.edit_window_hours``;
+    none set: no time limit)."""
     now = now or timezone.now()
     window = project_label_edit_window(label.task.project)
     until = None if window is None else label.created_at + window
     return EditWindow(
-        open=label.reviewed_at is None and (until is None or now <= until), until=until
+        open=label.reviewed_at is None
+        and label.kind != TaskKind.CONFIRM
+        and (until is None or now <= until),
+        until=until,
     )
+
+
+def _refuse_decided_proposal(label: Label) -> None:
+    if label.kind == TaskKind.CONFIRM:
+        # The decision already put the proposal into the pool (or kept it out): changing or
+        # withdrawing it would leave a confirmed prompt with no confirmation behind it.
+        raise Conflict(
+            "a decision on a model's proposal cannot be changed", code="proposal_decided"
+        )
 
 
 def undo_window() -> timedelta:
@@ -322,6 +341,7 @@ def _window_passed(what: str) -> str:
 def _undo_label(task: Task, lease: Lease | None, label: Label, now) -> None:
     if label.reviewed_at is not None:
         raise Conflict("this label was reviewed and can no longer be withdrawn", code="reviewed")
+    _refuse_decided_proposal(label)
     if now > label.created_at + undo_window():
         raise Conflict(_window_passed("label"), code="undo_window_closed")
     if not label_edit_window(label=label, now=now).open:

@@ -10,7 +10,9 @@ Stored in ``Project.options`` (the rubric is a column, validated by ``project_up
   ``annotation.quality.flag_policy.FlagPolicy`` (``min_flags``; the action for ``unsafe``,
   ``personal_data``, ``spam`` and ``other`` flags), which every new snapshot records and applies;
 - ``labels``: ``edit_window_hours``, how long after submitting an annotator may edit a label
-  (absent: no limit, as before the setting existed);
+  (absent: no limit, as before the setting existed); ``reward_feedback``, whether annotators
+  see the reward model's preference for a pair after their label is saved (never before;
+  default false);
 - ``privacy``: ``rationale_retention_days`` (label rationales older than this are cleared by
   ``manage.py apply_retention``), ``raw_text_retention_days`` (prompts no label ever used,
   older than this, are deleted with their responses and unlabelled tasks; see
@@ -52,6 +54,7 @@ SETTINGS: dict[str, dict[str, tuple]] = {
     },
     "labels": {
         "edit_window_hours": (int, 1, 24 * 366),
+        "reward_feedback": (bool, None, None),
     },
     "privacy": {
         "rationale_retention_days": (int, 1, 36_600),
@@ -79,7 +82,10 @@ def project_settings(project: Project) -> dict:
             "allowed": list(project_allowed_flags(project)),
             **project_flag_policy(project).as_dict(),
         },
-        "labels": {"edit_window_hours": (options.get("labels") or {}).get("edit_window_hours")},
+        "labels": {
+            "edit_window_hours": (options.get("labels") or {}).get("edit_window_hours"),
+            "reward_feedback": project_reward_feedback(project),
+        },
         "privacy": project_privacy(project),
         "rubric": project.rubric,
     }
@@ -104,6 +110,11 @@ def project_flag_policy(project: Project) -> FlagPolicy:
 def project_label_edit_window(project: Project) -> timedelta | None:
     hours = ((project.options or {}).get("labels") or {}).get("edit_window_hours")
     return None if hours is None else timedelta(hours=hours)
+
+
+def project_reward_feedback(project: Project) -> bool:
+    """Whether annotators see the reward model's preference after they submit (default off)."""
+    return bool(((project.options or {}).get("labels") or {}).get("reward_feedback", False))
 
 
 def project_privacy(project: Project) -> dict:

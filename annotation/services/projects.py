@@ -8,7 +8,14 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotation.models import DEFAULT_RUBRIC, Membership, Project, Task, TaskKind, TaskStatus
+from annotation.models import (
+    DEFAULT_RUBRIC,
+    IMPORTABLE_TASK_KINDS,
+    Membership,
+    Project,
+    Task,
+    TaskStatus,
+)
 from annotation.roles import Role
 from config.errors import Conflict, ValidationFailed
 
@@ -16,10 +23,13 @@ from config.errors import Conflict, ValidationFailed
 def _validate_project_fields(fields: dict) -> None:
     kinds = fields.get("task_kinds")
     if kinds is not None and (
-        not isinstance(kinds, list) or not kinds or any(k not in TaskKind.values for k in kinds)
+        not isinstance(kinds, list)
+        or not kinds
+        or any(k not in IMPORTABLE_TASK_KINDS for k in kinds)
     ):
         raise ValidationFailed(
-            f"task_kinds must be a non-empty list drawn from {TaskKind.values}", field="task_kinds"
+            f"task_kinds must be a non-empty list drawn from {list(IMPORTABLE_TASK_KINDS)}",
+            field="task_kinds",
         )
     overlap = fields.get("overlap")
     if overlap is not None and not (isinstance(overlap, int) and 1 <= overlap <= 50):
@@ -85,7 +95,7 @@ def project_create(
     fields = {
         "name": name,
         "guidelines": guidelines,
-        "task_kinds": task_kinds or list(TaskKind.values),
+        "task_kinds": task_kinds or list(IMPORTABLE_TASK_KINDS),
         "overlap": overlap,
         "rubric": rubric or [dict(d) for d in DEFAULT_RUBRIC],
         "lease_seconds": lease_seconds,

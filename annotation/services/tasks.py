@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from annotation.models import Project, Prompt, Response, Task, TaskItem, TaskKind
+from annotation.models import (
+    IMPORTABLE_TASK_KINDS,
+    Project,
+    Prompt,
+    Response,
+    Task,
+    TaskItem,
+    TaskKind,
+)
 from annotation.services.hashing import prompt_messages_hash, task_content_hash, text_hash
 from config.errors import ValidationFailed
 
@@ -27,7 +35,7 @@ def task_create(
     """
     counts = {TaskKind.PAIRWISE: (2, 2), TaskKind.RANKING: (3, 20)}
     low, high = counts.get(kind, (1, 20))
-    if kind not in TaskKind.values:
+    if kind not in IMPORTABLE_TASK_KINDS:
         raise ValidationFailed(f"unknown task kind {kind!r}")
     if not low <= len(responses) <= high:
         raise ValidationFailed(f"a {kind} task takes {low} to {high} responses")

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from annotation.models import Proposal, ProposalKind
 from config.api import CheckedJSONField
 from models_registry.models import (
     AuditEvent,
@@ -138,9 +139,41 @@ class GenerationJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = GenerationJob
         fields = [
-            "id", "project", "version", "status", "done", "total", "responses_created",
-            "backend", "error", "config", "created_at", "started_at", "finished_at",
+            "id", "project", "version", "purpose", "variants", "response_ids", "status",
+            "done", "total", "responses_created", "backend", "error", "config", "created_at",
+            "started_at", "finished_at",
         ]  # fmt: skip
+
+
+class ProposalRequestSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ProposalKind.choices)
+    version_id = serializers.IntegerField(
+        required=False, help_text="A policy version of the project; default: the champion."
+    )
+    prompt_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="Prompts to vary."
+    )
+    response_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="Rejected responses."
+    )
+    variants = serializers.IntegerField(required=False, default=2, min_value=1, max_value=8)
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=500)
+    config = CheckedJSONField(required=False, help_text="GenerationConfig fields.")
+
+
+class ProposalSerializer(serializers.ModelSerializer):
+    model_version_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Proposal
+        fields = [
+            "id", "kind", "status", "source_prompt", "source_response", "text", "final_text",
+            "model_name", "model_version_id", "generation", "task", "decided_by", "decided_at",
+            "result_prompt", "result_response", "created_at",
+        ]  # fmt: skip
+
+    def get_model_version_id(self, proposal) -> int | None:
+        return proposal.generation.get("model_version_id")
 
 
 class LeaderboardRowSerializer(serializers.Serializer):

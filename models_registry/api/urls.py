@@ -49,6 +49,11 @@ urlpatterns = [
         views.EvalPromptsView.as_view(),
         name="api-eval-prompts",
     ),
+    path(
+        "projects/<int:project_id>/proposals/",
+        views.ProposalListView.as_view(),
+        name="api-proposals",
+    ),
     path("models/<int:version_id>/", views.VersionDetailView.as_view(), name="api-model"),
     path(
         "models/<int:version_id>/transition/",

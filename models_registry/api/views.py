@@ -16,6 +16,7 @@ from config.safepaths import allowed_model_folder
 from models_registry import (
     bundles,
     generation,
+    proposals,
     review_selectors,
     review_settings,
     selectors,
@@ -287,6 +288,41 @@ class BundleView(APIView):
         }
         ready = current.status == "ready"
         return Response(body, status=status.HTTP_200_OK if ready else status.HTTP_202_ACCEPTED)
+
+
+class ProposalListView(APIView):
+    """Model-proposed data: GET lists the project's proposals (newest first), POST queues the
+    champion (or ``version_id``) proposing prompt variants or corrections."""
+
+    @extend_schema(responses=s.ProposalSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.DATA)
+        rows = proposals.proposal_list(project=project)
+        return Response(s.ProposalSerializer(rows, many=True).data)
+
+    @extend_schema(request=s.ProposalRequestSerializer, responses={202: s.GenerationJobSerializer})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.TRAIN)
+        data = s.ProposalRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        version = None
+        if "version_id" in values:
+            version = _project_object(
+                ModelVersion, values["version_id"], project, field="version_id"
+            )
+        job = proposals.proposal_job_create(
+            project=project,
+            kind=values["kind"],
+            version=version,
+            prompt_ids=values.get("prompt_ids"),
+            response_ids=values.get("response_ids"),
+            variants=values["variants"],
+            limit=values["limit"],
+            config=values.get("config"),
+            created_by=request.user,
+        )
+        return Response(s.GenerationJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class GenerationJobView(APIView):

@@ -31,6 +31,27 @@ KNOWN_LIMITATIONS = (
 )
 
 
+def _augmented_section(augmented: dict | None) -> list[str]:
+    """Model-proposed data people confirmed: how much of the data set it is."""
+    if augmented is None:
+        return []
+    rows = augmented["rows"]
+    total = sum(rows.values())
+    lines = [
+        "",
+        "## Augmented (model-proposed, person-confirmed) data",
+        "",
+        f"- Tasks on confirmed prompt variants: {augmented['variant_tasks']:,} (each variant "
+        "is split with its source prompt)",
+        f"- Confirmed corrections drafted by a model: {augmented['model_corrections']:,}",
+        f"- Augmented rows exported: {total:,}",
+    ]
+    if total:
+        lines += [""]
+        lines += _table(("shape", "augmented rows"), ((k, v) for k, v in rows.items() if v))
+    return lines
+
+
 def render_data_card(report: dict, *, title: str, sources: list[str] | None = None) -> str:
     """Markdown for a pipeline report (see ``rlhf.data.pipeline.build_dataset``)."""
     agg = report["aggregation"]
@@ -57,6 +78,8 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
         lines.append(
             f"| {shape} | " + " | ".join(f"{counts[s]:,}" for s in SPLITS) + f" | {total:,} |"
         )
+    lines += _augmented_section(report.get("augmented"))
+    lines += _sources_section(report.get("label_sources"))
     lines += _flags_section(report.get("flags"))
     lines += ["", "## Label distribution", ""]
     lines += _table(("label kind", "labels"), agg["labels_by_kind"].items())
@@ -128,6 +151,19 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
     lines += ["", "## Known limitations", ""]
     lines += [f"- {item}" for item in KNOWN_LIMITATIONS]
     return "\n".join(lines) + "\n"
+
+
+def _sources_section(sources: dict | None) -> list[str]:
+    """Annotators' labels apart from served feedback (the model gateway's users, with the
+    project's consent) and from imports of external tools."""
+    if not sources:
+        return []
+    lines = ["", "## Label sources", "", f"- Annotators' labels: {sources['annotators']:,}"]
+    lines += [
+        f"- Served feedback ({name}): {n:,}" for name, n in sources["served_by_source"].items()
+    ]
+    lines.append(f"- Imported (external annotators): {sources['imported']:,}")
+    return lines
 
 
 def _flags_section(flags: dict | None) -> list[str]:

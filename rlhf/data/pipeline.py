@@ -134,6 +134,9 @@ def build_dataset(
                 for split in SPLITS:
                     split_counts[shape][split] += done["counts"][shape][split]
         report = state.report(plan, split_counts, time.monotonic() - started)
+        for done in written:
+            for shape, n in done["augmented"].items():
+                report["augmented"]["rows"][shape] += n
         report["timings_s"] = timings
         progress("assemble", 0, None)
         manifest = assemble_export(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from rlhf.data.aggregate import AggregationStats
 from rlhf.data.config import DedupConfig, PipelineConfig
@@ -55,6 +57,10 @@ class StreamState:
         self.cleaning = {"texts": 0, "changed": Counter(), "pii": Counter(), "dropped": Counter()}
         self.stats = AggregationStats()
         self.prompt_tasks: list[np.ndarray] = []  # the task of each prompt occurrence
+        # Per prompt occurrence, the hash its split follows: its own, or for a confirmed
+        # variant its source prompt's (``split_groups``).
+        self.split_hashes: list[np.ndarray] = []
+        self.augmented: Counter = Counter()
         self.examples: dict[str, list[int]] = {}
         self.prompt_hist = np.zeros(len(LENGTH_BINS), dtype=np.int64)
         self.text_hist = np.zeros(len(LENGTH_BINS), dtype=np.int64)
@@ -93,6 +99,8 @@ class StreamState:
         self.removed += out["removed"]
         self.flag_counts += out["flag_counts"]
         self.prompt_tasks.append(out["prompt_tasks"])
+        self.split_hashes.append(out["split_hashes"])
+        self.augmented += out["augmented"]
         for decision, task_ids in out["examples"].items():
             for task_id in task_ids:
                 note_example(self.examples, decision, task_id)
@@ -117,9 +125,15 @@ class StreamState:
         tc = self.texts.cluster(dedup.threshold)
         ph, th = self.prompts.hashes, self.texts.hashes
         # Near-duplicate prompts share their cluster's split, decided by the hash of the
-        # cluster's earliest prompt: stable when later data joins the cluster.
-        cluster_split = assign_splits(ph[pc.representative], self.config.split)
-        prompt_split = cluster_split[pc.labels]
+        # cluster's earliest prompt: stable when later data joins the cluster. A confirmed
+        # variant joins its source's group (``split_groups``), so a paraphrase is never on
+        # the other side of its original; without variants, groups are the clusters.
+        split_keys = (
+            np.concatenate(self.split_hashes) if self.split_hashes else np.zeros(0, np.uint64)
+        )
+        group_of, group_representative = split_groups(pc.labels, ph, split_keys)
+        group_split = assign_splits(split_keys[group_representative], self.config.split)
+        prompt_split = group_split[group_of]
 
         keep, removed = {}, Counter()
         p_near, t_near = pc.labels, tc.labels
@@ -184,7 +198,7 @@ class StreamState:
             "near_dup_pairs_found": pc.near_pairs + tc.near_pairs,
             "largest_prompt_cluster": int(sizes.max()) if len(sizes) else 0,
         }
-        leakage = _leakage(ph, prompt_split, pc)
+        leakage = _leakage(ph, prompt_split, pc, split_keys)
         return Plan(prompt_split=prompt_split, keep=keep, dedup=dedup_report, leakage=leakage)
 
     def write_jobs(self, plan: Plan, truncation: TruncationConfig | None) -> Iterator[tuple]:
@@ -234,6 +248,12 @@ class StreamState:
             "removed": removed,
             "splits": split_counts,
             "leakage": plan.leakage,
+            # Model-proposed data people confirmed; the rows are counted as written (pipeline).
+            "augmented": {
+                "variant_tasks": self.augmented["variant_tasks"],
+                "model_corrections": self.augmented["model_corrections"],
+                "rows": dict.fromkeys(SHAPES, 0),
+            },
             "lengths": {
                 "bins": list(LENGTH_BINS),
                 "prompt_chars": self.prompt_hist.tolist(),
@@ -356,18 +376,63 @@ def _space_report(clusters, n: int) -> dict:
     }
 
 
-def _leakage(prompt_hashes: np.ndarray, prompt_split: np.ndarray, clusters) -> dict:
-    """Verify, independently of how splits were assigned, that no prompt and no pair of
-    near-duplicate prompts is on two sides."""
+def split_groups(
+    cluster_of: np.ndarray, prompt_hashes: np.ndarray, split_keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(group per prompt occurrence, earliest occurrence per group): prompt clusters joined
+    through shared split keys. A variant's key is its source's hash, so it joins the cluster
+    of its source when the source is in the data, and every other variant of that source
+    either way. Where keys equal the prompts' own hashes, groups are the clusters."""
+    n = len(cluster_of)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    clusters = int(cluster_of.max()) + 1
+    # Nodes: the clusters, then one node per distinct split key; each occurrence links its
+    # cluster to its key's node, and each occurrence's own hash links to the same key node.
+    keys, key_index = np.unique(split_keys, return_inverse=True)
+    own = np.searchsorted(keys, prompt_hashes)
+    own_found = (own < len(keys)) & (keys[np.minimum(own, len(keys) - 1)] == prompt_hashes)
+    a = np.concatenate([cluster_of, cluster_of[own_found]])
+    b = np.concatenate([clusters + key_index, clusters + own[own_found]])
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(clusters + len(keys),) * 2)
+    _, component = connected_components(graph, directed=False)
+    group_of = component[cluster_of]
+    _, group_of = np.unique(group_of, return_inverse=True)
+    first = np.full(int(group_of.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(first, group_of, np.arange(n, dtype=np.int64))
+    return group_of.astype(np.int64), first
+
+
+def _leakage(
+    prompt_hashes: np.ndarray, prompt_split: np.ndarray, clusters, split_keys: np.ndarray
+) -> dict:
+    """Verify, independently of how splits were assigned, that no prompt, no pair of
+    near-duplicate prompts and no variant and its source (or two variants of one source)
+    is on two sides."""
     order = np.argsort(prompt_hashes, kind="stable")
     same_prompt = prompt_hashes[order][1:] == prompt_hashes[order][:-1]
     other_split = prompt_split[order][1:] != prompt_split[order][:-1]
     exact_crossing = len(np.unique(prompt_hashes[order][1:][same_prompt & other_split]))
     a, b = clusters.near_edges
     crossing = int((prompt_split[a] != prompt_split[b]).sum())
+    # A variant and its source share a split key with each other (and the source's own
+    # hash equals it): every occurrence whose key or own hash is the same must agree.
+    both_hashes = np.concatenate([split_keys, prompt_hashes])
+    both_splits = np.concatenate([prompt_split, prompt_split])
+    is_variant = split_keys != prompt_hashes
+    involved = np.isin(both_hashes, split_keys[is_variant])
+    lineage_crossing = 0
+    if involved.any():
+        hashes, splits = both_hashes[involved], both_splits[involved]
+        order = np.argsort(hashes, kind="stable")
+        same = hashes[order][1:] == hashes[order][:-1]
+        other = splits[order][1:] != splits[order][:-1]
+        lineage_crossing = len(np.unique(hashes[order][1:][same & other]))
     return {
         "prompts_in_two_splits": exact_crossing,
         "near_duplicate_prompt_pairs_checked": len(a),
         "near_duplicate_pairs_across_splits": crossing,
-        "ok": exact_crossing == 0 and crossing == 0,
+        "variant_prompts": int(is_variant.sum()),
+        "variants_across_splits": lineage_crossing,
+        "ok": exact_crossing == 0 and crossing == 0 and lineage_crossing == 0,
     }

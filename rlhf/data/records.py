@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 Message = dict[str, str]
 
-KINDS = ("pairwise", "ranking", "rubric", "correction")
+KINDS = ("pairwise", "ranking", "rubric", "correction", "confirm")
 SHAPES = ("preference", "sft", "kto", "prompt_only", "flags", "rubric_preference", "score")
 SPLITS = ("train", "validation", "test")
 EXPORT_FORMAT = "tandem-export/1"
@@ -42,3 +42,7 @@ class LabelRecord:
     # The canonical payload of the task's adjudication as the snapshot froze it (the same on
     # every label of the task), or None: it decides the task whatever the votes were.
     adjudication: dict | None = None
+    # A confirmed model-proposed variant's source prompt (its lineage's root), as messages:
+    # the variant is split with it (``rlhf.data.plan``), so a paraphrase never sits on the
+    # other side of its original. None for every other prompt.
+    source_prompt: list[Message] | None = None

@@ -67,8 +67,25 @@ def _tasks(records: list[LabelRecord]):
                 label.payload = orjson.loads(label.payload)
             if isinstance(label.flags, (str, bytes)):
                 label.flags = tuple(orjson.loads(label.flags) or ())
+            if isinstance(label.source_prompt, (str, bytes)):
+                label.source_prompt = orjson.loads(label.source_prompt)
         yield labels
         start = end
+
+
+def confirmed_corrections(labels: list[LabelRecord]) -> tuple[list[LabelRecord], list[str]]:
+    """A task's labels as the pipeline reads them, and the unit keys of model-proposed
+    corrections among them. A ``confirm`` label is a person's decision on a model's
+    proposal: a kept correction reads as a correction (corrected > original), a prompt
+    variant or a rejection gives no row (the variant's data comes from its own tasks)."""
+    if labels[0].kind != "confirm":
+        return labels, []
+    kept = []
+    for label in labels:
+        if label.payload.get("decision") != "reject" and "corrected_text" in label.payload:
+            label.kind = "correction"
+            kept.append(label)
+    return kept, [f"L{label.label_id}" for label in kept]
 
 
 def process_shard(
@@ -110,6 +127,7 @@ def write_shard(
     """Pass 2 for one shard (in a worker): its kept rows to a part of the export."""
     writer = PartWriter(Path(part_dir), truncation=truncation)
     cursor = dict.fromkeys(SHAPES, 0)
+    augmented = dict.fromkeys(SHAPES, 0)
     keep = {shape: flags.tolist() for shape, flags in keep.items()}
     split_names = [SPLITS[i] for i in splits.tolist()]
     with open(spill_path, "rb") as spill:
@@ -117,11 +135,17 @@ def write_shard(
             group = orjson.loads(line)
             split = split_names[group_index]
             prompt, texts = group["prompt"], group["texts"]
+            variant, model_units = group.get("variant", False), set(group.get("model_units", ()))
+
+            def write(shape, row, *, split=split, variant=variant, model_units=model_units):
+                writer.write(shape, split, row)
+                if variant or row["id"].split(":", 1)[0] in model_units:
+                    augmented[shape] += 1
+
             for row_id, c, r, margin, weight, source in group["pref"]:
                 if keep["preference"][cursor["preference"]]:
-                    writer.write(
+                    write(
                         "preference",
-                        split,
                         {
                             "id": row_id,
                             "prompt": prompt,
@@ -135,9 +159,8 @@ def write_shard(
                 cursor["preference"] += 1
             for row_id, t, desirable in group["kto"]:
                 if keep["kto"][cursor["kto"]]:
-                    writer.write(
+                    write(
                         "kto",
-                        split,
                         {
                             "id": row_id,
                             "prompt": prompt,
@@ -148,9 +171,8 @@ def write_shard(
                 cursor["kto"] += 1
             for row_id, t in group["sft"]:
                 if keep["sft"][cursor["sft"]]:
-                    writer.write(
+                    write(
                         "sft",
-                        split,
                         {
                             "id": row_id,
                             "messages": [*prompt, {"role": "assistant", "content": texts[t]}],
@@ -163,12 +185,18 @@ def write_shard(
                     row = {"id": values[0], "prompt": prompt}
                     for name, value in zip(fields, values[1:], strict=True):
                         row[name] = _answer(texts[value]) if name in _TEXT_FIELDS else value
-                    writer.write(shape, split, row)
+                    write(shape, row)
             if keep["prompt_only"][group_index]:
-                writer.write("prompt_only", split, {"id": f"p{group['p']}", "prompt": prompt})
+                write("prompt_only", {"id": f"p{group['p']}", "prompt": prompt})
     Path(spill_path).unlink()
     done = writer.close()
-    return {**done, "part_dir": part_dir, "groups": len(split_names), "index": index}
+    return {
+        **done,
+        "part_dir": part_dir,
+        "groups": len(split_names),
+        "index": index,
+        "augmented": augmented,
+    }
 
 
 def process_chunk(
@@ -196,6 +224,9 @@ def process_chunk(
     flag_counts: Counter = Counter()
     spill: list[bytes] = []
     prompt_strings: list[str] = []
+    # What decides each prompt's split: its own text, or a confirmed variant's source's.
+    split_strings: list[str] = []
+    augmented: Counter = Counter()
     text_strings: list[str] = []
     pref, kto, sft = [], [], []
     prompt_tasks: list[int] = []  # the task of each spilled prompt, for the card's examples
@@ -203,8 +234,13 @@ def process_chunk(
     prompt_lengths, text_lengths = [], []
     groups = 0
     for labels in _tasks(records):
+        labels, model_corrections = confirmed_corrections(labels)
+        if not labels:
+            continue
         groups += 1
         first = labels[0]
+        augmented["model_corrections"] += len(model_corrections)
+        augmented["variant_tasks"] += first.source_prompt is not None
         pii_before = sum(cleaner.pii.values())
         changed_before = stats.decisions["adjudication_changed"]
         messages = (
@@ -299,6 +335,16 @@ def process_chunk(
 
         prompt_local = len(prompt_strings)
         prompt_strings.append(prompt_string)
+        split_strings.append(
+            _prompt_text(
+                [
+                    {"role": m["role"], "content": cleaner.clean(m["content"])}
+                    for m in first.source_prompt
+                ]
+            )
+            if first.source_prompt
+            else prompt_string
+        )
         prompt_tasks.append(first.task_id)
         prompt_lengths.append(len(prompt_string))
         group_pref, group_kto, group_sft = [], [], []
@@ -382,6 +428,10 @@ def process_chunk(
                     "flags": group_flags,
                     "rubric": group_rubric,
                     "scores": group_scores,
+                    # Augmented rows, counted as written: every row of a variant's task,
+                    # and the rows of model-proposed corrections (by unit key).
+                    "variant": first.source_prompt is not None,
+                    "model_units": model_corrections,
                 }
             )
         )
@@ -391,6 +441,8 @@ def process_chunk(
         "groups": groups,
         "spill": b"\n".join(spill) + b"\n" if spill else b"",
         "prompt_hashes": np.fromiter(map(_normalised_hash, prompt_strings), np.uint64),
+        "split_hashes": np.fromiter(map(_normalised_hash, split_strings), np.uint64),
+        "augmented": augmented,
         "text_hashes": np.fromiter(map(_normalised_hash, text_strings), np.uint64),
         "pref": np.asarray(pref, dtype=np.int64).reshape(-1, 3),
         "kto": np.asarray(kto, dtype=np.int64).reshape(-1, 3),

@@ -38,11 +38,12 @@ WITH frozen AS (
 SELECT l.id, l.task_id, l.kind, l.annotator_id,
        CASE WHEN l.version = frozen.version THEN l.payload ELSE rev.payload END::text,
        CASE WHEN l.version = frozen.version THEN l.flags ELSE rev.flags END::text,
-       t.prompt_id, p.messages::text, p.source, items.ids, items.texts
+       t.prompt_id, p.messages::text, p.source, items.ids, items.texts, sp.messages::text
 FROM frozen
 JOIN annotation_label l ON l.id = frozen.id
 JOIN annotation_task t ON t.id = l.task_id
 JOIN annotation_prompt p ON p.id = t.prompt_id
+LEFT JOIN annotation_prompt sp ON sp.id = p.source_prompt_id
 LEFT JOIN annotation_labelrevision rev
        ON rev.label_id = l.id AND rev.version = frozen.version AND l.version <> frozen.version
 CROSS JOIN LATERAL (
@@ -114,6 +115,7 @@ def iter_label_records(
             source,
             response_ids,
             texts,
+            source_prompt,
         ) in cur:
             yield LabelRecord(
                 label_id=label_id,
@@ -123,20 +125,24 @@ def iter_label_records(
                 payload=payload,
                 prompt_id=prompt_id,
                 prompt=messages,
-                responses=dict(zip(response_ids, texts, strict=True)),
+                # A confirm task on a prompt variant shows no response (NULL arrays).
+                responses=dict(zip(response_ids or (), texts or (), strict=True)),
                 source=source,
                 flags=flags,
                 adjudication=adjudications.get(str(task_id)),
+                source_prompt=source_prompt,
             )
 
 
 _FREEZE_SQL = """
 SELECT l.id, l.version, l.kind FROM annotation_label l
 JOIN annotation_task t ON t.id = l.task_id
+JOIN annotation_prompt p ON p.id = t.prompt_id
 WHERE t.project_id = %(project)s AND l.id <= %(max_id)s
   AND (cardinality(%(kinds)s::text[]) = 0 OR l.kind = ANY(%(kinds)s::text[]))
   AND NOT EXISTS (SELECT 1 FROM annotation_goldtask g WHERE g.task_id = t.id)
   AND NOT (t.prompt_id = ANY(%(excluded_prompts)s::bigint[]))
+  AND NOT (COALESCE(p.source_prompt_id, 0) = ANY(%(excluded_prompts)s::bigint[]))
 ORDER BY l.id
 """
 
@@ -153,7 +159,7 @@ def freeze_label_ids(
 
     Gold items are quality checks answered by every annotator, not training data: left out.
     So are labels on ``exclude_prompt_ids`` (the pinned evaluation prompts: a model trained on
-    them would be reviewed on its own training data).
+    them would be reviewed on its own training data), and on confirmed variants of them.
     """
     excluded = [int(i) for i in exclude_prompt_ids]
     if not parallel_reads_supported():
@@ -261,6 +267,7 @@ def _freeze_label_ids_orm(
     labels = Label.objects.filter(
         task__project_id=project_id, id__lte=max_label_id, task__gold__isnull=True
     ).exclude(task__prompt_id__in=list(excluded))
+    labels = labels.exclude(task__prompt__source_prompt_id__in=list(excluded))
     if kinds:
         labels = labels.filter(kind__in=kinds)
     rows = list(labels.order_by("id").values_list("id", "version", "kind"))
@@ -313,7 +320,9 @@ def iter_label_records_orm(
         label_ids = [label_id for _, label_id in order[start:end]]
         labels = {
             label.pk: label
-            for label in Label.objects.filter(id__in=label_ids).select_related("task__prompt")
+            for label in Label.objects.filter(id__in=label_ids).select_related(
+                "task__prompt__source_prompt"
+            )
         }
         stale = [(i, frozen[i]) for i in label_ids if labels[i].version != frozen[i]]
         old_payloads, old_flags = {}, {}
@@ -346,4 +355,7 @@ def iter_label_records_orm(
                 source=task.prompt.source,
                 flags=tuple(old_flags.get(label_id, label.flags) or ()),
                 adjudication=adjudications.get(str(task.pk)),
+                source_prompt=(
+                    task.prompt.source_prompt.messages if task.prompt.source_prompt_id else None
+                ),
             )

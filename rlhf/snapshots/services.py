@@ -249,6 +249,7 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
             "code_version": snapshot.code_version,
         },
     )
+    result.report["label_sources"] = _label_sources(ids)
     started = time.monotonic()
     result.report["audit"] = _audit(snapshot, ids, versions, export_dir, config=config)
     result.report["timings_s"]["audit"] = round(time.monotonic() - started, 2)
@@ -280,6 +281,41 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
     )
     snapshot.refresh_from_db()
     return snapshot
+
+
+def _label_sources(ids) -> dict:
+    """Who the frozen labels came from: the project's annotators, the served traffic's
+    feedback (``external:served-<key>``, by source) and other imports (external annotators)."""
+    from django.db.models import Count
+
+    from annotation.models import Label
+    from annotation.services.served import SERVED_ANNOTATOR_PREFIX
+
+    by_name: dict[str, int] = {}
+    ids = list(ids)
+    for start in range(0, len(ids), 20_000):
+        rows = (
+            Label.objects.filter(pk__in=ids[start : start + 20_000])
+            .values("annotator__username")
+            .annotate(n=Count("id"))
+        )
+        for row in rows:
+            name = row["annotator__username"]
+            by_name[name] = by_name.get(name, 0) + row["n"]
+    served = {
+        name.removeprefix("external:"): n
+        for name, n in by_name.items()
+        if name.startswith(SERVED_ANNOTATOR_PREFIX)
+    }
+    imported = sum(
+        n for name, n in by_name.items() if name.startswith("external:") and name[9:] not in served
+    )
+    return {
+        "annotators": sum(n for name, n in by_name.items() if not name.startswith("external:")),
+        "served": sum(served.values()),
+        "served_by_source": dict(sorted(served.items())),
+        "imported": imported,
+    }
 
 
 def _audit(snapshot, ids, versions, export_dir: Path, *, config: PipelineConfig) -> dict:

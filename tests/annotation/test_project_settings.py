@@ -29,7 +29,7 @@ def test_defaults_are_what_the_engines_use_without_settings(project):
             "spam": "drop",
             "other": "keep",
         },
-        "labels": {"edit_window_hours": None},
+        "labels": {"edit_window_hours": None, "reward_feedback": False},
         "privacy": {
             "rationale_retention_days": None,
             "raw_text_retention_days": None,
@@ -53,7 +53,7 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, cli
             "spam": "keep",
             "other": "drop",
         },
-        "labels": {"edit_window_hours": 24},
+        "labels": {"edit_window_hours": 24, "reward_feedback": True},
         "privacy": {
             "rationale_retention_days": 30,
             "raw_text_retention_days": 365,
@@ -91,6 +91,7 @@ def test_an_admin_changes_every_section_through_the_api(project, admin_user, cli
         ({"flags": {"spam": "reject"}}, "flags.spam"),
         ({"flags": {"min_flags": 0}}, "flags.min_flags"),
         ({"labels": {"edit_window_hours": 0}}, "labels.edit_window_hours"),
+        ({"labels": {"reward_feedback": 1}}, "labels.reward_feedback"),
         ({"rubric": []}, "rubric"),
         ({"colour": "blue"}, "colour"),
     ],
@@ -220,7 +221,23 @@ def test_the_manage_page_saves_through_the_same_service_and_the_api_reads_it(
         "spam": "drop",
         "other": "keep",
     }
-    assert body["labels"] == {"edit_window_hours": 48}
+    assert body["labels"] == {"edit_window_hours": 48, "reward_feedback": False}
+
+
+def test_the_manage_page_turns_the_reward_feedback_on_and_off(project, admin_user, client):
+    client.force_login(admin_user)
+    page = client.get(f"/projects/{project.pk}/manage/").content.decode()
+    assert 'data-testid="reward-feedback-setting"' in page
+
+    client.post(f"/projects/{project.pk}/manage/", _manage_form(reward_feedback="on"))
+    project.refresh_from_db()
+    assert services.project_reward_feedback(project) is True
+    page = client.get(f"/projects/{project.pk}/manage/").content.decode()
+    assert 'data-testid="reward-feedback-setting" checked' in page
+
+    client.post(f"/projects/{project.pk}/manage/", _manage_form())  # the box left unchecked
+    project.refresh_from_db()
+    assert services.project_reward_feedback(project) is False
 
 
 def test_a_bad_value_on_the_manage_page_names_the_field_and_changes_nothing(

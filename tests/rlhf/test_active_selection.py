@@ -115,6 +115,9 @@ def test_uncertainty_puts_the_smallest_reward_gap_first(project, reward_model):
         assert row.priority == priorities[task.pk]
         assert row.reward_model == str(reward_model)
         assert row.config["strategy"] == "uncertainty"
+        # ...with the model's rewards of both sides, for feedback once a label exists
+        assert row.reward_a == pytest.approx(float(reward_a[i]), abs=1e-5)
+        assert row.reward_b == pytest.approx(float(reward_b[i]), abs=1e-5)
 
 
 def test_random_needs_no_model_and_leaves_labelled_and_review_tasks_alone(project, people):

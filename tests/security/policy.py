@@ -52,11 +52,21 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-task-skip", "post"): ANNOTATING,
     ("api-task-undo", "post"): ANNOTATING,  # one's own last submit or skip
     ("api-heartbeat", "post"): ANNOTATING,
+    # the reward model's preference, after the annotator's own label only
+    ("api-task-reward-preference", "get"): ANNOTATING,
     ("api-labels", "get"): AUTHENTICATED,
     ("api-label", "get"): ANNOTATING,  # own label; reviewers/admins also others' (read-only)
     ("api-label", "patch"): ANNOTATING,  # own label only
     ("api-label-revisions", "get"): ANNOTATING,
     ("api-schema", "get"): PUBLIC,
+    # the model gateway (models_registry.serving): API keys only (serve or admin scope), any
+    # member's key; a session alone is refused (403), as a token is on a page
+    ("gateway-chat-completions", "post"): EVERY_ROLE,
+    ("gateway-chat-completions", "get"): EVERY_ROLE,  # 405
+    ("gateway-models", "get"): EVERY_ROLE,
+    ("gateway-models", "post"): EVERY_ROLE,  # 405
+    ("gateway-feedback", "post"): EVERY_ROLE,
+    ("gateway-feedback", "get"): EVERY_ROLE,  # 405
     # pages
     ("frontend:home", "get"): AUTHENTICATED,
     ("frontend:home", "post"): AUTHENTICATED,  # 405
@@ -137,6 +147,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-model-bundle", "get"): DATA,
     ("api-model-bundle", "post"): DATA,
     ("api-generation-job", "get"): DATA,
+    ("api-proposals", "get"): DATA,
+    ("api-proposals", "post"): TRAIN,  # the champion proposes data people confirm
     ("api-eval-prompts", "get"): DATA,
     ("api-eval-prompts", "post"): ADMIN,
     ("api-review-settings", "get"): DATA,
@@ -151,6 +163,7 @@ POLICY: dict[tuple[str, str], object] = {
     ("models:audit", "post"): DATA,  # 405
     ("models:leaderboard", "get"): DATA,  # as the leaderboard API
     ("models:leaderboard", "post"): DATA,  # 405
+    ("models:propose", "post"): TRAIN,
     # training runs (rlhf)
     ("api-methods", "get"): AUTHENTICATED,
     ("api-runs", "get"): DATA,
@@ -180,6 +193,7 @@ POLICY: dict[tuple[str, str], object] = {
 # write not listed here is refused to the narrower scopes.
 TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
     "read": frozenset(),
+    "serve": frozenset(),
     "annotate": frozenset(
         {
             ("api-task-next", "post"),
@@ -199,13 +213,22 @@ TOKEN_SCOPE_WRITES: dict[str, frozenset[tuple[str, str]]] = {
             ("api-run-retry", "post"),
             ("api-model-register", "post"),
             ("api-model-generate", "post"),
+            ("api-proposals", "post"),
             ("api-model-bundle", "post"),
         }
     ),
 }
 
 
+# The gateway's routes take only ``serve`` and ``admin`` keys; a ``serve`` key nothing else.
+GATEWAY_ROUTES = frozenset({"gateway-chat-completions", "gateway-models", "gateway-feedback"})
+
+
 def token_scope_allows(scope: str, route_name: str, method: str) -> bool:
+    if scope == "serve" and route_name == "api-schema" and method == "get":
+        return True  # public anyway
+    if scope == "serve" or route_name in GATEWAY_ROUTES:
+        return scope in ("serve", "admin") and route_name in GATEWAY_ROUTES
     if scope == "admin" or method == "get":
         return True
     return (route_name, method) in TOKEN_SCOPE_WRITES[scope]

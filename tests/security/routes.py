@@ -39,6 +39,11 @@ class Route:
         return self.template.startswith("api/")
 
     @property
+    def is_gateway(self) -> bool:
+        """The model gateway: API keys only, never a session (models_registry.serving)."""
+        return self.template.startswith("gateway/")
+
+    @property
     def openapi_path(self) -> str:
         return "/" + PARAM.sub(lambda m: "{" + m.group("name") + "}", self.template)
 

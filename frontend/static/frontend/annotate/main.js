@@ -14,12 +14,13 @@
 import { api, el, newKey } from "../dom.js";
 import { promptCard } from "./cards.js";
 import { backoffMs, createOutbox, REQUEST_TIMEOUT_MS } from "./outbox.js";
+import * as confirm from "./confirm.js";
 import * as correction from "./correction.js";
 import * as pairwise from "./pairwise.js";
 import * as ranking from "./ranking.js";
 import * as rubric from "./rubric.js";
 
-const KINDS = { pairwise, ranking, rubric, correction };
+const KINDS = { pairwise, ranking, rubric, correction, confirm };
 
 function kindOf(task) {
   const kind = KINDS[task.kind];
@@ -62,12 +63,42 @@ function start(root) {
   const outbox = createOutbox({
     userId,
     onChange: showOutbox,
-    onStored: (_item, created) => {
+    onStored: (item, created) => {
       if (created) doneBox.textContent = String(Number(doneBox.textContent || 0) + 1);
       refreshProgress();
       labelStored();
+      showRewardFeedback(item);
     },
   });
+
+  // ------------------------------------------------------------------ reward feedback
+  // Optional (the project's labels.reward_feedback): once the server has STORED a pairwise
+  // label, ask for the reward model's preference on that task and show it beside the work.
+  // Never before: nothing is requested or drawn while the task is on screen (no anchoring),
+  // and the server answers only for a task the annotator has labelled.
+  const feedbackText = root.querySelector("[data-testid=reward-feedback-text]");
+  const rewardFeedback = root.dataset.rewardFeedback === "on" && feedbackText;
+
+  async function showRewardFeedback(item) {
+    if (!rewardFeedback || item.kind !== "pairwise") return;
+    let result;
+    try {
+      result = await api("GET", `/api/tasks/${item.taskId}/reward-preference/`, undefined, {}, { timeoutMs: REQUEST_TIMEOUT_MS });
+    } catch (_) {
+      return; // feedback is optional: offline, it is simply not shown
+    }
+    if (result.status !== 200 || !result.data) return;
+    const data = result.data;
+    const sideWords = { left: "the left response", right: "the right response" };
+    const yours = { left: "the left response", right: "the right response", tie: "a tie", both_bad: "both bad" }[data.your_choice] || data.your_choice;
+    const line = data.preferred
+      ? `Your last comparison: you chose ${yours}; the reward model prefers ${sideWords[data.preferred]}` +
+        (data.agrees === null ? "." : data.agrees ? " (you agree)." : " (you differ).")
+      : "Your last comparison: the reward model has not scored this pair.";
+    feedbackText.textContent = line;
+    feedbackText.dataset.preferred = data.preferred || "";
+    feedbackText.dataset.taskId = String(item.taskId);
+  }
   const flushOutbox = outbox.flush;
 
   function showOutbox({ pending, tray }) {
@@ -352,6 +383,7 @@ function start(root) {
       const item = {
         key: newKey(),
         taskId: current.task_id,
+        kind: current.kind,
         body: { payload, flags: Array.from(view.state.flags), duration_ms: Math.max(0, visibleMs) },
       };
       outbox.add(item);

@@ -13,8 +13,9 @@
 //   5xx, 429, a hang   this label is retried with backoff; the others are still sent.
 //   no network         everything stays; sending resumes when the connection returns.
 //
-// Storage keys and the outbox item shape ({key, taskId, body}) outlive any one version of this
-// script: labels a reload left queued are sent by whatever version of the page runs next.
+// Storage keys and the outbox item shape ({key, taskId, body}, and the task's kind where the
+// page knew it) outlive any one version of this script: labels a reload left queued are sent
+// by whatever version of the page runs next.
 // Tray items are outbox items plus {status, code, reason, at}.
 import { api } from "../dom.js";
 
@@ -152,10 +153,10 @@ export function createOutbox({ userId, onChange, onStored }) {
   function resend(key) {
     const item = tray().find((x) => x.key === key);
     if (!item) return Promise.resolve();
-    const { key: k, taskId, body } = item;
+    const { key: k, taskId, body, kind } = item;
     localStorage.setItem(TRAY_KEY, JSON.stringify(without(TRAY_KEY, key)));
     retries.delete(key);
-    add({ key: k, taskId, body });
+    add({ key: k, taskId, body, kind });
     return flush();
   }
   function discard(key) {

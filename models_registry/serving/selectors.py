@@ -1,0 +1,120 @@
+"""Reads of the serving domain: which engine answers a request, how busy a key is."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from models_registry.models import ModelAlias, ModelVersion
+from models_registry.serving.models import (
+    CanaryMode,
+    EngineStatus,
+    ServedResponse,
+    ServedStatus,
+    ServingEngine,
+    ServingSettings,
+)
+
+RATE_WINDOW = timedelta(seconds=60)
+# "policy v3", "policy-v3", "policy@v3": a version by its name and number.
+_VERSION_NAME = re.compile(r"^(?P<name>.+?)[ @-]v(?P<number>\d+)$")
+
+
+class UnknownModel(Exception):
+    pass
+
+
+class NoEngine(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Route:
+    engine: ServingEngine
+    version: ModelVersion
+    route: str  # primary | split
+    shadow: ServingEngine | None = None
+
+
+def serving_settings_of(project) -> ServingSettings:
+    return ServingSettings.objects.filter(project=project).first() or ServingSettings(
+        project=project
+    )
+
+
+def model_resolve(*, project, model: str) -> tuple[ModelVersion, str]:
+    """(version, alias name or '') for a request's ``model``: an alias, or a version by
+    ``<name> v<n>`` / ``<name>-v<n>`` / ``<name>@v<n>``."""
+    alias = ModelAlias.objects.select_related("version").filter(project=project, name=model).first()
+    if alias is not None:
+        return alias.version, alias.name
+    match = _VERSION_NAME.match(model.strip())
+    if match:
+        version = ModelVersion.objects.filter(
+            project=project, name=match["name"], version=int(match["number"])
+        ).first()
+        if version is not None:
+            return version, ""
+    raise UnknownModel(model)
+
+
+def _ready(project) -> list[ServingEngine]:
+    return list(
+        ServingEngine.objects.filter(project=project, status=EngineStatus.READY)
+        .select_related("version")
+        .order_by("-id")
+    )
+
+
+def gateway_route(*, project, model: str, rng: random.Random | None = None) -> Route:
+    """The engine that answers ``model`` now.
+
+    The version's newest ready engine; while the alias's new target is still loading, the
+    engine that serves the alias now (the switch happens when the new one is healthy). A
+    request for the alias may go to the canary (split) or be shadowed by it."""
+    version, alias = model_resolve(project=project, model=model)
+    ready = _ready(project)
+    engine = next((e for e in ready if e.version_id == version.pk and e.role == "primary"), None)
+    engine = engine or next((e for e in ready if e.version_id == version.pk), None)
+    if engine is None and alias:
+        engine = next((e for e in ready if e.alias == alias and e.role == "primary"), None)
+    if engine is None:
+        raise NoEngine(model)
+    served_version = engine.version if engine.version_id != version.pk else version
+    if not alias:
+        return Route(engine, served_version, "primary")
+    settings = serving_settings_of(project)
+    if settings.canary_mode == CanaryMode.OFF or settings.canary_version_id is None:
+        return Route(engine, served_version, "primary")
+    candidate = next((e for e in ready if e.version_id == settings.canary_version_id), None)
+    if candidate is None or candidate.pk == engine.pk:
+        return Route(engine, served_version, "primary")
+    if settings.canary_mode == CanaryMode.SHADOW:
+        return Route(engine, served_version, "primary", shadow=candidate)
+    if (rng or random).random() < settings.canary_share:
+        return Route(candidate, candidate.version, "split")
+    return Route(engine, served_version, "primary")
+
+
+def rate_limit_retry_after(*, token, limit: int) -> int | None:
+    """Seconds until ``token`` may call again, or None while under ``limit`` per minute.
+
+    Counts the key's usage records of the last minute (shadow calls are the gateway's own)."""
+    since = timezone.now() - RATE_WINDOW
+    recent = ServedResponse.objects.filter(token=token, created_at__gt=since).filter(
+        ~Q(route="shadow")
+    )
+    times = list(recent.order_by("-created_at").values_list("created_at", flat=True)[:limit])
+    if len(times) < limit:
+        return None
+    oldest = times[-1]
+    return max(1, int((oldest + RATE_WINDOW - timezone.now()).total_seconds()) + 1)
+
+
+def engine_in_flight(*, engine: ServingEngine) -> int:
+    return ServedResponse.objects.filter(engine=engine, status=ServedStatus.IN_FLIGHT).count()

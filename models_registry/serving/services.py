@@ -1,0 +1,219 @@
+"""Writes of the serving domain: engines' lifecycle, usage records, feedback, settings."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.services.hashing import prompt_messages_hash
+from config.errors import NotFound, ValidationFailed
+from models_registry.models import ModelVersion, VersionKind
+from models_registry.serving.models import (
+    CanaryMode,
+    EngineStatus,
+    FeedbackKind,
+    ServedFeedback,
+    ServedResponse,
+    ServedStatus,
+    ServingEngine,
+    ServingSettings,
+)
+
+# ----------------------------------------------------------------------------- engines
+
+
+def serving_engine_create(
+    *, version: ModelVersion, alias: str, role: str, engine: str, url: str, upstream_model: str,
+    folder: str, host: str, command: list[str],
+) -> ServingEngine:  # fmt: skip
+    if version.kind != VersionKind.POLICY:
+        raise ValidationFailed(
+            f"{version.label} is a reward model: only policies answer chat completions",
+            code="not_a_policy",
+            fields={"version": "a policy version"},
+        )
+    return ServingEngine.objects.create(
+        project=version.project, version=version, alias=alias, role=role, engine=engine,
+        url=url, upstream_model=upstream_model, folder=folder, host=host, command=command,
+    )  # fmt: skip
+
+
+def serving_engine_started(*, engine: ServingEngine, pid: int) -> None:
+    ServingEngine.objects.filter(pk=engine.pk).update(pid=pid)
+    engine.pid = pid
+
+
+@transaction.atomic
+def serving_engine_ready(*, engine: ServingEngine) -> list[int]:
+    """Mark ``engine`` ready; the engines it replaces (same project, alias and role, another
+    version) start draining. Returns their ids. New requests route to the ready one from
+    the next request on (``gateway_route`` reads the database per request)."""
+    now = timezone.now()
+    ServingEngine.objects.filter(pk=engine.pk).update(status=EngineStatus.READY, ready_at=now)
+    engine.status = EngineStatus.READY
+    replaced = ServingEngine.objects.select_for_update().filter(
+        project_id=engine.project_id, alias=engine.alias, role=engine.role,
+        status=EngineStatus.READY,
+    ).exclude(pk=engine.pk)  # fmt: skip
+    ids = list(replaced.values_list("pk", flat=True))
+    ServingEngine.objects.filter(pk__in=ids).update(status=EngineStatus.DRAINING, draining_at=now)
+    return ids
+
+
+def serving_engine_drain(*, engine: ServingEngine) -> None:
+    live = [EngineStatus.READY, EngineStatus.STARTING]
+    ServingEngine.objects.filter(pk=engine.pk, status__in=live).update(
+        status=EngineStatus.DRAINING, draining_at=timezone.now()
+    )
+
+
+def serving_engine_stopped(*, engine: ServingEngine, error: str = "") -> None:
+    ServingEngine.objects.filter(pk=engine.pk).update(
+        status=EngineStatus.FAILED if error else EngineStatus.STOPPED,
+        stopped_at=timezone.now(),
+        error=error[:4000],
+    )
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def serving_settings_update(
+    *, project, canary_version: ModelVersion | None = None, canary_mode: str | None = None,
+    canary_share: float | None = None, requests_per_minute: int | None = None,
+    learn_from_traffic: bool | None = None,
+) -> ServingSettings:  # fmt: skip
+    settings, _ = ServingSettings.objects.get_or_create(project=project)
+    errors = {}
+    if canary_mode is not None and canary_mode not in CanaryMode.values:
+        errors["canary_mode"] = f"one of {CanaryMode.values}"
+    if canary_share is not None and not 0 <= canary_share <= 1:
+        errors["canary_share"] = "a share between 0 and 1"
+    if requests_per_minute is not None and requests_per_minute < 1:
+        errors["requests_per_minute"] = "at least 1"
+    if canary_version is not None and (
+        canary_version.project_id != project.pk or canary_version.kind != VersionKind.POLICY
+    ):
+        errors["canary_version"] = "a policy version of this project"
+    if errors:
+        raise ValidationFailed("invalid serving settings", code="invalid", fields=errors)
+    if canary_version is not None:
+        settings.canary_version = canary_version
+    for field, value in (
+        ("canary_mode", canary_mode), ("canary_share", canary_share),
+        ("requests_per_minute", requests_per_minute), ("learn_from_traffic", learn_from_traffic),
+    ):  # fmt: skip
+        if value is not None:
+            setattr(settings, field, value)
+    settings.save()
+    return settings
+
+
+# ----------------------------------------------------------------------------- usage
+
+
+def served_response_start(
+    *, project, token, user, route, requested_model: str, messages: list[dict], streamed: bool,
+    shadow_of: ServedResponse | None = None,
+) -> ServedResponse:  # fmt: skip
+    """The usage record, written before the upstream call (``in_flight``: the supervisor
+    does not stop an engine while it has any)."""
+    return ServedResponse.objects.create(
+        response_id=f"chatcmpl-{uuid.uuid4().hex}", project=project, token=token, user=user,
+        version=route.version if shadow_of is None else route.shadow.version,
+        engine=route.engine if shadow_of is None else route.shadow,
+        requested_model=requested_model[:200],
+        route="shadow" if shadow_of is not None else route.route, shadow_of=shadow_of,
+        streamed=streamed, prompt_hash=prompt_messages_hash(messages),
+    )  # fmt: skip
+
+
+def served_response_finish(
+    *, served: ServedResponse, ok: bool, http_status: int, prompt_tokens: int | None,
+    completion_tokens: int | None, ttft_ms: float | None, latency_ms: float,
+    messages: list[dict], answer: str,
+) -> None:  # fmt: skip
+    """Close the usage record; the conversation is kept (scrubbed) only with consent."""
+    from models_registry.serving.selectors import serving_settings_of
+
+    fields = {
+        "status": ServedStatus.OK if ok else ServedStatus.FAILED,
+        "http_status": http_status,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "ttft_ms": ttft_ms,
+        "latency_ms": latency_ms,
+        "finished_at": timezone.now(),
+    }
+    if ok and serving_settings_of(served.project).learn_from_traffic:
+        from models_registry.serving.learning import scrub_conversation
+
+        fields["messages"], fields["answer"] = scrub_conversation(messages, answer)
+    ServedResponse.objects.filter(pk=served.pk).update(**fields)
+
+
+# ----------------------------------------------------------------------------- feedback
+
+
+def _served(project, token, response_id, field: str) -> ServedResponse:
+    if not isinstance(response_id, str) or not response_id:
+        raise ValidationFailed(f"{field} is required", code="invalid", fields={field: "required"})
+    served = (
+        ServedResponse.objects.select_related("version", "token")
+        .filter(project=project, response_id=response_id, user_id=token.user_id)
+        .exclude(route="shadow")
+        .first()
+    )
+    if served is None:
+        raise NotFound(f"no response {response_id!r} was served to you", code="unknown_response")
+    if served.status != ServedStatus.OK:
+        raise ValidationFailed(
+            f"response {response_id!r} did not finish", code="invalid", fields={field: "unfinished"}
+        )
+    return served
+
+
+def served_feedback_record(*, project, token, body: dict) -> ServedFeedback:
+    """Thumbs (``{"response_id", "rating": "up"|"down"}``) or a preference between two
+    answers to the same conversation (``{"chosen_id", "rejected_id"}``). With the project's
+    consent, the conversation and answers become project data and a preference a label."""
+    if "chosen_id" in body or "rejected_id" in body:
+        chosen = _served(project, token, body.get("chosen_id"), "chosen_id")
+        rejected = _served(project, token, body.get("rejected_id"), "rejected_id")
+        if chosen.pk == rejected.pk or chosen.prompt_hash != rejected.prompt_hash:
+            raise ValidationFailed(
+                "a preference compares two answers to the same conversation",
+                code="invalid",
+                fields={"rejected_id": "another answer to the same messages"},
+            )
+        feedback = ServedFeedback(
+            project=project, token=token, kind=FeedbackKind.PREFERENCE, response=chosen,
+            rejected=rejected,
+        )  # fmt: skip
+    else:
+        rating = body.get("rating")
+        if rating not in ("up", "down"):
+            raise ValidationFailed(
+                "rating must be 'up' or 'down' (or send chosen_id and rejected_id)",
+                code="invalid",
+                fields={"rating": "'up' or 'down'"},
+            )
+        served = _served(project, token, body.get("response_id"), "response_id")
+        feedback = ServedFeedback(
+            project=project, token=token, kind=FeedbackKind.THUMBS, response=served,
+            thumbs_up=rating == "up",
+        )  # fmt: skip
+    with transaction.atomic():
+        feedback.save()
+        from models_registry.serving.selectors import serving_settings_of
+
+        if serving_settings_of(project).learn_from_traffic:
+            from models_registry.serving.learning import served_feedback_learn
+
+            label = served_feedback_learn(feedback=feedback)
+            if label is not None:
+                feedback.learned_label = label
+                feedback.save(update_fields=["learned_label"])
+    return feedback
