@@ -32,6 +32,9 @@ def quality_dashboard(request, project_id: int):
             "can_review": role_can(project.viewer_role, Capability.REVIEW),
             "can_manage": role_can(project.viewer_role, Capability.MANAGE),
             "flag_scores": selectors.annotator_flag_scores(project),
+            # Without a stored report the page says so instead of asking the API for one
+            # (whose 404 the browser would log as an error).
+            "has_report": selectors.quality_report_computed_at(project) is not None,
             "reward_agreement": reward_agreement_by_week(project=project),
         },
     )

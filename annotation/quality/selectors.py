@@ -134,12 +134,17 @@ def task_facts(task_ids: Iterable[int]) -> dict[int, dict]:
 # --------------------------------------------------------------------------------------------
 
 
+def quality_report_computed_at(project: Project):
+    """When the stored report was computed; None while the project has none."""
+    return (
+        QualityReport.objects.filter(project=project).values_list("computed_at", flat=True).first()
+    )
+
+
 def quality_refresh_status(project: Project) -> dict:
     """When the stored report was computed, and whether a refresh is waiting: queued (the
     ``pending`` flag and when it was requested) or owed (tasks changed since, still dirty)."""
-    computed_at = (
-        QualityReport.objects.filter(project=project).values_list("computed_at", flat=True).first()
-    )
+    computed_at = quality_report_computed_at(project)
     state = QualityRefreshState.objects.filter(project=project).first()
     pending = bool(state and state.pending)
     requested_at = state.requested_at if state else None

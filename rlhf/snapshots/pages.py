@@ -22,9 +22,17 @@ from rlhf.snapshots import selectors, services
 CHART_WIDTH = 360
 
 
+# Width of one character of a chart label (12 px system-ui; digits and most letters are
+# narrower), so the label column fits its longest label instead of clipping it.
+LABEL_CHAR_PX = 7
+
+
 def _bars(pairs, *, label_width=190) -> dict:
-    """Rows for a horizontal bar chart: label, value, bar width in px, y offset."""
+    """Rows for a horizontal bar chart: label, value, bar width in px, y offset.
+
+    ``label_width`` is the least width of the label column; a longer label widens it."""
     pairs = [(str(k), int(v)) for k, v in pairs]
+    label_width = max([label_width] + [len(k) * LABEL_CHAR_PX + 4 for k, _ in pairs])
     top = max((v for _, v in pairs), default=0) or 1
     rows = [
         {"label": k, "value": v, "width": max(1, round(v / top * CHART_WIDTH)) if v else 0,

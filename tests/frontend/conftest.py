@@ -101,3 +101,92 @@ def pairwise_project():
         )  # fmt: skip
         tasks.append(task)
     return project, annotator, tasks
+
+
+@pytest.fixture
+def candidate_in_review(tmp_path):
+    """A policy candidate in review against its base, with three finished blind pairs (the
+    candidate wins two), and an engineer ("eng"), a reviewer ("rev") and an annotator ("ann")."""
+    from django.contrib.auth import get_user_model
+
+    from annotation import services
+    from annotation.models import Label, Task, TaskKind, TaskStatus
+    from annotation.roles import Role
+    from models_registry import services as registry
+    from models_registry.models import LoopRound, RoundKind, RoundStatus, VersionKind
+    from rlhf.training.base_models import build_tiny_causal_lm
+
+    User = get_user_model()
+    engineer = User.objects.create_user("eng", password="eng-pass-123")
+    reviewer = User.objects.create_user("rev", password="rev-pass-123")
+    annotator = User.objects.create_user("ann", password="ann-pass-123")
+    project = services.project_create(name="Loop", created_by=engineer, overlap=1)
+    project.options = {"review_min_labels": 3}
+    project.save()
+    services.membership_set(project=project, user=engineer, role=Role.ENGINEER)
+    services.membership_set(project=project, user=reviewer, role=Role.REVIEWER)
+    services.membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    folder = build_tiny_causal_lm(tmp_path / "lm")
+    base = registry.model_version_register_base(
+        project=project, registered_by=engineer, folder=folder, name="tiny-base"
+    )
+    candidate = registry.model_version_register(
+        project=project, folder=folder, name="tiny-dpo", kind=VersionKind.POLICY,
+        registered_by=engineer, launched_by=engineer, parent=base,
+    )  # fmt: skip
+    registry.model_version_transition(
+        version=candidate, actor=engineer, to_state="in_review", reason="ready"
+    )
+    task_ids = []
+    for n, outcome in enumerate("AAB"):  # canonical A = the candidate: wins 2 of 3
+        task, _ = services.task_create(
+            project=project,
+            messages=[{"role": "user", "content": f"How do I bake loaf {n}?"}],
+            kind=TaskKind.PAIRWISE,
+            responses=[
+                {"text": f"Knead, rest, bake loaf {n} <b>hot</b>", "origin": "model",
+                 "model_name": candidate.response_model_name},
+                {"text": f"Buy loaf {n}.", "origin": "model",
+                 "model_name": base.response_model_name},
+            ],
+        )  # fmt: skip
+        Label.objects.create(
+            task=task, annotator=annotator, kind=TaskKind.PAIRWISE,
+            payload={"outcome": outcome, "strength": None, "rationale": ""},
+        )  # fmt: skip
+        # finished (the decision page shows finished pairs only)
+        Task.objects.filter(pk=task.pk).update(
+            label_count=1, status=TaskStatus.DONE, completed_at=task.created_at
+        )
+        task_ids.append(task.pk)
+    LoopRound.objects.create(
+        project=project, kind=RoundKind.REVIEW, version=candidate, opponent=base,
+        status=RoundStatus.READY, task_ids=task_ids,
+    )  # fmt: skip
+    return project, candidate, base, task_ids
+
+
+def tiny_reward_candidate(*, project, engineer, tmp_path):
+    """A tiny reward model registered as a candidate of ``project``, with the held-out
+    evidence reward training records: 40 test pairs at 0.7 accuracy, and bias probes over
+    three pairs (margins 2, -2, 1)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from models_registry import services as registry
+    from models_registry.models import VersionKind
+    from rlhf.data.audit import reward_probes
+    from rlhf.training.base_models import build_tiny_causal_lm
+
+    lm = build_tiny_causal_lm(tmp_path / "reward-lm")
+    folder = tmp_path / "rm"
+    AutoModelForSequenceClassification.from_pretrained(lm, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(lm).save_pretrained(folder)
+    probes = reward_probes([2.0, 0.0, 1.0], [0.0, 2.0, 0.0], ["a" * 30, "a" * 5, "a" * 9],
+                           ["a" * 10, "a" * 20, "a" * 3], ["left", "right", "left"])  # fmt: skip
+    return registry.model_version_register(
+        project=project, folder=folder, name="tiny-rm", kind=VersionKind.REWARD,
+        registered_by=engineer, launched_by=engineer,
+        metrics={"train_loss": 0.61,
+                 "test": {"accuracy": 0.7, "pairs": 40, "loss": 0.58, "accuracy_ci95": [0.55, 0.82],
+                          "bias_probes": probes}},
+    )  # fmt: skip

@@ -106,3 +106,23 @@ def test_a_permission_refused_outside_an_endpoint_under_api_is_the_same_json(deb
     assert response.status_code == refused.status_code == 403
     assert response["Content-Type"] == "application/json"
     assert response.content == refused.content
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_404_and_403_pages_pass_axe_and_lead_home(debug_off, page, login):
+    from .axe import assert_no_serious_axe_violations
+
+    users = get_user_model().objects
+    admin = users.create_user("ada-admin", password="pw")
+    users.create_user("ann", password="ann-pass-123")
+    project = services.project_create(name="Helpfulness", created_by=admin, overlap=1)
+    services.membership_set(project=project, user=users.get(username="ann"), role=Role.ANNOTATOR)
+    login("ann", "ann-pass-123")
+    for address, status in (("/no-such-page/", 404), (f"/projects/{project.pk}/manage/", 403)):
+        response = page.goto(address)
+        assert response.status == status
+        assert_no_serious_axe_violations(page, f"the {status} page")
+        page.click("main a.button.primary")
+        page.wait_for_url("**/")
+        assert page.locator("h1").inner_text() == "Your projects"

@@ -210,6 +210,10 @@ function start(root) {
     });
   }
 
+  if (root.dataset.hasReport === "0") {
+    statusLine.textContent = NO_REPORT;
+    return;
+  }
   getJson(root.dataset.reportUrl)
     .then((report) => {
       const when = report.computed_at ? new Date(report.computed_at).toLocaleString() : "";
@@ -232,8 +236,10 @@ function start(root) {
     });
 }
 
+const NO_REPORT = "No quality data yet: it appears once labels arrive and a worker has computed it.";
+
 function reportError(error) {
-  if (error.status === 404) return "No quality data yet: it appears once labels arrive.";
+  if (error.status === 404) return NO_REPORT;
   if (error.status) return `Could not load the report (${error.status}).`;
   return error.message;
 }

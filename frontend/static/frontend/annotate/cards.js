@@ -25,10 +25,10 @@ export function promptCard(messages) {
   return box;
 }
 
-// `tag` labels the card's side ("1 · left"); null for kinds without sides.
+// `tag` labels the card's side ("1 · left", or nodes); null for kinds without sides.
 export function responseCard(response, tag) {
   const card = el("article", { class: "card response", "data-response-id": String(response.id), "data-testid": "response" });
-  if (tag) card.append(el("span", { class: "side-tag", text: tag }));
+  if (tag) card.append(el("span", { class: "side-tag" }, ...[].concat(tag)));
   card.append(sanitizedHtml(response.html));
   return card;
 }

@@ -6,7 +6,8 @@ import { responseCard } from "./cards.js";
 
 export function render({ task, state }) {
   const original = task.responses[0];
-  const editor = el("textarea", { spellcheck: true });
+  // Named by its heading, which a screen reader reads when the editor takes focus.
+  const editor = el("textarea", { spellcheck: true, "aria-labelledby": "correction-editor-title" });
   editor.value = original.text;
   editor.setAttribute("data-testid", "correction-editor");
   const diff = el("div", { class: "diff", "data-testid": "diff" });
@@ -17,9 +18,9 @@ export function render({ task, state }) {
   state.corrected = original.text;
   renderDiff(diff, original.text, original.text);
   return el("div", { class: "correction" },
-    el("h3", { text: "Response to correct" }), responseCard(original, null),
-    el("h3", { text: "Your rewrite (Ctrl+Enter submits)" }), editor,
-    el("h3", { text: "Changes" }), diff);
+    el("h2", { text: "Response to correct" }), responseCard(original, null),
+    el("h2", { id: "correction-editor-title", text: "Your rewrite (Ctrl+Enter submits)" }), editor,
+    el("h2", { text: "Changes" }), diff);
 }
 
 export function payload({ task, state }) {

@@ -7,17 +7,29 @@ import { el } from "../dom.js";
 import { responseCard } from "./cards.js";
 
 const STRENGTHS = ["slight", "clear", "strong"];
-const CHOICES = [["left", "1 · Left is better"], ["right", "2 · Right is better"], ["tie", "0 · Tie"], ["both_bad", "B · Both bad"]];
+// On a narrow screen the two cards are stacked (tandem.css, max-width 900px): a side's name is
+// written both ways and the stylesheet shows the one that matches the layout (the hidden one is
+// display: none, so it is not read out either).
+function side(wide, stacked) {
+  return [el("span", { class: "side-by-side-only", text: wide }), el("span", { class: "stacked-only", text: stacked })];
+}
+const CHOICES = [
+  ["left", ["1 · ", ...side("Left", "Top"), " is better"]],
+  ["right", ["2 · ", ...side("Right", "Bottom"), " is better"]],
+  ["tie", ["0 · Tie"]],
+  ["both_bad", ["B · Both bad"]],
+];
 const CHOICE_KEYS = { 1: "left", 2: "right", 0: "tie", t: "tie", b: "both_bad" };
 
 export function render(view) {
   const { task, state } = view;
   Object.assign(state, { choice: null, strength: "clear", rationale: "" });
   const [left, right] = task.responses;
-  const pair = el("div", { class: "pair" }, responseCard(left, "1 · left"), responseCard(right, "2 · right"));
+  const pair = el("div", { class: "pair" },
+    responseCard(left, ["1 · ", ...side("left", "top")]), responseCard(right, ["2 · ", ...side("right", "bottom")]));
   const buttons = el("div", { class: "controls", "data-testid": "pairwise-controls" });
   for (const [choice, text] of CHOICES) {
-    const button = el("button", { type: "button", text, "data-choice": choice, "aria-pressed": "false" });
+    const button = el("button", { type: "button", "data-choice": choice, "aria-pressed": "false" }, ...text);
     button.addEventListener("click", () => choose(view, choice));
     buttons.append(button);
   }
@@ -27,7 +39,7 @@ export function render(view) {
     button.addEventListener("click", () => setStrength(view, value));
     strength.append(button);
   }
-  const rationale = el("textarea", { rows: 2, placeholder: "Why? (optional)", maxLength: 5000 });
+  const rationale = el("textarea", { rows: 2, placeholder: "Why? (optional)", maxLength: 5000, "aria-label": "Why? (optional)" });
   rationale.setAttribute("data-testid", "rationale");
   rationale.addEventListener("input", () => (state.rationale = rationale.value));
   setTimeout(() => paint(view), 0);
