@@ -398,7 +398,7 @@ class DPOConfig(TrainingConfig):
         5e-5,
         "Peak AdamW learning rate. 5e-5 suits LoRA over an epoch or more; full fine-tuning "
         "usually needs ~5e-7 (TRL's default is 1e-6). A run of a few dozen steps barely moves "
-        "a LoRA adapter at 5e-5: manage.py loop's CPU round uses 5e-4 (docs/dpo-defaults.md).",
+        "a LoRA adapter at 5e-5 (docs/dpo-defaults.md).",
         min=0.0,
         max=1.0,
         exclusive_min=True,
