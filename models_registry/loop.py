@@ -56,8 +56,8 @@ SIZES = {
                    "max_length": 256, "checkpoint_every_steps": 20},
         # ~30 s a step for SmolLM2-135M with LoRA on two busy CPU cores (60-200 s at a load
         # average of 10-18). At DPOConfig's 5e-5 a round this short barely moves the policy;
-        # 5e-4 moved it but not towards held-out preferences in the one comparison this
-        # machine allowed, so the rate stays (docs/dpo-defaults.md).
+        # 5e-4 moved it, but its held-out DPO figures stayed at chance while a judge preferred
+        # its (shorter) answers: one run each, no evidence for a new rate (docs/dpo-defaults.md).
         "dpo": {"max_steps": 12, "per_device_batch_size": 2, "max_length": 256,
                 "checkpoint_every_steps": 4},
         "generation": {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.95},
