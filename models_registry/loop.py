@@ -28,12 +28,14 @@ from annotation.models import Project
 from config.errors import Conflict, ValidationFailed
 from models_registry import review_cycle, selectors
 from models_registry.models import LoopRound, ModelVersion, RoundKind
+from models_registry.review_settings import eval_prompts_pin
 from models_registry.run_versions import training_run_candidate
 from models_registry.services import model_version_register_base
 from rlhf.models import ACTIVE_RUN_STATUSES, DatasetSnapshot, RunStatus, TrainingRun
 from rlhf.runs import services as run_services
 from rlhf.runs.execution import training_run_execute
 from rlhf.snapshots import services
+from rlhf.snapshots.selectors import snapshot_split_prompts
 
 TINY_LM = "tiny-loop-lm"
 TINY_ENCODER = "tiny-loop-encoder"
@@ -52,7 +54,10 @@ SIZES = {
     "cpu": {
         "reward": {"backbone": "encoder", "max_steps": 60, "per_device_batch_size": 8,
                    "max_length": 256, "checkpoint_every_steps": 20},
-        # ~30 s a step for SmolLM2-135M with LoRA on two busy CPU cores.
+        # ~30 s a step for SmolLM2-135M with LoRA on two busy CPU cores (60-200 s at a load
+        # average of 10-18). At DPOConfig's 5e-5 a round this short barely moves the policy;
+        # 5e-4 moved it, but its held-out DPO figures stayed at chance while a judge preferred
+        # its (shorter) answers: one run each, no evidence for a new rate (docs/dpo-defaults.md).
         "dpo": {"max_steps": 12, "per_device_batch_size": 2, "max_length": 256,
                 "checkpoint_every_steps": 4},
         "generation": {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.95},
@@ -113,18 +118,56 @@ def _execute(run: TrainingRun, say) -> TrainingRun:
     return run
 
 
+def _sizes(tiny: bool, overrides: dict[str, dict] | None) -> dict[str, dict]:
+    size = {step: dict(values) for step, values in SIZES["tiny" if tiny else "cpu"].items()}
+    for step, values in (overrides or {}).items():
+        if step not in size:
+            raise ValidationFailed(
+                f"unknown loop step {step!r}: one of {sorted(size)}", code="invalid_field"
+            )
+        size[step].update(values)
+    return size
+
+
+def _pin_test_prompts(project: Project, snapshot: DatasetSnapshot, count: int, say) -> None:
+    """Pin up to ``count`` prompts of the snapshot's test split as the evaluation prompts: the
+    candidate is then judged on prompts neither model trained on."""
+    prompts = snapshot_split_prompts(snapshot=snapshot, split="test")[:count]
+    if not prompts:
+        raise ValidationFailed(
+            f"snapshot {snapshot.pk} has no test prompts to pin", code="snapshot_has_no_test"
+        )
+    pinned = eval_prompts_pin(project=project, conversations=prompts, replace=True)
+    say(f"pinned {len(pinned)} prompts of snapshot {snapshot.pk}'s test split for evaluation")
+
+
 def loop_run(
-    *, project: Project, launched_by=None, tiny: bool = False, say: Callable[[str], None] = print
+    *,
+    project: Project,
+    launched_by=None,
+    tiny: bool = False,
+    say: Callable[[str], None] = print,
+    snapshot_config: dict | None = None,
+    overrides: dict[str, dict] | None = None,
+    pin_test_prompts: int = 0,
 ) -> LoopOutcome:
-    size = SIZES["tiny" if tiny else "cpu"]
+    """One round (see the module doc). ``snapshot_config``: the snapshot request's config (its
+    split shares, for one); ``overrides``: per step (``reward``, ``dpo``, ``generation``) the
+    fields that replace the size's; ``pin_test_prompts``: pin that many prompts of the new
+    snapshot's test split as the evaluation prompts before the candidate goes to review."""
+    size = _sizes(tiny, overrides)
     champion = _champion(project, tiny=tiny, say=say)
-    if "review_generation" not in (project.options or {}):
+    if "generation" in (overrides or {}) or "review_generation" not in (project.options or {}):
         project.options = {**(project.options or {}), "review_generation": size["generation"]}
         project.save(update_fields=["options", "updated_at"])
 
     with transaction.atomic():
         snapshot = services.snapshot_create(
-            project=project, created_by=launched_by, name="loop", enqueue=False
+            project=project,
+            created_by=launched_by,
+            name="loop",
+            config=snapshot_config,
+            enqueue=False,
         )
     snapshot = services.snapshot_build(snapshot_id=snapshot.pk)
     train_rows = (snapshot.row_counts or {}).get("preference", {}).get("train", 0)
@@ -134,6 +177,8 @@ def loop_run(
             "the snapshot has no preference pairs: label some pairwise tasks first",
             code="snapshot_has_no_rows",
         )
+    if pin_test_prompts:
+        _pin_test_prompts(project, snapshot, pin_test_prompts, say)
 
     reward_config = dict(size["reward"])
     if tiny:

@@ -9,6 +9,8 @@ urlpatterns = [
     path("projects/<int:project_id>/propose/", pages.ProposalStartPage.as_view(), name="propose"),
     path("projects/<int:project_id>/audit/", pages.audit_log_page, name="audit"),
     path("projects/<int:project_id>/leaderboard/", pages.leaderboard_page, name="leaderboard"),
+    path("projects/<int:project_id>/rounds/", pages.rounds_page, name="rounds"),
     path("<int:version_id>/", pages.version_page, name="version"),
+    path("<int:version_id>/report/", pages.round_report_page, name="report"),
     path("<int:version_id>/review/", pages.decision_page, name="decide"),
 ]

@@ -21,10 +21,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from annotation.access import access_project
 from annotation.roles import Capability, role_can
 from config.errors import DomainError
-from models_registry import proposals, review_selectors, selectors, services
+from models_registry import proposals, review_selectors, round_report, selectors, services
 from models_registry.access import access_model_version
 from models_registry.forms import AuditFilterForm, ProposalStartForm
-from models_registry.models import LoopRound
+from models_registry.models import LoopRound, RoundKind, VersionState
 
 
 @login_required
@@ -181,5 +181,44 @@ def leaderboard_page(request, project_id: int):
             "standings": standings,
             "comparisons": sum(item["row"].comparisons for item in standings) // 2,
             "bootstrap_samples": review_selectors.LEADERBOARD_BOOTSTRAP,
+        },
+    )
+
+
+@login_required
+@require_GET
+def round_report_page(request, version_id: int):
+    """What the version's review rounds bought (``round_report.loop_round_report``)."""
+    version = access_model_version(request.user, version_id)
+    rounds = (
+        LoopRound.objects.filter(version=version, kind=RoundKind.REVIEW)
+        .select_related("project", "version__dataset_snapshot", "opponent")
+        .order_by("-id")
+    )
+    return render(
+        request,
+        "models_registry/round_report.html",
+        {
+            "project": version.project,
+            "version": version,
+            "reports": [round_report.loop_round_report(r) for r in rounds],
+        },
+    )
+
+
+@login_required
+@require_GET
+def rounds_page(request, project_id: int):
+    """Every review round of the project: its report as a table row, and a chart of the reward
+    model's held-out accuracy and the blind win rate against the labels spent."""
+    project = access_project(request.user, project_id, capability=Capability.DATA)
+    series = round_report.loop_round_series(project)
+    return render(
+        request,
+        "models_registry/rounds.html",
+        {
+            "project": project,
+            "series": series,
+            "chart_json": json.dumps(round_report.loop_round_chart(series)),
         },
     )

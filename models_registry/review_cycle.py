@@ -394,14 +394,54 @@ def _evaluation_record(evaluation) -> dict:
     return out
 
 
+def _reward_accuracy(candidate: ModelVersion, reward_version: ModelVersion | None) -> dict | None:
+    """Held-out pairwise accuracy of the round's reward model ("after") and of the reward model
+    before it ("before": the newest earlier reward version that is not rejected or archived) on
+    the SAME pairs: the test split of the snapshot the candidate trained on, which neither the
+    round's reward model nor the candidate saw. None without a reward model or test pairs."""
+    from rlhf.training.evaluation import evaluate_reward
+
+    snapshot = candidate.dataset_snapshot
+    if reward_version is None or snapshot is None or not snapshot.export_path:
+        return None
+    test_file = Path(snapshot.export_path) / "preference" / "test.jsonl"
+    if not test_file.is_file() or test_file.stat().st_size == 0:
+        return None
+    before = (
+        ModelVersion.objects.filter(
+            project_id=candidate.project_id, kind=VersionKind.REWARD, pk__lt=reward_version.pk
+        )
+        .exclude(state__in=[VersionState.REJECTED, VersionState.ARCHIVED])
+        .order_by("-id")
+        .first()
+    )
+    out: dict = {"snapshot": snapshot.pk, "split": "test"}
+    for key, version in (("after", reward_version), ("before", before)):
+        if version is None:
+            out[key] = None
+            continue
+        result = evaluate_reward(_folder(version), test_file)
+        out["pairs"] = result["pairs"]
+        out[key] = {
+            "version": version.pk,
+            "label": version.label,
+            "accuracy": round(result["accuracy"], 6),
+            "accuracy_ci95": [round(x, 6) for x in result["accuracy_ci95"]],
+        }
+    return out
+
+
 def loop_round_evaluate(*, round_id: int) -> LoopRound:
     """Reward, KL to the parent and lengths of both versions on the round's prompts (worker;
     idempotent). The same generation settings and seeds as the review tasks, so on the
-    transformers backend the evaluated answers are the ones reviewers see."""
+    transformers backend the evaluated answers are the ones reviewers see. Also the reward
+    model's held-out accuracy before and after the round (``_reward_accuracy``)."""
     from rlhf.training.generation import GenerationConfig
     from rlhf.training.policy_eval import evaluate_policy_folder
 
-    loop_round = LoopRound.objects.select_related("project", "version", "opponent").get(pk=round_id)
+    loop_round = LoopRound.objects.select_related(
+        "project", "version__dataset_snapshot", "opponent"
+    ).get(pk=round_id)
     if loop_round.kind != RoundKind.REVIEW or loop_round.evaluation:
         return loop_round
     candidate, champion = loop_round.version, loop_round.opponent
@@ -434,6 +474,7 @@ def loop_round_evaluate(*, round_id: int) -> LoopRound:
                 **_evaluation_record(evaluation),
                 "shown_lengths": _text_lengths(shown[version.pk]),
             }
+        reward_accuracy = _reward_accuracy(candidate, reward_version)
     except Exception as exc:
         logger.exception("evaluation of loop round %s failed", round_id)
         LoopRound.objects.filter(pk=round_id).update(
@@ -445,6 +486,7 @@ def loop_round_evaluate(*, round_id: int) -> LoopRound:
             {"id": reward_version.pk, "label": reward_version.label} if reward_version else None
         ),
         "kl_reference": "each version's parent",
+        "reward_accuracy": reward_accuracy,
         **results,
     }
     with transaction.atomic():

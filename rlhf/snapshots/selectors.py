@@ -59,6 +59,30 @@ def snapshot_exports(*, snapshot: DatasetSnapshot) -> list[dict]:
     return out
 
 
+def snapshot_split_prompts(
+    *, snapshot: DatasetSnapshot, split: str = "test", shape: str = "preference"
+) -> list[list[dict]]:
+    """The distinct conversations (prompts) of one split of the snapshot's canonical export,
+    in file order. A split the export does not hold gives none."""
+    if not snapshot.export_path:
+        return []
+    path = Path(snapshot.export_path) / shape / f"{split}.jsonl"
+    if not path.is_file():
+        return []
+    seen: set[str] = set()
+    prompts = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            prompt = json.loads(line)["prompt"]
+            key = json.dumps(prompt, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                prompts.append(prompt)
+    return prompts
+
+
 def snapshot_flag_policy(*, project) -> dict:
     """The flag policy a new snapshot of ``project`` is built with, unless its request names
     one: the project's ``flags`` setting (``annotation.services.project_flag_policy``, edited

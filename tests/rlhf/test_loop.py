@@ -14,13 +14,15 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
-from annotation.models import Task, TaskItem
+from annotation.models import Prompt, Task, TaskItem
 from annotation.opaque import item_ref, task_ref
 from annotation.roles import Role
-from models_registry import review_cycle, review_settings, selectors
+from models_registry import review_cycle, review_settings, round_report, selectors
+from models_registry.loop import loop_run
 from models_registry.models import AuditEvent, LoopRound, RoundKind, RoundStatus
 from models_registry.run_versions import run_versions_of, training_run_candidate
 from rlhf.models import TrainingRun
+from rlhf.snapshots.selectors import snapshot_split_prompts
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +110,14 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     assert review.evaluation["reward_model"]["id"] == training_run_candidate(run=runs["reward"]).pk
     assert review.evaluation["candidate"]["kl_to_parent"] is not None
     assert f"/models/{candidate.pk}/review/" in out.getvalue()
+    # and the command printed what the round bought: every label of the snapshot spent
+    report = round_report.loop_round_report(review)
+    snapshot = runs["dpo"].dataset_snapshot
+    assert report["labels_total"] == report["labels_spent"] == snapshot.label_count == 40
+    assert report["kl_to_parent"] == round(review.evaluation["candidate"]["kl_to_parent"], 4)
+    assert report["win_rate"] is None
+    assert "\n".join(round_report.loop_round_lines(report)) in out.getvalue()
+    assert f"/models/{candidate.pk}/report/" in out.getvalue()
 
     # when an annotator labels the four review tasks, preferring the candidate every time
     client = APIClient()
@@ -127,6 +137,9 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     # and the candidate's win rate against the champion is 4/4
     summary = selectors.review_summary(candidate=candidate)
     assert (summary.labels, summary.win_rate.wins, summary.win_rate.win_rate) == (4, 4, 1.0)
+    # and the round's report carries it
+    report = round_report.loop_round_report(review)
+    assert (report["reviews"], report["win_rate"]) == (4, 1.0)
 
     # when the reviewer approves on the decision page with a rationale
     page = Client()
@@ -155,3 +168,35 @@ def test_one_whole_round_of_the_loop(loop_settings, small_project, engineer, mak
     assert Task.objects.filter(pk__in=prepared.task_ids, status="open").count() == len(
         prepared.task_ids
     )
+
+
+def test_a_round_can_be_judged_on_its_snapshots_test_prompts(
+    loop_settings, small_project, engineer
+):
+    # given 40 labelled pairs and no pinned prompt, no fresh prompt per review
+    project = small_project
+    review_settings.review_settings_update(project=project, review_fresh_prompts=0)
+    project.refresh_from_db()
+
+    # when a round runs with a third of the prompts held out and 3 of them pinned
+    outcome = loop_run(
+        project=project,
+        launched_by=engineer,
+        tiny=True,
+        say=lambda _line: None,
+        snapshot_config={"split": {"test": 0.3}},
+        pin_test_prompts=3,
+    )
+
+    # then the review round asked exactly 3 prompts of the snapshot's test split
+    test_prompts = snapshot_split_prompts(snapshot=outcome.snapshot, split="test")
+    review = outcome.review_round
+    assert review.fresh_prompt_ids == []
+    asked = [Prompt.objects.get(pk=i).messages for i in review.eval_prompt_ids]
+    assert asked == test_prompts[:3]
+    # and the reward model's accuracy was measured on every test pair of that snapshot
+    test_pairs = outcome.snapshot.row_counts["preference"]["test"]
+    assert test_pairs >= 3
+    accuracy = review.evaluation["reward_accuracy"]
+    assert (accuracy["pairs"], accuracy["before"]) == (test_pairs, None)
+    assert accuracy["after"]["version"] == training_run_candidate(run=outcome.reward_run).pk
