@@ -24,7 +24,7 @@ from config.errors import DomainError
 from models_registry import proposals, review_selectors, round_report, selectors, services
 from models_registry.access import access_model_version
 from models_registry.forms import AuditFilterForm, ProposalStartForm
-from models_registry.models import LoopRound, RoundKind, VersionState
+from models_registry.models import LoopRound, RoundKind
 
 
 @login_required
