@@ -204,6 +204,7 @@ SPECTACULAR_SETTINGS = {
         "GenerationJobStatusEnum": "models_registry.models.JobStatus",
         "RunStatusEnum": "rlhf.models.RunStatus",
         "ProjectRoleEnum": "annotation.roles.ROLE_VALUES",
+        "ProposalKindEnum": "annotation.models.ProposalKind",
     },
 }
 

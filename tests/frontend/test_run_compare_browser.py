@@ -78,7 +78,8 @@ def test_runs_list_pick_two_then_compare_shows_both_curves_and_the_differing_fie
         "() => Chart.getChart(document.querySelector('[data-metric=loss]'))"
         ".data.datasets.map(d => [d.label, d.data.length])"
     )
-    assert sorted(labels) == [[f"#{runs[0].pk} fast", 20], [f"#{runs[1].pk} slow", 20]]
+    # (sorted on both sides: as text, "#100 slow" sorts before "#99 fast")
+    assert sorted(labels) == sorted([[f"#{runs[0].pk} fast", 20], [f"#{runs[1].pk} slow", 20]])
     differing = page.locator("[data-testid=config-row-learning_rate]")
     expect(differing).to_have_class("differs")
     expect(differing).to_have_attribute("data-differs", "true")

@@ -133,6 +133,7 @@ def test_a_method_that_names_nothing_it_loaded_still_records_the_model_it_trains
         model=model,
         train=lambda resume_from_checkpoint=None: None,
         state=SimpleNamespace(global_step=0),
+        add_callback=lambda callback: None,
         remove_callback=lambda callback: None,
     )
     ctx = hf.RunContext(
