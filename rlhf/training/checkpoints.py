@@ -157,9 +157,28 @@ def latest_valid(
     return None, refused
 
 
-def prune(checkpoints_dir: Path, keep: int) -> None:
+# A checkpoint past the newest ``keep`` is removed only once it is this old. Under a worker,
+# the child announces each checkpoint and the worker hard-links it before recording it
+# (rlhf.runs.execution, polling every 0.2 s, slower on a loaded machine); a fast child (a
+# small model: several checkpoints a second) pruned checkpoints before the worker could keep
+# them, and the run was left with none to resume from. Large models take longer than this to
+# write one checkpoint, so the grace costs them at most one more on disk for a while.
+PRUNE_GRACE_S = 30.0
+
+
+def prune(
+    checkpoints_dir: Path, keep: int, *, grace_s: float = PRUNE_GRACE_S, now: float | None = None
+) -> None:
+    """Remove committed checkpoints past the newest ``keep`` that were written more than
+    ``grace_s`` seconds ago (by their manifest's modification time)."""
+    now = time.time() if now is None else now
     for path in candidates(checkpoints_dir)[keep:]:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            written = (path / MANIFEST).stat().st_mtime
+        except FileNotFoundError:
+            written = 0.0  # no manifest: not a checkpoint anyone can resume
+        if now - written >= grace_s:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def sweep_staging(root: Path) -> None:

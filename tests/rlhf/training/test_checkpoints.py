@@ -1,5 +1,7 @@
 """Atomic checkpoints: manifest, verification, fallback, trust, sweeping."""
 
+import time
+
 from rlhf.training import checkpoints
 
 
@@ -50,11 +52,27 @@ def test_files_not_in_the_manifest_make_a_checkpoint_invalid(tmp_path):
     assert reason.startswith("unlisted files")
 
 
+def test_prune_leaves_a_checkpoint_past_keep_until_its_grace_has_passed(tmp_path):
+    # given three checkpoints just written (a fast child: the worker has not linked them yet)
+    for step in (1, 2, 3):
+        make_checkpoint(tmp_path, step)
+    folder = tmp_path / "checkpoints"
+    names = sorted(p.name for p in folder.iterdir())
+
+    # when the child prunes to 2 within the grace
+    checkpoints.prune(folder, keep=2, grace_s=30)
+
+    # then none is removed yet; once the grace has passed, the oldest goes
+    assert sorted(p.name for p in folder.iterdir()) == names
+    checkpoints.prune(folder, keep=2, grace_s=30, now=time.time() + 31)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000002", "step-00000003"]
+
+
 def test_prune_keeps_the_newest_and_sweep_removes_unfinished_writes(tmp_path):
     for step in (1, 2, 3):
         make_checkpoint(tmp_path, step)
     (tmp_path / "checkpoints" / ".staging-4").mkdir()
-    checkpoints.prune(tmp_path / "checkpoints", keep=2)
+    checkpoints.prune(tmp_path / "checkpoints", keep=2, grace_s=0)
     checkpoints.sweep_staging(tmp_path / "checkpoints")
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "step-00000002",
