@@ -201,7 +201,8 @@ def test_ddp_over_two_cpu_processes_matches_one_process_and_resumes_after_a_sigk
     assert outcome == {"value": "requeued"}
     resume_step = max(c["global_step"] for c in TrainingRun.objects.get(pk=ddp.pk).checkpoints)
     # and its next attempt runs
-    assert training_run_execute(run_id=ddp.pk, attempt=2) == "succeeded"
+    outcome_two = training_run_execute(run_id=ddp.pk, attempt=2)
+    assert outcome_two == "succeeded", TrainingRun.objects.get(pk=ddp.pk).log_tail[-3000:]
 
     # then it resumed, trained on 2 processes, and its loss follows the one-process run's
     ddp.refresh_from_db()
