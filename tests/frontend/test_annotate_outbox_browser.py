@@ -156,6 +156,64 @@ def test_a_refused_label_is_fixed_by_reopening_its_task_and_labelling_it_again(
     assert page_errors(page) == []
 
 
+def test_reopening_a_refused_task_while_the_next_claim_is_on_its_way_keeps_the_task_on_screen_next(
+    page, login, pairwise_project
+):
+    # (a full-suite CI run once failed the test above this way: the claim that the refused
+    # label's settling sent came back after the re-open and overwrote the task waiting next)
+    project, annotator, tasks = pairwise_project
+    url = f"**/api/tasks/{task_ref(tasks[0].pk)}/labels/"
+    claims_url = f"**/api/projects/{project.pk}/tasks/next/"
+    held = []
+    hold = []
+
+    def hold_claims(route):
+        if hold:
+            held.append(route)  # answered by the test, after the re-open
+        else:
+            route.continue_()
+
+    open_page(page, login, project)
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[0].pk)}']")
+    page.route(claims_url, hold_claims)
+    # given the first label is refused, and the claim that follows is slow to come back
+    page.route(
+        url,
+        lambda route: route.fulfill(
+            status=400,
+            content_type="application/json",
+            body='{"error": "invalid", "detail": "choose a side"}',
+        ),
+    )
+    expect(page.locator("[data-testid=outbox-status]")).to_be_attached()
+    hold.append(True)
+    label_by_keyboard(page, tasks[0])
+    item = page.locator("[data-testid=attention-item]")
+    expect(item).to_contain_text("choose a side")
+    page.unroute(url)
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[1].pk)}']")
+    deadline = time.monotonic() + 15
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the page sent no claim after the refused label"
+
+    # when the annotator re-opens the refused task before that claim answers
+    item.locator("[data-testid=attention-reopen]").click()
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[0].pk)}']")
+    hold.clear()
+    for route in held:
+        route.continue_()
+    page.wait_for_timeout(300)  # the claim's answer reaches the page
+    label_by_keyboard(page, tasks[0], choice_key="2")
+
+    # then the task that was on screen still comes back next, and the label is stored
+    page.wait_for_selector(f"[data-testid=task][data-task-id='{task_ref(tasks[1].pk)}']")
+    expect(pending(page)).to_have_attribute("data-pending", "0")
+    label = Label.objects.get(annotator=annotator)
+    assert (label.task_id, label.payload["chosen_side"]) == (tasks[0].pk, "right")
+    assert page_errors(page) == []
+
+
 def test_a_label_whose_request_hangs_is_retried_while_the_others_are_sent(
     page, login, pairwise_project
 ):

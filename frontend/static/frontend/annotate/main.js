@@ -165,7 +165,7 @@ function start(root) {
       return;
     }
     if (preloaded && preloaded.task_id === item.taskId) preloaded = null;
-    if (current && current.task_id !== item.taskId && !preloaded) preloaded = current;
+    if (current && current.task_id !== item.taskId && !preloaded) keepAsNext(current);
     current = result.data;
     render();
     // The keys belong to the task again: Enter on the still-focused Re-open would re-open it.
@@ -223,15 +223,30 @@ function start(root) {
     return Promise.race([promise, later]).finally(() => clearTimeout(timer));
   }
 
+  // A task put back as the next one (re-opening a refused label, an undo) wins over a preload
+  // still on its way: that claim's answer is dropped (its lease, if any, is held, and the
+  // server hands held tasks back first).
+  let nextEpoch = 0;
+  function keepAsNext(task) {
+    nextEpoch += 1;
+    preloaded = task;
+  }
+
   // Set at once, so that an answer given while labels are still on their way waits for this
   // preload instead of sending a claim of its own that the lease cap would refuse.
   function preload(labelsSent = null) {
     if (!current || preloaded || preloading) return preloading;
     preloadRefused = false;
+    const epoch = nextEpoch;
     preloading = (labelsSent ? settledOrLater(labelsSent, LABEL_WAIT_MS) : Promise.resolve())
       .then(() => claim([...(current ? [current.task_id] : []), ...pendingTaskIds()]))
-      .then((task) => { preloaded = task; setClaimTrouble(null); })
+      .then((task) => {
+        if (epoch !== nextEpoch) return;
+        preloaded = task;
+        setClaimTrouble(null);
+      })
       .catch((error) => {
+        if (epoch !== nextEpoch) return;
         preloaded = null;
         preloadRefused = error.code === "too_many_leases";
       })
@@ -472,7 +487,7 @@ function start(root) {
       }
       forgetUndo();
       if (what === "label") doneBox.textContent = String(Math.max(0, Number(doneBox.textContent || 0) - 1));
-      if (current && current.task_id !== taskId) preloaded = current;
+      if (current && current.task_id !== taskId) keepAsNext(current);
       current = result.data;
       render();
       if (document.activeElement) document.activeElement.blur();
