@@ -8,6 +8,8 @@ Order of checks, the same on every route: the API key (``Authorization: Bearer t
 OpenAI clients send it, or ``Token tdm_...``; 401), its scope (``serve`` or ``admin``; 403),
 the project gate (``access_project``: 404 for a project the key's owner is not in), the
 key's rate limit (429 with ``Retry-After``), and only then the body (400 naming the field).
+The rate limit is counted again, exactly, when the usage record is written (under the key's
+row lock, ``served_response_start``): requests in flight together cannot pass it all at once.
 A session is not enough (403): a browser's cookies must not call the gateway.
 
 The upstream client is httpx's async client, streaming: a chunk is forwarded as the engine
@@ -181,7 +183,7 @@ async def chat_completions(request, project_id: int):
         return JsonResponse({"error": "method_not_allowed", "detail": "POST only."}, status=405)
     started = time.perf_counter()
     try:
-        token, project, _settings = await sync_to_async(_gate)(
+        token, project, serve_settings = await sync_to_async(_gate)(
             request, project_id, "gateway-chat-completions", rate_limited=True
         )
         body, model, messages, stream = _chat_body(request)
@@ -190,10 +192,15 @@ async def chat_completions(request, project_id: int):
         attempts = 0
         while True:
             route = await sync_to_async(_route)(project, model, tried)
-            served = await sync_to_async(services.served_response_start)(
-                project=project, token=token, user=token.user, route=route,
-                requested_model=model, messages=messages, streamed=stream,
-            )  # fmt: skip
+            try:
+                served = await sync_to_async(services.served_response_start)(
+                    project=project, token=token, user=token.user, route=route,
+                    requested_model=model, messages=messages, streamed=stream,
+                    # the first try counts against the key's limit; a re-route does not
+                    rate_limit=serve_settings.requests_per_minute if attempts == 0 else None,
+                )  # fmt: skip
+            except services.RateLimited as exc:
+                raise GatewayError(429, exc.code, exc.message, **exc.extra) from None
             upstream = {**body, "model": route.engine.upstream_model}
             if stream:
                 upstream["stream_options"] = {"include_usage": True}

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.services.hashing import prompt_messages_hash
-from config.errors import NotFound, ValidationFailed
+from config.errors import DomainError, NotFound, ValidationFailed
 from models_registry.models import ModelVersion, VersionKind
 from models_registry.serving.models import (
     CanaryMode,
@@ -114,12 +114,43 @@ def serving_settings_update(
 # ----------------------------------------------------------------------------- usage
 
 
+class RateLimited(DomainError):
+    """The key made its ``requests_per_minute`` in the last minute; ``retry_after`` seconds."""
+
+    http_status = 429
+    code = "rate_limited"
+
+
 def served_response_start(
     *, project, token, user, route, requested_model: str, messages: list[dict], streamed: bool,
-    shadow_of: ServedResponse | None = None,
+    shadow_of: ServedResponse | None = None, rate_limit: int | None = None,
 ) -> ServedResponse:  # fmt: skip
     """The usage record, written before the upstream call (``in_flight``: the supervisor
-    does not stop an engine while it has any)."""
+    does not stop an engine while it has any).
+
+    With ``rate_limit`` (requests a minute), the key's recent records are counted and this one
+    written under the key's row lock, so requests in flight together cannot all pass a count
+    that none of them is in yet: RateLimited past the limit."""
+    from models_registry.serving.selectors import rate_limit_retry_after
+
+    with transaction.atomic():
+        if rate_limit is not None:
+            list(type(token).objects.select_for_update().filter(pk=token.pk).values_list("pk"))
+            retry = rate_limit_retry_after(token=token, limit=rate_limit)
+            if retry is not None:
+                raise RateLimited(
+                    f"This key may make {rate_limit} requests a minute.", retry_after=retry
+                )
+        return _served_response_create(
+            project=project, token=token, user=user, route=route,
+            requested_model=requested_model, messages=messages, streamed=streamed,
+            shadow_of=shadow_of,
+        )  # fmt: skip
+
+
+def _served_response_create(
+    *, project, token, user, route, requested_model, messages, streamed, shadow_of
+) -> ServedResponse:
     return ServedResponse.objects.create(
         response_id=f"chatcmpl-{uuid.uuid4().hex}", project=project, token=token, user=user,
         version=route.version if shadow_of is None else route.shadow.version,

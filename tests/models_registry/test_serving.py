@@ -244,6 +244,41 @@ def test_usage_records_and_the_per_key_rate_limit(project, key, champion, superv
     assert records[0].answer == ""
 
 
+def test_concurrent_requests_cannot_overshoot_the_rate_limit(
+    project, key, champion, supervised, monkeypatch
+):
+    # (before the fix all six passed the check: each counted the records of the others before
+    # any was written, so a key could go past its limit by its number of requests in flight)
+    from models_registry.serving import gateway
+
+    supervised(alias="champion")
+    wait_for(lambda: champion.pk in ready_version_ids(project))
+    serving_settings_update(project=project, requests_per_minute=2)
+    route = gateway._route
+
+    def slow_route(*args):
+        time.sleep(0.5)  # every request is past the key check before any is recorded
+        return route(*args)
+
+    monkeypatch.setattr(gateway, "_route", slow_route)
+    start = threading.Barrier(6)
+    statuses = []
+
+    def one():
+        client = Client()
+        start.wait()
+        statuses.append(chat(client, project, key).status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [200, 200, 429, 429, 429, 429]
+    assert ServedResponse.objects.count() == 2
+
+
 def test_an_alias_move_switches_engines_without_a_failed_request(
     project, key, champion, candidate, supervised, admin_user
 ):
