@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from annotation.models import Project, ProposalKind
+from annotation.models import Project, ProposalKind, ProposalStatus
 from models_registry.models import AuditAction, ModelVersion
 
 
@@ -33,6 +33,14 @@ class AuditFilterForm(forms.Form):
         if start and end and start > end:
             self.add_error("date_to", "The end date is before the start date.")
         return cleaned
+
+
+class ProposalFilterForm(forms.Form):
+    """The proposals list's filters; a value that does not parse is refused by name (400)."""
+
+    kind = forms.ChoiceField(choices=[("", "any"), *ProposalKind.choices], required=False)
+    status = forms.ChoiceField(choices=[("", "any"), *ProposalStatus.choices], required=False)
+    page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
 
 
 class ProposalStartForm(forms.Form):

@@ -23,7 +23,7 @@ from annotation.roles import Capability, role_can
 from config.errors import DomainError
 from models_registry import proposals, review_selectors, round_report, selectors, services
 from models_registry.access import access_model_version
-from models_registry.forms import AuditFilterForm, ProposalStartForm
+from models_registry.forms import AuditFilterForm, ProposalFilterForm, ProposalStartForm
 from models_registry.models import LoopRound, RoundKind
 
 
@@ -160,6 +160,25 @@ def audit_log_page(request, project_id: int):
     query.pop("page", None)
     context["filter_query"] = query.urlencode()
     return render(request, "models_registry/audit_log.html", context)
+
+
+@login_required
+@require_GET
+def proposal_list_page(request, project_id: int):
+    """Every proposal of the project, its source beside it, with its decision and who made it."""
+    project = access_project(request.user, project_id, capability=Capability.DATA)
+    form = ProposalFilterForm(request.GET)
+    context = {"project": project, "form": form, "proposals_page": None}
+    if not form.is_valid():
+        return render(request, "models_registry/proposals.html", context, status=400)
+    filters = form.cleaned_data
+    context["proposals_page"] = proposals.proposal_page(
+        project=project, kind=filters["kind"], status=filters["status"], page=filters["page"] or 1
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    context["filter_query"] = query.urlencode()
+    return render(request, "models_registry/proposals.html", context)
 
 
 @login_required

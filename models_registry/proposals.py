@@ -13,6 +13,9 @@ of an evaluation prompt would carry it into training under another id.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from django.core.paginator import Paginator
 from django.db.models import Count
 
 from annotation.models import (
@@ -141,6 +144,38 @@ def variant_source_ids(*, project: Project, limit: int) -> list[int]:
 
 def proposal_list(*, project: Project, limit: int = 200) -> list[Proposal]:
     return list(Proposal.objects.filter(project=project).order_by("-id")[:limit])
+
+
+PROPOSAL_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ProposalPage:
+    proposals: list[Proposal]
+    number: int
+    pages: int
+    total: int
+
+
+def proposal_page(
+    *, project: Project, kind: str = "", status: str = "", page: int = 1,
+    per_page: int = PROPOSAL_PAGE_SIZE,
+) -> ProposalPage:  # fmt: skip
+    """One page of the project's proposals, newest first, filtered on the server, with their
+    source texts and who decided them. A page past the last is the last page."""
+    rows = Proposal.objects.filter(project=project)
+    if kind:
+        rows = rows.filter(kind=kind)
+    if status:
+        rows = rows.filter(status=status)
+    rows = rows.select_related("source_prompt", "source_response", "decided_by").order_by("-id")
+    current = Paginator(rows, per_page).get_page(page)
+    return ProposalPage(
+        proposals=list(current.object_list),
+        number=current.number,
+        pages=current.paginator.num_pages,
+        total=current.paginator.count,
+    )
 
 
 def proposal_counts(*, project: Project) -> dict[str, dict[str, int]]:

@@ -243,3 +243,62 @@ def test_a_sample_that_repeats_its_source_is_not_proposed(project, champion, pro
     assert created == 1
     (proposal,) = Proposal.objects.all()
     assert (proposal.text, proposal.generation["seed"]) == ("What is the way to boil an egg?", 6)
+
+
+# ----------------------------------------------------------------------------- the list page
+
+
+def proposals_of(project, prompts):
+    return annotation_services.proposals_store(
+        project=project,
+        kind=ProposalKind.PROMPT_VARIANT,
+        model_name="policy@v2",
+        proposals=[
+            {
+                "prompt_id": prompts[0].pk,
+                "text": text,
+                "generation": {"seed": i, "temperature": 0.7},
+            }
+            for i, text in enumerate(["What is the way to boil an egg?", "Egg boiling: how?"])
+        ],
+    )
+
+
+def test_the_proposals_page_lists_each_proposal_beside_its_source_with_its_decision(
+    project, prompts, engineer, client
+):
+    from annotation.models import ProposalStatus
+
+    keep, drop = proposals_of(project, prompts)
+    Proposal.objects.filter(pk=drop.pk).update(status=ProposalStatus.REJECTED, decided_by=engineer)
+    client.force_login(engineer)
+    versions = client.get(reverse("models:list", args=[project.pk]))
+    assert reverse("models:proposals", args=[project.pk]) in versions.content.decode()
+
+    page = client.get(reverse("models:proposals", args=[project.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "How do I boil an egg?" in html  # the source
+    assert "What is the way to boil an egg?" in html
+    assert "Egg boiling: how?" in html
+    assert "T 0.7 · seed 0" in html
+    assert "2 proposals" in html
+
+    rejected = client.get(reverse("models:proposals", args=[project.pk]), {"status": "rejected"})
+    html = rejected.content.decode()
+    assert f'data-testid="proposal-{drop.pk}"' in html
+    assert f'data-testid="proposal-{keep.pk}"' not in html
+    assert engineer.get_username() in html
+
+
+def test_the_proposals_page_refuses_a_bad_filter_by_name_and_other_projects(
+    project, prompts, engineer, client, django_user_model
+):
+    client.force_login(engineer)
+    bad = client.get(reverse("models:proposals", args=[project.pk]), {"status": "maybe"})
+    assert bad.status_code == 400
+    assert "status:" in bad.content.decode()
+    huge = client.get(reverse("models:proposals", args=[project.pk]), {"page": "9" * 40})
+    assert huge.status_code == 400
+    client.force_login(django_user_model.objects.create_user("stranger", password="x-pass-123"))
+    assert client.get(reverse("models:proposals", args=[project.pk])).status_code == 404

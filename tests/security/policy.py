@@ -164,6 +164,8 @@ POLICY: dict[tuple[str, str], object] = {
     ("models:leaderboard", "get"): DATA,  # as the leaderboard API
     ("models:leaderboard", "post"): DATA,  # 405
     ("models:propose", "post"): TRAIN,
+    ("models:proposals", "get"): DATA,  # as the proposals API
+    ("models:proposals", "post"): DATA,  # 405
     ("models:rounds", "get"): DATA,  # every round's report and the chart
     ("models:rounds", "post"): DATA,  # 405
     ("models:report", "get"): DATA,  # a version's review rounds, as the decision evidence
