@@ -53,7 +53,7 @@ def review_queue(request, project_id: int):
 def _decision_payload(task, post) -> dict:
     """The form's decision as a client payload (``annotation.labels`` checks it in the
     service): pairwise outcome and strength, ranking tiers (the control's JSON), rubric
-    scores (one radio group per response and dimension)."""
+    scores (one radio group per response and dimension), the correction's final text."""
     if task.kind == TaskKind.PAIRWISE:
         payload = {"choice": post.get("choice", "")}
         if post.get("strength"):
@@ -87,6 +87,18 @@ def _decision_payload(task, post) -> dict:
                     )
                 row[dim["name"]] = int(raw)
         return {"scores": scores}
+    if task.kind == TaskKind.CORRECTION:
+        # A browser sends a textarea's line ends as CRLF (the HTML form encoding); the text
+        # the page showed had the original's "\n", so "no change" must still compare equal.
+        text = post.get("corrected_text", "").replace("\r\n", "\n")
+        payload = {"corrected_text": text}
+        if post.get("response_id"):
+            raw = post["response_id"]
+            if int64_problem(raw):
+                raise ValidationFailed("response_id is not a response of this task",
+                                       field="response_id")  # fmt: skip
+            payload["response_id"] = int(raw)
+        return payload
     raise DomainError("adjudicate this kind of task through the API", code="unsupported_kind")
 
 

@@ -12,7 +12,9 @@ of the snapshot first (``comparison_votes``, ``fit_pooled``), then decides each 
 ``gold_weighted`` the winning share of the gold-accuracy weight. A task's frozen adjudication
 decides it under every policy, with weight 1.0 (a reviewer's decision is not a vote). The
 weight is exported with each preference row, and the reward trainer weighs the pair's loss by
-it.
+it. An adjudicated correction task gives the adjudicator's final text (its SFT row and its
+pair over the original, none when the original needs no correction) instead of each label's
+rewrite.
 
 Ties and "both bad" stay what they are: a tie yields no pair and no KTO row, "both bad"
 yields two undesirable KTO rows and no pair. Corrections are not votes: each corrected
@@ -50,6 +52,8 @@ POLICIES = (KEEP_ALL, *POLICY_TABLE)
 # log-sigmoid, so a "strong" preference must be won by a wider reward gap).
 STRENGTH_MARGIN = {"slight": 0.25, "clear": 0.5, "strong": 1.0}
 FIRST, SECOND, TIE, BOTH_BAD = "first", "second", "tie", "both_bad"
+# The ``corrected_index`` key of an adjudicated correction's final text (no label has id 0).
+ADJUDICATED = 0
 OUTCOMES = (FIRST, SECOND, TIE, BOTH_BAD)
 
 
@@ -176,10 +180,11 @@ def aggregate_task(
     corrected_index: dict[int, int],
     pooled: dict[Comparison, Decision] | None = None,
 ) -> list[Unit]:
-    """The units of one task. ``corrected_index`` maps a correction label id to the index of
-    its corrected text in the task's texts (after the responses). Under a pooled policy,
+    """The units of one task. ``corrected_index`` maps a correction label id (``ADJUDICATED``
+    for an adjudicated task's final text) to the index of its corrected text in the task's
+    texts (after the responses). Under a pooled policy,
     ``pooled`` holds the fitted decisions (``fit_pooled``) of this task's comparisons."""
-    adjudication = labels[0].adjudication if labels[0].kind != "correction" else None
+    adjudication = labels[0].adjudication
     single = len(labels) == 1 and labels[0].kind == "pairwise"
     # A weighting policy may give the one label no weight: the general path decides those.
     if single and adjudication is None and config.policy in _VOTES:
@@ -196,6 +201,10 @@ def aggregate_task(
         return []
     kind = labels[0].kind
     if kind == "correction":
+        if adjudication is not None:
+            task_id = labels[0].task_id
+            return [_correction_adjudicated(task_id, kept, adjudication, response_ids,
+                                            corrected_index, stats)]  # fmt: skip
         return [_correction_unit(label, response_ids, corrected_index, stats) for label in kept]
     if kind == "rubric":
         if adjudication is not None:
@@ -372,12 +381,44 @@ def derive_kto(unit: Unit) -> None:
             unit.kto.append((index, False))
 
 
+def _correction_outcome(payload: dict) -> str:
+    return "correction:" + ("unchanged" if payload.get("unchanged") else "edited")
+
+
 def _correction_unit(label, response_ids, corrected_index, stats) -> Unit:
-    payload = label.payload
+    stats.outcomes[_correction_outcome(label.payload)] += 1
     unit = Unit(key=f"L{label.label_id}", label_ids=[label.label_id])
-    original = response_ids.index(payload["response_id"])
     corrected = corrected_index[label.label_id]
-    stats.outcomes["correction:" + ("unchanged" if payload.get("unchanged") else "edited")] += 1
+    return _correction_rows(unit, label.payload, response_ids, corrected, stats)
+
+
+def _correction_adjudicated(
+    task_id: int,
+    labels: list[LabelRecord],
+    adjudication: dict,
+    response_ids: list[int],
+    corrected_index: dict[int, int],
+    stats,
+) -> Unit:
+    """The adjudicator's final text as the task's only correction: its SFT row and its pair
+    (final over original; none when the original needs no correction), in place of each
+    label's rewrite. It counts as changed unless every label gave that same text."""
+    for label in labels:
+        stats.outcomes[_correction_outcome(label.payload)] += 1
+    unit = Unit(key=f"T{task_id}", label_ids=[label.label_id for label in labels])
+    stats.decisions["adjudicated_tasks"] += 1
+    decided = (adjudication.get("response_id"), adjudication.get("corrected_text"))
+    changed = not labels or any(
+        (label.payload.get("response_id"), label.payload.get("corrected_text")) != decided
+        for label in labels
+    )
+    stats.decisions["adjudication_changed"] += int(changed)
+    corrected = corrected_index[ADJUDICATED]
+    return _correction_rows(unit, adjudication, response_ids, corrected, stats)
+
+
+def _correction_rows(unit: Unit, payload: dict, response_ids, corrected: int, stats) -> Unit:
+    original = response_ids.index(payload["response_id"])
     if payload.get("unchanged"):
         unit.sft.append(original)
         unit.kto.append((original, True))

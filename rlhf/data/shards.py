@@ -15,7 +15,12 @@ import orjson
 import xxhash
 
 from annotation.quality.flag_policy import DROP, PERSONAL_DATA, SCRUB, TASK_DROPPING, UNSAFE
-from rlhf.data.aggregate import AggregationStats, aggregate_task, comparison_votes
+from rlhf.data.aggregate import (
+    ADJUDICATED,
+    AggregationStats,
+    aggregate_task,
+    comparison_votes,
+)
 from rlhf.data.cleaning import CleaningConfig, TextCleaner
 from rlhf.data.config import PipelineConfig
 from rlhf.data.export import PartWriter
@@ -252,11 +257,17 @@ def process_chunk(
         texts = [cleaner.clean(first.responses[rid]) for rid in response_ids]
         keys = [f"r{rid}" for rid in response_ids]
         corrected_index = {}
-        for label in labels:
-            if label.kind == "correction" and "corrected_text" in label.payload:
-                corrected_index[label.label_id] = len(texts)
-                texts.append(cleaner.clean(label.payload["corrected_text"]))
-                keys.append(f"c{label.label_id}")
+        if first.kind == "correction" and first.adjudication is not None:
+            # The adjudicator's final text stands for the task: the rewrites give no rows.
+            corrected_index[ADJUDICATED] = len(texts)
+            texts.append(cleaner.clean(first.adjudication["corrected_text"]))
+            keys.append(f"a{first.task_id}")
+        else:
+            for label in labels:
+                if label.kind == "correction" and "corrected_text" in label.payload:
+                    corrected_index[label.label_id] = len(texts)
+                    texts.append(cleaner.clean(label.payload["corrected_text"]))
+                    keys.append(f"c{label.label_id}")
         units = aggregate_task(
             labels,
             config=config.aggregation,

@@ -66,16 +66,21 @@ def connection_params() -> dict:
 
 
 def freeze_adjudications(*, project_id: int) -> dict[str, dict]:
-    """The project's adjudications of pairwise, ranking and rubric tasks as they stand now,
-    ``{str(task id): canonical payload, with the adjudicator's "flags" when any}``: a
-    snapshot records them when it freezes its labels, since an adjudication can be edited
-    later."""
+    """The project's adjudications of pairwise, ranking, rubric and correction tasks as they
+    stand now, ``{str(task id): canonical payload, with the adjudicator's "flags" when
+    any}``: a snapshot records them when it freezes its labels, since an adjudication can be
+    edited later."""
     return {
         # The adjudicator's flags ride along with the decision (``rlhf.data.flags``).
         str(task_id): {**payload, "flags": flags} if flags else payload
         for task_id, payload, flags in Adjudication.objects.filter(
             project_id=project_id,
-            task__kind__in=(TaskKind.PAIRWISE, TaskKind.RANKING, TaskKind.RUBRIC),
+            task__kind__in=(
+                TaskKind.PAIRWISE,
+                TaskKind.RANKING,
+                TaskKind.RUBRIC,
+                TaskKind.CORRECTION,
+            ),
         )
         .order_by("task_id")
         .values_list("task_id", "payload", "flags")

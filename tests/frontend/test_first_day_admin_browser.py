@@ -1,7 +1,7 @@
 """A project admin's first day, from the home page by clicking only: create a project, import
 tasks, change its settings, open the data explorer, send the disputed tasks to adjudication
-and adjudicate one of every kind that has a form (pairwise, ranking, rubric). axe runs on every
-page; no console error, no failed request."""
+and adjudicate one of every kind that has a form (pairwise, ranking, rubric, correction). axe
+runs on every page; no console error, no failed request."""
 
 import json
 
@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from annotation import services
+from annotation.labels import canonical_correction
 from annotation.models import Label, Project, Task, TaskStatus
 from annotation.quality.models import Adjudication
 from annotation.quality.services import quality_recompute
@@ -26,6 +27,8 @@ ROWS = [
                                                         "They are fish."], "kinds": ["ranking"]},
     {"prompt": "Rate the answers: where do otters sleep?",
      "responses": ["In dens, or afloat.", "Go look it up."], "kinds": ["rubric"]},
+    {"prompt": "How long do otters live?", "responses": ["Otters live for about 10 years."],
+     "kinds": ["correction"]},
 ]  # fmt: skip
 
 
@@ -53,6 +56,13 @@ def _two_annotators_disagree(project):
             payloads = ({"outcome": "A"}, {"outcome": "B"})
         elif task.kind == "ranking":
             payloads = ({"ranking": [[i] for i in ids]}, {"ranking": [[i] for i in ids[::-1]]})
+        elif task.kind == "correction":
+            original = task.items.get().response.text
+            payloads = tuple(
+                canonical_correction({"corrected_text": text}, item_ids=ids,
+                                     texts={ids[0]: original})
+                for text in ("Otters live 10 to 15 years.", "Otters live 8 years in the wild.")
+            )  # fmt: skip
         else:
             payloads = tuple(
                 {"scores": {str(i): {"helpfulness": s, "harmlessness": s, "honesty": s}
@@ -71,6 +81,13 @@ def _decide(page, kind: str) -> None:
     elif kind == "rubric":
         for row in form.locator("tr.rubric-row").all():
             row.locator("input[type=radio]").last.check()
+    elif kind == "correction":
+        # each rewrite comes with its diff; the reviewer finds the original needs no correction
+        expect(form.get_by_test_id("rewrite-diff").locator("ins").first).to_be_visible()
+        form.get_by_test_id("pick-original").check()
+        expect(form.get_by_test_id("correction-final")).to_have_value(
+            "Otters live for about 10 years."
+        )
     else:
         expect(form.locator("[data-testid=rank-item]")).to_have_count(3)
     form.locator("textarea[name=reason]").fill(f"The {kind} decision, read against the guide.")
@@ -99,6 +116,7 @@ def test_an_admin_creates_imports_sets_explores_and_adjudicates_every_kind(page,
     expect(page.get_by_test_id("upload-status")).to_contain_text("Imported otters.jsonl")
     walk.check("the manage page after an import")
     assert sorted(Task.objects.filter(project=project).values_list("kind", flat=True)) == [
+        "correction",
         "pairwise",
         "ranking",
         "rubric",
@@ -125,12 +143,12 @@ def test_an_admin_creates_imports_sets_explores_and_adjudicates_every_kind(page,
         "[data-testid=explorer-table] tbody tr",
     )
     table = page.get_by_test_id("explorer-table")
-    expect(table.locator("tbody tr")).to_have_count(3)
+    expect(table.locator("tbody tr")).to_have_count(4)
     for box in table.locator("tbody tr input[type=checkbox]").all():
         box.check()
-    expect(page.get_by_test_id("selected-count")).to_have_text("3 selected")
+    expect(page.get_by_test_id("selected-count")).to_have_text("4 selected")
     page.click("[data-action=send_to_adjudication]")
-    expect(page.get_by_test_id("explorer-status")).to_contain_text("3 changed")
+    expect(page.get_by_test_id("explorer-status")).to_contain_text("4 changed")
     walk.check("the explorer after a bulk action")
     # a task opens with its labels and history
     table.locator("tbody tr td:nth-child(2)").first.click()
@@ -160,12 +178,13 @@ def test_an_admin_creates_imports_sets_explores_and_adjudicates_every_kind(page,
             "[data-testid=review-queue]",
         )
         decided.append(kind)
-    assert sorted(decided) == ["pairwise", "ranking", "rubric"]
+    assert sorted(decided) == ["correction", "pairwise", "ranking", "rubric"]
     expect(page.get_by_test_id("review-queue")).to_contain_text("Nothing to review.")
     adjudications = {a.task.kind: a.payload for a in Adjudication.objects.select_related("task")}
     assert adjudications["pairwise"]["outcome"] == "A"
     assert len(adjudications["ranking"]["ranking"]) == 3
     assert len(adjudications["rubric"]["scores"]) == 2
+    assert adjudications["correction"]["unchanged"] is True
 
     # (the quality worker computes the report) Home → Quality: charts and the annotators
     quality_recompute(project_id=project.pk)

@@ -1,13 +1,16 @@
 """The adjudication form in Chromium: a ranking is ordered with the annotator's control (keys
-and drag), a rubric task is scored per dimension, and each decision is stored as the snapshot
-path reads it (``Adjudication.payload`` in canonical form)."""
+and drag), a rubric task is scored per dimension, a correction's final text is picked from the
+rewrites (each with its diff against the original) and edited, and each decision is stored as
+the snapshot path reads it (``Adjudication.payload`` in canonical form)."""
 
 import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from annotation import services
-from annotation.models import Label, Task, TaskStatus
+from annotation.explorer.services import tasks_bulk_apply
+from annotation.labels import canonical_correction
+from annotation.models import Label, Project, Task, TaskStatus
 from annotation.opaque import item_ref
 from annotation.quality.models import Adjudication
 from annotation.roles import Role
@@ -143,4 +146,63 @@ def test_a_rubric_task_is_adjudicated_one_score_per_dimension(page, login):
     page.wait_for_url(f"**/projects/{project.pk}/review/")
     adjudication = Adjudication.objects.get(task=task)
     assert adjudication.payload["scores"] == {str(k): v for k, v in decided.items()}
+    assert page_errors(page) == []
+
+
+def rewrite(original: str, text: str):
+    """A correction label's payload of ``original`` rewritten as ``text`` (canonical form)."""
+    return lambda ids: canonical_correction(
+        {"corrected_text": text}, item_ids=ids, texts={ids[0]: original}
+    )
+
+
+def test_a_correction_is_opened_from_the_queue_and_decided_with_keys_and_an_edit(page, login):
+    # given a correction task two annotators rewrote differently, sent to adjudication
+    original = "The capitol of France is Paris."
+    project, task, _ = disputed_task(
+        "correction", [original],
+        [rewrite(original, "The capital of France is Paris."),
+         rewrite(original, "Paris is the capital of France.")],
+    )  # fmt: skip
+    owner = Project.objects.get(pk=project.pk).created_by
+    tasks_bulk_apply(project=project, by=owner, action="send_to_adjudication", task_ids=[task.pk])
+
+    # when the reviewer opens it from the review queue by clicking
+    login("rev", "rev-pass-123")
+    page.goto(f"/projects/{project.pk}/review/")
+    page.locator("[data-testid=review-queue] a:has-text('Review')").click()
+    page.wait_for_url(f"**/tasks/{task.pk}/review/")
+
+    # then each rewrite is shown with its diff against the original
+    diffs = page.get_by_test_id("rewrite-diff")
+    expect(diffs).to_have_count(2)
+    expect(diffs.nth(0).locator("del")).to_have_text("capitol")
+    expect(diffs.nth(0).locator("ins")).to_have_text("capital")
+    editor = page.get_by_test_id("correction-final")
+    final_diff = page.get_by_test_id("final-diff")
+
+    # when, with a choice focused, 2 picks the second rewrite and 0 the original
+    page.get_by_test_id("pick-rewrite").first.focus()
+    page.keyboard.press("2")
+    expect(editor).to_have_value("Paris is the capital of France.")
+    page.keyboard.press("0")
+    expect(editor).to_have_value(original)
+    expect(final_diff.locator("ins, del")).to_have_count(0)
+    # and 1 picks the first rewrite, which the reviewer then edits
+    page.keyboard.press("1")
+    expect(editor).to_have_value("The capital of France is Paris.")
+    expect(page.locator("input[name=start]:checked")).to_have_value("1")
+    editor.press("End")
+    editor.type(" It lies on the Seine.")
+    expect(page.locator("input[name=start]:checked")).to_have_count(0)
+    expect(final_diff.locator("ins")).to_contain_text(["capital", "Seine."])
+    page.fill("textarea[name=reason]", "The first fixes the spelling; the river helps.")
+    editor.press("Control+Enter")
+
+    # then the reviewer's text is stored as the correction and the queue no longer lists it
+    page.wait_for_url(f"**/projects/{project.pk}/review/")
+    expect(page.get_by_test_id("review-queue")).to_contain_text("Nothing to review.")
+    decided = Adjudication.objects.get(task=task).payload
+    assert decided["corrected_text"] == "The capital of France is Paris. It lies on the Seine."
+    assert decided["unchanged"] is False
     assert page_errors(page) == []

@@ -8,7 +8,7 @@ from django.utils import timezone
 from annotation.labels import clean_flags
 from annotation.models import Task
 from annotation.quality.models import Adjudication, GoldTask
-from annotation.quality.services.gold import _expected_payload
+from annotation.quality.services.gold import task_answer_canonical
 from annotation.services.project_settings import project_allowed_flags
 from config.errors import Conflict, ValidationFailed
 
@@ -20,6 +20,10 @@ def adjudication_decide(
     *, task: Task, reviewer, payload: dict, reason: str, flags: list | None = None
 ) -> Adjudication:
     """Record a reviewer's final decision on ``task``; its labels can no longer be edited.
+
+    ``payload``: the answer as an annotator sends it, checked by the same rule as labels; for
+    a correction task, the final text (``corrected_text``): one annotator's rewrite, the
+    reviewer's own, or the original itself when it needs no correction (``unchanged``).
 
     ``flags``: the content flags the reviewer found (among the project's allowed ones): they
     count as the truth annotators' flags are scored against, and snapshots apply them as
@@ -37,7 +41,7 @@ def adjudication_decide(
     labels = list(task.labels.values_list("id", "version"))
     if not labels:
         raise Conflict("this task has no labels to adjudicate", code="no_labels")
-    decision = _expected_payload(task, payload)
+    decision = task_answer_canonical(task, payload)
     if flags is not None:
         flags = clean_flags(flags)
         allowed = project_allowed_flags(task.project)

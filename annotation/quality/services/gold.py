@@ -19,9 +19,9 @@ from config.errors import Conflict, ValidationFailed
 GOLD_REQUIRED_LABELS = 32_767
 
 
-def _expected_payload(task: Task, payload: dict) -> dict:
-    if task.kind == TaskKind.CORRECTION:
-        raise ValidationFailed("correction tasks have no single right answer to check against")
+def task_answer_canonical(task: Task, payload: dict) -> dict:
+    """An answer to ``task`` given as a client sends it (a gold answer, an adjudication), in
+    canonical form: the same rule as labels (``annotation.labels.canonical_payload``)."""
     items = list(
         task.items.select_related("response")
         .order_by("position")
@@ -35,6 +35,12 @@ def _expected_payload(task: Task, payload: dict) -> dict:
         rubric=task.project.rubric,
         texts=dict(items),
     )
+
+
+def _expected_payload(task: Task, payload: dict) -> dict:
+    if task.kind == TaskKind.CORRECTION:
+        raise ValidationFailed("correction tasks have no single right answer to check against")
+    return task_answer_canonical(task, payload)
 
 
 @transaction.atomic

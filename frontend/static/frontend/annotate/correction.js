@@ -32,7 +32,7 @@ export function keys() {}
 
 function tokens(text) { return text.match(/\s+|[^\s]+/g) || []; }
 
-function renderDiff(box, before, after) {
+export function renderDiff(box, before, after) {
   // Word-level longest common subsequence; fine for answers of a few thousand words.
   const a = tokens(before), b = tokens(after);
   if (a.length * b.length > 4e6) { box.textContent = "(too long to diff live)"; return; }
