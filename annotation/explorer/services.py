@@ -20,7 +20,7 @@ from annotation.audit import DataAuditAction, data_audit_record
 from annotation.explorer.selectors import ExplorerFilters, explorer_queryset
 from annotation.models import Label, Project, Task, TaskKind, TaskStatus
 from annotation.quality.models import Adjudication, AdjudicationRequest, GoldTask
-from annotation.quality.services import GOLD_REQUIRED_LABELS, gold_mark
+from annotation.quality.services import GOLD_REQUIRED_LABELS, PROPOSAL_DECISION_FINAL, gold_mark
 from annotation.roles import Capability
 from config.errors import Conflict, DomainError, ValidationFailed
 
@@ -132,6 +132,8 @@ def _send_to_adjudication(project, by, tasks: list[Task], skipped: list, **_) ->
             _skip(skipped, task.pk, "already waiting for adjudication")
         elif task.label_count == 0:
             _skip(skipped, task.pk, "no labels to adjudicate yet")
+        elif task.kind == TaskKind.CONFIRM:
+            _skip(skipped, task.pk, PROPOSAL_DECISION_FINAL)
         else:
             new.append(AdjudicationRequest(task=task, project=project, requested_by=by))
     AdjudicationRequest.objects.bulk_create(new, ignore_conflicts=True)

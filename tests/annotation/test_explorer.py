@@ -384,3 +384,40 @@ def test_bulk_on_the_filtered_set_needs_the_capability_before_the_body_is_judged
     assert client_for(annotator).post(url, {"nonsense": 1}, format="json").status_code == 403
     assert client_for(engineer).post(url, body, format="json").status_code == 403
     assert Task.objects.filter(status=TaskStatus.DONE).count() == 2
+
+
+def test_a_proposal_decision_is_not_sent_to_adjudication(client_for, admin_user, project):
+    # (a confirm task's decision is final: it can be neither edited nor undone, so a reviewer
+    # has nothing to overrule, and the review page has no form for it; before, it was queued
+    # and stayed in the review queue for good)
+    from annotation.models import Prompt, ProposalKind
+
+    source = Prompt.objects.create(
+        project=project, messages=[{"role": "user", "content": "Boil an egg?"}], content_hash="e"
+    )
+    (proposal,) = services.proposals_store(
+        project=project,
+        kind=ProposalKind.PROMPT_VARIANT,
+        model_name="policy@v2",
+        proposals=[{"prompt_id": source.pk, "text": "How to boil an egg?", "generation": {}}],
+    )
+    Task.objects.filter(pk=proposal.task_id).update(label_count=1, status=TaskStatus.DONE)
+    answer = client_for(admin_user).post(
+        f"/api/projects/{project.pk}/explorer/bulk/",
+        {"action": "send_to_adjudication", "task_ids": [proposal.task_id]},
+        format="json",
+    )
+    assert answer.status_code == 200
+    assert answer.json()["changed"] == 0
+    assert answer.json()["skipped"] == [
+        {"task_id": proposal.task_id, "reason": "a proposal's decision is final"}
+    ]
+    assert not AdjudicationRequest.objects.exists()
+    # nor decided through the API
+    decided = client_for(admin_user).post(
+        f"/api/tasks/{proposal.task_id}/review/",
+        {"payload": {"decision": "confirm"}, "reason": "fine"},
+        format="json",
+    )
+    assert decided.status_code == 409
+    assert decided.json()["error"] == "decision_final"

@@ -6,7 +6,11 @@ its docstring tells how they stay current), ``gold`` (gold tasks and serving the
 re-exports their public names, so callers write ``services.gold_mark(...)``.
 """
 
-from annotation.quality.services.adjudication import MAX_REASON_CHARS, adjudication_decide
+from annotation.quality.services.adjudication import (
+    MAX_REASON_CHARS,
+    PROPOSAL_DECISION_FINAL,
+    adjudication_decide,
+)
 from annotation.quality.services.annotators import (
     AnnotatorPaused,
     annotator_pause,
@@ -36,6 +40,7 @@ from annotation.quality.services.refresh import (
 __all__ = [
     "GOLD_REQUIRED_LABELS",
     "MAX_REASON_CHARS",
+    "PROPOSAL_DECISION_FINAL",
     "REFRESH_BATCH",
     "AnnotatorPaused",
     "RefreshResult",

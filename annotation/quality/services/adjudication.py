@@ -6,13 +6,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.labels import clean_flags
-from annotation.models import Task
+from annotation.models import Task, TaskKind
 from annotation.quality.models import Adjudication, GoldTask
 from annotation.quality.services.gold import task_answer_canonical
 from annotation.services.project_settings import project_allowed_flags
 from config.errors import Conflict, ValidationFailed
 
 MAX_REASON_CHARS = 5_000
+# A confirm task's decision (a person keeping, editing or rejecting a model's proposal) can be
+# neither edited nor undone: there is nothing for a reviewer to overrule.
+PROPOSAL_DECISION_FINAL = "a proposal's decision is final"
 
 
 @transaction.atomic
@@ -38,6 +41,8 @@ def adjudication_decide(
     task = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
     if GoldTask.objects.filter(task=task).exists():
         raise Conflict("gold tasks are decided by their expected answer", code="gold_task")
+    if task.kind == TaskKind.CONFIRM:
+        raise Conflict(PROPOSAL_DECISION_FINAL, code="decision_final")
     labels = list(task.labels.values_list("id", "version"))
     if not labels:
         raise Conflict("this task has no labels to adjudicate", code="no_labels")
