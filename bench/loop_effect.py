@@ -35,7 +35,11 @@ Figures (the round report's, ``review_selectors.loop_round_report``, plus the ju
 (``policy_eval``: the summed log-ratio on the candidate's own answers); ``length_ratio``: the
 candidate's mean new tokens over the parent's; ``unchanged_share``: prompts where both wrote the
 same text; ``dpo_eval``: the DPO run's held-out reward accuracy and margin (TRL's implicit
-reward on the snapshot's validation pairs, when it has some).
+reward on the snapshot's validation pairs, when it has some);
+``judge_win_rate_length_controlled`` (with ``_ci`` and ``judge_length_slope``): shorter or
+better? the judge's outcomes regressed on the answers' length difference (characters) and read
+at equal length, as AlpacaEval's length-controlled win rate (``stats.length_controlled_win_rate``):
+a candidate that wins only by writing shorter (or longer) falls back towards 0.5 here.
 
 The last line printed is one JSON object: ``{prompts, rm_gain, judge_win_rate,
 judge_win_rate_ci, kl_to_parent, length_ratio, minutes, ...}``. Target: judge win rate >= 0.55
@@ -183,7 +187,7 @@ def round_answers(review_round) -> list[tuple[str, str]]:
 
 def judge_round(judge_dir: Path, review_round, answers: list[tuple[str, str]]) -> dict:
     from annotation.models import Prompt
-    from models_registry.stats import win_rate
+    from models_registry.stats import length_controlled_win_rate, win_rate
     from rlhf.training.policy_eval import load_reward_model, score_rewards
 
     prompts = Prompt.objects.in_bulk(review_round.prompt_ids)
@@ -195,6 +199,12 @@ def judge_round(judge_dir: Path, review_round, answers: list[tuple[str, str]]) -
     losses = sum(1 for (a, b), x, y in zip(answers, mine, theirs, strict=True) if a != b and x < y)
     ties = len(answers) - wins - losses
     rate = win_rate(wins, losses, ties)
+    # Shorter or better? The same outcomes with the length difference taken out.
+    outcomes = [
+        0.5 if a == b or x == y else float(x > y)
+        for (a, b), x, y in zip(answers, mine, theirs, strict=True)
+    ]
+    controlled = length_controlled_win_rate(outcomes, [len(a) - len(b) for a, b in answers])
     return {
         "wins": wins,
         "losses": losses,
@@ -202,6 +212,9 @@ def judge_round(judge_dir: Path, review_round, answers: list[tuple[str, str]]) -
         "win_rate": round(rate.win_rate, 4),
         "ci": [round(rate.ci_low, 4), round(rate.ci_high, 4)],
         "judge_gain": round(sum(mine) / len(mine) - sum(theirs) / len(theirs), 4),
+        "length_controlled": round(controlled.win_rate, 4),
+        "length_controlled_ci": [round(controlled.ci_low, 4), round(controlled.ci_high, 4)],
+        "length_slope": round(controlled.length_slope, 4),
     }
 
 
@@ -298,6 +311,9 @@ def main(argv=None) -> dict:
         "length_ratio": report["length_ratio"],
         "minutes": round((time.perf_counter() - started) / 60, 2),
         "judge": {k: judge[k] for k in ("wins", "losses", "ties", "judge_gain")},
+        "judge_win_rate_length_controlled": judge["length_controlled"],
+        "judge_win_rate_length_controlled_ci": judge["length_controlled_ci"],
+        "judge_length_slope": judge["length_slope"],
         "unchanged_share": round(unchanged / len(answers), 4) if answers else None,
         "rm_accuracy": report["reward_accuracy"],
         "dpo_eval": dpo_eval(outcome.policy_run),

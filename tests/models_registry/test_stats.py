@@ -289,3 +289,43 @@ def test_rank_upper_bound_counts_only_versions_whose_interval_lies_wholly_above(
     assert rank_upper_bounds(rows) == [1, 1, 3]
     # and an interval touching another's bound is not "wholly above"
     assert rank_upper_bounds([_row("a", 1.0, 2.0), _row("b", 0.0, 1.0)]) == [1, 1]
+
+
+# ----------------------------------------------------------------------------- length control
+
+
+def test_a_win_that_comes_only_from_length_is_an_even_match_once_length_is_controlled():
+    from models_registry.stats import length_controlled_win_rate
+
+    rng = np.random.default_rng(1)
+    # the candidate writes longer on 80% of prompts, and the judge favours the longer answer
+    # (an even match between answers of the same length)
+    differences = np.where(rng.random(600) < 0.8, 1, -1) * rng.uniform(5, 60, 600)
+    favour = 1 / (1 + np.exp(-4 * np.tanh(differences / differences.std())))
+    outcomes = (rng.random(600) < favour).astype(float)
+    assert outcomes.mean() > 0.7  # the raw win rate
+    controlled = length_controlled_win_rate(outcomes, differences, bootstrap_samples=200)
+    assert controlled.win_rate == pytest.approx(0.5, abs=0.08)
+    assert controlled.ci_low < 0.5 < controlled.ci_high
+    assert controlled.length_slope > 2
+
+
+def test_a_win_that_does_not_follow_length_keeps_its_rate():
+    from models_registry.stats import length_controlled_win_rate
+
+    rng = np.random.default_rng(2)
+    differences = rng.normal(-20, 15, 400)  # the candidate writes shorter
+    outcomes = (rng.random(400) < 0.7).astype(float)  # and wins 70%, whatever the length
+    controlled = length_controlled_win_rate(outcomes, differences, bootstrap_samples=200)
+    assert controlled.win_rate == pytest.approx(0.7, abs=0.06)
+    assert controlled.ci_low < controlled.win_rate < controlled.ci_high
+    assert abs(controlled.length_slope) < 0.6
+
+
+def test_ties_count_half_and_bad_input_is_refused():
+    from models_registry.stats import length_controlled_win_rate
+
+    even = length_controlled_win_rate([0.5] * 10, [3.0, -3.0] * 5, bootstrap_samples=50)
+    assert even.win_rate == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="one length difference per outcome"):
+        length_controlled_win_rate([1.0, 0.0], [1.0])
