@@ -146,6 +146,28 @@ function json(value) {
   return el("pre", { class: "plain", text: JSON.stringify(value, null, 1) });
 }
 
+// A project admin seals a flagged personal-data text: kept only encrypted, shown as
+// "[personal data removed]" everywhere (annotation.services.sealing). A reason is required.
+function sealControl(task, text, response) {
+  if (root.dataset.canManage !== "1") return null;
+  const what = text === "prompt" ? "prompt" : `response ${response}`;
+  const reason = el("input", { type: "text", maxLength: 500, placeholder: "why (required)", "aria-label": `Reason to seal the ${what}`, "data-testid": "seal-reason" });
+  const button = el("button", { type: "button", text: "Seal as personal data", "data-testid": "seal-button" });
+  button.addEventListener("click", async () => {
+    const body = { text, reason: reason.value.trim() };
+    if (response !== undefined) body.response = response;
+    if (!body.reason) { say("reason: say why the text is sealed", true); return; }
+    button.disabled = true;
+    const answer = await api("POST", `${base}/tasks/${task.task_id}/seal/`, body);
+    button.disabled = false;
+    if (answer.status !== 200) { say(errorText(answer), true); return; }
+    const withdrawn = answer.data.withdrawn_snapshots || [];
+    say(`Sealed the ${what}: ${answer.data.tasks_closed} open task(s) closed${withdrawn.length ? `; snapshot(s) ${withdrawn.join(", ")} withdrawn` : ""}.`);
+    await openTask(task.task_id);
+  });
+  return el("div", { class: "controls", "data-testid": "seal-control" }, reason, button);
+}
+
 async function openTask(taskId) {
   detail.hidden = false;
   detail.replaceChildren(el("p", { class: "muted", text: `Loading task ${taskId}…` }));
@@ -161,8 +183,10 @@ async function openTask(taskId) {
     close,
     el("h2", { text: `Task ${task.task_id} · ${task.kind} · ${task.status}` }),
     el("p", { class: "muted", text: `${task.label_count}/${task.required_labels} labels · priority ${task.priority} · created ${task.created_at.slice(0, 16).replace("T", " ")}${task.is_gold ? " · gold" : ""}` }),
-    block("Prompt", ...task.prompt.map((m) => el("p", { class: "plain" }, el("strong", { text: `${m.role}: ` }), String(m.content)))),
-    block("Responses", ...task.responses.map((r) => el("div", {}, el("strong", { text: `${r.position} (response ${r.id})` }), el("p", { class: "plain", text: r.text })))),
+    block("Prompt", ...task.prompt.map((m) => el("p", { class: "plain" }, el("strong", { text: `${m.role}: ` }), String(m.content))),
+      task.prompt_sealed ? el("p", { class: "muted", text: "Sealed as personal data." }) : sealControl(task, "prompt")),
+    block("Responses", ...task.responses.map((r) => el("div", {}, el("strong", { text: `${r.position} (response ${r.id})` }), el("p", { class: "plain", text: r.text }),
+      r.sealed ? el("p", { class: "muted", text: "Sealed as personal data." }) : sealControl(task, "response", r.id)))),
     block("Labels", task.labels.length ? el("ul", { "data-testid": "detail-labels" }, ...task.labels.map((l) =>
       el("li", {}, `${l.annotator} · version ${l.version} · ${l.created_at.slice(0, 16).replace("T", " ")}${l.flags.length ? ` · flags: ${l.flags.join(", ")}` : ""}`,
         json(l.payload),
