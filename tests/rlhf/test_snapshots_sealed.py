@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -17,6 +18,7 @@ from annotation.models import SEALED_PLACEHOLDER, Label, Task
 from annotation.roles import Role
 from annotation.services.sealing import text_seal
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
+from rlhf.runs.selectors import training_run_launch_choices
 from rlhf.snapshots.services import snapshot_create
 
 
@@ -107,6 +109,15 @@ def test_a_snapshot_holding_a_sealed_text_is_withdrawn_and_its_files_answer_410(
     assert launch.status_code == 400, launch.content
     assert (launch.json()["error"], launch.json()["field"]) == ("snapshot_withdrawn", "snapshot")
     assert TrainingRun.objects.filter(dataset_snapshot=snapshot).count() == 1
+    # the pages say so, and the launch form no longer offers it
+    web = Client()
+    web.force_login(engineer)
+    page = web.get(reverse("rlhf-pages:snapshot", args=[snapshot.pk])).content.decode()
+    assert "Withdrawn on" in page
+    assert "sealed as personal data" in page
+    listing = web.get(reverse("rlhf-pages:snapshots", args=[small_project.pk])).content.decode()
+    assert 'data-testid="snapshot-withdrawn"' in listing
+    assert training_run_launch_choices(project=small_project)["snapshots"] == []
     # the snapshot API says it is withdrawn; its files were not rewritten
     detail = api.get(reverse("api-snapshot", args=[snapshot.pk])).json()
     assert detail["withdrawn_at"]
