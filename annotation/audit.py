@@ -26,6 +26,7 @@ class DataAuditAction(models.TextChoices):
     FIELD_KEYS_ROTATED = "field_keys_rotated", "Field keys rotated"
     TASKS_BULK_CHANGED = "tasks_bulk_changed", "Tasks changed in bulk"
     TEXT_SEALED = "text_sealed", "Personal-data text sealed"
+    TEXT_UNSEALED = "text_unsealed", "Personal-data text unsealed"
 
 
 class DataAuditImmutable(Exception):

@@ -17,7 +17,12 @@ from annotation.explorer.services import (
     tasks_bulk_apply_filtered,
 )
 from annotation.roles import Capability
-from annotation.services.sealing import MAX_REASON_CHARS, SEALABLE_TEXTS, text_seal
+from annotation.services.sealing import (
+    MAX_REASON_CHARS,
+    SEALABLE_TEXTS,
+    text_seal,
+    text_unseal,
+)
 from config.errors import ValidationFailed
 from config.untrusted import int64_problem
 
@@ -175,9 +180,7 @@ class ExplorerBulkView(APIView):
 
 
 class SealRequestSerializer(serializers.Serializer):
-    text = serializers.ChoiceField(
-        choices=SEALABLE_TEXTS, help_text="which of the task's texts to seal"
-    )
+    text = serializers.ChoiceField(choices=SEALABLE_TEXTS, help_text="which of the task's texts")
     response = serializers.IntegerField(
         required=False, help_text="with text=response: the response's id as the task view shows it"
     )
@@ -190,6 +193,8 @@ class SealRequestSerializer(serializers.Serializer):
 
 
 class ExplorerSealView(APIView):
+    service = staticmethod(text_seal)
+
     @extend_schema(
         request=SealRequestSerializer,
         responses={200: OpenApiResponse(description="What the seal changed (the audit details).")},
@@ -209,13 +214,29 @@ class ExplorerSealView(APIView):
             task, text=data.validated_data["text"], response=data.validated_data.get("response")
         )
         return Response(
-            text_seal(
+            self.service(
                 project=project,
                 actor=request.user,
                 reason=data.validated_data["reason"],
                 **target,
             )
         )
+
+
+class ExplorerUnsealView(ExplorerSealView):
+    service = staticmethod(text_unseal)
+
+    @extend_schema(
+        request=SealRequestSerializer,
+        responses={200: OpenApiResponse(description="What was restored (the audit details).")},
+        description=(
+            "Undo a seal made by mistake (project admins): the clear text comes back from its "
+            "encrypted copy. Closed tasks stay closed and withdrawn snapshots withdrawn. "
+            "409 not_sealed."
+        ),
+    )
+    def post(self, request, project_id: int, task_id: int):
+        return super().post(request, project_id, task_id)
 
 
 EXPORTS = {

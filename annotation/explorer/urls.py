@@ -24,6 +24,11 @@ urlpatterns = [
         name="api-explorer-task-seal",
     ),
     path(
+        "projects/<int:project_id>/explorer/tasks/<int:task_id>/unseal/",
+        api.ExplorerUnsealView.as_view(),
+        name="api-explorer-task-unseal",
+    ),
+    path(
         "projects/<int:project_id>/explorer/bulk/",
         api.ExplorerBulkView.as_view(),
         name="api-explorer-bulk",

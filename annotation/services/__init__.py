@@ -71,7 +71,7 @@ from annotation.services.project_settings import (
 )
 from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
 from annotation.services.proposals import proposal_decide, proposals_store
-from annotation.services.sealing import text_seal
+from annotation.services.sealing import text_seal, text_unseal
 from annotation.services.tasks import task_create
 from annotation.services.tokens import (
     IssuedToken,
@@ -126,6 +126,7 @@ __all__ = [
     "task_undo",
     "text_hash",
     "text_seal",
+    "text_unseal",
     "user_create",
     "user_erase",
     "user_external_get_or_create",

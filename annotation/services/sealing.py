@@ -47,9 +47,15 @@ from annotation.models import (
 )
 from annotation.rendering import markdown_to_safe_html
 from annotation.services import hooks
-from annotation.services.hashing import sealed_content_hash
+from annotation.services.hashing import (
+    content_hash_candidates,
+    prompt_messages_hash,
+    sealed_content_hash,
+    task_content_hash,
+    text_hash,
+)
 from config.errors import Conflict, ValidationFailed
-from config.fieldcrypt import encrypt_text
+from config.fieldcrypt import decrypt_text, encrypt_text
 
 MAX_REASON_CHARS = 500
 # What a task shows that a project admin can seal (the API's ``text`` field).
@@ -123,6 +129,29 @@ def _keyed_task_ids(tasks: list[Task]) -> set[int]:
     )
 
 
+def _reason_checked(reason) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationFailed("reason: say why (it is audited)", field="reason")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValidationFailed(
+            f"reason is longer than {MAX_REASON_CHARS} characters", field="reason"
+        )
+    return reason
+
+
+def _locked(project, *, prompt, response):
+    """(the row, its audit subject, the tasks showing it), locked."""
+    if prompt is not None:
+        row = Prompt.objects.select_for_update().get(pk=prompt.pk, project=project)
+        tasks = Task.objects.select_for_update().filter(prompt=row)
+        return row, f"prompt:{row.pk}", list(tasks.order_by("pk"))
+    row = Response.objects.select_for_update().get(pk=response.pk, prompt__project=project)
+    showing = TaskItem.objects.filter(response=row).values("task_id")
+    tasks = Task.objects.select_for_update().filter(pk__in=showing)
+    return row, f"response:{row.pk}", list(tasks.order_by("pk"))
+
+
 @transaction.atomic
 def text_seal(
     *,
@@ -137,23 +166,9 @@ def text_seal(
     text already sealed (409 ``already_sealed``)."""
     if (prompt is None) == (response is None):
         raise ValidationFailed("seal either a prompt or a response", field="text")
-    if not isinstance(reason, str) or not reason.strip():
-        raise ValidationFailed("reason: say why the text is sealed", field="reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON_CHARS:
-        raise ValidationFailed(
-            f"reason is longer than {MAX_REASON_CHARS} characters", field="reason"
-        )
+    reason = _reason_checked(reason)
     now = timezone.now()
-    if prompt is not None:
-        row = Prompt.objects.select_for_update().get(pk=prompt.pk, project=project)
-        subject = f"prompt:{row.pk}"
-        tasks = list(Task.objects.select_for_update().filter(prompt=row).order_by("pk"))
-    else:
-        row = Response.objects.select_for_update().get(pk=response.pk, prompt__project=project)
-        subject = f"response:{row.pk}"
-        showing = TaskItem.objects.filter(response=row).values("task_id")
-        tasks = list(Task.objects.select_for_update().filter(pk__in=showing).order_by("pk"))
+    row, subject, tasks = _locked(project, prompt=prompt, response=response)
     if row.sealed_at is not None:
         raise Conflict(f"{subject.replace(':', ' ')} is already sealed", code="already_sealed")
     already_keyed = _keyed_task_ids(tasks)
@@ -197,4 +212,96 @@ def text_seal(
     # This process's render cache is keyed by the text: the clear text leaves it now (other
     # processes never render it again, as no reader gets it, and evict it as they go).
     transaction.on_commit(markdown_to_safe_html.cache_clear)
+    return details
+
+
+def _payload_unsealed(payload):
+    """A sealed correction payload with its texts back in clear; None if it holds none."""
+    if not isinstance(payload, dict) or SEALED_PAYLOAD_KEY not in payload:
+        return None
+    texts = json.loads(decrypt_text(payload[SEALED_PAYLOAD_KEY]))
+    return {k: v for k, v in payload.items() if k != SEALED_PAYLOAD_KEY} | texts
+
+
+def _correction_labels_unseal(task_ids: list[int]) -> int:
+    restored = 0
+    for model, task_field in ((Label, "task_id__in"), (LabelRevision, "label__task_id__in")):
+        changed = []
+        for row in model.objects.filter(**{task_field: task_ids}, **_correction_kind(model)).only(
+            "pk", "payload"
+        ):
+            payload = _payload_unsealed(row.payload)
+            if payload is not None:
+                row.payload = payload
+                changed.append(row)
+        model.objects.bulk_update(changed, ["payload"])
+        restored += len(changed)
+    return restored
+
+
+def _tasks_unkey(tasks: list[Task]) -> None:
+    """Each task that shows no sealed text any more gets its plain content hash back: the one
+    its texts give (``task_content_hash``), if its stored hash is that one keyed. A hash made
+    some other way (a proposal's confirm task) stays as it is."""
+    still_keyed = _keyed_task_ids(tasks)
+    for task in tasks:
+        if task.pk in still_keyed:
+            continue
+        items = task.items.select_related("response").order_by("position")
+        plain = task_content_hash(
+            task.kind, task.prompt.content_hash, [i.response.content_hash for i in items]
+        )
+        if task.content_hash in content_hash_candidates(plain)[1:]:
+            task.content_hash = plain
+    Task.objects.bulk_update(tasks, ["content_hash"])
+
+
+@transaction.atomic
+def text_unseal(
+    *,
+    project: Project,
+    actor,
+    reason: str,
+    prompt: Prompt | None = None,
+    response: Response | None = None,
+) -> dict:
+    """``text_seal``'s inverse, for a seal made by mistake: the clear text comes back from
+    ``sealed_text`` (and correction payloads' texts from theirs), the plain content hashes
+    with it, and one ``text_unsealed`` audit event is written. What the seal did elsewhere
+    stays: closed tasks stay closed (re-open them in the explorer), withdrawn snapshots stay
+    withdrawn (build a new one), a proposal's texts stay the placeholder. Refused: a text that
+    is not sealed (409 ``not_sealed``), a bad reason (400)."""
+    if (prompt is None) == (response is None):
+        raise ValidationFailed("unseal either a prompt or a response", field="text")
+    reason = _reason_checked(reason)
+    row, subject, tasks = _locked(project, prompt=prompt, response=response)
+    if row.sealed_at is None:
+        raise Conflict(f"{subject.replace(':', ' ')} is not sealed", code="not_sealed")
+    if prompt is not None:
+        row.messages = json.loads(row.sealed_text)
+        row.content_hash = prompt_messages_hash(row.messages)
+        fields = ["messages"]
+    else:
+        row.text = row.sealed_text
+        row.content_hash = text_hash(row.text)
+        fields = ["text"]
+    row.sealed_text = ""
+    row.sealed_at = None
+    row.save(update_fields=[*fields, "sealed_text", "sealed_at", "content_hash"])
+    task_ids = [t.pk for t in tasks]
+    _tasks_unkey(tasks)
+    details = {
+        "reason": reason,
+        "tasks": len(task_ids),
+        "correction_payloads_restored": (
+            _correction_labels_unseal(task_ids) if response is not None else 0
+        ),
+    }
+    data_audit_record(
+        action=DataAuditAction.TEXT_UNSEALED,
+        subject=subject,
+        actor=actor,
+        project=project,
+        details=details,
+    )
     return details

@@ -318,3 +318,72 @@ def test_rotate_field_keys_reencrypts_sealed_texts_and_rekeys_their_hashes(
                    {"text": "Ask your council.", "origin": "model", "model_name": "m"}],
     )  # fmt: skip
     assert created is False
+
+
+def unseal_url(task):
+    return reverse("api-explorer-task-unseal", args=[task.project_id, task.pk])
+
+
+def test_unsealing_restores_the_clear_text_its_hashes_and_correction_payloads(
+    client_for, admin, annotator, project, make_task
+):
+    # given a sealed response with a correction label, and a task showing a sealed prompt
+    task = make_task(TaskKind.CORRECTION, responses=[SECRET])
+    services.task_claim_next(project=project, annotator=annotator)
+    label = services.label_submit(
+        task=task, annotator=annotator, payload={"corrected_text": SECRET + " (mobile)"}
+    ).label
+    before = Label.objects.get(pk=label.pk).payload
+    plain_task_hash = Task.objects.get(pk=task.pk).content_hash
+    api = client_for(admin)
+    ref = shown_id(api, task, SECRET)
+    body = {"text": "response", "response": ref, "reason": "phone"}
+    assert api.post(seal_url(task), body, format="json").status_code == 200
+    assert Task.objects.get(pk=task.pk).content_hash != plain_task_hash
+
+    # when the admin unseals it
+    answer = api.post(unseal_url(task), {**body, "reason": "wrong text"}, format="json")
+
+    # then the text, its plain hashes and the correction payload are back, and it is audited
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["correction_payloads_restored"] == 1
+    response = secret_response(task)
+    assert (response.text, response.sealed_text, response.sealed_at) == (SECRET, "", None)
+    assert response.content_hash == text_hash(SECRET)
+    assert Task.objects.get(pk=task.pk).content_hash == plain_task_hash
+    assert Label.objects.get(pk=label.pk).payload == before
+    event = DataAuditEvent.objects.get(action="text_unsealed")
+    assert (event.actor, event.subject, event.details["reason"]) == (
+        admin,
+        f"response:{response.pk}",
+        "wrong text",
+    )
+    # the task the seal closed stays closed; a second unseal is refused
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.DONE
+    again = api.post(unseal_url(task), body, format="json")
+    assert (again.status_code, again.json()["error"]) == (409, "not_sealed")
+
+
+def test_unsealing_a_prompt_restores_its_messages(client_for, admin, secret_task):
+    api = client_for(admin)
+    api.post(seal_url(secret_task), {"text": "prompt", "reason": "names"}, format="json")
+    answer = api.post(unseal_url(secret_task), {"text": "prompt", "reason": "no"}, format="json")
+    assert answer.status_code == 200, answer.content
+    prompt = Prompt.objects.get(pk=secret_task.prompt_id)
+    assert prompt.messages == [{"role": "user", "content": QUESTION}]
+    assert prompt.content_hash == prompt_messages_hash(prompt.messages)
+    assert QUESTION in json.dumps(api.get(task_url(secret_task)).json())
+
+
+@pytest.mark.parametrize("role", [Role.ANNOTATOR, Role.REVIEWER, Role.ENGINEER])
+def test_only_a_project_admin_can_unseal(client_for, member, admin, secret_task, role):
+    client_for(admin).post(
+        seal_url(secret_task), {"text": "prompt", "reason": "names"}, format="json"
+    )
+    caller = member(role, f"someone-{role}")
+    answer = client_for(caller).post(
+        unseal_url(secret_task), {"text": "prompt", "reason": "x"}, format="json"
+    )
+    assert answer.status_code == 403
+    assert Prompt.objects.get(pk=secret_task.prompt_id).sealed_at is not None
+    assert not DataAuditEvent.objects.filter(action="text_unsealed").exists()

@@ -216,7 +216,9 @@ def _no_errors_but_the_400(page):
     assert all("400" in e for e in page.watch.console_errors), page.watch.console_errors
 
 
-def test_an_admin_seals_a_personal_data_response_from_the_task_detail(page, login, staff):
+def test_an_admin_seals_a_personal_data_response_from_the_task_detail_and_can_undo_it(
+    page, login, staff
+):
     # given a task showing a personal-data response
     project = services.project_create(name="Sealing", created_by=staff, overlap=1)
     secret = "Jane Roe lives at 12 Elm Street"
@@ -253,4 +255,13 @@ def test_an_admin_seals_a_personal_data_response_from_the_task_detail(page, logi
     expect(detail.get_by_test_id("seal-control")).to_have_count(2)
     assert not Response.objects.filter(text=secret).exists()
     assert Task.objects.get(pk=task.pk).status == "done"
+
+    # and a seal made by mistake is undone the same way: the text comes back
+    expect(detail.get_by_test_id("unseal-control")).to_have_count(1)
+    detail.get_by_test_id("unseal-reason").fill("sealed the wrong answer")
+    detail.get_by_test_id("unseal-button").click()
+    expect(page.get_by_test_id("explorer-status")).to_contain_text("Unsealed the response")
+    expect(detail).to_contain_text(secret)
+    expect(detail.get_by_test_id("seal-control")).to_have_count(3)
+    assert Response.objects.filter(text=secret).exists()
     assert page.watch.page_errors == []
