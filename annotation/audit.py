@@ -25,6 +25,8 @@ class DataAuditAction(models.TextChoices):
     RETENTION_APPLIED = "retention_applied", "Retention applied"
     FIELD_KEYS_ROTATED = "field_keys_rotated", "Field keys rotated"
     TASKS_BULK_CHANGED = "tasks_bulk_changed", "Tasks changed in bulk"
+    TEXT_SEALED = "text_sealed", "Personal-data text sealed"
+    TEXT_UNSEALED = "text_unsealed", "Personal-data text unsealed"
 
 
 class DataAuditImmutable(Exception):

@@ -13,10 +13,14 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.roles import Role
-from config.fieldcrypt import EncryptedKeysJSONField
+from config.fieldcrypt import EncryptedKeysJSONField, EncryptedTextField
 
 # The free-text keys of a label payload stored encrypted at rest (config.fieldcrypt).
 ENCRYPTED_PAYLOAD_KEYS = ("rationale",)
+
+# What a sealed prompt's messages and a sealed response show in place of their text
+# (annotation.services.sealing): every page, API, render cache, search and new snapshot.
+SEALED_PLACEHOLDER = "[personal data removed]"
 
 
 class TaskKind(models.TextChoices):
@@ -116,6 +120,10 @@ class Prompt(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="variants"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Sealed by a project admin (personal data): the clear messages (JSON), encrypted; the
+    # messages' contents are then SEALED_PLACEHOLDER and content_hash a keyed hash.
+    sealed_text = EncryptedTextField(blank=True, default="")
+    sealed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -149,6 +157,10 @@ class Response(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Sealed by a project admin (personal data): the clear text, encrypted; ``text`` is then
+    # SEALED_PLACEHOLDER and content_hash a keyed hash.
+    sealed_text = EncryptedTextField(blank=True, default="")
+    sealed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

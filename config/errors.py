@@ -35,6 +35,13 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class Gone(DomainError):
+    """The thing exists but is withdrawn for good (a snapshot holding a sealed text)."""
+
+    http_status = 410
+    code = "gone"
+
+
 class Unprocessable(DomainError):
     http_status = 422
     code = "unprocessable"

@@ -1,4 +1,5 @@
-"""Encryption at rest for sensitive fields (label rationales): Fernet under a key list.
+"""Encryption at rest for sensitive fields (label rationales, sealed texts): Fernet under a
+key list, and the keyed hashes that stand in for a sealed text's content hash.
 
 ``settings.TANDEM_FIELD_KEYS`` (from the environment variable of the same name, a
 comma-separated list of Fernet keys) is read as a ``MultiFernet``: the first key encrypts,
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import warnings
 
@@ -83,6 +85,28 @@ def _fernet() -> MultiFernet:
         _cache.clear()
         _cache[keys] = MultiFernet([Fernet(k) for k in keys])
     return _cache[keys]
+
+
+def _hmac_keys() -> list[bytes]:
+    """One HMAC key per field key (same order), derived so that neither reveals the other:
+    a sealed text's content hash is keyed, so a guess of the text cannot be confirmed by
+    hashing it, and nobody holding only the database can compute one."""
+    return [
+        hashlib.sha256(b"tandem-sealed-hash:" + key.encode("ascii")).digest()
+        for key in settings.TANDEM_FIELD_KEYS
+    ]
+
+
+def keyed_hash(value: str) -> str:
+    """HMAC-SHA256 of ``value`` under the first field key's HMAC key (64 hex characters, the
+    width of the sha256 content hashes it replaces)."""
+    return hmac.new(_hmac_keys()[0], value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def keyed_hashes(value: str) -> list[str]:
+    """``value``'s keyed hash under every configured key: what a lookup compares against while
+    a rotation is under way (rows not yet re-keyed still carry an older key's hash)."""
+    return [hmac.new(k, value.encode("utf-8"), hashlib.sha256).hexdigest() for k in _hmac_keys()]
 
 
 def is_encrypted(stored) -> bool:

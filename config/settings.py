@@ -205,6 +205,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "rlhf.models.RunStatus",
         "ProjectRoleEnum": "annotation.roles.ROLE_VALUES",
         "ProposalKindEnum": "annotation.models.ProposalKind",
+        "SealableTextEnum": "annotation.services.sealing.SEALABLE_TEXTS",
     },
 }
 

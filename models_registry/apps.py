@@ -17,6 +17,10 @@ class ModelsRegistryConfig(AppConfig):
         if hook not in services.version_approved_hooks:
             services.version_approved_hooks.append(hook)
         versions.install(run_versions.RunVersionRegistry())
+        from models_registry.selectors import model_versions_for_sealed_text
+
+        if model_versions_for_sealed_text not in annotation_hooks.text_sealed_hooks:
+            annotation_hooks.text_sealed_hooks.append(model_versions_for_sealed_text)
         if review_cycle.prompts_in_use not in annotation_hooks.retention_prompt_guards:
             annotation_hooks.retention_prompt_guards.append(review_cycle.prompts_in_use)
         # Order matters: the candidate is registered before its review round starts.

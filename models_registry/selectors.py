@@ -13,6 +13,7 @@ import datetime
 from dataclasses import dataclass
 
 from django.core.paginator import Paginator
+from django.db.models import Q
 
 from annotation.models import Label, Project, TaskItem, TaskKind
 from models_registry import stats
@@ -233,3 +234,26 @@ def leaderboard(*, project: Project, bootstrap_samples: int = 1000) -> list[dict
         }
         for row, upper_bound in zip(rows, upper_bounds, strict=True)
     ]
+
+
+def model_versions_trained_on(*, snapshot_ids: list[int], run_ids: list[int]) -> list[int]:
+    """Ids of the versions trained on these snapshots or made by these runs: what keeps what it
+    learnt from a withdrawn snapshot (nothing removes a text from weights; docs/security.md)."""
+    if not snapshot_ids and not run_ids:
+        return []
+    return list(
+        ModelVersion.objects.filter(
+            Q(dataset_snapshot_id__in=snapshot_ids) | Q(training_run_id__in=run_ids)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def model_versions_for_sealed_text(*, details: dict, **_context) -> None:
+    """``annotation.services.hooks.text_sealed_hooks`` (after rlhf's, which withdrew the
+    snapshots): the versions trained on them, into the ``text_sealed`` audit details."""
+    details["model_versions"] = model_versions_trained_on(
+        snapshot_ids=details.get("withdrawn_snapshots", []),
+        run_ids=details.get("training_runs", []),
+    )

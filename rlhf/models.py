@@ -65,6 +65,12 @@ class DatasetSnapshot(models.Model):
     report = models.JSONField(default=dict, blank=True)
     export_path = models.CharField(max_length=500, blank=True)
 
+    # Withdrawn: it holds a text a project admin sealed since (personal data). Its files are
+    # kept as they are (a frozen snapshot is never rewritten) but no longer served, and no
+    # new run starts from it; runs already trained on it keep their record.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_reason = models.CharField(max_length=500, blank=True)
+
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["project", "-id"], name="snapshot_project_recent")]

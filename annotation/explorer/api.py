@@ -17,6 +17,12 @@ from annotation.explorer.services import (
     tasks_bulk_apply_filtered,
 )
 from annotation.roles import Capability
+from annotation.services.sealing import (
+    MAX_REASON_CHARS,
+    SEALABLE_TEXTS,
+    text_seal,
+    text_unseal,
+)
 from config.errors import ValidationFailed
 from config.untrusted import int64_problem
 
@@ -171,6 +177,66 @@ class ExplorerBulkView(APIView):
                 priority=data.validated_data.get("priority"),
             )
         )
+
+
+class SealRequestSerializer(serializers.Serializer):
+    text = serializers.ChoiceField(choices=SEALABLE_TEXTS, help_text="which of the task's texts")
+    response = serializers.IntegerField(
+        required=False, help_text="with text=response: the response's id as the task view shows it"
+    )
+    reason = serializers.CharField(max_length=MAX_REASON_CHARS, help_text="why (audited)")
+
+    def validate(self, attrs):
+        if attrs["text"] == "response" and "response" not in attrs:
+            raise serializers.ValidationError({"response": "name the response to seal"})
+        return attrs
+
+
+class ExplorerSealView(APIView):
+    service = staticmethod(text_seal)
+
+    @extend_schema(
+        request=SealRequestSerializer,
+        responses={200: OpenApiResponse(description="What the seal changed (the audit details).")},
+        description=(
+            "Seal a task's prompt or one of its responses as personal data (project admins): "
+            "the clear text is kept only encrypted, every reader sees "
+            "'[personal data removed]', open tasks showing it close, snapshots holding it are "
+            "withdrawn (docs/security.md). 409 already_sealed."
+        ),
+    )
+    def post(self, request, project_id: int, task_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        task = selectors.explorer_task_get(project, task_id)
+        data = SealRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        target = selectors.explorer_seal_target(
+            task, text=data.validated_data["text"], response=data.validated_data.get("response")
+        )
+        return Response(
+            self.service(
+                project=project,
+                actor=request.user,
+                reason=data.validated_data["reason"],
+                **target,
+            )
+        )
+
+
+class ExplorerUnsealView(ExplorerSealView):
+    service = staticmethod(text_unseal)
+
+    @extend_schema(
+        request=SealRequestSerializer,
+        responses={200: OpenApiResponse(description="What was restored (the audit details).")},
+        description=(
+            "Undo a seal made by mistake (project admins): the clear text comes back from its "
+            "encrypted copy. Closed tasks stay closed and withdrawn snapshots withdrawn. "
+            "409 not_sealed."
+        ),
+    )
+    def post(self, request, project_id: int, task_id: int):
+        return super().post(request, project_id, task_id)
 
 
 EXPORTS = {

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, QuerySet, TextField
 from django.db.models.functions import Cast
+from django.http import Http404
 
 from annotation.labels import FLAGS
 from annotation.models import (
@@ -30,6 +31,7 @@ from annotation.models import (
     TaskKind,
     TaskStatus,
 )
+from annotation.opaque import item_ref
 from annotation.quality.models import Adjudication, AdjudicationRequest, GoldTask, TaskQuality
 from annotation.quality.selectors import review_task_view
 from config.errors import ValidationFailed
@@ -272,10 +274,38 @@ def explorer_count(project: Project, filters: ExplorerFilters) -> dict:
     return {"count": min(counted, COUNT_CAP), "capped": counted > COUNT_CAP}
 
 
+def explorer_task_get(project: Project, task_id) -> Task:
+    """A task of ``project`` (the caller passed its gate); another project's id is a 404."""
+    task = Task.objects.filter(project=project, pk=task_id).select_related("prompt").first()
+    if task is None:
+        raise Http404("No such task.")
+    return task
+
+
+def explorer_seal_target(task: Task, *, text: str, response: int | None) -> dict:
+    """``text_seal``'s keywords for the task's prompt, or for one of its responses named as the
+    task view names it (its item's ref; a response id is accepted too). 400 naming
+    ``response`` for one the task does not show."""
+    if text == "prompt":
+        return {"prompt": task.prompt}
+    for item in task.items.select_related("response"):
+        if response in (item_ref(item.pk), item.response_id):
+            return {"response": item.response}
+    raise ValidationFailed("response: not a response of this task", field="response")
+
+
 def explorer_task_view(task: Task) -> dict:
     """One task's whole story: prompt, responses, labels with their revisions, leases
     (who was served it, skipped it, when), gold answer and adjudication."""
     view = review_task_view(task)
+    # What a project admin may still seal as personal data (annotation.services.sealing).
+    view["prompt_sealed"] = task.prompt.sealed_at is not None
+    sealed = {
+        item_ref(pk)
+        for pk in task.items.filter(response__sealed_at__isnull=False).values_list("pk", flat=True)
+    }
+    for response in view["responses"]:
+        response["sealed"] = response["id"] in sealed
     revisions: dict[int, list[dict]] = {}
     for r in (
         LabelRevision.objects.filter(label__task=task)

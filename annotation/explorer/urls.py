@@ -19,6 +19,16 @@ urlpatterns = [
         name="api-explorer-task",
     ),
     path(
+        "projects/<int:project_id>/explorer/tasks/<int:task_id>/seal/",
+        api.ExplorerSealView.as_view(),
+        name="api-explorer-task-seal",
+    ),
+    path(
+        "projects/<int:project_id>/explorer/tasks/<int:task_id>/unseal/",
+        api.ExplorerUnsealView.as_view(),
+        name="api-explorer-task-unseal",
+    ),
+    path(
         "projects/<int:project_id>/explorer/bulk/",
         api.ExplorerBulkView.as_view(),
         name="api-explorer-bulk",

@@ -31,6 +31,7 @@ from annotation.models import (
     TaskStatus,
 )
 from annotation.services import (
+    content_hash_candidates,
     prompt_messages_hash,
     task_content_hash,
     text_hash,
@@ -63,10 +64,16 @@ def _pairwise_order(prompt_hash: str, hashes: list[str]) -> list[int]:
 
 
 def _ids_by_content_hash(rows: QuerySet, hashes: list[str]) -> dict[str, int]:
-    """``{content hash: id}`` of the rows among ``rows`` that have one of ``hashes``."""
+    """``{content hash: id}`` of the rows among ``rows`` that have one of ``hashes``, as it is
+    or sealed (its keyed hash, ``content_hash_candidates``): a sealed text found again stays
+    sealed, never written a second time in clear."""
     found: dict[str, int] = {}
     for chunk in _chunks(hashes):
-        found.update(rows.filter(content_hash__in=chunk).values_list("content_hash", "id"))
+        stored_as = {c: h for h in chunk for c in content_hash_candidates(h)}
+        for stored, pk in rows.filter(content_hash__in=list(stored_as)).values_list(
+            "content_hash", "id"
+        ):
+            found[stored_as[stored]] = pk
     return found
 
 
@@ -79,13 +86,21 @@ def _response_key(prompt_id: int, response: dict) -> ResponseKey:
     return (prompt_id, _origin_of(response), response["model_name"], text_hash(response["text"]))
 
 
-def _response_ids(prompt_ids: list[int]) -> dict[ResponseKey, int]:
+def _response_ids(prompt_ids: list[int], wanted=()) -> dict[ResponseKey, int]:
+    """The responses of ``prompt_ids`` by key; a sealed one (keyed hash) also under the key of
+    any ``wanted`` response it is, so a re-import of a sealed text finds it."""
     found: dict[ResponseKey, int] = {}
     for chunk in _chunks(prompt_ids):
         for rid, pid, origin, model, h in Response.objects.filter(prompt_id__in=chunk).values_list(
             "id", "prompt_id", "origin", "model_name", "content_hash"
         ):
             found[(pid, origin, model, h)] = rid
+    for key in wanted:
+        if key not in found:
+            for stored in content_hash_candidates(key[3])[1:]:
+                if (*key[:3], stored) in found:
+                    found[key] = found[(*key[:3], stored)]
+                    break
     return found
 
 
@@ -119,7 +134,7 @@ def _write_responses(
     for key in response_keys:
         by_prompt.setdefault(key[0], []).append(key)
     prompt_list = list(by_prompt)
-    response_ids = _response_ids(prompt_list)
+    response_ids = _response_ids(prompt_list, response_keys)
     new_responses = [
         Response(prompt_id=k[0], origin=k[1], model_name=k[2], content_hash=k[3], text=text)
         for k, text in response_keys.items()
@@ -127,7 +142,7 @@ def _write_responses(
     ]
     Response.objects.bulk_create(new_responses, batch_size=_CHUNK)
     counts["responses_created"] = len(new_responses)
-    response_ids.update(_response_ids(prompt_list))
+    response_ids.update(_response_ids(prompt_list, response_keys))
     return response_ids
 
 
@@ -152,6 +167,31 @@ def _plan_tasks(
                 ids = [response_ids[k] for k in ordered]
                 planned.setdefault(th, _PlannedTask(row, task_kind, ids, winner, pid))
     return planned
+
+
+def _without_sealed(planned: dict[str, _PlannedTask], counts: dict) -> dict[str, _PlannedTask]:
+    """The planned tasks that show no sealed text: a sealed prompt or response found again is
+    never offered for labelling (nor labelled by the file) again."""
+    prompt_ids = list({p.prompt_id for p in planned.values()})
+    sealed_prompts, sealed_responses = set(), set()
+    for chunk in _chunks(prompt_ids):
+        sealed_prompts.update(
+            Prompt.objects.filter(pk__in=chunk, sealed_at__isnull=False).values_list(
+                "pk", flat=True
+            )
+        )
+        sealed_responses.update(
+            Response.objects.filter(prompt_id__in=chunk, sealed_at__isnull=False).values_list(
+                "pk", flat=True
+            )
+        )
+    kept = {
+        th: p
+        for th, p in planned.items()
+        if p.prompt_id not in sealed_prompts and not sealed_responses.intersection(p.response_ids)
+    }
+    counts["tasks_skipped_sealed"] = len(planned) - len(kept)
+    return kept
 
 
 def _write_tasks(
@@ -292,7 +332,7 @@ def import_rows(
     prompt_ids = _write_prompts(project, rows, counts)
     if kind != "prompts":
         response_ids = _write_responses(rows, prompt_ids, counts)
-        planned = _plan_tasks(rows, prompt_ids, response_ids)
+        planned = _without_sealed(_plan_tasks(rows, prompt_ids, response_ids), counts)
         task_ids = _write_tasks(project, planned, filename, counts)
         if kind == "preferences" or kind in PEER_KINDS:
             wanted = _wanted_labels(planned, task_ids, kind, annotator_name or filename)

@@ -28,6 +28,7 @@ from annotation.services.erasure import ErasureResult, user_erase
 from annotation.services.hashing import (
     canonical_json,
     content_hash,
+    content_hash_candidates,
     prompt_messages_hash,
     task_content_hash,
     text_hash,
@@ -70,6 +71,7 @@ from annotation.services.project_settings import (
 )
 from annotation.services.projects import EDITABLE_PROJECT_FIELDS, project_create, project_update
 from annotation.services.proposals import proposal_decide, proposals_store
+from annotation.services.sealing import text_seal, text_unseal
 from annotation.services.tasks import task_create
 from annotation.services.tokens import (
     IssuedToken,
@@ -90,6 +92,7 @@ __all__ = [
     "claim_guards",
     "claim_preemptors",
     "content_hash",
+    "content_hash_candidates",
     "invitation_answer",
     "invitation_create",
     "invitation_revoke",
@@ -122,6 +125,8 @@ __all__ = [
     "task_skip",
     "task_undo",
     "text_hash",
+    "text_seal",
+    "text_unseal",
     "user_create",
     "user_erase",
     "user_external_get_or_create",

@@ -28,6 +28,11 @@ retention_prompt_guards: list[Callable[[Project], set[int]]] = []
 # Whether another app froze a label into something built from it (a dataset snapshot): an
 # annotator can then no longer withdraw it. Signature: (label) -> bool.
 label_frozen_guards: list[Callable[[Label], bool]] = []
+# Called inside ``text_seal``'s transaction once a text is sealed, with keywords project,
+# task_ids (the tasks showing the text), subject ('prompt:12'), reason and details (the audit
+# event's details, which a hook adds to): snapshots holding the text are withdrawn there, and
+# the runs and versions trained on them listed. In registration order (rlhf before the registry).
+text_sealed_hooks: list[Callable[..., None]] = []
 
 
 def _after_commit_task_changed(project_id: int, task_id: int) -> None:

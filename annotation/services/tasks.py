@@ -13,7 +13,12 @@ from annotation.models import (
     TaskItem,
     TaskKind,
 )
-from annotation.services.hashing import prompt_messages_hash, task_content_hash, text_hash
+from annotation.services.hashing import (
+    content_hash_candidates,
+    prompt_messages_hash,
+    task_content_hash,
+    text_hash,
+)
 from config.errors import ValidationFailed
 
 
@@ -40,26 +45,29 @@ def task_create(
     if not low <= len(responses) <= high:
         raise ValidationFailed(f"a {kind} task takes {low} to {high} responses")
     prompt_hash = prompt_messages_hash(messages)
-    prompt, _ = Prompt.objects.get_or_create(
-        project=project,
-        content_hash=prompt_hash,
-        defaults={"messages": messages, "source": source},
+    # A sealed prompt, response or task (keyed hash) is found too: never written again in clear.
+    prompt = Prompt.objects.filter(
+        project=project, content_hash__in=content_hash_candidates(prompt_hash)
+    ).first() or Prompt.objects.create(
+        project=project, content_hash=prompt_hash, messages=messages, source=source
     )
     hashes = [text_hash(r["text"]) for r in responses]
     if len(set(hashes)) != len(hashes):
         raise ValidationFailed("a task cannot show the same response twice")
     task_hash = task_content_hash(kind, prompt_hash, hashes)
-    existing = Task.objects.filter(project=project, content_hash=task_hash).first()
+    existing = Task.objects.filter(
+        project=project, content_hash__in=content_hash_candidates(task_hash)
+    ).first()
     if existing:
         return existing, False
     response_rows = []
     for r, h in zip(responses, hashes, strict=True):
-        response, _ = Response.objects.get_or_create(
-            prompt=prompt,
-            origin=r.get("origin", "import"),
-            model_name=r.get("model_name", ""),
-            content_hash=h,
-            defaults={"text": r["text"], "generation": r.get("generation", {})},
+        same = {"prompt": prompt, "origin": r.get("origin", "import"),
+                "model_name": r.get("model_name", "")}  # fmt: skip
+        response = Response.objects.filter(
+            **same, content_hash__in=content_hash_candidates(h)
+        ).first() or Response.objects.create(
+            **same, content_hash=h, text=r["text"], generation=r.get("generation", {})
         )
         response_rows.append(response)
     task = Task.objects.create(

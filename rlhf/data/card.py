@@ -81,6 +81,12 @@ def render_data_card(report: dict, *, title: str, sources: list[str] | None = No
     lines += _augmented_section(report.get("augmented"))
     lines += _sources_section(report.get("label_sources"))
     lines += _flags_section(report.get("flags"))
+    if report.get("sealed_labels_dropped"):
+        lines += [
+            "",
+            f"- Labels left out because their task shows a text a project admin sealed as"
+            f" personal data (whatever the flag policy): {report['sealed_labels_dropped']:,}",
+        ]
     lines += ["", "## Label distribution", ""]
     lines += _table(("label kind", "labels"), agg["labels_by_kind"].items())
     lines += [""]

@@ -214,9 +214,10 @@ def training_run_launch_choices(*, project) -> dict:
         "policy_versions": [v for v in versions if v.kind == "policy"],
         "reward_versions": [v for v in versions if v.kind == "reward"],
         "snapshots": list(
-            DatasetSnapshot.objects.filter(project=project, status=SnapshotStatus.READY).only(
-                "id", "name", "row_counts", "created_at"
-            )
+            # A withdrawn snapshot (it holds a sealed text) is not offered: launching is refused.
+            DatasetSnapshot.objects.filter(
+                project=project, status=SnapshotStatus.READY, withdrawn_at__isnull=True
+            ).only("id", "name", "row_counts", "created_at")
         ),
         "model_runs": [r for r in runs if r.method != "reward"],
         "reward_runs": [r for r in runs if r.method == "reward"],

@@ -38,6 +38,7 @@ from config.safepaths import FolderNotAllowed, allowed_model_folder
 from rlhf.models import DatasetSnapshot, RunStatus, SnapshotStatus, TrainingRun
 from rlhf.runs import versions
 from rlhf.runs.selectors import folder_refusal_for, training_run_artifact_path
+from rlhf.snapshots.selectors import snapshot_withdrawal_problem
 from rlhf.training.architecture import backbone_conflict
 from rlhf.training.config import (
     METHOD_SPECS,
@@ -209,6 +210,8 @@ def training_run_launch(
         raise ValidationFailed(f"unknown method {method!r}", code="invalid_method")
     if snapshot.project_id != project.pk:
         raise ValidationFailed("the snapshot belongs to another project", code="foreign_snapshot")
+    if problem := snapshot_withdrawal_problem(snapshot):
+        raise ValidationFailed(problem, code="snapshot_withdrawn", field="snapshot")
     if snapshot.status != SnapshotStatus.READY or not snapshot.export_path:
         raise ValidationFailed("the snapshot is not ready", code="snapshot_not_ready")
     shapes = METHOD_SPECS[method].accepted_shapes  # online: the prompts of any shape

@@ -37,9 +37,10 @@ from config.downloads import (
     manifest_lines,
     manifest_parse,
 )
-from config.errors import Conflict, ValidationFailed
+from config.errors import Conflict, Gone, ValidationFailed
 from rlhf.data.records import SHAPES
 from rlhf.models import DatasetSnapshot, SnapshotStatus
+from rlhf.snapshots.selectors import snapshot_withdrawal_problem
 
 EXPORT_ARCHIVE = "export.tar"
 DATASETS_ARCHIVE = "hf.tar"  # under each shape: <shape>/hf.tar
@@ -56,6 +57,9 @@ def snapshot_manifest_write(*, export_dir: Path) -> str:
 
 
 def _ready_export(snapshot: DatasetSnapshot) -> Path:
+    if problem := snapshot_withdrawal_problem(snapshot):
+        # 410 before anything is read: a withdrawn snapshot holds a sealed text.
+        raise Gone(problem, code="snapshot_withdrawn")
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict(
             f"snapshot {snapshot.pk} is not ready ({snapshot.status})", code="snapshot_not_ready"

@@ -148,6 +148,10 @@ WHERE t.project_id = %(project)s AND l.id <= %(max_id)s
   AND NOT EXISTS (SELECT 1 FROM annotation_goldtask g WHERE g.task_id = t.id)
   AND NOT (t.prompt_id = ANY(%(excluded_prompts)s::bigint[]))
   AND NOT (COALESCE(p.source_prompt_id, 0) = ANY(%(excluded_prompts)s::bigint[]))
+  AND p.sealed_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM annotation_taskitem ti JOIN annotation_response r ON r.id = ti.response_id
+      WHERE ti.task_id = t.id AND r.sealed_at IS NOT NULL)
 ORDER BY l.id
 """
 
@@ -163,7 +167,8 @@ def freeze_label_ids(
     """(ids, versions, labels per kind) of the project's labels up to ``max_label_id``.
 
     Gold items are quality checks answered by every annotator, not training data: left out.
-    So are labels on ``exclude_prompt_ids`` (the pinned evaluation prompts: a model trained on
+    So are labels of tasks showing a sealed text (``annotation.services.sealing``), and on
+    ``exclude_prompt_ids`` (the pinned evaluation prompts: a model trained on
     them would be reviewed on its own training data), and on confirmed variants of them.
     """
     excluded = [int(i) for i in exclude_prompt_ids]
@@ -266,6 +271,22 @@ def label_shards(
     return shards
 
 
+def _without_sealed_texts(labels):
+    """Labels of tasks that show no sealed text (the same rule as ``_FREEZE_SQL``)."""
+    return labels.exclude(task__prompt__sealed_at__isnull=False).exclude(
+        task__items__response__sealed_at__isnull=False
+    )
+
+
+def sealed_labels_count(*, project_id: int, max_label_id: int, kinds: list[str]) -> int:
+    """How many labels up to the cut-off a new snapshot leaves out because their task shows a
+    sealed text (a project admin's decision, whatever the flag policy): the data card says so."""
+    labels = Label.objects.filter(task__project_id=project_id, id__lte=max_label_id)
+    if kinds:
+        labels = labels.filter(kind__in=kinds)
+    return labels.count() - _without_sealed_texts(labels).count()
+
+
 def _freeze_label_ids_orm(
     *, project_id: int, max_label_id: int, kinds: list[str], excluded: list[int] = ()
 ):
@@ -273,6 +294,7 @@ def _freeze_label_ids_orm(
         task__project_id=project_id, id__lte=max_label_id, task__gold__isnull=True
     ).exclude(task__prompt_id__in=list(excluded))
     labels = labels.exclude(task__prompt__source_prompt_id__in=list(excluded))
+    labels = _without_sealed_texts(labels)
     if kinds:
         labels = labels.filter(kind__in=kinds)
     rows = list(labels.order_by("id").values_list("id", "version", "kind"))

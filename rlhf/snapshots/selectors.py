@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from django.http import Http404
 
 from annotation.access import access_project
+from annotation.models import Label
 from annotation.roles import Capability
 from annotation.services import project_aggregation_config, project_flag_policy
-from rlhf.models import DatasetSnapshot, SnapshotStatus
+from rlhf.data.idcodec import decode_ids
+from rlhf.models import DatasetSnapshot, SnapshotStatus, TrainingRun
 
 
 def snapshot_list(*, user, project_id) -> list[DatasetSnapshot]:
@@ -109,3 +112,50 @@ def snapshot_holds_label(label) -> bool:
         .values_list("kinds", flat=True)
     )
     return any(not wanted or label.kind in wanted for wanted in kinds)
+
+
+def snapshot_withdrawal_problem(snapshot: DatasetSnapshot) -> str:
+    """Why the snapshot's data can no longer be served or trained on; "" when it can."""
+    if snapshot.withdrawn_at is None:
+        return ""
+    return (
+        f"snapshot {snapshot.pk} was withdrawn on {snapshot.withdrawn_at:%Y-%m-%d}: "
+        f"{snapshot.withdrawn_reason or 'it holds a sealed text'}"
+    )
+
+
+def snapshots_holding_tasks(*, project_id: int, task_ids: list[int]) -> list[DatasetSnapshot]:
+    """The project's snapshots (not failed, not withdrawn yet) that hold, or may hold, data of
+    ``task_ids``. A built snapshot records exactly which labels it froze (``label_ids``): it
+    holds the tasks if one of their labels, or a frozen adjudication of one, is among them.
+    A snapshot still building may be reading the texts as we speak: counted as holding them if
+    its cut-off reaches one of their labels (conservative). A pending one has not read yet:
+    its build leaves sealed texts out (``readers.freeze_label_ids``)."""
+    label_ids = np.fromiter(
+        Label.objects.filter(task_id__in=task_ids).values_list("pk", flat=True), np.int64
+    )
+    task_keys = {str(t) for t in task_ids}
+    if not len(label_ids) and not task_keys:
+        return []
+    holding = []
+    candidates = DatasetSnapshot.objects.filter(
+        project_id=project_id, withdrawn_at__isnull=True
+    ).exclude(status__in=[SnapshotStatus.FAILED, SnapshotStatus.PENDING])
+    for snapshot in candidates:
+        if snapshot.status == SnapshotStatus.RUNNING and not snapshot.label_ids_sha256:
+            if len(label_ids) and snapshot.max_label_id >= int(label_ids.min()):
+                holding.append(snapshot)
+            continue
+        frozen = decode_ids(bytes(snapshot.label_ids))
+        if np.isin(label_ids, frozen).any() or task_keys & set(snapshot.frozen_adjudications or {}):
+            holding.append(snapshot)
+    return holding
+
+
+def snapshot_training_runs(*, snapshot_ids: list[int]) -> list[int]:
+    """Ids of the training runs launched from these snapshots (what learnt from their data)."""
+    return list(
+        TrainingRun.objects.filter(dataset_snapshot_id__in=snapshot_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

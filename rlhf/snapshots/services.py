@@ -25,7 +25,7 @@ from django.utils import timezone
 from annotation.audit import DataAuditAction, data_audit_record
 from annotation.models import Label, Membership, Project, TaskKind
 from annotation.quality.aggregation import POLICY_GOLD_WEIGHTED
-from config.errors import Conflict, ValidationFailed
+from config.errors import Conflict, Gone, ValidationFailed
 from config.process_setup import django_worker_setup
 from rlhf.data.aggregate import KEEP_ALL
 from rlhf.data.audit import SHOWN_SIDES_FILE, AuditCollector
@@ -49,8 +49,15 @@ from rlhf.snapshots.readers import (
     freeze_label_ids,
     label_shards,
     parallel_reads_supported,
+    sealed_labels_count,
 )
-from rlhf.snapshots.selectors import snapshot_aggregation_default, snapshot_flag_policy
+from rlhf.snapshots.selectors import (
+    snapshot_aggregation_default,
+    snapshot_flag_policy,
+    snapshot_training_runs,
+    snapshot_withdrawal_problem,
+    snapshots_holding_tasks,
+)
 from rlhf.training.provenance import code_version
 
 logger = logging.getLogger(__name__)
@@ -154,6 +161,24 @@ def snapshot_create(
     return snapshot
 
 
+def snapshots_withdraw_for_sealed_text(
+    *, project, task_ids: list[int], subject: str, reason: str, details: dict
+) -> None:
+    """``annotation.services.hooks.text_sealed_hooks``: withdraw every snapshot that holds
+    the sealed text (``snapshots_holding_tasks``). Their files stay as written (a frozen
+    snapshot is never rewritten, and runs keep the data hash they trained on) but are no longer
+    served, and no new run starts from them. Adds ``withdrawn_snapshots`` and
+    ``training_runs`` (the runs trained on them: what learnt the text) to the audit details."""
+    holding = snapshots_holding_tasks(project_id=project.pk, task_ids=task_ids)
+    ids = [s.pk for s in holding]
+    DatasetSnapshot.objects.filter(pk__in=ids).update(
+        withdrawn_at=timezone.now(),
+        withdrawn_reason=f"it holds a text sealed as personal data ({subject}): {reason}"[:500],
+    )
+    details["withdrawn_snapshots"] = sorted(ids)
+    details["training_runs"] = snapshot_training_runs(snapshot_ids=ids)
+
+
 def snapshot_build(
     *, snapshot_id: int, workers: int | None = None, on_progress=None
 ) -> DatasetSnapshot:
@@ -250,6 +275,9 @@ def _build(snapshot: DatasetSnapshot, *, workers: int | None, on_progress) -> Da
         },
     )
     result.report["label_sources"] = _label_sources(ids)
+    result.report["sealed_labels_dropped"] = sealed_labels_count(
+        project_id=snapshot.project_id, max_label_id=snapshot.max_label_id, kinds=snapshot.kinds
+    )
     started = time.monotonic()
     result.report["audit"] = _audit(snapshot, ids, versions, export_dir, config=config)
     result.report["timings_s"]["audit"] = round(time.monotonic() - started, 2)
@@ -356,6 +384,8 @@ def snapshot_export_enqueue(
     is recorded in the data audit log (a refused request records nothing)."""
     from rlhf.snapshots.tasks import snapshot_export_job
 
+    if problem := snapshot_withdrawal_problem(snapshot):
+        raise Gone(problem, code="snapshot_withdrawn")
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
     if (snapshot_dir(snapshot) / "exports" / name).exists():
@@ -404,6 +434,8 @@ def snapshot_export(
     Studio, Argilla) and return its manifest (``on_progress``: see ``rlhf.data.export.reexport``).
     The rows come from the snapshot's canonical export, so
     they are exactly the snapshot's content whatever happened to the labels since."""
+    if problem := snapshot_withdrawal_problem(snapshot):
+        raise Gone(problem, code="snapshot_withdrawn")
     if snapshot.status != SnapshotStatus.READY:
         raise Conflict("the snapshot is not ready", code="snapshot_not_ready")
     source = Path(snapshot.export_path)

@@ -1,6 +1,6 @@
 """A project admin's day in Chromium, from Home by clicking: create a project, import a file
 (refusals before sending, then progress), open the data explorer, filter, page, act in bulk,
-export."""
+export, seal a personal-data text."""
 
 import json
 
@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from annotation import services
-from annotation.models import Project, Task, TaskKind
+from annotation.models import SEALED_PLACEHOLDER, Project, Response, Task, TaskKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -214,3 +214,54 @@ def _no_errors_but_the_400(page):
     assert page.watch.page_errors == []
     # Chromium logs the refused request itself ("400 (Bad Request)"); nothing else.
     assert all("400" in e for e in page.watch.console_errors), page.watch.console_errors
+
+
+def test_an_admin_seals_a_personal_data_response_from_the_task_detail_and_can_undo_it(
+    page, login, staff
+):
+    # given a task showing a personal-data response
+    project = services.project_create(name="Sealing", created_by=staff, overlap=1)
+    secret = "Jane Roe lives at 12 Elm Street"
+    task, _ = services.task_create(
+        project=project, kind=TaskKind.PAIRWISE,
+        messages=[{"role": "user", "content": "Where can I send the parcel?"}],
+        responses=[{"text": secret, "origin": "model", "model_name": "m"},
+                   {"text": "Ask the shop.", "origin": "model", "model_name": "m"}],
+    )  # fmt: skip
+    login("lead", "lead-pass-1")
+    page.goto(f"/projects/{project.pk}/explorer/")
+    page.get_by_test_id("explorer-table").locator("tbody tr").first.click()
+    detail = page.get_by_test_id("task-detail")
+    expect(detail).to_contain_text(secret)
+    # one control under the prompt, one under each response
+    expect(detail.get_by_test_id("seal-control")).to_have_count(3)
+
+    # a seal without a reason is refused on the page, nothing sent
+    detail.get_by_test_id("seal-button").nth(1).click()
+    expect(page.get_by_test_id("explorer-status")).to_have_text(
+        "reason: say why the text is sealed"
+    )
+    assert Response.objects.filter(text=secret).exists()
+
+    # when the admin gives a reason and seals response A
+    detail.get_by_test_id("seal-reason").nth(1).fill("a home address")
+    detail.get_by_test_id("seal-button").nth(1).click()
+
+    # then the page says what happened and shows the placeholder, never the text
+    expect(page.get_by_test_id("explorer-status")).to_contain_text("1 open task(s) closed")
+    expect(detail).to_contain_text(SEALED_PLACEHOLDER)
+    expect(detail).not_to_contain_text(secret)
+    expect(detail).to_contain_text("Sealed as personal data.")
+    expect(detail.get_by_test_id("seal-control")).to_have_count(2)
+    assert not Response.objects.filter(text=secret).exists()
+    assert Task.objects.get(pk=task.pk).status == "done"
+
+    # and a seal made by mistake is undone the same way: the text comes back
+    expect(detail.get_by_test_id("unseal-control")).to_have_count(1)
+    detail.get_by_test_id("unseal-reason").fill("sealed the wrong answer")
+    detail.get_by_test_id("unseal-button").click()
+    expect(page.get_by_test_id("explorer-status")).to_contain_text("Unsealed the response")
+    expect(detail).to_contain_text(secret)
+    expect(detail.get_by_test_id("seal-control")).to_have_count(3)
+    assert Response.objects.filter(text=secret).exists()
+    assert page.watch.page_errors == []

@@ -91,6 +91,9 @@ POLICY: dict[tuple[str, str], object] = {
     ("api-explorer-task", "get"): DATA,
     ("api-explorer-export", "get"): DATA,
     ("api-explorer-bulk", "post"): REVIEW,
+    # sealing a personal-data text (annotation.services.sealing): project admins only
+    ("api-explorer-task-seal", "post"): ADMIN,
+    ("api-explorer-task-unseal", "post"): ADMIN,
     ("frontend:explorer", "get"): DATA,
     ("frontend:explorer", "post"): DATA,  # 405
     # creating a project: platform staff unless TANDEM_PROJECT_CREATORS=everyone

@@ -168,6 +168,18 @@ def _names(scene, text: str):
     _call(scene["admin"], "post", f"/api/projects/{project.pk}/snapshots/", {"name": text})
 
 
+def _seal_reason(scene, text: str):
+    # The first reason the API accepts seals the prompt (the audit event keeps it); later
+    # ones are 409 already_sealed. The task's story, the explorer page and export read it back.
+    project, task = scene["project"], scene["task"]
+    explorer = f"/api/projects/{project.pk}/explorer"
+    _call(scene["admin"], "post", f"{explorer}/tasks/{task.pk}/seal/",
+          {"text": "prompt", "reason": text})  # fmt: skip
+    _call(scene["admin"], "get", f"{explorer}/tasks/{task.pk}/")
+    _call(scene["admin"], "get", f"{explorer}/export/")
+    _call(scene["admin"], "get", f"/projects/{project.pk}/explorer/")
+
+
 FIELDS = {
     "response_text": lambda scene, text: _import(scene, text, "response"),
     "prompt_text": lambda scene, text: _import(scene, text, "prompt"),
@@ -175,6 +187,7 @@ FIELDS = {
     "adjudication_reason": _adjudication_reason,
     "project_name_and_guidelines": _project_text,
     "token_member_and_snapshot_names": _names,
+    "seal_reason": _seal_reason,
 }
 
 

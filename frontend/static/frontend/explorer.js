@@ -146,6 +146,32 @@ function json(value) {
   return el("pre", { class: "plain", text: JSON.stringify(value, null, 1) });
 }
 
+// A project admin seals a flagged personal-data text: kept only encrypted, shown as
+// "[personal data removed]" everywhere (annotation.services.sealing); or undoes a seal made
+// by mistake. A reason is required (it is audited).
+function sealControl(task, text, response, sealed) {
+  const what = text === "prompt" ? "prompt" : `response ${response}`;
+  const note = sealed ? el("p", { class: "muted", text: "Sealed as personal data." }) : null;
+  if (root.dataset.canManage !== "1") return note;
+  const action = sealed ? "unseal" : "seal";
+  const reason = el("input", { type: "text", maxLength: 500, placeholder: "why (required)", "aria-label": `Reason to ${action} the ${what}`, "data-testid": `${action}-reason` });
+  const button = el("button", { type: "button", text: sealed ? "Unseal" : "Seal as personal data", "data-testid": `${action}-button` });
+  button.addEventListener("click", async () => {
+    const body = { text, reason: reason.value.trim() };
+    if (response !== undefined) body.response = response;
+    if (!body.reason) { say(`reason: say why the text is ${action}ed`, true); return; }
+    button.disabled = true;
+    const answer = await api("POST", `${base}/tasks/${task.task_id}/${action}/`, body);
+    button.disabled = false;
+    if (answer.status !== 200) { say(errorText(answer), true); return; }
+    const withdrawn = answer.data.withdrawn_snapshots || [];
+    say(sealed ? `Unsealed the ${what} (closed tasks stay closed, withdrawn snapshots withdrawn).`
+      : `Sealed the ${what}: ${answer.data.tasks_closed} open task(s) closed${withdrawn.length ? `; snapshot(s) ${withdrawn.join(", ")} withdrawn` : ""}.`);
+    await openTask(task.task_id);
+  });
+  return el("div", { class: "controls", "data-testid": `${action}-control` }, note, reason, button);
+}
+
 async function openTask(taskId) {
   detail.hidden = false;
   detail.replaceChildren(el("p", { class: "muted", text: `Loading task ${taskId}…` }));
@@ -161,8 +187,10 @@ async function openTask(taskId) {
     close,
     el("h2", { text: `Task ${task.task_id} · ${task.kind} · ${task.status}` }),
     el("p", { class: "muted", text: `${task.label_count}/${task.required_labels} labels · priority ${task.priority} · created ${task.created_at.slice(0, 16).replace("T", " ")}${task.is_gold ? " · gold" : ""}` }),
-    block("Prompt", ...task.prompt.map((m) => el("p", { class: "plain" }, el("strong", { text: `${m.role}: ` }), String(m.content)))),
-    block("Responses", ...task.responses.map((r) => el("div", {}, el("strong", { text: `${r.position} (response ${r.id})` }), el("p", { class: "plain", text: r.text })))),
+    block("Prompt", ...task.prompt.map((m) => el("p", { class: "plain" }, el("strong", { text: `${m.role}: ` }), String(m.content))),
+      sealControl(task, "prompt", undefined, task.prompt_sealed)),
+    block("Responses", ...task.responses.map((r) => el("div", {}, el("strong", { text: `${r.position} (response ${r.id})` }), el("p", { class: "plain", text: r.text }),
+      sealControl(task, "response", r.id, r.sealed)))),
     block("Labels", task.labels.length ? el("ul", { "data-testid": "detail-labels" }, ...task.labels.map((l) =>
       el("li", {}, `${l.annotator} · version ${l.version} · ${l.created_at.slice(0, 16).replace("T", " ")}${l.flags.length ? ` · flags: ${l.flags.join(", ")}` : ""}`,
         json(l.payload),

@@ -10,7 +10,7 @@ from rlhf.models import DatasetSnapshot
 SUMMARY_FIELDS = [
     "id", "project", "name", "status", "progress", "error", "created_at", "started_at",
     "finished_at", "kinds", "label_count", "counts_by_kind", "row_counts", "content_sha256",
-    "split_seed", "code_version", "label_ids_sha256",
+    "split_seed", "code_version", "label_ids_sha256", "withdrawn_at", "withdrawn_reason",
 ]  # fmt: skip
 
 
