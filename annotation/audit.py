@@ -25,6 +25,9 @@ class DataAuditAction(models.TextChoices):
     RETENTION_APPLIED = "retention_applied", "Retention applied"
     FIELD_KEYS_ROTATED = "field_keys_rotated", "Field keys rotated"
     TASKS_BULK_CHANGED = "tasks_bulk_changed", "Tasks changed in bulk"
+    SERVING_STARTED = "serving_started", "Serving started"
+    SERVING_STOPPED = "serving_stopped", "Serving stopped"
+    SERVING_SETTINGS_CHANGED = "serving_settings_changed", "Serving settings changed"
 
 
 class DataAuditImmutable(Exception):
