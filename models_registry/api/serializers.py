@@ -257,6 +257,7 @@ class ServingTargetSerializer(serializers.Serializer):
     device = serializers.CharField()
     requested_by = serializers.CharField(allow_null=True)
     updated_at = serializers.DateTimeField()
+    error = serializers.CharField(help_text="Why the watcher could not serve it ('' if well).")
 
 
 class ServingEngineRowSerializer(serializers.Serializer):

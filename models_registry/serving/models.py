@@ -216,6 +216,9 @@ class ServingTarget(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    error = models.TextField(
+        blank=True, help_text="Why the watcher's last step failed (empty while all is well)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -190,6 +190,7 @@ def serving_overview(*, project) -> dict:
             "device": target.options.get("device", "auto"),
             "requested_by": target.requested_by.username if target.requested_by else None,
             "updated_at": target.updated_at,
+            "error": target.error,
         },
         "engines": [
             {

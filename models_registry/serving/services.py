@@ -172,7 +172,7 @@ def serving_target_start(
         project=project,
         defaults={
             "alias": alias, "version": version, "enabled": True, "requested_by": actor,
-            "options": {"engine": engine, "device": device},
+            "options": {"engine": engine, "device": device}, "error": "",
         },
     )  # fmt: skip
     data_audit_record(
@@ -198,6 +198,12 @@ def serving_target_stop(*, project, actor) -> ServingTarget | None:
         project=project, details={"alias": target.alias, "version": target.version_id},
     )  # fmt: skip
     return target
+
+
+def serving_target_report(*, project_id: int, error: str) -> None:
+    """The watcher's word on an enabled target: why its supervisor's step failed (an engine
+    that is not installed, weights that are gone), or '' once it works; the page shows it."""
+    ServingTarget.objects.filter(project_id=project_id, enabled=True).update(error=error[:2000])
 
 
 # ----------------------------------------------------------------------------- usage

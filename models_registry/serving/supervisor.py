@@ -71,6 +71,7 @@ class Supervisor:
         self.draining_since: dict[int, float] = {}
         self.stopping = False
         self.retiring = False
+        self.last_error = ""  # the last step's failure ('' when it worked)
 
     # ------------------------------------------------------------------ what is wanted
     def wanted(self) -> dict[str, ModelVersion]:
@@ -110,9 +111,14 @@ class Supervisor:
         engines keep serving and the next step tries again."""
         try:
             self.step()
-        except Exception:
-            logger.exception("serving step failed; retrying")
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:  # the same failure again is not logged every step
+                logger.exception("serving step failed; retrying")
+            self.last_error = error
             close_old_connections()
+        else:
+            self.last_error = ""
 
     def step(self) -> None:
         close_old_connections()

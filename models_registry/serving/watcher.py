@@ -25,7 +25,7 @@ from pathlib import Path
 
 from django.db import close_old_connections
 
-from models_registry.serving import selectors
+from models_registry.serving import selectors, services
 from models_registry.serving.models import ServingTarget
 from models_registry.serving.supervisor import ServeConfig, Supervisor
 
@@ -70,6 +70,7 @@ class Watcher:
         self.config = config
         self.running: dict[int, tuple[tuple, Supervisor]] = {}  # project id -> (key, supervisor)
         self.retiring: list[Supervisor] = []
+        self.reported: dict[int, str] = {}  # project id -> the error last written on its target
         self.last_sync = float("-inf")
         self.stopping = False
 
@@ -94,6 +95,7 @@ class Watcher:
                 supervisor.retire()
                 self.retiring.append(supervisor)
                 del self.running[project_id]
+                self.reported.pop(project_id, None)
         for project_id, target in wanted.items():
             if project_id not in self.running:
                 logger.info("serving %s for project %s", target, project_id)
@@ -111,8 +113,9 @@ class Watcher:
             except Exception:
                 logger.exception("reading the serving targets failed; retrying")
                 close_old_connections()
-        for _, supervisor in list(self.running.values()):
+        for project_id, (_, supervisor) in list(self.running.items()):
             supervisor.step_logged()
+            self.report(project_id, supervisor.last_error)
         still = []
         for supervisor in self.retiring:
             supervisor.step_logged()
@@ -123,6 +126,17 @@ class Watcher:
                 logger.exception("reading a retiring supervisor's engines failed")
                 still.append(supervisor)
         self.retiring = still
+
+    def report(self, project_id: int, error: str) -> None:
+        """Write a supervisor's failure (or its end) on its target, once per change."""
+        if self.reported.get(project_id, "") == error:
+            return
+        try:
+            services.serving_target_report(project_id=project_id, error=error)
+            self.reported[project_id] = error
+        except Exception:
+            logger.exception("could not report on the serving target of project %s", project_id)
+            close_old_connections()
 
     def stop_all(self) -> None:
         for _, supervisor in self.running.values():

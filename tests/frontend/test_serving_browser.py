@@ -20,6 +20,7 @@ from models_registry.serving.models import (
     ServingSettings,
     ServingTarget,
 )
+from models_registry.serving.services import serving_target_report
 from rlhf.training.base_models import build_tiny_causal_lm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -74,13 +75,21 @@ def test_an_admin_reaches_serving_from_home_saves_settings_and_starts_the_champi
     target = ServingTarget.objects.get(project=project)
     assert (target.alias, target.enabled, target.requested_by) == ("champion", True, admin)
 
-    # The watcher's engine appears on Refresh, with its state.
+    # What the watcher reports shows on Refresh: first why it cannot serve, then the engine.
+    expect(page.get_by_test_id("target-error")).to_be_hidden()
+    serving_target_report(project_id=project.pk, error="RuntimeError: no engine here")
+    page.get_by_test_id("serving-refresh").click()
+    expect(page.get_by_test_id("target-error")).to_have_text(
+        "Not serving: RuntimeError: no engine here"
+    )
+    serving_target_report(project_id=project.pk, error="")
     engine = ServingEngine.objects.create(
         project=project, version=base, alias="champion", engine="transformers",
         status=EngineStatus.READY, url="http://127.0.0.1:1", folder="/w",
     )  # fmt: skip
     page.get_by_test_id("serving-refresh").click()
     expect(page.get_by_test_id(f"engine-{engine.pk}")).to_contain_text("ready")
+    expect(page.get_by_test_id("target-error")).to_be_hidden()
 
     page.get_by_test_id("serving-stop").click()
     expect(page.get_by_test_id("target-state")).to_contain_text("Off (stopped by adm)")

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 
 from models_registry.serving import services
-from models_registry.serving.models import EngineStatus, ServingEngine
+from models_registry.serving.models import EngineStatus, ServingEngine, ServingTarget
 from models_registry.serving.supervisor import ServeConfig
 from models_registry.serving.watcher import AlreadyWatching, WatchConfig, Watcher, watch_lock
 from tests.models_registry.test_serving import champion, fake_engines, key, wait_for  # noqa: F401
@@ -112,3 +112,24 @@ def test_one_watcher_per_host(tmp_path):
     finally:
         held.close()
     watch_lock(tmp_path / "watch.lock").close()  # free again once the first one ends
+
+
+def test_why_a_target_cannot_be_served_is_written_on_it_until_it_can(
+    project, admin_user, champion, watching, monkeypatch
+):
+    from models_registry.serving import engines
+
+    monkeypatch.setattr(engines, "engine_available", lambda kind: "the engine is not installed")
+
+    services.serving_target_start(project=project, actor=admin_user, alias="champion")
+
+    def error():
+        return ServingTarget.objects.get(project=project).error
+
+    wait_for(lambda: error() == "RuntimeError: the engine is not installed")
+    assert not ServingEngine.objects.filter(project=project).exists()
+
+    monkeypatch.setattr(engines, "engine_available", lambda kind: None)
+
+    wait_for(lambda: engines_of(project, EngineStatus.READY).exists())
+    wait_for(lambda: error() == "")

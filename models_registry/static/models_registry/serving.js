@@ -41,6 +41,10 @@ function renderTarget(target) {
   } else {
     state.textContent = "Off.";
   }
+  // The watcher's word: why it could not start what was asked (an engine not installed...).
+  const error = document.getElementById("target-error");
+  error.textContent = target && target.enabled && target.error ? `Not serving: ${target.error}` : "";
+  error.hidden = !error.textContent;
 }
 
 function renderEngines(engines) {
