@@ -23,6 +23,8 @@ from models_registry.serving.models import (
 from models_registry.serving.services import serving_target_report
 from rlhf.training.base_models import build_tiny_causal_lm
 
+from .axe import assert_no_serious_axe_violations
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -49,6 +51,7 @@ def test_an_admin_reaches_serving_from_home_saves_settings_and_starts_the_champi
     expect(page.get_by_test_id("code-sample")).to_contain_text("Authorization: Bearer <serve key>")
     expect(page.get_by_test_id("serve-key-link")).to_have_attribute("href", "/account/?scope=serve")
     expect(page.get_by_test_id("serving-settings")).to_contain_text("Turn it on only if")
+    assert_no_serious_axe_violations(page, "the Serving page")
 
     # Settings: a bad share is refused, naming the field; then a good change is saved.
     form = page.get_by_test_id("serving-settings-form")
