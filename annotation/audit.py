@@ -27,6 +27,9 @@ class DataAuditAction(models.TextChoices):
     TASKS_BULK_CHANGED = "tasks_bulk_changed", "Tasks changed in bulk"
     TEXT_SEALED = "text_sealed", "Personal-data text sealed"
     TEXT_UNSEALED = "text_unsealed", "Personal-data text unsealed"
+    SERVING_STARTED = "serving_started", "Serving started"
+    SERVING_STOPPED = "serving_stopped", "Serving stopped"
+    SERVING_SETTINGS_CHANGED = "serving_settings_changed", "Serving settings changed"
 
 
 class DataAuditImmutable(Exception):

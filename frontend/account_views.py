@@ -22,6 +22,8 @@ def _render(request, *, issued=None, status=200):
         "default_days": DEFAULT_TOKEN_DAYS,
         "max_days": MAX_TOKEN_DAYS,
         "issued": issued,
+        # ``?scope=serve`` (the Serving page's link): the new-token form starts on that scope.
+        "preset_scope": request.GET.get("scope", ""),
     }
     return render(request, "frontend/account.html", context, status=status)
 

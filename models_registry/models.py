@@ -435,4 +435,5 @@ from models_registry.serving.models import (  # noqa: E402, F401
     ServedStatus,
     ServingEngine,
     ServingSettings,
+    ServingTarget,
 )

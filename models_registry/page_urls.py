@@ -11,6 +11,7 @@ urlpatterns = [
     path("projects/<int:project_id>/audit/", pages.audit_log_page, name="audit"),
     path("projects/<int:project_id>/leaderboard/", pages.leaderboard_page, name="leaderboard"),
     path("projects/<int:project_id>/rounds/", pages.rounds_page, name="rounds"),
+    path("projects/<int:project_id>/serving/", pages.serving_page, name="serving"),
     path("<int:version_id>/", pages.version_page, name="version"),
     path("<int:version_id>/report/", pages.round_report_page, name="report"),
     path("<int:version_id>/review/", pages.decision_page, name="decide"),

@@ -24,7 +24,9 @@ from config.errors import DomainError
 from models_registry import proposals, review_selectors, round_report, selectors, services
 from models_registry.access import access_model_version
 from models_registry.forms import AuditFilterForm, ProposalFilterForm, ProposalStartForm
-from models_registry.models import LoopRound, RoundKind
+from models_registry.models import LoopRound, RoundKind, VersionKind
+from models_registry.serving import selectors as serving_selectors
+from models_registry.serving.models import CanaryMode
 
 
 @login_required
@@ -43,6 +45,7 @@ def version_list_page(request, project_id: int):
             "rounds": LoopRound.objects.filter(project=project).select_related("version")[:20],
             "can_review": role_can(project.viewer_role, Capability.REVIEW),
             "can_train": role_can(project.viewer_role, Capability.TRAIN),
+            "can_manage": role_can(project.viewer_role, Capability.MANAGE),
             "proposal_counts": proposals.proposal_counts(project=project),
         },
     )
@@ -239,5 +242,29 @@ def rounds_page(request, project_id: int):
             "project": project,
             "series": series,
             "chart_json": json.dumps(round_report.loop_round_chart(series)),
+        },
+    )
+
+
+@login_required
+@require_GET
+def serving_page(request, project_id: int):
+    """The project's Serving page (admins): the gateway and a code sample, start/stop serving
+    the champion, the engines, the settings form and the last 24 h of usage. The page reads and
+    writes through ``/api/projects/<id>/serving/`` (``serving.js``); this renders its first
+    state."""
+    project = access_project(request.user, project_id, capability=Capability.MANAGE)
+    overview = serving_selectors.serving_overview(project=project)
+    gateway_url = request.build_absolute_uri(overview["gateway_path"])
+    return render(
+        request,
+        "models_registry/serving.html",
+        {
+            "project": project,
+            "overview": overview,
+            "gateway_url": gateway_url,
+            "champion": selectors.alias_target(project=project),
+            "policies": selectors.model_version_list(project=project, kind=VersionKind.POLICY),
+            "canary_modes": CanaryMode.choices,
         },
     )

@@ -220,3 +220,72 @@ class BundleStatusSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=["full", "merged", "adapter"])
     name = serializers.CharField(help_text="The tar's top folder: <name>-v<n>[-adapter].")
     error = serializers.CharField(help_text="Why the last build failed, if it did.")
+
+
+class ServingSettingsSerializer(serializers.Serializer):
+    """PATCH: any of these; the rules (ranges, the canary a policy of this project) are
+    ``serving_settings_update``'s."""
+
+    canary_version = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A policy version id of this project."
+    )
+    canary_mode = serializers.CharField(required=False, help_text="off | split | shadow")
+    canary_share = serializers.FloatField(required=False, help_text="Split: 0..1.")
+    requests_per_minute = serializers.IntegerField(required=False, help_text="Per API key.")
+    learn_from_traffic = serializers.BooleanField(
+        required=False,
+        help_text="Consent: served conversations and feedback become project data (scrubbed).",
+    )
+
+
+class ServingTargetRequestSerializer(serializers.Serializer):
+    alias = serializers.SlugField(
+        required=False, default="", allow_blank=True, help_text="Follow this alias."
+    )
+    version = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="Or pin this version id."
+    )
+    engine = serializers.CharField(required=False, default="auto")
+    device = serializers.CharField(required=False, default="auto")
+
+
+class ServingTargetSerializer(serializers.Serializer):
+    alias = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True)
+    enabled = serializers.BooleanField()
+    engine = serializers.CharField()
+    device = serializers.CharField()
+    requested_by = serializers.CharField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+    error = serializers.CharField(help_text="Why the watcher could not serve it ('' if well).")
+
+
+class ServingEngineRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    version_label = serializers.CharField()
+    alias = serializers.CharField()
+    role = serializers.CharField()
+    engine = serializers.CharField()
+    status = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    ready_at = serializers.DateTimeField(allow_null=True)
+    stopped_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField()
+
+
+class ServingUsageSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()
+    requests = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    ttft_p50_ms = serializers.FloatField(allow_null=True)
+
+
+class ServingOverviewSerializer(serializers.Serializer):
+    gateway_url = serializers.CharField()
+    settings = ServingSettingsSerializer()
+    target = ServingTargetSerializer(allow_null=True)
+    engines = ServingEngineRowSerializer(many=True)
+    usage = ServingUsageSerializer()

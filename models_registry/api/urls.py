@@ -54,6 +54,16 @@ urlpatterns = [
         views.ProposalListView.as_view(),
         name="api-proposals",
     ),
+    path(
+        "projects/<int:project_id>/serving/",
+        views.ServingView.as_view(),
+        name="api-serving",
+    ),
+    path(
+        "projects/<int:project_id>/serving/target/",
+        views.ServingTargetView.as_view(),
+        name="api-serving-target",
+    ),
     path("models/<int:version_id>/", views.VersionDetailView.as_view(), name="api-model"),
     path(
         "models/<int:version_id>/transition/",

@@ -29,6 +29,8 @@ from models_registry.access import (
 )
 from models_registry.api import serializers as s
 from models_registry.models import ModelVersion, VersionState
+from models_registry.serving import selectors as serving_selectors
+from models_registry.serving import services as serving_services
 from rlhf.models import DatasetSnapshot, TrainingRun
 from rlhf.runs.selectors import folder_refusal_for
 
@@ -371,3 +373,72 @@ class EvalPromptsView(APIView):
         )
         project.refresh_from_db()
         return Response(review_selectors.review_settings(project))
+
+
+def _serving_overview(request, project) -> dict:
+    overview = serving_selectors.serving_overview(project=project)
+    overview["gateway_url"] = request.build_absolute_uri(overview.pop("gateway_path"))
+    return s.ServingOverviewSerializer(overview).data
+
+
+class ServingView(APIView):
+    """The project's serving: settings, target, engines now, usage of the last 24 h. Admins."""
+
+    @extend_schema(responses=s.ServingOverviewSerializer)
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        return Response(_serving_overview(request, project))
+
+    @extend_schema(request=s.ServingSettingsSerializer, responses=s.ServingOverviewSerializer)
+    def patch(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = s.ServingSettingsSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if fields.get("canary_version") is not None:
+            fields["canary_version"] = _project_policy(project, fields["canary_version"])
+        serving_services.serving_settings_update(project=project, actor=request.user, **fields)
+        return Response(_serving_overview(request, project))
+
+
+def _project_policy(project, version_id: int) -> ModelVersion:
+    """A version id from a request: another project's (or none) is refused as one field."""
+    version = ModelVersion.objects.filter(pk=version_id, project=project).first()
+    if version is None:
+        raise ValidationFailed(
+            "invalid serving settings",
+            code="invalid",
+            fields={"canary_version": "a policy version of this project"},
+        )
+    return version
+
+
+class ServingTargetView(APIView):
+    """Start serving (an alias, or a pinned version) or stop it; ``manage.py serve --watch``
+    follows within seconds. Admins; audited."""
+
+    @extend_schema(request=s.ServingTargetRequestSerializer, responses=s.ServingOverviewSerializer)
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        data = s.ServingTargetRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if fields["version"] is not None:
+            version = ModelVersion.objects.filter(pk=fields["version"], project=project).first()
+            if version is None:
+                raise ValidationFailed(
+                    "nothing to serve",
+                    code="invalid",
+                    fields={"version": "a policy version of this project"},
+                )
+            fields["version"] = version
+        elif not fields["alias"]:
+            fields["alias"] = "champion"
+        serving_services.serving_target_start(project=project, actor=request.user, **fields)
+        return Response(_serving_overview(request, project), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.ServingOverviewSerializer)
+    def delete(self, request, project_id: int):
+        project = access_project(request.user, project_id, capability=Capability.MANAGE)
+        serving_services.serving_target_stop(project=project, actor=request.user)
+        return Response(_serving_overview(request, project))

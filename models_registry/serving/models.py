@@ -9,6 +9,9 @@ gateway served (usage records) and heard back (feedback).
 - ``ServedResponse``: one usage record per answer (a shadow answer included), written
   ``in_flight`` before the upstream call and finished after its last byte.
 - ``ServedFeedback``: thumbs up/down on one response, or a preference between two.
+- ``ServingTarget``: serving as desired state, one per project: what the project's Serving page
+  (or API) asked to serve (an alias or a pinned version, with engine options) and whether it is
+  on; ``manage.py serve --watch`` runs a supervisor for each enabled one.
 """
 
 from django.conf import settings
@@ -186,3 +189,47 @@ class ServedFeedback(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+class ServingTarget(models.Model):
+    """What a project wants served (one row per project): ``manage.py serve --watch`` keeps a
+    supervisor running for it while ``enabled``, and drains and stops it once it is not."""
+
+    project = models.OneToOneField(
+        "annotation.Project", on_delete=models.CASCADE, related_name="serving_target"
+    )
+    alias = models.SlugField(
+        max_length=50, blank=True, help_text="Follow this alias ('' when a version is pinned)."
+    )
+    version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="A pinned version (empty when following an alias).",
+    )
+    enabled = models.BooleanField(default=True)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Engine options: engine, device (ServeConfig's)."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.TextField(
+        blank=True, help_text="Why the watcher's last step failed (empty while all is well)."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(alias="") & Q(version__isnull=False))
+                | (~Q(alias="") & Q(version__isnull=True)),
+                name="serving_target_alias_or_version",
+            )
+        ]
+
+    def __str__(self):
+        what = self.alias or f"version {self.version_id}"
+        return f"serve {what} of project {self.project_id} ({'on' if self.enabled else 'off'})"

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from models_registry.models import ModelAlias, ModelVersion
@@ -18,6 +18,7 @@ from models_registry.serving.models import (
     ServedStatus,
     ServingEngine,
     ServingSettings,
+    ServingTarget,
 )
 
 RATE_WINDOW = timedelta(seconds=60)
@@ -118,3 +119,94 @@ def rate_limit_retry_after(*, token, limit: int) -> int | None:
 
 def engine_in_flight(*, engine: ServingEngine) -> int:
     return ServedResponse.objects.filter(engine=engine, status=ServedStatus.IN_FLIGHT).count()
+
+
+# ----------------------------------------------------------------------------- the Serving page
+
+USAGE_WINDOW = timedelta(hours=24)
+LIVE_STATUSES = (EngineStatus.STARTING, EngineStatus.READY, EngineStatus.DRAINING)
+
+
+def serving_targets_enabled() -> list[ServingTarget]:
+    """What ``manage.py serve --watch`` runs, one supervisor each."""
+    return list(ServingTarget.objects.filter(enabled=True).order_by("project_id"))
+
+
+def serving_engines_recent(*, project, stopped: int = 5) -> list[ServingEngine]:
+    """The engines running now (starting, ready, draining), then the last few stopped."""
+    engines = ServingEngine.objects.filter(project=project).select_related("version")
+    live = list(engines.filter(status__in=LIVE_STATUSES).order_by("-id"))
+    ended = list(engines.exclude(status__in=LIVE_STATUSES).order_by("-id")[:stopped])
+    return live + ended
+
+
+def serving_usage(*, project, since=None) -> dict:
+    """The gateway's answers since ``since`` (the last 24 h): requests, failures, tokens and the
+    median time to the first token. Shadow calls are the gateway's own and left out."""
+    since = since or timezone.now() - USAGE_WINDOW
+    served = ServedResponse.objects.filter(project=project, created_at__gte=since).exclude(
+        route="shadow"
+    )
+    totals = served.aggregate(
+        requests=Count("id"),
+        failures=Count("id", filter=Q(status=ServedStatus.FAILED)),
+        prompt_tokens=Sum("prompt_tokens"),
+        completion_tokens=Sum("completion_tokens"),
+    )
+    timed = served.filter(ttft_ms__isnull=False).order_by("ttft_ms")
+    n = timed.count()
+    middle = list(timed.values_list("ttft_ms", flat=True)[(n - 1) // 2 : n // 2 + 1]) if n else []
+    return {
+        "since": since,
+        "requests": totals["requests"],
+        "failures": totals["failures"],
+        "prompt_tokens": totals["prompt_tokens"] or 0,
+        "completion_tokens": totals["completion_tokens"] or 0,
+        "ttft_p50_ms": round(sum(middle) / len(middle), 1) if middle else None,
+    }
+
+
+def serving_overview(*, project) -> dict:
+    """The Serving page and ``GET /api/projects/<id>/serving/``: settings, target, engines and
+    the last 24 h of usage."""
+    settings = serving_settings_of(project)
+    target = ServingTarget.objects.filter(project=project).select_related("requested_by").first()
+    return {
+        "gateway_path": f"/gateway/{project.pk}/v1/",
+        "settings": {
+            "canary_version": settings.canary_version_id,
+            "canary_mode": settings.canary_mode,
+            "canary_share": settings.canary_share,
+            "requests_per_minute": settings.requests_per_minute,
+            "learn_from_traffic": settings.learn_from_traffic,
+        },
+        "target": None
+        if target is None
+        else {
+            "alias": target.alias,
+            "version": target.version_id,
+            "enabled": target.enabled,
+            "engine": target.options.get("engine", "auto"),
+            "device": target.options.get("device", "auto"),
+            "requested_by": target.requested_by.username if target.requested_by else None,
+            "updated_at": target.updated_at,
+            "error": target.error,
+        },
+        "engines": [
+            {
+                "id": e.pk,
+                "version": e.version_id,
+                "version_label": e.version.label,
+                "alias": e.alias,
+                "role": e.role,
+                "engine": e.engine,
+                "status": e.status,
+                "started_at": e.started_at,
+                "ready_at": e.ready_at,
+                "stopped_at": e.stopped_at,
+                "error": e.error,
+            }
+            for e in serving_engines_recent(project=project)
+        ],
+        "usage": serving_usage(project=project),
+    }

@@ -1,15 +1,18 @@
-"""Writes of the serving domain: engines' lifecycle, usage records, feedback, settings."""
+"""Writes of the serving domain: engines' lifecycle, usage records, feedback, settings, and the
+serving target (what the Serving page asked to serve; ``manage.py serve --watch`` follows it)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.audit import DataAuditAction, data_audit_record
 from annotation.services.hashing import prompt_messages_hash
 from config.errors import DomainError, NotFound, ValidationFailed
-from models_registry.models import ModelVersion, VersionKind
+from models_registry.models import ModelAlias, ModelVersion, VersionKind
 from models_registry.serving.models import (
     CanaryMode,
     EngineStatus,
@@ -19,6 +22,7 @@ from models_registry.serving.models import (
     ServedStatus,
     ServingEngine,
     ServingSettings,
+    ServingTarget,
 )
 
 # ----------------------------------------------------------------------------- engines
@@ -80,12 +84,28 @@ def serving_engine_stopped(*, engine: ServingEngine, error: str = "") -> None:
 # ----------------------------------------------------------------------------- settings
 
 
+SETTINGS_FIELDS = ("canary_version", "canary_mode", "canary_share", "requests_per_minute",
+                   "learn_from_traffic")  # fmt: skip
+
+
+def _settings_values(settings: ServingSettings) -> dict:
+    return {
+        "canary_version": settings.canary_version_id, "canary_mode": settings.canary_mode,
+        "canary_share": settings.canary_share, "requests_per_minute": settings.requests_per_minute,
+        "learn_from_traffic": settings.learn_from_traffic,
+    }  # fmt: skip
+
+
+@transaction.atomic
 def serving_settings_update(
     *, project, canary_version: ModelVersion | None = None, canary_mode: str | None = None,
     canary_share: float | None = None, requests_per_minute: int | None = None,
-    learn_from_traffic: bool | None = None,
+    learn_from_traffic: bool | None = None, actor=None,
 ) -> ServingSettings:  # fmt: skip
-    settings, _ = ServingSettings.objects.get_or_create(project=project)
+    """Change the project's serving settings (None: unchanged). A change is audited (the
+    consent to learn from traffic decides whether end users' conversations become data)."""
+    ServingSettings.objects.get_or_create(project=project)
+    settings = ServingSettings.objects.select_for_update().get(project=project)
     errors = {}
     if canary_mode is not None and canary_mode not in CanaryMode.values:
         errors["canary_mode"] = f"one of {CanaryMode.values}"
@@ -99,6 +119,7 @@ def serving_settings_update(
         errors["canary_version"] = "a policy version of this project"
     if errors:
         raise ValidationFailed("invalid serving settings", code="invalid", fields=errors)
+    before = _settings_values(settings)
     if canary_version is not None:
         settings.canary_version = canary_version
     for field, value in (
@@ -108,7 +129,81 @@ def serving_settings_update(
         if value is not None:
             setattr(settings, field, value)
     settings.save()
+    after = _settings_values(settings)
+    changed = {f: [before[f], after[f]] for f in SETTINGS_FIELDS if before[f] != after[f]}
+    if changed:
+        data_audit_record(
+            action=DataAuditAction.SERVING_SETTINGS_CHANGED, subject=f"serving:{project.pk}",
+            actor=actor, project=project, details={"changed": changed},
+        )  # fmt: skip
     return settings
+
+
+# ----------------------------------------------------------------------------- the target
+
+ENGINE_CHOICES = ("auto", "transformers", "vllm")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,2})?)$")
+
+
+@transaction.atomic
+def serving_target_start(
+    *, project, actor, alias: str = "", version: ModelVersion | None = None,
+    engine: str = "auto", device: str = "auto",
+) -> ServingTarget:  # fmt: skip
+    """Ask for serving: ``alias`` (followed as it moves) or one pinned ``version``, on
+    ``engine``. ``manage.py serve --watch`` starts it within a few seconds. Audited."""
+    errors = {}
+    if bool(alias) == (version is not None):
+        errors["alias"] = "an alias or a version, not both"
+    elif alias and not ModelAlias.objects.filter(project=project, name=alias).exists():
+        errors["alias"] = "an alias of this project"
+    elif version is not None and (
+        version.project_id != project.pk or version.kind != VersionKind.POLICY
+    ):
+        errors["version"] = "a policy version of this project"
+    if engine not in ENGINE_CHOICES:
+        errors["engine"] = f"one of {list(ENGINE_CHOICES)}"
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        errors["device"] = "auto, cpu, mps, cuda or cuda:<n>"
+    if errors:
+        raise ValidationFailed("nothing to serve", code="invalid", fields=errors)
+    ServingTarget.objects.filter(project=project).select_for_update().first()
+    target, _ = ServingTarget.objects.update_or_create(
+        project=project,
+        defaults={
+            "alias": alias, "version": version, "enabled": True, "requested_by": actor,
+            "options": {"engine": engine, "device": device}, "error": "",
+        },
+    )  # fmt: skip
+    data_audit_record(
+        action=DataAuditAction.SERVING_STARTED, subject=f"serving:{project.pk}", actor=actor,
+        project=project, details={"alias": alias, "version": version and version.pk,
+                                  "engine": engine, "device": device},
+    )  # fmt: skip
+    return target
+
+
+@transaction.atomic
+def serving_target_stop(*, project, actor) -> ServingTarget | None:
+    """Stop serving: the watcher drains the target's engines (requests in flight finish) and
+    stops them. Audited; stopping what is not on changes nothing."""
+    target = ServingTarget.objects.select_for_update().filter(project=project).first()
+    if target is None or not target.enabled:
+        return target
+    target.enabled = False
+    target.requested_by = actor
+    target.save(update_fields=["enabled", "requested_by", "updated_at"])
+    data_audit_record(
+        action=DataAuditAction.SERVING_STOPPED, subject=f"serving:{project.pk}", actor=actor,
+        project=project, details={"alias": target.alias, "version": target.version_id},
+    )  # fmt: skip
+    return target
+
+
+def serving_target_report(*, project_id: int, error: str) -> None:
+    """The watcher's word on an enabled target: why its supervisor's step failed (an engine
+    that is not installed, weights that are gone), or '' once it works; the page shows it."""
+    ServingTarget.objects.filter(project_id=project_id, enabled=True).update(error=error[:2000])
 
 
 # ----------------------------------------------------------------------------- usage

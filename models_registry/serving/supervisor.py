@@ -9,7 +9,9 @@ Each ``step`` reads the database (the alias, the canary setting) and:
 3. stops a draining engine when no usage record on it is ``in_flight`` (after a grace period
    that covers a request routed just before the switch), or after ``drain_timeout_s``.
 A rollback is an alias move like any other. A version's LoRA adapter is served merged (the
-export bundle's merge, ``model_version_bundle_build``).
+export bundle's merge, ``model_version_bundle_build``). A retired supervisor (``retire``: its
+serving target was stopped, see ``watcher``) wants nothing, so it drains and stops every engine
+it runs the same way.
 """
 
 from __future__ import annotations
@@ -68,12 +70,16 @@ class Supervisor:
         self.started: dict[int, float] = {}
         self.draining_since: dict[int, float] = {}
         self.stopping = False
+        self.retiring = False
+        self.last_error = ""  # the last step's failure ('' when it worked)
 
     # ------------------------------------------------------------------ what is wanted
     def wanted(self) -> dict[str, ModelVersion]:
         """{role: version}: the alias's (or pinned) version, and the canary's."""
         config = self.config
         wanted = {}
+        if self.retiring:
+            return wanted
         if config.version_id is not None:
             wanted["primary"] = ModelVersion.objects.get(pk=config.version_id)
         else:
@@ -89,15 +95,30 @@ class Supervisor:
     def mine(self):
         return ServingEngine.objects.filter(pk__in=list(self.processes)).select_related("version")
 
+    def retire(self) -> None:
+        """Want nothing from now on: the next steps drain and stop every engine (requests in
+        flight finish first). The watcher calls this when the serving target is stopped."""
+        self.retiring = True
+
+    def idle(self) -> bool:
+        """No engine of this supervisor is starting, ready or draining."""
+        live = (EngineStatus.STARTING, EngineStatus.READY, EngineStatus.DRAINING)
+        return not self.mine().filter(status__in=live).exists()
+
     # ------------------------------------------------------------------ one step
     def step_logged(self) -> None:
         """A step whose failure (the database away for a moment) is logged, not fatal: the
         engines keep serving and the next step tries again."""
         try:
             self.step()
-        except Exception:
-            logger.exception("serving step failed; retrying")
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:  # the same failure again is not logged every step
+                logger.exception("serving step failed; retrying")
+            self.last_error = error
             close_old_connections()
+        else:
+            self.last_error = ""
 
     def step(self) -> None:
         close_old_connections()
@@ -154,7 +175,9 @@ class Supervisor:
             self.stop(engine, error=f"the engine exited with code {process.returncode}")
             return
         if engine.status == EngineStatus.STARTING:
-            if engines.engine_healthy(engine.url):
+            if engine.role not in wanted:  # retired, or the canary turned off while it loads
+                services.serving_engine_drain(engine=engine)
+            elif engines.engine_healthy(engine.url):
                 replaced = services.serving_engine_ready(engine=engine)
                 logger.info("engine %s ready; draining %s", engine.pk, replaced)
             elif time.monotonic() - self.started[engine.pk] > self.config.start_timeout_s:

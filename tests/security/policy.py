@@ -173,6 +173,13 @@ POLICY: dict[tuple[str, str], object] = {
     ("models:rounds", "post"): DATA,  # 405
     ("models:report", "get"): DATA,  # a version's review rounds, as the decision evidence
     ("models:report", "post"): DATA,  # 405
+    # serving (models_registry.serving): the settings, start/stop, the page; admins only
+    ("api-serving", "get"): ADMIN,
+    ("api-serving", "patch"): ADMIN,
+    ("api-serving-target", "post"): ADMIN,  # start serving (audited)
+    ("api-serving-target", "delete"): ADMIN,  # stop serving (audited)
+    ("models:serving", "get"): ADMIN,
+    ("models:serving", "post"): ADMIN,  # 405
     # training runs (rlhf)
     ("api-methods", "get"): AUTHENTICATED,
     ("api-runs", "get"): DATA,

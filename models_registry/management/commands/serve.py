@@ -6,6 +6,9 @@
     serve ... --engine transformers|vllm|auto  # default auto: vLLM on a GPU where installed
     serve --project demo --configure --canary-version 8 --canary-mode split --canary-share 0.1
           [--learn-from-traffic on|off] [--requests-per-minute 600]
+    serve --watch                              # serve what the projects' Serving pages ask
+                                               # for (``ServingTarget``), start and stop as
+                                               # they change; one per host (./scripts/run)
 
 The engine is ``transformers serve`` (continuous batching, SSE streaming) or vLLM's OpenAI
 server; Tandem does not serve tokens itself. Clients call the gateway,
@@ -25,6 +28,7 @@ from config.errors import DomainError
 from models_registry.models import ModelVersion
 from models_registry.serving import services
 from models_registry.serving.supervisor import ServeConfig, Supervisor
+from models_registry.serving.watcher import AlreadyWatching, WatchConfig, Watcher, watch_lock
 
 
 class Command(BaseCommand):
@@ -36,12 +40,20 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
-        parser.add_argument("--project", required=True, help="project slug or id")
+        parser.add_argument("--project", default=None, help="project slug or id")
         which = parser.add_mutually_exclusive_group()
         which.add_argument("--alias", default=None, help="follow this alias (e.g. champion)")
         which.add_argument("--version", type=int, default=None, help="a version id")
         which.add_argument(
             "--configure", action="store_true", help="change the serving settings and exit"
+        )
+        which.add_argument(
+            "--watch",
+            action="store_true",
+            help="serve every enabled serving target (the projects' Serving pages)",
+        )
+        parser.add_argument(
+            "--watch-poll", type=float, default=3.0, help="--watch: seconds between reads"
         )
         parser.add_argument("--engine", default="auto", choices=["auto", "transformers", "vllm"])
         parser.add_argument("--host", default="127.0.0.1")
@@ -59,6 +71,11 @@ class Command(BaseCommand):
         parser.add_argument("--learn-from-traffic", choices=["on", "off"], default=None)
 
     def handle(self, *args, **options):
+        logging.getLogger("models_registry.serving").setLevel(logging.INFO)
+        if options["watch"]:
+            return self._watch(options)
+        if not options["project"]:
+            raise CommandError("--project is required (or --watch)")
         project = project_by_ref(options["project"])
         if project is None:
             raise CommandError(f"no project {options['project']!r}")
@@ -69,8 +86,6 @@ class Command(BaseCommand):
         version = options["version"]
         if version is not None and not project.model_versions.filter(pk=version).exists():
             raise CommandError(f"no version {version} in {project.slug}")
-        # The project's logging prints the supervisor's starts, switches and stops.
-        logging.getLogger("models_registry.serving").setLevel(logging.INFO)
         config = ServeConfig(
             project_id=project.pk, alias=options["alias"] or "", version_id=options["version"],
             engine=options["engine"], host=options["host"], device=options["device"],
@@ -83,6 +98,25 @@ class Command(BaseCommand):
             f"{project.slug}; clients call /gateway/{project.pk}/v1/chat/completions"
         )
         Supervisor(config).run()
+
+    def _watch(self, options):
+        log_dir = Path(options["log_dir"])
+        try:
+            lock = watch_lock(log_dir / "watch.lock")
+        except AlreadyWatching as exc:
+            raise CommandError(str(exc)) from exc
+        serve = ServeConfig(
+            project_id=0, host=options["host"], drain_timeout_s=options["drain_timeout"],
+            log_dir=log_dir, kv_cache_tokens=options["kv_cache_tokens"],
+            max_batch_tokens=options["max_batch_tokens"],
+        )  # fmt: skip
+        self.stdout.write(
+            "Serving every enabled serving target (the projects' Serving pages); Ctrl+C stops"
+        )
+        try:
+            Watcher(WatchConfig(poll_s=options["watch_poll"], serve=serve)).run()
+        finally:
+            lock.close()
 
     def _settings(self, project, options):
         canary = None
