@@ -239,16 +239,23 @@ class Supervisor:
 
     def run(self, *, until=None) -> None:
         """Steps until SIGTERM/SIGINT (or ``until()`` is true), then stops every engine."""
+        run_until_stopped(self, self.step_logged, self.config.poll_s, until=until)
 
-        def request_stop(*_):
-            self.stopping = True
 
-        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            while not self.stopping and not (until and until()):
-                self.step_logged()
-                time.sleep(self.config.poll_s)
-        finally:
-            self.stop_all()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+def run_until_stopped(owner, step, poll_s: float, *, until=None) -> None:
+    """Call ``step`` every ``poll_s`` seconds until SIGTERM or SIGINT (they set
+    ``owner.stopping``) or ``until()`` is true, then ``owner.stop_all()``; the signal handlers
+    that were there before are put back. The loop of ``serve`` and of ``serve --watch``."""
+
+    def request_stop(*_):
+        owner.stopping = True
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not owner.stopping and not (until and until()):
+            step()
+            time.sleep(poll_s)
+    finally:
+        owner.stop_all()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

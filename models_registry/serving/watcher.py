@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import signal
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from django.db import close_old_connections
 
 from models_registry.serving import selectors, services
 from models_registry.serving.models import ServingTarget
-from models_registry.serving.supervisor import ServeConfig, Supervisor
+from models_registry.serving.supervisor import ServeConfig, Supervisor, run_until_stopped
 
 logger = logging.getLogger(__name__)
 
@@ -148,16 +147,4 @@ class Watcher:
 
     def run(self, *, until=None) -> None:
         """Steps until SIGTERM/SIGINT (or ``until()``), then stops every engine."""
-
-        def request_stop(*_):
-            self.stopping = True
-
-        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            while not self.stopping and not (until and until()):
-                self.step()
-                time.sleep(self.config.step_s)
-        finally:
-            self.stop_all()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        run_until_stopped(self, self.step, self.config.step_s, until=until)
