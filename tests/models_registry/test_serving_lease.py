@@ -122,3 +122,14 @@ def test_only_the_holder_reports_on_a_target(project, target):
 
     services.serving_target_report(project_id=project.pk, error="RuntimeError: a's", holder=A)
     assert ServingTarget.objects.get(project=project).error == "RuntimeError: a's"
+
+
+def test_serve_watch_refuses_a_lease_shorter_than_two_polls(tmp_path):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--watch-lease must be at least two --watch-poll"):
+        call_command(
+            "serve", "--watch", "--watch-poll", "3", "--watch-lease", "5",
+            "--log-dir", str(tmp_path),
+        )  # fmt: skip
+    assert not (tmp_path / "watch.lock").exists()  # refused before it took the host's lock
