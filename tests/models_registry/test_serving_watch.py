@@ -225,13 +225,13 @@ def test_two_hosts_never_both_start_an_engine_for_one_target(project, admin_user
 def test_a_stalled_hosts_target_moves_once_its_lease_expires_and_it_retires_on_waking(
     project, admin_user, champion, hosts
 ):
-    a = hosts("a", lease_s=1.5)
+    a = hosts("a", lease_s=2.5)
     services.serving_target_start(project=project, actor=admin_user, alias="champion")
     wait_for(lambda: engines_of(project, EngineStatus.READY).exists())
     assert holder_of(project) == a.watcher.id
     first = engines_of(project, EngineStatus.READY).get()
     process = a.watcher.running[project.pk][1].processes[first.pk]
-    b = hosts("b", lease_s=1.5)
+    b = hosts("b", lease_s=2.5)
     time.sleep(0.5)
     assert holder_of(project) == a.watcher.id  # a renews: b waits
 
