@@ -258,6 +258,14 @@ class ServingTargetSerializer(serializers.Serializer):
     requested_by = serializers.CharField(allow_null=True)
     updated_at = serializers.DateTimeField()
     error = serializers.CharField(help_text="Why the watcher could not serve it ('' if well).")
+    served_by = serializers.CharField(
+        allow_null=True,
+        help_text="The host whose `serve --watch` holds the target (runs its engines); null "
+        "while no watcher holds it.",
+    )
+    lease_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When that host's lease ends unless it renews it."
+    )
 
 
 class ServingEngineRowSerializer(serializers.Serializer):
@@ -272,6 +280,7 @@ class ServingEngineRowSerializer(serializers.Serializer):
     ready_at = serializers.DateTimeField(allow_null=True)
     stopped_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField()
+    host = serializers.CharField(help_text="The host the engine runs on.")
 
 
 class ServingUsageSerializer(serializers.Serializer):

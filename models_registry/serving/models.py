@@ -11,7 +11,8 @@ gateway served (usage records) and heard back (feedback).
 - ``ServedFeedback``: thumbs up/down on one response, or a preference between two.
 - ``ServingTarget``: serving as desired state, one per project: what the project's Serving page
   (or API) asked to serve (an alias or a pinned version, with engine options) and whether it is
-  on; ``manage.py serve --watch`` runs a supervisor for each enabled one.
+  on; ``manage.py serve --watch`` runs a supervisor for each enabled one it holds the lease of
+  (``holder``, ``lease_expires_at``): one watcher, on one host, per target.
 """
 
 from django.conf import settings
@@ -30,6 +31,10 @@ class EngineStatus(models.TextChoices):
     DRAINING = "draining", "Draining"
     STOPPED = "stopped", "Stopped"
     FAILED = "failed", "Failed"
+
+
+# An engine in these has (or may have) a process behind it; stopped and failed ones do not.
+LIVE_ENGINE_STATUSES = (EngineStatus.STARTING, EngineStatus.READY, EngineStatus.DRAINING)
 
 
 class ServingEngine(models.Model):
@@ -52,6 +57,11 @@ class ServingEngine(models.Model):
     folder = models.CharField(max_length=1000, help_text="The weights it loaded.")
     pid = models.IntegerField(null=True, blank=True)
     host = models.CharField(max_length=255, blank=True)
+    watcher = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The `serve --watch` that started it (its lease id; '' for `serve` by hand).",
+    )
     command = models.JSONField(default=list)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
@@ -218,6 +228,15 @@ class ServingTarget(models.Model):
     )
     error = models.TextField(
         blank=True, help_text="Why the watcher's last step failed (empty while all is well)."
+    )
+    # The lease: one ``serve --watch`` at a time runs the target's engines (see watcher.py).
+    holder = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The watcher that holds the target ('<hostname>:<pid>:<random>'; '' free).",
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="The holder's lease ends then unless renewed (DB clock)."
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from models_registry.models import ModelAlias, ModelVersion
 from models_registry.serving.models import (
+    LIVE_ENGINE_STATUSES,
     CanaryMode,
     EngineStatus,
     ServedResponse,
@@ -124,19 +125,13 @@ def engine_in_flight(*, engine: ServingEngine) -> int:
 # ----------------------------------------------------------------------------- the Serving page
 
 USAGE_WINDOW = timedelta(hours=24)
-LIVE_STATUSES = (EngineStatus.STARTING, EngineStatus.READY, EngineStatus.DRAINING)
-
-
-def serving_targets_enabled() -> list[ServingTarget]:
-    """What ``manage.py serve --watch`` runs, one supervisor each."""
-    return list(ServingTarget.objects.filter(enabled=True).order_by("project_id"))
 
 
 def serving_engines_recent(*, project, stopped: int = 5) -> list[ServingEngine]:
     """The engines running now (starting, ready, draining), then the last few stopped."""
     engines = ServingEngine.objects.filter(project=project).select_related("version")
-    live = list(engines.filter(status__in=LIVE_STATUSES).order_by("-id"))
-    ended = list(engines.exclude(status__in=LIVE_STATUSES).order_by("-id")[:stopped])
+    live = list(engines.filter(status__in=LIVE_ENGINE_STATUSES).order_by("-id"))
+    ended = list(engines.exclude(status__in=LIVE_ENGINE_STATUSES).order_by("-id")[:stopped])
     return live + ended
 
 
@@ -166,6 +161,11 @@ def serving_usage(*, project, since=None) -> dict:
     }
 
 
+def watcher_host(holder: str) -> str | None:
+    """The host in a watcher's lease id ('<hostname>:<pid>:<random>'), None for no holder."""
+    return holder.rsplit(":", 2)[0] if holder else None
+
+
 def serving_overview(*, project) -> dict:
     """The Serving page and ``GET /api/projects/<id>/serving/``: settings, target, engines and
     the last 24 h of usage."""
@@ -191,6 +191,8 @@ def serving_overview(*, project) -> dict:
             "requested_by": target.requested_by.username if target.requested_by else None,
             "updated_at": target.updated_at,
             "error": target.error,
+            "served_by": watcher_host(target.holder),
+            "lease_expires_at": target.lease_expires_at,
         },
         "engines": [
             {
@@ -205,6 +207,7 @@ def serving_overview(*, project) -> dict:
                 "ready_at": e.ready_at,
                 "stopped_at": e.stopped_at,
                 "error": e.error,
+                "host": e.host,
             }
             for e in serving_engines_recent(project=project)
         ],

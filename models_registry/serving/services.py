@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper, Q, Value
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from annotation.audit import DataAuditAction, data_audit_record
@@ -14,6 +17,7 @@ from annotation.services.hashing import prompt_messages_hash
 from config.errors import DomainError, NotFound, ValidationFailed
 from models_registry.models import ModelAlias, ModelVersion, VersionKind
 from models_registry.serving.models import (
+    LIVE_ENGINE_STATUSES,
     CanaryMode,
     EngineStatus,
     FeedbackKind,
@@ -30,7 +34,7 @@ from models_registry.serving.models import (
 
 def serving_engine_create(
     *, version: ModelVersion, alias: str, role: str, engine: str, url: str, upstream_model: str,
-    folder: str, host: str, command: list[str],
+    folder: str, host: str, command: list[str], watcher: str = "",
 ) -> ServingEngine:  # fmt: skip
     if version.kind != VersionKind.POLICY:
         raise ValidationFailed(
@@ -41,6 +45,7 @@ def serving_engine_create(
     return ServingEngine.objects.create(
         project=version.project, version=version, alias=alias, role=role, engine=engine,
         url=url, upstream_model=upstream_model, folder=folder, host=host, command=command,
+        watcher=watcher,
     )  # fmt: skip
 
 
@@ -200,10 +205,65 @@ def serving_target_stop(*, project, actor) -> ServingTarget | None:
     return target
 
 
-def serving_target_report(*, project_id: int, error: str) -> None:
+def serving_target_report(*, project_id: int, error: str, holder: str | None = None) -> None:
     """The watcher's word on an enabled target: why its supervisor's step failed (an engine
-    that is not installed, weights that are gone), or '' once it works; the page shows it."""
-    ServingTarget.objects.filter(project_id=project_id, enabled=True).update(error=error[:2000])
+    that is not installed, the weights are gone), or '' once it works; the page shows it.
+    With ``holder``, only while that watcher holds the target (a watcher that lost it has
+    nothing more to say on it)."""
+    targets = ServingTarget.objects.filter(project_id=project_id, enabled=True)
+    if holder is not None:
+        targets = targets.filter(holder=holder)
+    targets.update(error=error[:2000])
+
+
+# ----------------------------------------------------------------------------- the lease
+
+
+@transaction.atomic
+def serving_targets_claim(*, watcher: str, lease_s: float) -> list[ServingTarget]:
+    """Take and renew ``watcher``'s leases; returns every target it holds now (enabled or not).
+
+    One conditional UPDATE takes the enabled targets that are free, every target whose lease
+    has expired (a disabled one too: its dead holder's engines must be failed), and renews the
+    ones ``watcher`` holds. Two watchers claiming at once cannot both win: PostgreSQL makes
+    the second wait for the first's row lock and re-checks the condition on the row the first
+    wrote, which is then held and not expired. Lease times are the database's clock, so hosts'
+    clocks need not agree.
+
+    A watcher keeps its lease while any engine it started for the target is live (it hands a
+    stopped target back only once its engines are stopped, see ``serving_targets_release``),
+    so a live engine of a held target that another watcher started is a lost holder's (a dead
+    or stalled host): it is marked failed here, in the same transaction, and the gateway stops
+    routing to it. Its process, if its host lives, is drained and stopped by that host's
+    watcher once it sees the target is no longer its own."""
+    lease = ExpressionWrapper(
+        Now() + Value(timedelta(seconds=lease_s)), output_field=DateTimeField()
+    )
+    claimable = (
+        Q(holder=watcher)
+        | Q(enabled=True, holder="")
+        | (~Q(holder="") & Q(lease_expires_at__lt=Now()))
+    )
+    ServingTarget.objects.filter(claimable).update(holder=watcher, lease_expires_at=lease)
+    held = list(ServingTarget.objects.filter(holder=watcher).order_by("project_id"))
+    ServingEngine.objects.filter(
+        project_id__in=[t.project_id for t in held], status__in=LIVE_ENGINE_STATUSES
+    ).exclude(watcher__in=("", watcher)).update(
+        status=EngineStatus.FAILED,
+        stopped_at=timezone.now(),
+        error=f"its watcher lost the lease; {watcher} took the serving target over",
+    )
+    return held
+
+
+def serving_targets_release(*, watcher: str, project_ids: list[int] | None = None) -> int:
+    """Hand back ``watcher``'s leases (of ``project_ids``, or all): another watcher takes the
+    targets at its next poll instead of after the lease. The caller has stopped the engines
+    it ran for them (a clean stop), or has none left (a stopped target, drained)."""
+    held = ServingTarget.objects.filter(holder=watcher)
+    if project_ids is not None:
+        held = held.filter(project_id__in=project_ids)
+    return held.update(holder="", lease_expires_at=None)
 
 
 # ----------------------------------------------------------------------------- usage

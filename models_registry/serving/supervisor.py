@@ -11,7 +11,12 @@ Each ``step`` reads the database (the alias, the canary setting) and:
 A rollback is an alias move like any other. A version's LoRA adapter is served merged (the
 export bundle's merge, ``model_version_bundle_build``). A retired supervisor (``retire``: its
 serving target was stopped, see ``watcher``) wants nothing, so it drains and stops every engine
-it runs the same way.
+it runs the same way. An engine whose row another writer ended (the watcher that took the
+target over when this one's lease expired marks it failed) is drained the same way, then its
+process is stopped; the row keeps the other's word.
+
+Engines bind to ``host``; their rows carry ``http://<advertise_host or host>:<port>``, the URL
+the gateway calls (with web hosts elsewhere, bind to 0.0.0.0 and advertise a reachable name).
 """
 
 from __future__ import annotations
@@ -30,7 +35,12 @@ from django.db import close_old_connections
 from annotation.models import Project
 from models_registry.models import ModelAlias, ModelVersion
 from models_registry.serving import engines, selectors, services
-from models_registry.serving.models import CanaryMode, EngineStatus, ServingEngine
+from models_registry.serving.models import (
+    LIVE_ENGINE_STATUSES,
+    CanaryMode,
+    EngineStatus,
+    ServingEngine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +53,11 @@ class ServeConfig:
     alias: str = ""  # serve what this alias names, following its moves
     version_id: int | None = None  # or one pinned version
     engine: str = engines.AUTO  # transformers | vllm | auto (vLLM on a GPU where installed)
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the address engines bind to
+    # The host name the gateway (the web hosts) reaches engines by, written in their URL; ''
+    # means ``host``. Engines bound to 127.0.0.1 are reachable from this host only: with web
+    # hosts elsewhere, bind to 0.0.0.0 (or this host's address) and advertise a reachable name.
+    advertise_host: str = ""
     device: str = "auto"
     kv_cache_tokens: int = 16384  # the engine's KV cache, in tokens (all requests together)
     max_batch_tokens: int = 2048  # tokens one forward pass takes (prefill chunks)
@@ -52,6 +66,12 @@ class ServeConfig:
     drain_timeout_s: float = 600.0  # a stream longer than this is cut when its engine stops
     poll_s: float = 0.5
     log_dir: Path = field(default_factory=lambda: Path("var/serving"))
+    watcher_id: str = ""  # the ``serve --watch`` (lease holder) running this; '' by hand
+
+
+def engine_url(host: str, port: int) -> str:
+    """The base URL of an engine listening on ``host``:``port`` (an IPv6 address bracketed)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def version_folder(version: ModelVersion) -> str:
@@ -101,9 +121,11 @@ class Supervisor:
         self.retiring = True
 
     def idle(self) -> bool:
-        """No engine of this supervisor is starting, ready or draining."""
-        live = (EngineStatus.STARTING, EngineStatus.READY, EngineStatus.DRAINING)
-        return not self.mine().filter(status__in=live).exists()
+        """No engine of this supervisor is starting, ready or draining, and no process of its
+        runs (one whose row another watcher ended may still be draining, see ``check``)."""
+        if any(process.poll() is None for process in self.processes.values()):
+            return False
+        return not self.mine().filter(status__in=LIVE_ENGINE_STATUSES).exists()
 
     # ------------------------------------------------------------------ one step
     def step_logged(self) -> None:
@@ -149,9 +171,9 @@ class Supervisor:
         )  # fmt: skip
         engine = services.serving_engine_create(
             version=version, alias=config.alias if config.version_id is None else "",
-            role=role, engine=kind, url=f"http://{config.host}:{port}",
+            role=role, engine=kind, url=engine_url(config.advertise_host or config.host, port),
             upstream_model=upstream_model, folder=folder, host=socket.gethostname(),
-            command=argv,
+            command=argv, watcher=config.watcher_id,
         )  # fmt: skip
         config.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(config.log_dir / f"engine-{engine.pk}.log", "ab")  # noqa: SIM115 (the child's)
@@ -170,6 +192,13 @@ class Supervisor:
     def check(self, engine: ServingEngine, wanted: dict[str, ModelVersion]) -> None:
         process = self.processes[engine.pk]
         if engine.status in (EngineStatus.STOPPED, EngineStatus.FAILED):
+            # Ended by another writer while its process runs: the watcher that took the
+            # target over after this one's lease expired. No request routes to it any more;
+            # the ones in flight finish (as in a drain), then the process ends. The row keeps
+            # the other's word.
+            if process.poll() is None and self.drained(engine):
+                self._terminate(process)
+                logger.info("engine %s (ended by another watcher) stopped", engine.pk)
             return
         if process.poll() is not None and engine.status != EngineStatus.DRAINING:
             self.stop(engine, error=f"the engine exited with code {process.returncode}")
@@ -192,16 +221,19 @@ class Supervisor:
             ):
                 services.serving_engine_drain(engine=engine)
             return
-        if engine.status == EngineStatus.DRAINING:
-            since = self.draining_since.setdefault(engine.pk, time.monotonic())
-            waited = time.monotonic() - since
-            if waited < self.config.drain_grace_s:
-                return
-            if (
-                selectors.engine_in_flight(engine=engine) == 0
-                or waited > self.config.drain_timeout_s
-            ):
-                self.stop(engine)
+        if engine.status == EngineStatus.DRAINING and self.drained(engine):
+            self.stop(engine)
+
+    def drained(self, engine: ServingEngine) -> bool:
+        """No request routes to ``engine`` any more: may it stop? After the grace period, once
+        no usage record on it is in flight, or after the drain timeout."""
+        since = self.draining_since.setdefault(engine.pk, time.monotonic())
+        waited = time.monotonic() - since
+        if waited < self.config.drain_grace_s:
+            return False
+        return (
+            selectors.engine_in_flight(engine=engine) == 0 or waited > self.config.drain_timeout_s
+        )
 
     @staticmethod
     def _terminate(process: subprocess.Popen) -> None:

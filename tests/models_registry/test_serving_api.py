@@ -212,3 +212,19 @@ def test_a_target_naming_nothing_of_this_project_is_a_400_naming_the_field(
         assert field in (data.get("fields") or data), (body, data)
     assert not ServingTarget.objects.exists()
     assert not DataAuditEvent.objects.filter(action__startswith="serving_").exists()
+
+
+def test_the_overview_names_the_host_that_serves_the_target(project, admin_user, base_version):
+    admin = client_of(admin_user)
+    admin.post(api(project, "target/"), {"alias": "champion"}, "application/json")
+
+    assert admin.get(api(project)).json()["target"]["served_by"] is None  # no watcher yet
+
+    ServingTarget.objects.filter(project=project).update(
+        holder="gpu-7.internal:4242:ab12cd", lease_expires_at=timezone.now() + timedelta(seconds=30)
+    )
+
+    assert admin.get(api(project)).json()["target"]["served_by"] == "gpu-7.internal"
+    page = admin.get(f"/models/projects/{project.pk}/serving/")
+    assert page.status_code == 200
+    assert "gpu-7.internal" in page.content.decode()

@@ -8,7 +8,10 @@
           [--learn-from-traffic on|off] [--requests-per-minute 600]
     serve --watch                              # serve what the projects' Serving pages ask
                                                # for (``ServingTarget``), start and stop as
-                                               # they change; one per host (./scripts/run)
+                                               # they change; one per host (./scripts/run);
+                                               # several hosts share the targets (a lease)
+    serve ... --host 0.0.0.0 --advertise-host gpu-7.internal
+                                               # engines the web hosts reach from elsewhere
 
 The engine is ``transformers serve`` (continuous batching, SSE streaming) or vLLM's OpenAI
 server; Tandem does not serve tokens itself. Clients call the gateway,
@@ -55,8 +58,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--watch-poll", type=float, default=3.0, help="--watch: seconds between reads"
         )
+        parser.add_argument(
+            "--watch-lease",
+            type=float,
+            default=30.0,
+            help="--watch: seconds a target stays this host's without renewal (at least two "
+            "polls); how long a dead host's targets wait for another host",
+        )
         parser.add_argument("--engine", default="auto", choices=["auto", "transformers", "vllm"])
-        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--host", default="127.0.0.1", help="the address engines bind to")
+        parser.add_argument(
+            "--advertise-host",
+            default="",
+            help="the name the web hosts reach this host's engines by, written in their URL "
+            "(default: --host; engines on 127.0.0.1 are reachable from this host only)",
+        )
         parser.add_argument("--device", default="auto")
         parser.add_argument("--drain-timeout", type=float, default=600.0)
         parser.add_argument(
@@ -88,7 +104,8 @@ class Command(BaseCommand):
             raise CommandError(f"no version {version} in {project.slug}")
         config = ServeConfig(
             project_id=project.pk, alias=options["alias"] or "", version_id=options["version"],
-            engine=options["engine"], host=options["host"], device=options["device"],
+            engine=options["engine"], host=options["host"],
+            advertise_host=options["advertise_host"], device=options["device"],
             drain_timeout_s=options["drain_timeout"], log_dir=Path(options["log_dir"]),
             kv_cache_tokens=options["kv_cache_tokens"],
             max_batch_tokens=options["max_batch_tokens"],
@@ -100,21 +117,27 @@ class Command(BaseCommand):
         Supervisor(config).run()
 
     def _watch(self, options):
+        if options["watch_lease"] < 2 * options["watch_poll"]:
+            raise CommandError("--watch-lease must be at least two --watch-poll long")
         log_dir = Path(options["log_dir"])
         try:
             lock = watch_lock(log_dir / "watch.lock")
         except AlreadyWatching as exc:
             raise CommandError(str(exc)) from exc
         serve = ServeConfig(
-            project_id=0, host=options["host"], drain_timeout_s=options["drain_timeout"],
-            log_dir=log_dir, kv_cache_tokens=options["kv_cache_tokens"],
+            project_id=0, host=options["host"], advertise_host=options["advertise_host"],
+            drain_timeout_s=options["drain_timeout"], log_dir=log_dir,
+            kv_cache_tokens=options["kv_cache_tokens"],
             max_batch_tokens=options["max_batch_tokens"],
         )  # fmt: skip
         self.stdout.write(
             "Serving every enabled serving target (the projects' Serving pages); Ctrl+C stops"
         )
         try:
-            Watcher(WatchConfig(poll_s=options["watch_poll"], serve=serve)).run()
+            config = WatchConfig(
+                poll_s=options["watch_poll"], lease_s=options["watch_lease"], serve=serve
+            )
+            Watcher(config).run()
         finally:
             lock.close()
 

@@ -35,7 +35,11 @@ function renderTarget(target) {
   const state = document.querySelector("[data-testid=target-state]");
   if (target && target.enabled) {
     const what = target.alias ? `the alias “${target.alias}”` : `version ${target.version}`;
-    state.textContent = `On: serving ${what} (${target.engine}), asked by ${target.requested_by || "someone"}.`;
+    // The watcher that holds the target's lease runs its engines; none yet: none serves it.
+    const where = target.served_by
+      ? `served from the host ${target.served_by}`
+      : "waiting for a serve --watch to take it";
+    state.textContent = `On: serving ${what} (${target.engine}), asked by ${target.requested_by || "someone"}; ${where}.`;
   } else if (target) {
     state.textContent = `Off (stopped by ${target.requested_by || "someone"}).`;
   } else {
