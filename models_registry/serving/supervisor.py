@@ -177,8 +177,8 @@ class Supervisor:
         )  # fmt: skip
         config.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(config.log_dir / f"engine-{engine.pk}.log", "ab")  # noqa: SIM115 (the child's)
-        process = subprocess.Popen(  # noqa: S603 (our interpreter, the engine's own module)
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        process = engines.engine_process_start(
+            argv, env=engines.engine_environment(kind=kind, device=config.device), log=log
         )
         log.close()
         services.serving_engine_started(engine=engine, pid=process.pid)

@@ -279,6 +279,19 @@ def test_concurrent_requests_cannot_overshoot_the_rate_limit(
     assert ServedResponse.objects.count() == 2
 
 
+def test_the_supervisor_starts_a_cpu_engine_with_the_engines_environment(
+    project, champion, supervised
+):
+    """The engine's process gets ``engine_environment`` (on a CPU: SDPA reads the grouped
+    key/value heads) on top of the serving process's own environment."""
+    supervised(alias="champion", device="cpu")
+    wait_for(lambda: champion.pk in ready_version_ids(project))
+    engine = ServingEngine.objects.get(project=project, status=EngineStatus.READY)
+    environ = Path(f"/proc/{engine.pid}/environ").read_bytes().split(b"\0")
+    assert b"TRANSFORMERS_SDPA_FORCE_GQA=1" in environ
+    assert b"DJANGO_SETTINGS_MODULE=config.settings" in environ  # and its own
+
+
 def test_an_alias_move_switches_engines_without_a_failed_request(
     project, key, champion, candidate, supervised, admin_user
 ):
