@@ -92,10 +92,22 @@ def engine_environment(*, kind: str, device: str = "auto") -> dict[str, str]:
     if kind != EngineKind.TRANSFORMERS:
         return {}
     if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "accelerator" if _accelerator_present() else "cpu"
     return {"TRANSFORMERS_SDPA_FORCE_GQA": "1"} if device == "cpu" else {}
+
+
+def _accelerator_present() -> bool:
+    """Whether ``--device auto`` (``device_map="auto"``) would put the engine on something
+    other than the CPU: a CUDA, XPU, MPS or Ascend NPU device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    if getattr(torch, "xpu", None) is not None and torch.xpu.is_available():
+        return True
+    if torch.backends.mps.is_available():
+        return True
+    return importlib.util.find_spec("torch_npu") is not None
 
 
 def engine_process_start(argv: list[str], *, env: dict[str, str], log) -> subprocess.Popen:

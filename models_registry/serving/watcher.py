@@ -20,10 +20,10 @@ expired, renews its own at every poll (``lease_s``, several polls long), and ser
 it holds. A clean stop (SIGTERM, ``stop_all``) stops its engines and then releases its leases:
 another host takes the targets over at its next poll. A host that dies, or stalls past its
 lease, loses its targets once the lease expires: the next claimer marks the engines the lost
-holder started ``failed`` (so the gateway stops routing to them) and starts its own. The dead
-host's engine processes are orphans on that host (they run in their own sessions) until it
-is restarted or they are killed there; a stalled host that wakes finds the target held by
-another and retires its supervisor, whose processes drain and stop.
+holder started ``failed`` (so the gateway stops routing to them) and starts its own. A
+watcher that dies takes its engine processes with it (``engines.engine_process_start``: the
+kernel ends them with it); a stalled host that wakes finds the target held by another and
+retires its supervisor, whose processes drain and stop.
 
 ``manage.py serve --project P --alias A`` still runs one supervisor by hand, outside the
 leases; do not point it at a project the watchers serve.

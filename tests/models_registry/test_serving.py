@@ -279,6 +279,7 @@ def test_concurrent_requests_cannot_overshoot_the_rate_limit(
     assert ServedResponse.objects.count() == 2
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/environ")
 def test_the_supervisor_starts_a_cpu_engine_with_the_engines_environment(
     project, champion, supervised
 ):

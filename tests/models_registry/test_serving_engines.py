@@ -36,6 +36,9 @@ def test_only_a_transformers_engine_on_a_cpu_gets_sdpa_reading_the_grouped_heads
     # "auto" is where the engine will run: the GPU when there is one
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert engines.engine_environment(kind=EngineKind.TRANSFORMERS, device="auto") == on_cpu
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: True)  # device_map="auto" takes it
+    assert engines.engine_environment(kind=EngineKind.TRANSFORMERS, device="auto") == {}
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert engines.engine_environment(kind=EngineKind.TRANSFORMERS, device="auto") == {}
 
@@ -139,7 +142,8 @@ def test_an_engine_ends_when_the_serving_process_that_started_it_is_killed():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_the_launcher_refuses_an_engine_whose_serving_process_is_already_gone():
     launched = subprocess.run(
-        [sys.executable, "-m", "models_registry.serving.engine_launch", "1", "--",
+        # any pid but ours: the launcher's parent is this process
+        [sys.executable, "-m", "models_registry.serving.engine_launch", str(os.getpid() + 1), "--",
          sys.executable, "-c", "print('the engine ran')"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
